@@ -1,0 +1,156 @@
+"""The values that cross the core's boundary: log entries, peer messages and hard state.
+
+Every message carries the sender, the receiver and the sender's term. Messages are plain
+immutable values so that the transport can encode them and the simulation can copy,
+drop, duplicate and reorder them freely.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+NodeId = str
+
+
+class EntryKind(enum.IntEnum):
+    #: a client command for the state machine
+    COMMAND = 0
+    #: appended by a new leader so it can commit an entry of its own term (thesis 3.6.2)
+    NOOP = 1
+    #: a membership change: `data` is the encoded new member set (see membership.py)
+    CONFIG = 2
+
+
+@attrs.frozen(slots=True)
+class Entry:
+    #: the term of the leader that created the entry
+    term: int
+    #: the entry's position in the log, from 1
+    index: int
+    kind: EntryKind = EntryKind.COMMAND
+    #: opaque to the core: the state machine's command bytes
+    data: bytes = b""
+
+
+@attrs.frozen(slots=True)
+class HardState:
+    """What must be durable before any message that depends on it leaves the node."""
+
+    #: the latest term this node has seen
+    term: int = 0
+    #: whom this node voted for in `term`, or None
+    vote: NodeId | None = None
+
+
+@attrs.frozen(slots=True)
+class Members:
+    """A cluster configuration: the voters decide elections and commitment; learners only
+    receive the log."""
+
+    voters: frozenset[NodeId]
+    learners: frozenset[NodeId] = frozenset()
+
+    @property
+    def all(self) -> frozenset[NodeId]:
+        return self.voters | self.learners
+
+    def quorum(self) -> int:
+        return len(self.voters) // 2 + 1
+
+
+@attrs.frozen(slots=True)
+class SnapshotMeta:
+    #: the last log index the snapshot covers
+    index: int
+    #: the term of the entry at `index`
+    term: int
+    #: the member set as of `index`
+    members: Members
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Message:
+    src: NodeId
+    dst: NodeId
+    term: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class RequestVote(Message):
+    last_log_index: int
+    last_log_term: int
+    #: a PreVote probe: `term` is the term the sender would campaign in; nobody changes
+    #: state on account of it
+    pre_vote: bool = False
+    #: sent on the leader's request (leadership transfer): overrides the "a leader is
+    #: alive" check
+    transfer: bool = False
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class RequestVoteResponse(Message):
+    granted: bool
+    pre_vote: bool = False
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class AppendEntries(Message):
+    #: index and term of the entry just before `entries`
+    prev_index: int
+    prev_term: int
+    entries: tuple[Entry, ...]
+    #: the leader's commit index
+    commit: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class AppendEntriesResponse(Message):
+    success: bool
+    #: on success: the last index known to match the leader's log (prev_index +
+    #: len(entries)); on failure: the rejected prev_index
+    index: int
+    #: on failure, the fast back-off hint: the first index the leader should try next
+    #: and the follower's term at the conflicting position (0 when its log is shorter)
+    hint_index: int = 0
+    hint_term: int = 0
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Heartbeat(Message):
+    #: min(leader commit, the receiver's match index): never beyond what it holds
+    commit: int
+    #: the leader's heartbeat round, echoed back; ReadIndex counts the echoes
+    seq: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class HeartbeatResponse(Message):
+    seq: int
+    #: the follower's last log index, so the leader notices one that fell behind
+    last_index: int
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class InstallSnapshot(Message):
+    """A snapshot is transferred by the runtime; the core only learns it is there."""
+
+    meta: SnapshotMeta
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class TimeoutNow(Message):
+    """Leadership transfer: the receiver campaigns at once, skipping PreVote."""
+
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    RequestVote,
+    RequestVoteResponse,
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    TimeoutNow,
+)
