@@ -1,0 +1,25 @@
+"""Errors the core raises to its caller. Named errors live together here."""
+
+from __future__ import annotations
+
+from trioraft.core.messages import NodeId
+
+
+class RaftError(Exception):
+    """Base of the core's errors."""
+
+
+class NotLeader(RaftError):
+    """The request needs the leader and this node is not it. `leader_id` is the leader
+    this node knows of, or None."""
+
+    def __init__(self, leader_id: NodeId | None) -> None:
+        super().__init__(f"not the leader (leader: {leader_id or 'unknown'})")
+        self.leader_id = leader_id
+
+
+class TransferInProgress(RaftError):
+    """The leader is handing leadership over and takes no new proposals meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__("leadership transfer in progress")

@@ -1,0 +1,93 @@
+"""What a leader knows about one follower's log, and how it paces replication to it.
+
+A follower is in one of three states:
+- PROBE: its log position is unknown; one AppendEntries at a time finds where the logs
+  meet (fast back-off uses the follower's hint); another is sent only after an answer or a
+  heartbeat interval.
+- REPLICATE: the logs meet at `match`; AppendEntries are pipelined optimistically,
+  `next` runs ahead of `match`, at most `max_inflight` messages unanswered.
+- SNAPSHOT: the entries it needs are compacted away; a snapshot is on its way and
+  nothing else is sent until it is answered.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+
+class ReplicationState(enum.Enum):
+    PROBE = "probe"
+    REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"
+
+
+class Progress:
+    def __init__(self, next_index: int) -> None:
+        #: the highest index known to be in the follower's log and equal to ours
+        #: (invariant: match < next)
+        self.match = 0
+        #: the next index to send
+        self.next = next_index
+        self.state = ReplicationState.PROBE
+        #: PROBE only: an AppendEntries is unanswered; send no other until an answer
+        #: or the next heartbeat interval
+        self.probe_sent = False
+        #: REPLICATE only: the last index carried by each unanswered AppendEntries
+        self.inflight: deque[int] = deque()
+        #: SNAPSHOT only: the index of the snapshot being sent
+        self.snapshot_index = 0
+        #: heard from in the current CheckQuorum period
+        self.recent_active = False
+        #: the highest heartbeat round this follower has answered in the current term
+        self.acked_seq = 0
+        #: the follower's last index we believed it would have when heartbeat round
+        #: `hb_seq` was sent; an answer below it means an AppendEntries went missing
+        self.hb_seq = 0
+        self.hb_expected_last = 0
+        #: the highest commit index sent to this follower
+        self.sent_commit = 0
+
+    def become_probe(self) -> None:
+        # after a snapshot, start probing just past it
+        self.next = max(self.match + 1, self.snapshot_index + 1)
+        self.state = ReplicationState.PROBE
+        self.probe_sent = False
+        self.inflight.clear()
+        self.snapshot_index = 0
+
+    def become_replicate(self) -> None:
+        self.state = ReplicationState.REPLICATE
+        self.next = self.match + 1
+        self.inflight.clear()
+
+    def become_snapshot(self, snapshot_index: int) -> None:
+        self.state = ReplicationState.SNAPSHOT
+        self.snapshot_index = snapshot_index
+        self.inflight.clear()
+
+    def sent(self, last_index: int) -> None:
+        """Record an AppendEntries carrying entries up to `last_index`."""
+        if self.state is ReplicationState.REPLICATE:
+            self.next = last_index + 1
+            self.inflight.append(last_index)
+        elif self.state is ReplicationState.PROBE:
+            self.probe_sent = True
+
+    def acked(self, index: int) -> bool:
+        """The follower holds our log up to `index`. Returns whether match moved."""
+        while self.inflight and self.inflight[0] <= index:
+            self.inflight.popleft()
+        if index <= self.match:
+            return False
+        self.match = index
+        self.next = max(self.next, index + 1)
+        self.probe_sent = False
+        return True
+
+    def can_send(self, max_inflight: int) -> bool:
+        if self.state is ReplicationState.PROBE:
+            return not self.probe_sent
+        if self.state is ReplicationState.REPLICATE:
+            return len(self.inflight) < max_inflight
+        return False

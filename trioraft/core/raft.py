@@ -1,0 +1,789 @@
+"""The Raft state machine of one node, with no I/O at all.
+
+Theory of operation. Time enters only as `tick()`; peer messages enter as values through
+`step()`; client work enters through `propose()` and `read_index()`. Nothing is sent or
+written from here: after a batch of inputs the runtime calls `ready()` and gets one
+`Ready` value saying what to do, in this order:
+
+1. persist `hard_state` and `entries` (entries[0].index <= the last index written means
+   the log is cut there first), fsynced when `must_sync`;
+2. send `messages` at once: the leader's replication traffic, which may go out while its
+   own disk write runs (thesis 10.2.1);
+3. send `messages_after_persist` only once this Ready's writes, and those of every earlier
+   Ready, are durable: votes and acknowledgements promise what is on disk;
+4. apply `committed` entries in order (they are always durable locally already);
+5. answer `reads`: a ReadIndex read may be served once the state machine has applied
+   up to its index; `dropped_reads` lost their leader and must be retried.
+
+Once the writes of a Ready are durable the runtime calls `persisted(index, term)` with
+the last entry written, so the core can count its own copy toward commitment.
+
+Safety rules kept here (Raft paper Figure 2, thesis chapters 3, 6 and 9):
+- one vote per term, for a candidate whose log is at least as up to date;
+- PreVote: a node campaigns only after a majority says it would vote for it, so a
+  node that was cut off does not disturb a healthy leader when it comes back;
+- CheckQuorum: a leader that has not heard from a majority within an election timeout
+  steps down, and a node that has heard from a leader within it ignores votes;
+- a new leader appends a no-op; entries are committed by counting replicas only when
+  they are of the leader's own term;
+- ReadIndex: a read is registered at the commit index once the leader has committed an
+  entry of its term, and released after a heartbeat round sent after the read arrived
+  was answered by a majority.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Hashable, Sequence
+
+import attrs
+
+from trioraft.core.errors import NotLeader, TransferInProgress
+from trioraft.core.log import RaftLog
+from trioraft.core.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    HardState,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    Members,
+    Message,
+    NodeId,
+    RequestVote,
+    RequestVoteResponse,
+    SnapshotMeta,
+    TimeoutNow,
+)
+from trioraft.core.progress import Progress, ReplicationState
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@attrs.frozen
+class RaftConfig:
+    #: ticks without a leader before campaigning; the actual timeout is drawn from
+    #: [election_ticks, 2 * election_ticks)
+    election_ticks: int = 10
+    #: ticks between a leader's heartbeats
+    heartbeat_ticks: int = 1
+    pre_vote: bool = True
+    check_quorum: bool = True
+    #: most entries in one AppendEntries
+    max_batch_entries: int = 1024
+    #: most entry payload bytes in one AppendEntries (at least one entry is always sent)
+    max_batch_bytes: int = 1 << 20
+    #: most unanswered AppendEntries per follower while pipelining
+    max_inflight: int = 64
+
+
+@attrs.frozen
+class ReadState:
+    #: the caller's token, as given to read_index()
+    ctx: Hashable
+    #: serve the read once the state machine has applied this index
+    index: int
+
+
+@attrs.define
+class Ready:
+    #: a snapshot received from the leader replaces the state machine and the log;
+    #: install it before anything else in this Ready
+    snapshot: SnapshotMeta | None
+    hard_state: HardState | None
+    entries: list[Entry]
+    messages: list[Message]
+    messages_after_persist: list[Message]
+    committed: list[Entry]
+    reads: list[ReadState]
+    dropped_reads: list[Hashable]
+
+    @property
+    def must_sync(self) -> bool:
+        return self.snapshot is not None or self.hard_state is not None or bool(self.entries)
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.snapshot
+            or self.must_sync
+            or self.messages
+            or self.messages_after_persist
+            or self.committed
+            or self.reads
+            or self.dropped_reads
+        )
+
+
+#: what only a leader sends, in its current term: safe to send before its own disk write
+_LEADER_TRAFFIC = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
+
+
+class Raft:
+    def __init__(
+        self,
+        node_id: NodeId,
+        members: Members,
+        *,
+        rng: random.Random,
+        config: RaftConfig | None = None,
+        hard_state: HardState | None = None,
+        entries: Sequence[Entry] = (),
+        snapshot: SnapshotMeta | None = None,
+    ) -> None:
+        """A node starting from what its storage recovered: the hard state, the snapshot
+        it holds (if any) and the log entries after it, all durable."""
+        self.id = node_id
+        self.config = config or RaftConfig()
+        self.rng = rng
+        #: the current configuration; voters elect and commit
+        self.members = snapshot.members if snapshot else members
+        hs = hard_state or HardState()
+        #: the latest term seen (persisted)
+        self.term = hs.term
+        #: the vote cast in `term` (persisted)
+        self.vote: NodeId | None = hs.vote
+        self.log = RaftLog(snapshot.index, snapshot.term) if snapshot else RaftLog()
+        self.log.append(list(entries))
+        self.log.unstable_from = self.log.last_index + 1
+        #: the last index known durable locally (invariant: <= log.last_index)
+        self.persisted_index = self.log.last_index
+        #: the highest index known committed (not persisted: relearned from the leader)
+        self.commit = self.log.snapshot_index
+        #: the last entry handed to the runtime to apply
+        self.applied_handed = self.log.snapshot_index
+        self.role = Role.FOLLOWER
+        self.leader_id: NodeId | None = None
+        #: ticks since the last election timeout reset (heard from a leader, voted,
+        #: campaigned); for a leader, ticks in the current CheckQuorum period
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_timeout = self._draw_timeout()
+        #: votes received in the current (pre-)campaign
+        self.votes: dict[NodeId, bool] = {}
+        #: leader only: replication state per peer
+        self.progress: dict[NodeId, Progress] = {}
+        #: leader only: the heartbeat round last sent; ReadIndex counts answers to it
+        self.read_seq = 0
+        #: leader only: a read is waiting for a heartbeat round to be sent
+        self.need_heartbeat = False
+        #: leader only: reads that arrived before an entry of this term was committed
+        self.reads_waiting: list[Hashable] = []
+        #: leader only: reads registered at (heartbeat round needed, ctx, read index)
+        self.reads_pending: list[tuple[int, Hashable, int]] = []
+        #: leader only: the follower leadership is being handed to, and for how long
+        self.transfer_target: NodeId | None = None
+        self.transfer_elapsed = 0
+
+        self._emitted_hard_state = hs
+        self._messages: list[Message] = []
+        self._messages_after_persist: list[Message] = []
+        self._reads: list[ReadState] = []
+        self._dropped_reads: list[Hashable] = []
+        self._snapshot_to_install: SnapshotMeta | None = None
+
+    # --- queries ---------------------------------------------------------------------
+
+    @property
+    def hard_state(self) -> HardState:
+        return HardState(self.term, self.vote)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    def committed_in_term(self) -> bool:
+        """Whether this leader has committed an entry of its own term."""
+        return self.log.term(self.commit) == self.term
+
+    # --- inputs ----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        if self.role is Role.LEADER:
+            self._tick_leader()
+            return
+        self.election_elapsed += 1
+        if self.id in self.members.voters and self.election_elapsed >= self.randomized_timeout:
+            self._campaign()
+
+    def propose(self, commands: Sequence[bytes]) -> list[tuple[int, int]]:
+        """Append client commands; returns the (index, term) of each. Raises NotLeader
+        or TransferInProgress, in which case nothing was appended."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        if self.transfer_target is not None:
+            raise TransferInProgress()
+        first = self.log.last_index + 1
+        term = self.term
+        new = [Entry(term, first + k, EntryKind.COMMAND, data) for k, data in enumerate(commands)]
+        self.log.append(new)
+        return [(entry.index, term) for entry in new]
+
+    def read_index(self, ctx: Hashable) -> None:
+        """Register a linearizable read; it comes back in a later Ready's `reads` (or
+        `dropped_reads` if leadership is lost first). Raises NotLeader."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        if self.committed_in_term():
+            self._register_read(ctx)
+        else:
+            self.reads_waiting.append(ctx)
+
+    def transfer_leadership(self, target: NodeId) -> None:
+        """Hand leadership to `target` once its log is complete (thesis 3.10). New
+        proposals are refused meanwhile; the transfer is abandoned after an election
+        timeout."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        if target == self.id or target not in self.members.voters:
+            return
+        self.transfer_target = target
+        self.transfer_elapsed = 0
+        self._maybe_send_timeout_now()
+
+    def compact(self, index: int) -> None:
+        """The state machine's snapshot covers the log up to `index` (which must have
+        been applied); entries up to there are dropped. Followers that still need them
+        get the snapshot instead."""
+        assert index <= self.applied_handed, "compacting entries not yet applied"
+        self.log.compact(index)
+
+    def report_snapshot(self, peer: NodeId, *, delivered: bool) -> None:
+        """The runtime finished sending a snapshot to `peer`. If it failed, the leader
+        probes again (and so sends the snapshot again if still needed)."""
+        pr = self.progress.get(peer) if self.role is Role.LEADER else None
+        if pr is not None and pr.state is ReplicationState.SNAPSHOT and not delivered:
+            pr.become_probe()
+
+    def persisted(self, index: int, term: int) -> None:
+        """The runtime made the log durable up to (index, term)."""
+        if index > self.persisted_index and self.log.term(index) == term:
+            self.persisted_index = index
+            if self.role is Role.LEADER:
+                self._maybe_commit()
+
+    def step(self, m: Message) -> None:
+        if m.dst != self.id:
+            return
+        if m.term > self.term:
+            if not self._accept_higher_term(m):
+                return
+        elif m.term < self.term:
+            self._answer_stale(m)
+            return
+        if isinstance(m, AppendEntries):
+            self._follow(m.src)
+            self._handle_append(m)
+        elif isinstance(m, Heartbeat):
+            self._follow(m.src)
+            self._handle_heartbeat(m)
+        elif isinstance(m, RequestVote):
+            self._handle_vote_request(m)
+        elif isinstance(m, RequestVoteResponse):
+            self._handle_vote_response(m)
+        elif isinstance(m, AppendEntriesResponse):
+            self._handle_append_response(m)
+        elif isinstance(m, HeartbeatResponse):
+            self._handle_heartbeat_response(m)
+        elif isinstance(m, InstallSnapshot):
+            self._follow(m.src)
+            self._handle_snapshot(m)
+        elif isinstance(m, TimeoutNow) and self.id in self.members.voters:
+            self._become_candidate(transfer=True)
+
+    # --- output ----------------------------------------------------------------------
+
+    def ready(self) -> Ready:
+        if self.role is Role.LEADER:
+            self._flush_leader()
+        hs = self.hard_state
+        hard_state = hs if hs != self._emitted_hard_state else None
+        self._emitted_hard_state = hs
+        entries = self.log.take_unstable()
+        apply_to = min(self.commit, self.persisted_index)
+        committed = self.log.slice(self.applied_handed + 1, apply_to + 1)
+        self.applied_handed = max(self.applied_handed, apply_to)
+        rd = Ready(
+            snapshot=self._snapshot_to_install,
+            hard_state=hard_state,
+            entries=entries,
+            messages=self._messages,
+            messages_after_persist=self._messages_after_persist,
+            committed=committed,
+            reads=self._reads,
+            dropped_reads=self._dropped_reads,
+        )
+        self._messages, self._messages_after_persist = [], []
+        self._reads, self._dropped_reads = [], []
+        self._snapshot_to_install = None
+        return rd
+
+    # --- role changes ----------------------------------------------------------------
+
+    def _draw_timeout(self) -> int:
+        n = self.config.election_ticks
+        return self.rng.randrange(n, 2 * n)
+
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+        self.leader_id = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_timeout = self._draw_timeout()
+        self.votes = {}
+        self.progress = {}
+        self.transfer_target = None
+        self.need_heartbeat = False
+        self._dropped_reads.extend(self.reads_waiting)
+        self._dropped_reads.extend(ctx for _, ctx, _ in self.reads_pending)
+        self.reads_waiting, self.reads_pending = [], []
+
+    def _become_follower(self, term: int, leader: NodeId | None) -> None:
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.leader_id = leader
+
+    def _follow(self, leader: NodeId) -> None:
+        """A leader of the current term spoke: follow it and restart the timeout."""
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.term, leader)
+        self.leader_id = leader
+        self.election_elapsed = 0
+
+    def _campaign(self) -> None:
+        if self.config.pre_vote:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate(transfer=False)
+
+    def _become_pre_candidate(self) -> None:
+        # the term and vote stay as they are: a PreVote changes nobody's state
+        self.role = Role.PRE_CANDIDATE
+        self.leader_id = None
+        self.election_elapsed = 0
+        self.randomized_timeout = self._draw_timeout()
+        self.votes = {self.id: True}
+        if self._tally() is True:
+            self._become_candidate(transfer=False)
+            return
+        for peer in self.members.voters - {self.id}:
+            self._send(
+                RequestVote(
+                    src=self.id,
+                    dst=peer,
+                    term=self.term + 1,
+                    last_log_index=self.log.last_index,
+                    last_log_term=self.log.last_term,
+                    pre_vote=True,
+                )
+            )
+
+    def _become_candidate(self, *, transfer: bool) -> None:
+        self._reset(self.term + 1)
+        self.role = Role.CANDIDATE
+        self.vote = self.id
+        self.votes = {self.id: True}
+        if self._tally() is True:
+            self._become_leader()
+            return
+        for peer in self.members.voters - {self.id}:
+            self._send(
+                RequestVote(
+                    src=self.id,
+                    dst=peer,
+                    term=self.term,
+                    last_log_index=self.log.last_index,
+                    last_log_term=self.log.last_term,
+                    transfer=transfer,
+                )
+            )
+
+    def _become_leader(self) -> None:
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self.read_seq = 0
+        next_index = self.log.last_index + 1
+        self.progress = {peer: Progress(next_index) for peer in self.members.all - {self.id}}
+        # the no-op lets this leader commit, and so learn the commit index (thesis 6.4)
+        self.log.append([Entry(self.term, next_index, EntryKind.NOOP)])
+        self._maybe_commit()
+
+    def _tally(self) -> bool | None:
+        """True once a majority of voters granted, False once a majority refused."""
+        granted = sum(1 for v, ok in self.votes.items() if ok and v in self.members.voters)
+        refused = sum(1 for v, ok in self.votes.items() if not ok and v in self.members.voters)
+        quorum = self.members.quorum()
+        if granted >= quorum:
+            return True
+        if refused >= quorum:
+            return False
+        return None
+
+    # --- message handling ------------------------------------------------------------
+
+    def _in_lease(self) -> bool:
+        """Whether a leader was heard from within the minimum election timeout."""
+        return (
+            self.config.check_quorum
+            and self.leader_id is not None
+            and self.election_elapsed < self.config.election_ticks
+        )
+
+    def _accept_higher_term(self, m: Message) -> bool:
+        """Handle a message from a higher term; returns whether to process it further."""
+        if isinstance(m, RequestVote):
+            if not m.transfer and self._in_lease():
+                return False  # a live leader exists: ignore the disruption
+            if not m.pre_vote:
+                self._become_follower(m.term, None)
+            return True
+        if isinstance(m, RequestVoteResponse) and m.pre_vote:
+            if m.granted:
+                return True  # granted PreVotes carry the term we would campaign in
+            self._become_follower(m.term, None)
+            return False
+        leader = m.src if isinstance(m, AppendEntries | Heartbeat | InstallSnapshot) else None
+        self._become_follower(m.term, leader)
+        return True
+
+    def _answer_stale(self, m: Message) -> None:
+        """A message from an older term: tell leaders and candidates the current term so
+        they step down; drop the rest."""
+        if isinstance(m, AppendEntries | Heartbeat):
+            self._answer_append(m.src, success=False, index=0)
+        elif isinstance(m, RequestVote):
+            self._send(
+                RequestVoteResponse(
+                    src=self.id, dst=m.src, term=self.term, granted=False, pre_vote=m.pre_vote
+                )
+            )
+
+    def _handle_vote_request(self, m: RequestVote) -> None:
+        may_vote = (
+            self.vote == m.src
+            or (self.vote is None and self.leader_id is None)
+            or (m.pre_vote and m.term > self.term)
+        )
+        grant = (
+            may_vote
+            and m.src in self.members.voters
+            and self.log.is_up_to_date(m.last_log_index, m.last_log_term)
+        )
+        if grant and not m.pre_vote:
+            self.vote = m.src
+            self.election_elapsed = 0
+        self._send(
+            RequestVoteResponse(
+                src=self.id,
+                dst=m.src,
+                term=m.term if grant and m.pre_vote else self.term,
+                granted=grant,
+                pre_vote=m.pre_vote,
+            )
+        )
+
+    def _handle_vote_response(self, m: RequestVoteResponse) -> None:
+        if m.pre_vote != (self.role is Role.PRE_CANDIDATE):
+            return
+        if self.role not in (Role.PRE_CANDIDATE, Role.CANDIDATE):
+            return
+        if m.pre_vote and m.granted and m.term != self.term + 1:
+            return  # granted in an earlier PreVote round
+        self.votes.setdefault(m.src, m.granted)
+        outcome = self._tally()
+        if outcome is True:
+            if self.role is Role.PRE_CANDIDATE:
+                self._become_candidate(transfer=False)
+            else:
+                self._become_leader()
+        elif outcome is False:
+            self._become_follower(self.term, None)
+
+    def _handle_append(self, m: AppendEntries) -> None:
+        if m.prev_index < self.commit:
+            # all up to our commit index matches the leader already (leader completeness)
+            self._answer_append(m.src, success=True, index=self.commit)
+            return
+        local_term = self.log.term(m.prev_index)
+        if local_term != m.prev_term:
+            hint_index, hint_term = self._conflict_hint(m.prev_index, local_term)
+            self._answer_append(
+                m.src, success=False, index=m.prev_index, hint_index=hint_index, hint_term=hint_term
+            )
+            return
+        cut = self.log.merge(m.prev_index, m.entries)
+        if cut is not None:
+            self.persisted_index = min(self.persisted_index, cut - 1)
+        last_new = m.prev_index + len(m.entries)
+        self._commit_to(min(m.commit, last_new))
+        self._answer_append(m.src, success=True, index=last_new)
+
+    def _answer_append(
+        self, leader: NodeId, *, success: bool, index: int, hint_index: int = 0, hint_term: int = 0
+    ) -> None:
+        self._send(
+            AppendEntriesResponse(
+                src=self.id,
+                dst=leader,
+                term=self.term,
+                success=success,
+                index=index,
+                hint_index=hint_index,
+                hint_term=hint_term,
+            )
+        )
+
+    def _conflict_hint(self, prev_index: int, local_term: int | None) -> tuple[int, int]:
+        """Where the leader should try next: past our last entry when our log is too
+        short, else the first index of our conflicting term (Raft paper 5.3)."""
+        if local_term is None:
+            return self.log.last_index + 1, 0
+        index = prev_index
+        while index - 1 > self.commit and self.log.term(index - 1) == local_term:
+            index -= 1
+        return index, local_term
+
+    def _handle_snapshot(self, m: InstallSnapshot) -> None:
+        """The runtime has received the leader's snapshot data and holds it durably;
+        the core switches to it unless the log already covers it."""
+        meta = m.meta
+        if meta.index <= self.commit:
+            matched = self.commit
+        elif self.log.term(meta.index) == meta.term:
+            matched = meta.index  # the log already holds it: keep the entries after it
+            self._commit_to(meta.index)
+        else:
+            self.log.reset(meta.index, meta.term)
+            self.members = meta.members
+            self.commit = self.persisted_index = self.applied_handed = meta.index
+            self._snapshot_to_install = meta
+            matched = meta.index
+        self._answer_append(m.src, success=True, index=matched)
+
+    def _handle_heartbeat(self, m: Heartbeat) -> None:
+        self._commit_to(min(m.commit, self.log.last_index))
+        self._send(
+            HeartbeatResponse(
+                src=self.id, dst=m.src, term=self.term, seq=m.seq, last_index=self.log.last_index
+            )
+        )
+
+    def _commit_to(self, index: int) -> None:
+        if index > self.commit:
+            self.commit = index
+
+    def _handle_append_response(self, m: AppendEntriesResponse) -> None:
+        pr = self.progress.get(m.src) if self.role is Role.LEADER else None
+        if pr is None:
+            return
+        pr.recent_active = True
+        if not m.success:
+            self._handle_reject(pr, m)
+            return
+        if not pr.acked(m.index):
+            return
+        if pr.state is ReplicationState.PROBE:
+            pr.become_replicate()
+        elif pr.state is ReplicationState.SNAPSHOT and pr.match >= pr.snapshot_index:
+            pr.become_probe()
+            pr.become_replicate()
+        self._maybe_commit()
+        if m.src == self.transfer_target:
+            self._maybe_send_timeout_now()
+
+    def _handle_reject(self, pr: Progress, m: AppendEntriesResponse) -> None:
+        if pr.state is ReplicationState.REPLICATE and m.index <= pr.match:
+            return  # an answer to something older than what is known to match
+        if pr.state is ReplicationState.PROBE and m.index != pr.next - 1:
+            return  # an answer to an earlier probe
+        if pr.state is ReplicationState.SNAPSHOT:
+            return
+        next_index = m.hint_index
+        if m.hint_term:
+            # skip the follower's whole conflicting term, or past our own entries of it
+            last_of_term = self._last_index_of_term(m.hint_term, m.index)
+            if last_of_term is not None:
+                next_index = last_of_term + 1
+        pr.become_probe()
+        pr.next = max(pr.match + 1, min(next_index, m.index))
+
+    def _last_index_of_term(self, term: int, below: int) -> int | None:
+        index = min(below, self.log.last_index)
+        while index > self.log.snapshot_index:
+            t = self.log.term(index)
+            assert t is not None
+            if t == term:
+                return index
+            if t < term:
+                return None
+            index -= 1
+        return None
+
+    def _handle_heartbeat_response(self, m: HeartbeatResponse) -> None:
+        pr = self.progress.get(m.src) if self.role is Role.LEADER else None
+        if pr is None:
+            return
+        pr.recent_active = True
+        pr.acked_seq = max(pr.acked_seq, m.seq)
+        if (
+            pr.state is ReplicationState.REPLICATE
+            and m.seq == pr.hb_seq
+            and m.last_index < pr.hb_expected_last
+        ):
+            pr.become_probe()  # an AppendEntries sent before that heartbeat went missing
+        elif pr.state is ReplicationState.PROBE:
+            pr.probe_sent = False
+        self._release_reads()
+
+    # --- the leader ------------------------------------------------------------------
+
+    def _tick_leader(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.transfer_target is not None:
+            self.transfer_elapsed += 1
+            if self.transfer_elapsed >= self.config.election_ticks:
+                self.transfer_target = None
+        if self.election_elapsed >= self.config.election_ticks:
+            self.election_elapsed = 0
+            if self.config.check_quorum:
+                active = {p for p, pr in self.progress.items() if pr.recent_active} | {self.id}
+                if len(active & self.members.voters) < self.members.quorum():
+                    self._become_follower(self.term, None)
+                    return
+                for pr in self.progress.values():
+                    pr.recent_active = False
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+            for pr in self.progress.values():
+                if pr.state is ReplicationState.PROBE:
+                    pr.probe_sent = False
+
+    def _broadcast_heartbeat(self) -> None:
+        self.read_seq += 1
+        self.need_heartbeat = False
+        for peer, pr in self.progress.items():
+            pr.hb_seq = self.read_seq
+            pr.hb_expected_last = pr.next - 1
+            self._send(
+                Heartbeat(
+                    src=self.id,
+                    dst=peer,
+                    term=self.term,
+                    commit=min(pr.match, self.commit),
+                    seq=self.read_seq,
+                )
+            )
+        self._release_reads()
+
+    def _register_read(self, ctx: Hashable) -> None:
+        self.reads_pending.append((self.read_seq + 1, ctx, self.commit))
+        self.need_heartbeat = True
+
+    def _release_reads(self) -> None:
+        if not self.reads_pending:
+            return
+        acked = sorted(
+            [self.read_seq if self.id in self.members.voters else 0]
+            + [pr.acked_seq for p, pr in self.progress.items() if p in self.members.voters],
+            reverse=True,
+        )
+        confirmed = acked[self.members.quorum() - 1]
+        still = []
+        for seq, ctx, index in self.reads_pending:
+            if seq <= confirmed:
+                self._reads.append(ReadState(ctx, index))
+            else:
+                still.append((seq, ctx, index))
+        self.reads_pending = still
+
+    def _maybe_commit(self) -> None:
+        matches = sorted(
+            [pr.match for p, pr in self.progress.items() if p in self.members.voters]
+            + ([self.persisted_index] if self.id in self.members.voters else []),
+            reverse=True,
+        )
+        candidate = matches[self.members.quorum() - 1]
+        if candidate <= self.commit or self.log.term(candidate) != self.term:
+            return  # only entries of the current term are committed by counting
+        first_in_term = not self.committed_in_term()
+        self.commit = candidate
+        if first_in_term:
+            waiting, self.reads_waiting = self.reads_waiting, []
+            for ctx in waiting:
+                self._register_read(ctx)
+
+    def _maybe_send_timeout_now(self) -> None:
+        target = self.transfer_target
+        if target is None or self.progress[target].match != self.log.last_index:
+            return
+        self._send(TimeoutNow(src=self.id, dst=target, term=self.term))
+        self.transfer_target = None
+
+    def _flush_leader(self) -> None:
+        if self.need_heartbeat:
+            self._broadcast_heartbeat()
+        for peer, pr in self.progress.items():
+            self._send_appends(peer, pr)
+
+    def _send_appends(self, peer: NodeId, pr: Progress) -> None:
+        """Send what the follower lacks, as far as its pacing allows; an empty
+        AppendEntries carries a commit index it has not been told yet."""
+        cfg = self.config
+        while pr.can_send(cfg.max_inflight):
+            if pr.next - 1 < self.log.snapshot_index:
+                self._send_snapshot(peer, pr)
+                return
+            entries = self._batch(pr.next)
+            if not entries and self.commit <= pr.sent_commit:
+                return
+            prev_index = pr.next - 1
+            prev_term = self.log.term(prev_index)
+            assert prev_term is not None
+            self._send(
+                AppendEntries(
+                    src=self.id,
+                    dst=peer,
+                    term=self.term,
+                    prev_index=prev_index,
+                    prev_term=prev_term,
+                    entries=tuple(entries),
+                    commit=self.commit,
+                )
+            )
+            pr.sent_commit = self.commit
+            pr.sent(prev_index + len(entries))
+            if not entries:
+                return
+
+    def _batch(self, start: int) -> list[Entry]:
+        entries = self.log.slice(start, start + self.config.max_batch_entries)
+        size = 0
+        for k, entry in enumerate(entries):
+            size += len(entry.data)
+            if size > self.config.max_batch_bytes and k > 0:
+                return entries[:k]
+        return entries
+
+    def _send_snapshot(self, peer: NodeId, pr: Progress) -> None:
+        meta = SnapshotMeta(self.log.snapshot_index, self.log.snapshot_term, self.members)
+        pr.become_snapshot(meta.index)
+        self._send(InstallSnapshot(src=self.id, dst=peer, term=self.term, meta=meta))
+
+    def _send(self, m: Message) -> None:
+        if self.role is Role.LEADER and isinstance(m, _LEADER_TRAFFIC):
+            self._messages.append(m)
+        else:
+            self._messages_after_persist.append(m)
