@@ -1,0 +1,510 @@
+"""The write-ahead log, the data dir's identity and lock, and the offline check."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from trioraft.core.messages import Entry, EntryKind, HardState
+from trioraft.storage import (
+    CorruptionError,
+    DataDir,
+    DataDirError,
+    FsyncError,
+    StorageError,
+    WriteAheadLog,
+    check_data_dir,
+)
+from trioraft.storage.records import encode_entries, encode_hard_state
+
+
+def make_entries(first: int, last: int, term: int = 1, size: int = 8) -> list[Entry]:
+    return [
+        Entry(term, i, EntryKind.COMMAND, i.to_bytes(4, "big") * (size // 4))
+        for i in range(first, last + 1)
+    ]
+
+
+def segments(wal_dir: Path) -> list[Path]:
+    return sorted(wal_dir.glob("*.wal"))
+
+
+def tree(path: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `path` with its contents and modification time."""
+    return {
+        str(p.relative_to(path)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+# --- round trips -----------------------------------------------------------------------
+
+
+def test_round_trip_across_segments(tmp_path: Path) -> None:
+    wal, recovery = WriteAheadLog.open(tmp_path, segment_bytes=1024)
+    assert recovery.entries == [] and recovery.hard_state == HardState() and not recovery.warnings
+    written: list[Entry] = []
+    for batch in range(20):
+        entries = make_entries(batch * 10 + 1, batch * 10 + 10, term=batch // 5 + 1, size=40)
+        wal.set_hard_state(HardState(batch // 5 + 1, "n1"))
+        wal.append(entries)
+        written += entries
+        wal.sync()
+    wal.append([Entry(4, 201, EntryKind.NOOP), Entry(4, 202, EntryKind.CONFIG, b"cfg")])
+    written += [Entry(4, 201, EntryKind.NOOP), Entry(4, 202, EntryKind.CONFIG, b"cfg")]
+    wal.close()
+    assert len(segments(tmp_path)) > 5
+
+    wal, recovery = WriteAheadLog.open(tmp_path, segment_bytes=1024)
+    assert recovery.entries == written
+    assert recovery.hard_state == HardState(4, "n1")
+    assert recovery.warnings == []
+    assert wal.last_index == 202 and wal.hard_state == HardState(4, "n1")
+    wal.close()
+
+
+def test_reopen_continues_the_log(tmp_path: Path) -> None:
+    with WriteAheadLog.open(tmp_path)[0] as wal:
+        wal.append(make_entries(1, 5))
+    with WriteAheadLog.open(tmp_path)[0] as wal:
+        assert wal.last_index == 5
+        wal.append(make_entries(6, 10))
+        wal.set_hard_state(HardState(2, None))
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    assert recovery.entries == make_entries(1, 10)
+    assert recovery.hard_state == HardState(2, None)
+    assert len(segments(tmp_path)) == 1
+    wal.close()
+
+
+def test_fsync_off_never_calls_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(os, "fsync", calls.append)
+    with WriteAheadLog.open(tmp_path, fsync=False, segment_bytes=200)[0] as wal:
+        for i in range(1, 30):
+            wal.append(make_entries(i, i))
+            wal.sync()
+        wal.compact(20)
+    assert calls == []
+    assert WriteAheadLog.open(tmp_path)[1].entries[-1].index == 29
+
+
+def test_empty_last_segment_gets_the_hard_state(tmp_path: Path) -> None:
+    """A crash just after a new segment was created leaves it empty: the open writes the
+    hard state into it, so compaction can still delete the older ones."""
+    with WriteAheadLog.open(tmp_path)[0] as wal:
+        wal.set_hard_state(HardState(7, "n3"))
+        wal.append(make_entries(1, 3))
+    (tmp_path / "0000000000000002.wal").touch()
+    with WriteAheadLog.open(tmp_path)[0] as wal:
+        wal.append(make_entries(4, 4))
+        assert wal.compact(3) == 1
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    assert recovery.hard_state == HardState(7, "n3")
+    assert recovery.entries == make_entries(4, 4)
+    wal.close()
+
+
+# --- truncation rewrites ------------------------------------------------------------------
+
+
+def test_truncation_rewrite_is_replayed(tmp_path: Path) -> None:
+    wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=300)
+    wal.append(make_entries(1, 10, term=1))
+    wal.append(make_entries(6, 8, term=2))
+    assert wal.last_index == 8
+    wal.append(make_entries(9, 9, term=2))
+    wal.append(make_entries(3, 4, term=3))
+    wal.append(make_entries(5, 5, term=3))
+    wal.close()
+
+    wal, recovery = WriteAheadLog.open(tmp_path, segment_bytes=300)
+    assert recovery.entries == make_entries(1, 2, term=1) + make_entries(3, 5, term=3)
+    assert wal.last_index == 5
+    wal.close()
+
+
+def test_rewrite_across_segments(tmp_path: Path) -> None:
+    wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=100)
+    for i in range(1, 21):
+        wal.append(make_entries(i, i, term=1))
+    assert len(segments(tmp_path)) > 3
+    wal.append(make_entries(2, 3, term=2))
+    wal.close()
+    assert WriteAheadLog.open(tmp_path)[1].entries == make_entries(1, 1) + make_entries(
+        2, 3, term=2
+    )
+
+
+def test_append_rejects_gaps(tmp_path: Path) -> None:
+    with WriteAheadLog.open(tmp_path)[0] as wal:
+        wal.append(make_entries(1, 3))
+        with pytest.raises(ValueError, match="does not continue"):
+            wal.append(make_entries(5, 6))
+        with pytest.raises(ValueError, match="should be 3"):
+            wal.append([Entry(1, 2, data=b""), Entry(1, 4, data=b"")])
+        with pytest.raises(ValueError):
+            wal.append([Entry(1, 0)])
+        assert wal.last_index == 3
+
+
+# --- compaction ---------------------------------------------------------------------------
+
+
+def test_hard_state_survives_compaction(tmp_path: Path) -> None:
+    wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=200)
+    wal.set_hard_state(HardState(3, "n2"))
+    for i in range(1, 41):
+        wal.append(make_entries(i, i, term=3))
+    wal.sync()
+    before = len(segments(tmp_path))
+    deleted = wal.compact(30)
+    assert deleted > 0 and len(segments(tmp_path)) == before - deleted
+    wal.close()
+
+    wal, recovery = WriteAheadLog.open(tmp_path, segment_bytes=200)
+    assert recovery.hard_state == HardState(3, "n2")
+    first = recovery.entries[0].index
+    assert 1 < first <= 31
+    assert recovery.entries == make_entries(first, 40, term=3)
+    wal.close()
+
+
+def test_compaction_never_deletes_the_active_segment(tmp_path: Path) -> None:
+    wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=200)
+    for i in range(1, 41):
+        wal.append(make_entries(i, i))
+    before = len(segments(tmp_path))
+    assert wal.compact(1000) == before - 1
+    assert wal.compact(1000) == 0
+    assert len(segments(tmp_path)) == 1
+    wal.append(make_entries(41, 41))
+    wal.close()
+    assert WriteAheadLog.open(tmp_path)[1].entries[-1].index == 41
+
+
+# --- torn tails and damage ----------------------------------------------------------------
+
+
+def write_three(wal_dir: Path) -> tuple[Path, list[int]]:
+    """A one-segment log: hard state, entries 1..3 (entry 3 is small); returns the segment
+    and the start offset of every record."""
+    wal, _ = WriteAheadLog.open(wal_dir)
+    [segment] = segments(wal_dir)
+    starts = [0]
+    wal.set_hard_state(HardState(1, "n1"))
+    starts.append(segment.stat().st_size)
+    for i in (1, 2):
+        wal.append(make_entries(i, i))
+        starts.append(segment.stat().st_size)
+    wal.append([Entry(1, 3, EntryKind.COMMAND, b"xyz")])
+    wal.close()
+    return segment, starts
+
+
+LAST_RECORD_SIZE = 12 + 18 + 3
+
+
+@pytest.mark.parametrize(
+    ("mode", "cut"),
+    [("truncated", cut) for cut in range(1, LAST_RECORD_SIZE)]
+    + [("zero-filled", cut) for cut in range(LAST_RECORD_SIZE)],
+)
+def test_torn_tail_is_cut_at_every_offset(tmp_path: Path, cut: int, mode: str) -> None:
+    segment, starts = write_three(tmp_path)
+    start = starts[-1]
+    data = segment.read_bytes()
+    assert len(data) == start + LAST_RECORD_SIZE
+    if mode == "truncated":
+        segment.write_bytes(data[: start + cut])
+    else:
+        segment.write_bytes(data[: start + cut] + bytes(LAST_RECORD_SIZE - cut))
+
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    assert recovery.entries == make_entries(1, 2)
+    assert recovery.hard_state == HardState(1, "n1")
+    [torn] = recovery.warnings
+    assert (torn.path, torn.offset) == (segment, start)
+    assert torn.dropped == (cut if mode == "truncated" else LAST_RECORD_SIZE)
+    assert f"torn tail cut at byte offset {start}" in str(torn)
+    assert segment.stat().st_size == start
+    wal.append([Entry(2, 3, data=b"again")])
+    wal.close()
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    assert recovery.warnings == []
+    assert recovery.entries == [*make_entries(1, 2), Entry(2, 3, data=b"again")]
+    wal.close()
+
+
+def test_zeros_after_the_last_record_are_a_torn_tail(tmp_path: Path) -> None:
+    segment, _ = write_three(tmp_path)
+    size = segment.stat().st_size
+    with segment.open("ab") as f:
+        f.write(bytes(4096))
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    [torn] = recovery.warnings
+    assert (torn.offset, torn.dropped) == (size, 4096)
+    assert len(recovery.entries) == 3
+    wal.close()
+
+
+def test_bad_payload_of_the_last_record_is_a_torn_tail(tmp_path: Path) -> None:
+    segment, starts = write_three(tmp_path)
+    data = bytearray(segment.read_bytes())
+    data[-1] ^= 0x01
+    segment.write_bytes(bytes(data))
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    assert recovery.warnings[0].offset == starts[-1]
+    assert recovery.entries == make_entries(1, 2)
+    wal.close()
+
+
+def test_bad_header_of_the_last_record_is_damage(tmp_path: Path) -> None:
+    segment, starts = write_three(tmp_path)
+    data = bytearray(segment.read_bytes())
+    data[starts[-1]] ^= 0x01
+    segment.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError) as info:
+        WriteAheadLog.open(tmp_path)
+    assert (info.value.path, info.value.offset) == (segment, starts[-1])
+
+
+def test_flipped_bit_in_a_middle_record_is_damage(tmp_path: Path) -> None:
+    segment, starts = write_three(tmp_path)
+    original = segment.read_bytes()
+    middle, after = starts[2], starts[3]
+    for position in range(middle, after):
+        for bit in (0x01, 0x80):
+            data = bytearray(original)
+            data[position] ^= bit
+            segment.write_bytes(bytes(data))
+            with pytest.raises(CorruptionError) as info:
+                WriteAheadLog.open(tmp_path)
+            assert info.value.path == segment
+            assert info.value.offset == middle
+            assert str(info.value).startswith(
+                f"{segment}: damaged record at byte offset {middle}: "
+            )
+            assert segment.read_bytes() == bytes(data), "damage must not be cut"
+
+
+def test_damage_in_a_segment_that_is_not_the_last(tmp_path: Path) -> None:
+    wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=200)
+    for i in range(1, 20):
+        wal.append(make_entries(i, i))
+    wal.close()
+    first, *_ = segments(tmp_path)
+    size = first.stat().st_size
+    first.write_bytes(first.read_bytes()[:-5])
+    with pytest.raises(CorruptionError, match="not the last") as info:
+        WriteAheadLog.open(tmp_path, segment_bytes=200)
+    assert info.value.path == first
+    assert 0 < info.value.offset < size
+
+
+def test_missing_segment_is_damage(tmp_path: Path) -> None:
+    wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=100)
+    for i in range(1, 20):
+        wal.append(make_entries(i, i))
+    wal.close()
+    listed = segments(tmp_path)
+    listed[1].unlink()
+    with pytest.raises(CorruptionError, match="a segment is missing") as info:
+        WriteAheadLog.open(tmp_path)
+    assert info.value.path == listed[2]
+
+
+def test_gap_between_intact_records_is_damage(tmp_path: Path) -> None:
+    segment = tmp_path / "0000000000000001.wal"
+    head = encode_hard_state(HardState()) + encode_entries(make_entries(1, 2))
+    segment.write_bytes(head + encode_entries(make_entries(4, 4)))
+    with pytest.raises(CorruptionError, match="gap after index 2") as info:
+        WriteAheadLog.open(tmp_path)
+    assert info.value.offset == len(head)
+
+
+def test_segment_must_begin_with_the_hard_state(tmp_path: Path) -> None:
+    (tmp_path / "0000000000000001.wal").write_bytes(encode_entries(make_entries(1, 2)))
+    with pytest.raises(CorruptionError, match="must begin with a hard state") as info:
+        WriteAheadLog.open(tmp_path)
+    assert info.value.offset == 0
+
+
+# --- fsync failure ------------------------------------------------------------------------
+
+
+def test_fsync_failure_is_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wal, _ = WriteAheadLog.open(tmp_path)
+    wal.append(make_entries(1, 2))
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(FsyncError, match="fsync failed"):
+        wal.sync()
+    monkeypatch.undo()
+    with pytest.raises(FsyncError, match="refuses further calls"):
+        wal.append(make_entries(3, 3))
+    with pytest.raises(FsyncError):
+        wal.set_hard_state(HardState(5, "n1"))
+    with pytest.raises(FsyncError):
+        wal.sync()
+    with pytest.raises(FsyncError):
+        wal.compact(1)
+    wal.close()
+    with pytest.raises(StorageError, match="closed"):
+        wal.sync()
+
+
+def test_fsync_failure_while_rolling_is_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=100)
+    wal.append(make_entries(1, 5))
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(FsyncError):
+        wal.append(make_entries(6, 6))
+    monkeypatch.undo()
+    with pytest.raises(FsyncError):
+        wal.append(make_entries(6, 6))
+    wal.close()
+
+
+# --- the data dir -------------------------------------------------------------------------
+
+
+def test_data_dir_identity(tmp_path: Path) -> None:
+    path = tmp_path / "n1"
+    with DataDir.open(path, node_id="n1", cluster_token="secret") as first:
+        assert first.created
+        incarnation = first.incarnation
+        assert len(incarnation) == 32
+    assert "secret" not in (path / "identity.json").read_text()
+    with DataDir.open(path, node_id="n1", cluster_token="secret") as again:
+        assert not again.created
+        assert again.incarnation == incarnation
+        assert again.wal_dir == path / "wal"
+
+    with pytest.raises(DataDirError, match="belongs to node 'n1', not 'n2'") as info:
+        DataDir.open(path, node_id="n2", cluster_token="secret")
+    assert str(path / "identity.json") in str(info.value)
+    with pytest.raises(DataDirError, match="another cluster") as info:
+        DataDir.open(path, node_id="n1", cluster_token="other")
+    assert str(path / "identity.json") in str(info.value)
+    # the failed opens released the lock
+    DataDir.open(path, node_id="n1", cluster_token="secret").close()
+
+
+def test_wiped_data_dir_gets_a_new_incarnation(tmp_path: Path) -> None:
+    with DataDir.open(tmp_path / "d", node_id="n1", cluster_token="t") as first:
+        old = first.incarnation
+    for p in (tmp_path / "d").iterdir():
+        p.unlink()
+    with DataDir.open(tmp_path / "d", node_id="n1", cluster_token="t") as second:
+        assert second.created and second.incarnation != old
+
+
+def test_data_dir_refuses_foreign_or_unknown_dirs(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(DataDirError, match="not a trioraft data dir"):
+        DataDir.open(tmp_path, node_id="n1", cluster_token="t")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lock", "notes.txt"]
+
+    other = tmp_path / "other"
+    DataDir.open(other, node_id="n1", cluster_token="t").close()
+    identity = other / "identity.json"
+    identity.write_text(identity.read_text().replace('"format": 1', '"format": 99'))
+    with pytest.raises(DataDirError, match="format 99 is not supported"):
+        DataDir.open(other, node_id="n1", cluster_token="t")
+    identity.write_text("{not json")
+    with pytest.raises(DataDirError, match="damaged identity file"):
+        DataDir.open(other, node_id="n1", cluster_token="t")
+
+
+def test_lock_prevents_a_second_open(tmp_path: Path) -> None:
+    path = tmp_path / "n1"
+    with DataDir.open(path, node_id="n1", cluster_token="t"):
+        with pytest.raises(DataDirError, match="in use by another process") as info:
+            DataDir.open(path, node_id="n1", cluster_token="t")
+        assert str(path) in str(info.value) and f"pid {os.getpid()}" in str(info.value)
+        with pytest.raises(DataDirError, match="in use by a running node"):
+            check_data_dir(path)
+    DataDir.open(path, node_id="n1", cluster_token="t").close()
+
+
+# --- the offline check --------------------------------------------------------------------
+
+
+def make_data_dir(path: Path) -> Path:
+    with DataDir.open(path, node_id="n1", cluster_token="t") as data_dir:
+        wal, _ = WriteAheadLog.open(data_dir.wal_dir, segment_bytes=300)
+        wal.set_hard_state(HardState(2, "n1"))
+        for i in range(1, 31):
+            wal.append(make_entries(i, i, term=2))
+        wal.compact(10)
+        wal.close()
+    return path
+
+
+def test_check_intact_data_dir(tmp_path: Path) -> None:
+    path = make_data_dir(tmp_path / "n1")
+    before = tree(path)
+    report = check_data_dir(path)
+    assert tree(path) == before
+    assert report.node_id == "n1"
+    assert report.last_index == 30
+    assert report.first_index is not None and 1 < report.first_index <= 11
+    assert report.entry_count == 30 - report.first_index + 1
+    assert report.hard_state == HardState(2, "n1")
+    assert report.segment_count == len(segments(path / "wal"))
+    assert report.warnings == []
+
+
+def test_check_new_data_dir(tmp_path: Path) -> None:
+    DataDir.open(tmp_path / "n1", node_id="n1", cluster_token="t").close()
+    report = check_data_dir(tmp_path / "n1")
+    assert (report.first_index, report.last_index, report.entry_count) == (None, None, 0)
+    assert report.segment_count == 0
+
+
+def test_check_reports_torn_tail_without_cutting_it(tmp_path: Path) -> None:
+    path = make_data_dir(tmp_path / "n1")
+    last = segments(path / "wal")[-1]
+    last.write_bytes(last.read_bytes()[:-3])
+    before = tree(path)
+    report = check_data_dir(path)
+    assert tree(path) == before
+    [torn] = report.warnings
+    assert torn.path == last and report.last_index == 29
+
+
+def test_check_damaged_data_dir(tmp_path: Path) -> None:
+    path = make_data_dir(tmp_path / "n1")
+    first = segments(path / "wal")[0]
+    data = bytearray(first.read_bytes())
+    data[40] ^= 0x10
+    first.write_bytes(bytes(data))
+    before = tree(path)
+    with pytest.raises(CorruptionError) as info:
+        check_data_dir(path)
+    offset = len(encode_hard_state(HardState(2, "n1")))
+    assert (info.value.path, info.value.offset) == (first, offset)
+    assert str(info.value).startswith(f"{first}: damaged record at byte offset {offset}: ")
+    assert tree(path) == before
+
+
+def test_check_refuses_what_is_not_a_data_dir(tmp_path: Path) -> None:
+    with pytest.raises(DataDirError, match="no such data dir"):
+        check_data_dir(tmp_path / "missing")
+    with pytest.raises(DataDirError, match="not a trioraft data dir"):
+        check_data_dir(tmp_path)
+    assert list(tmp_path.iterdir()) == []

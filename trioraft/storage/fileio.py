@@ -1,0 +1,48 @@
+"""Small blocking file helpers shared by the storage modules.
+
+Rules: a file made visible under its final name has been fsynced first (write to a temp
+file, fsync, rename); after creating, renaming or deleting a directory entry, the
+directory itself is fsynced so the change survives a power loss.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from trioraft.storage.errors import FsyncError
+
+
+def fsync_fd(fd: int, path: Path) -> None:
+    """fsync an open file; `path` is only used to name it in the error."""
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        raise FsyncError(f"{path}: fsync failed: {e}") from e
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that entries created or removed in it are durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise FsyncError(f"{path}: cannot open the directory to fsync it: {e}") from e
+    try:
+        fsync_fd(fd, path)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old or the new file."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        fsync_fd(fd, tmp)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
