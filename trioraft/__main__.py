@@ -1,0 +1,7 @@
+"""`python -m trioraft`: the same command line as the `trioraft` script."""
+
+import sys
+
+from trioraft.cli import main
+
+sys.exit(main())

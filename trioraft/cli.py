@@ -1,0 +1,239 @@
+"""The `trioraft` command line.
+
+Rules:
+
+- Each subcommand is a `Command`: a function adding its arguments to its parser and a
+  function running it, returning the exit status. `COMMANDS` registers them all.
+- Exit status: 0 clean; 2 bad usage or bad configuration; 1 any other failure.
+- Every failure prints one line on stderr, starting `trioraft <command>:`, saying what and
+  where; never a traceback. A usage error prints one line, not argparse's usage text. A
+  ConfigError prints its problems, one line each.
+- A command reports a failure by raising `CliError(status, message)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import attrs
+
+from trioraft import __version__
+from trioraft.config import (
+    ConfigError,
+    Member,
+    cluster_configs,
+    new_token,
+    one_per_host_members,
+    parse_address,
+    render_config,
+    same_host_members,
+)
+
+#: exit status for bad usage or bad configuration
+EXIT_USAGE = 2
+#: exit status for any other failure
+EXIT_FAILURE = 1
+
+
+class CliError(Exception):
+    """A failure to report in one line and exit with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error as a CliError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(EXIT_USAGE, f"{message} (see {self.prog} --help)")
+
+
+@attrs.frozen
+class Command:
+    #: the subcommand's name on the command line
+    name: str
+    #: one line for `trioraft --help`
+    help: str
+    #: adds the subcommand's options and arguments to its parser
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    #: runs the subcommand with the parsed arguments; returns the exit status
+    run: Callable[[argparse.Namespace], int]
+
+
+# ---- init ---------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return int(text)
+
+
+def _hosts(text: str) -> list[str]:
+    hosts = [h.strip() for h in text.split(",")]
+    seen: set[str] = set()
+    for host in hosts:
+        _check_host(host)
+        if host.lower() in seen:
+            raise argparse.ArgumentTypeError(f"{host} is named twice")
+        seen.add(host.lower())
+    return hosts
+
+
+def _host(text: str) -> str:
+    _check_host(text)
+    return text
+
+
+def _check_host(host: str) -> None:
+    """A host the other nodes can reach: a name or IP address, not a wildcard."""
+    bracketed = f"[{host}]" if ":" in host else host
+    try:
+        address = parse_address(f"{bracketed}:1")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if address.is_wildcard:
+        raise argparse.ArgumentTypeError(f"{host} is not an address other nodes can reach")
+
+
+def _init_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out", metavar="DIR", type=Path, required=True, help="write DIR/n1.toml ... DIR/nN.toml"
+    )
+    shape = p.add_mutually_exclusive_group(required=True)
+    shape.add_argument(
+        "--nodes", metavar="N", type=_count, help="N nodes on one host, on consecutive ports"
+    )
+    shape.add_argument(
+        "--hosts",
+        metavar="H1,H2,...",
+        type=_hosts,
+        help="one node per host, every node on the same two ports",
+    )
+    p.add_argument(
+        "--host", metavar="H", type=_host, help="the host of the --nodes (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--client-port",
+        metavar="P",
+        type=_port,
+        default=7001,
+        help="the (first) client port (default 7001)",
+    )
+    p.add_argument(
+        "--peer-port",
+        metavar="Q",
+        type=_port,
+        default=8001,
+        help="the (first) peer port (default 8001)",
+    )
+    p.add_argument(
+        "--data-root",
+        metavar="D",
+        type=Path,
+        default=Path("data"),
+        help="node nK keeps its data in D/nK; a relative D is relative to DIR (default data)",
+    )
+    p.add_argument("--token", metavar="T", help="the cluster token (default: a random one)")
+    p.add_argument("--force", action="store_true", help="overwrite existing config files")
+
+
+def _init(args: argparse.Namespace) -> int:
+    members: tuple[Member, ...]
+    if args.hosts is not None:
+        if args.host is not None:
+            raise CliError(EXIT_USAGE, "--host goes with --nodes; --hosts names every host")
+        if args.client_port == args.peer_port:
+            raise CliError(EXIT_USAGE, "--client-port and --peer-port must differ")
+        members = one_per_host_members(args.hosts, args.client_port, args.peer_port)
+    else:
+        last = max(args.client_port, args.peer_port) + args.nodes - 1
+        if last > 65535:
+            raise CliError(EXIT_USAGE, f"--nodes {args.nodes} needs ports up to {last}")
+        if abs(args.client_port - args.peer_port) < args.nodes:
+            raise CliError(
+                EXIT_USAGE,
+                f"--client-port {args.client_port} and --peer-port {args.peer_port} are too "
+                f"close: {args.nodes} nodes need {args.nodes} ports of each kind",
+            )
+        members = same_host_members(
+            args.nodes, args.host or "127.0.0.1", args.client_port, args.peer_port
+        )
+    if args.token == "":
+        raise CliError(EXIT_USAGE, "--token must not be empty")
+    token = args.token if args.token is not None else new_token()
+    configs = cluster_configs(members, token=token, data_root=args.data_root)
+
+    out: Path = args.out
+    paths = [out / f"{cfg.node_id}.toml" for cfg in configs]
+    if not args.force:
+        for path in paths:
+            if path.exists():
+                raise CliError(EXIT_USAGE, f"{path} already exists (--force overwrites it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for cfg, path in zip(configs, paths, strict=True):
+            _write_private(path, render_config(cfg))
+    except OSError as e:
+        raise CliError(EXIT_FAILURE, f"cannot write {e.filename or out}: {e.strerror}") from None
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by its owner only: it holds the cluster token."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+# ---- the command line ---------------------------------------------------------------
+
+COMMANDS: tuple[Command, ...] = (
+    Command("init", "write the config files of a new cluster", _init_arguments, _init),
+)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="trioraft", description="A Raft key-value store speaking RESP2.")
+    parser.add_argument("--version", action="version", version=f"trioraft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = next((a for a in argv if not a.startswith("-")), None)
+    prefix = f"trioraft {name}" if name in {c.name for c in COMMANDS} else "trioraft"
+    try:
+        args = _parser().parse_args(argv)
+        status: int = args.run(args)
+    except SystemExit as e:  # --help and --version
+        return e.code if isinstance(e.code, int) else 0
+    except CliError as e:
+        print(f"{prefix}: {e}", file=sys.stderr)
+        return e.status
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"{prefix}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    return status
