@@ -14,6 +14,7 @@ Rules:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -27,12 +28,14 @@ from trioraft.config import (
     ConfigError,
     Member,
     cluster_configs,
+    load_config,
     new_token,
     one_per_host_members,
     parse_address,
     render_config,
     same_host_members,
 )
+from trioraft.logs import setup_logging
 
 #: exit status for bad usage or bad configuration
 EXIT_USAGE = 2
@@ -109,13 +112,30 @@ def _check_host(host: str) -> None:
         raise argparse.ArgumentTypeError(f"{host} is not an address other nodes can reach")
 
 
-def _init_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out", metavar="DIR", type=Path, required=True, help="write DIR/n1.toml ... DIR/nN.toml"
-    )
-    shape = p.add_mutually_exclusive_group(required=True)
+def _init_arguments(p: argparse.ArgumentParser, quick_start: bool = False) -> None:
+    if quick_start:
+        p.add_argument(
+            "--out",
+            metavar="DIR",
+            type=Path,
+            default=Path("cluster"),
+            help="where the config files are, or are written when missing (default cluster)",
+        )
+    else:
+        p.add_argument(
+            "--out",
+            metavar="DIR",
+            type=Path,
+            required=True,
+            help="write DIR/n1.toml ... DIR/nN.toml",
+        )
+    shape = p.add_mutually_exclusive_group(required=not quick_start)
     shape.add_argument(
-        "--nodes", metavar="N", type=_count, help="N nodes on one host, on consecutive ports"
+        "--nodes",
+        metavar="N",
+        type=_count,
+        default=3 if quick_start else None,
+        help="N nodes on one host, on consecutive ports" + (" (default 3)" if quick_start else ""),
     )
     shape.add_argument(
         "--hosts",
@@ -201,10 +221,117 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
+# ---- serve, check, status, cluster --------------------------------------------------
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", type=Path, required=True, help="the node's config")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from trioraft.daemon import StartupError, serve
+
+    config = load_config(args.config)
+    setup_logging(config.node_id, config.log_level)
+    try:
+        serve(config)
+    except KeyboardInterrupt:
+        raise CliError(EXIT_FAILURE, "interrupted while starting") from None
+    except BaseException as exc:  # one line, never a traceback
+        leaf = first_error(exc)
+        if isinstance(leaf, StartupError):
+            raise CliError(EXIT_FAILURE, str(leaf)) from None
+        logging.getLogger("trioraft").error("stopped by an error", exc_info=leaf)
+        raise CliError(EXIT_FAILURE, f"stopped by an error: {describe(leaf)}") from None
+    return 0
+
+
+def _check_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data_dir", metavar="DATA_DIR", type=Path, help="a node's data dir")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from trioraft.storage import StorageError, check_data_dir
+
+    if not args.data_dir.is_dir():
+        raise CliError(EXIT_FAILURE, f"{args.data_dir}: no such data dir")
+    try:
+        report = check_data_dir(args.data_dir)
+    except StorageError as exc:
+        raise CliError(EXIT_FAILURE, str(exc)) from None
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    log_range = f"{report.first_index}..{report.last_index}" if report.entry_count else "empty"
+    print(
+        f"{args.data_dir}: intact: node {report.node_id}, snapshot index none, "
+        f"log {log_range}, {report.entry_count} entries in {report.segment_count} segments, "
+        f"term {report.hard_state.term}"
+    )
+    return 0
+
+
+def _status_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("address", metavar="ADDR", help="a node's client address, host:port")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from trioraft.status import print_cluster_status
+
+    try:
+        address = parse_address(args.address)
+    except ValueError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    try:
+        print_cluster_status(address.host, address.port, args.timeout)
+    except (OSError, ValueError) as exc:
+        raise CliError(EXIT_FAILURE, f"{address}: {describe(exc)}") from None
+    return 0
+
+
+def _cluster_arguments(p: argparse.ArgumentParser) -> None:
+    _init_arguments(p, quick_start=True)
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from trioraft.quickstart import run_cluster
+
+    paths = [args.out / f"n{k}.toml" for k in range(1, _node_count(args) + 1)]
+    if args.force or not all(path.exists() for path in paths):
+        args.force = True
+        _init(args)
+    return run_cluster(paths)
+
+
+def _node_count(args: argparse.Namespace) -> int:
+    return len(args.hosts) if args.hosts is not None else int(args.nodes)
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first error inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 # ---- the command line ---------------------------------------------------------------
 
 COMMANDS: tuple[Command, ...] = (
     Command("init", "write the config files of a new cluster", _init_arguments, _init),
+    Command("serve", "run one node in the foreground", _serve_arguments, _serve),
+    Command(
+        "cluster",
+        "the quick start: write configs and run a local cluster until Ctrl-C",
+        _cluster_arguments,
+        _cluster,
+    ),
+    Command("status", "show the cluster as a node sees it", _status_arguments, _status),
+    Command("check", "check a data dir offline", _check_arguments, _check),
 )
 
 

@@ -22,7 +22,7 @@ class ErrorReply:
     text: str
 
 
-Reply: TypeAlias = "SimpleString | ErrorReply | int | bytes | None | list[Reply]"
+Reply: TypeAlias = "SimpleString | ErrorReply | int | bytes | list[Reply] | None"
 
 OK = SimpleString("OK")
 PONG = SimpleString("PONG")

@@ -340,3 +340,47 @@ def encode(reply: Reply) -> bytes:
     out = bytearray()
     encode_into(out, reply)
     return bytes(out)
+
+
+# Decoding replies (for trioraft's own clients: `trioraft status`, the benchmark).
+
+
+def decode_reply(data: bytes | bytearray, start: int = 0) -> tuple[Reply, int] | None:
+    """Decode one reply at `start`; returns it and the offset just past it, or None when
+    `data` does not hold a whole reply yet. Raises ProtocolError on a malformed reply."""
+    end = data.find(b"\r\n", start)
+    if end < 0:
+        return None
+    kind, line = data[start : start + 1], bytes(data[start + 1 : end])
+    after = end + 2
+    if kind == b"+":
+        return SimpleString(line.decode("utf-8", "replace")), after
+    if kind == b"-":
+        return ErrorReply(line.decode("utf-8", "replace")), after
+    if kind == b":":
+        return _decimal_reply(line), after
+    if kind == b"$":
+        length = _decimal_reply(line)
+        if length < 0:
+            return None, after
+        if len(data) < after + length + 2:
+            return None
+        return bytes(data[after : after + length]), after + length + 2
+    if kind == b"*":
+        count = _decimal_reply(line)
+        items: list[Reply] = []
+        for _ in range(max(count, 0)):
+            decoded = decode_reply(data, after)
+            if decoded is None:
+                return None
+            item, after = decoded
+            items.append(item)
+        return (items if count >= 0 else None), after
+    raise ProtocolError(f"unknown reply type {kind!r}")
+
+
+def _decimal_reply(line: bytes) -> int:
+    try:
+        return int(line)
+    except ValueError:
+        raise ProtocolError(f"not a number: {line[:20]!r}") from None

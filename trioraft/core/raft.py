@@ -71,8 +71,10 @@ class Role(enum.Enum):
 @attrs.frozen
 class RaftConfig:
     #: ticks without a leader before campaigning; the actual timeout is drawn from
-    #: [election_ticks, 2 * election_ticks)
+    #: [election_ticks, election_ticks_max), by default [election_ticks, 2 * election_ticks);
+    #: it is also the CheckQuorum period and the leader lease
     election_ticks: int = 10
+    election_ticks_max: int | None = None
     #: ticks between a leader's heartbeats
     heartbeat_ticks: int = 1
     pre_vote: bool = True
@@ -329,8 +331,8 @@ class Raft:
     # --- role changes ----------------------------------------------------------------
 
     def _draw_timeout(self) -> int:
-        n = self.config.election_ticks
-        return self.rng.randrange(n, 2 * n)
+        low = self.config.election_ticks
+        return self.rng.randrange(low, self.config.election_ticks_max or 2 * low)
 
     def _reset(self, term: int) -> None:
         if term != self.term:

@@ -1,0 +1,150 @@
+"""`trioraft serve`: one node as a foreground daemon.
+
+Start-up opens the data dir (locked, identity checked), replays the write-ahead log
+(cutting a torn tail with a warning), then starts the peer transport, the node and the
+client listener, and tells systemd READY=1. SIGTERM or SIGINT: stop taking clients,
+finish the writes in flight, hand leadership over when leader, tell systemd STOPPING=1,
+exit 0. Start-up failures raise `StartupError` with one line saying what and where.
+"""
+
+from __future__ import annotations
+
+import errno
+import resource
+import signal
+from pathlib import Path
+
+import trio
+
+from trioraft.config import Config
+from trioraft.core.messages import Members
+from trioraft.core.raft import RaftConfig
+from trioraft.logs import NodeLogger
+from trioraft.node import Node, NodeOptions
+from trioraft.server import ClientServer, Limits
+from trioraft.storage import DataDir, StorageError, WriteAheadLog
+from trioraft.systemd import notify
+from trioraft.transport.base import Payload, RpcHandler
+from trioraft.transport.tcp import TcpTransport
+
+#: how long a clean stop may take: in-flight writes plus a leadership hand-over
+SHUTDOWN_SECONDS = 5.0
+
+
+class StartupError(Exception):
+    """The node cannot start; the message says what and where."""
+
+
+def node_options(config: Config) -> NodeOptions:
+    r = config.raft
+    return NodeOptions(
+        node_id=config.node_id,
+        members=Members(voters=frozenset(m.id for m in config.members)),
+        tick_seconds=r.tick_ms / 1000,
+        raft=RaftConfig(
+            election_ticks=r.election_ticks_min,
+            election_ticks_max=r.election_ticks_max,
+            heartbeat_ticks=r.heartbeat_ticks,
+        ),
+        fsync=config.fsync,
+    )
+
+
+def server_limits(config: Config) -> Limits:
+    lim = config.limits
+    return Limits(
+        max_value_bytes=lim.max_value_bytes,
+        max_inline_bytes=lim.max_inline_bytes,
+        max_args=lim.max_args,
+        max_clients=lim.max_clients,
+        idle_timeout=float(lim.idle_timeout_s),
+        max_unread_reply_bytes=lim.max_unread_reply_bytes,
+    )
+
+
+def raise_file_limit() -> None:
+    """Allow as many open files as the hard limit permits: every client is one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def serve(config: Config) -> None:
+    log = NodeLogger(config.node_id, "trioraft.daemon")
+    if not config.fsync:
+        log.warning("fsync is off: acknowledged writes can be lost in a power failure")
+    raise_file_limit()
+    try:
+        data_dir = DataDir.open(
+            config.data_dir, node_id=config.node_id, cluster_token=config.cluster_token
+        )
+    except StorageError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        try:
+            wal, recovery = WriteAheadLog.open(data_dir.wal_dir, fsync=config.fsync)
+        except StorageError as exc:
+            raise StartupError(str(exc)) from None
+        for torn in recovery.warnings:
+            log.warning("cut a torn tail off the write-ahead log", detail=str(torn))
+        log.info(
+            "log recovered",
+            entries=len(recovery.entries),
+            term=recovery.hard_state.term,
+            incarnation=data_dir.incarnation,
+        )
+        with wal:
+            trio.run(_run, config, wal, recovery, log)
+    finally:
+        data_dir.close()
+
+
+async def _run(config: Config, wal: WriteAheadLog, recovery: object, log: NodeLogger) -> None:
+    from trioraft.storage.wal import Recovery
+
+    assert isinstance(recovery, Recovery)
+
+    def make_transport(handler: RpcHandler) -> TcpTransport:
+        return TcpTransport(
+            node_id=config.node_id,
+            token=config.cluster_token,
+            listen_addr=(config.peer_addr.host, config.peer_addr.port),
+            peers={m.id: (m.peer_addr.host, m.peer_addr.port) for m in config.peers},
+            rpc_handler=handler,
+        )
+
+    node = Node(node_options(config), wal, recovery, make_transport)
+    server = ClientServer(node, server_limits(config), config.password)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await _start(nursery, node.run, f"peer address {config.peer_addr}")
+            client_scope = trio.CancelScope()
+
+            async def serve_clients(*, task_status: trio.TaskStatus[object]) -> None:
+                with client_scope:
+                    await server.serve(
+                        config.client_addr.host, config.client_addr.port, task_status=task_status
+                    )
+
+            await _start(nursery, serve_clients, f"client address {config.client_addr}")
+            log.info("serving", client=str(config.client_addr), peer=str(config.peer_addr))
+            notify("READY=1")
+            async for signum in signals:
+                log.info("stopping", signal=signal.Signals(signum).name)
+                notify("STOPPING=1")
+                client_scope.cancel()
+                await node.shutdown(SHUTDOWN_SECONDS)
+                nursery.cancel_scope.cancel()
+                break
+    log.info("stopped")
+
+
+async def _start(nursery: trio.Nursery, task: object, what: str) -> None:
+    try:
+        await nursery.start(task)  # type: ignore[arg-type]
+    except OSError as exc:
+        reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise StartupError(f"cannot listen on the {what}: {reason}") from None
+
+
+__all__ = ["Path", "Payload", "StartupError", "serve"]

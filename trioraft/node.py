@@ -1,0 +1,466 @@
+"""The Trio runtime of one node: it owns a Raft core, its storage and its transport.
+
+Tasks, all in one nursery:
+- the driver: the only task that calls `ready()`; it wakes whenever something was fed to
+  the core (a peer message, a tick, a proposal, a read, a confirmed write), takes one
+  Ready and acts on it without awaiting in between, so each Ready is handled whole;
+- the ticker: one `tick()` every tick interval;
+- the pump: moves peer messages from the transport into the core;
+- the WAL writer: writes and fsyncs the Readys queued by the driver, in order, in a worker
+  thread; everything that arrived while an fsync ran goes into the next one (group
+  commit); then it releases the messages that promised durability and confirms the
+  write to the core;
+- the follower read batcher: asks the leader for one read index for every read that
+  arrived since the previous question.
+
+Client work: `write()` runs commands on the leader (forwarding them over the peer link
+from a follower) and waits until they are applied; `read_barrier()` waits until a
+linearizable read may be served locally (a follower asks the leader for the read index).
+
+Outcomes of a write (CONTRACT section 3): applied (the reply), definitely not applied
+(`Unavailable`: no leader, or our entry was replaced by another one), or unknown
+(`Indeterminate`: the wait timed out, or the request was lost in flight).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import attrs
+import trio
+
+from trioraft import kv
+from trioraft.core.errors import NotLeader, TransferInProgress
+from trioraft.core.messages import Entry, EntryKind, HardState, Members, Message, NodeId
+from trioraft.core.raft import Raft, RaftConfig, Ready, Role
+from trioraft.logs import NodeLogger
+from trioraft.replies import ErrorReply, Reply
+from trioraft.resp import encode
+from trioraft.storage.wal import Recovery, WriteAheadLog
+from trioraft.transport.base import Payload, Transport
+from trioraft.transport.errors import RpcError, RpcRemoteError, RpcUnavailable
+
+
+class Unavailable(Exception):
+    """Definite: the request was not applied and will not be (no leader, or lost to a
+    new leader's log)."""
+
+
+class Indeterminate(Exception):
+    """The request may or may not take effect."""
+
+
+@attrs.frozen
+class NodeOptions:
+    node_id: NodeId
+    members: Members
+    #: the interval of the core's clock
+    tick_seconds: float
+    raft: RaftConfig
+    #: how long a client request may wait for its outcome
+    request_timeout: float = 5.0
+    #: how long a follower waits for a leader to appear before answering "no leader"
+    leader_wait: float = 2.0
+    fsync: bool = True
+
+
+@attrs.define
+class _Waiter:
+    """A proposal waiting to be applied at `index`."""
+
+    term: int
+    done: trio.Event = attrs.Factory(trio.Event)
+    reply: Reply = None
+    #: set when a different entry was applied at the index: definitely not ours
+    replaced: bool = False
+
+
+@attrs.define
+class _WalItem:
+    """One Ready's durable part, queued to the WAL writer."""
+
+    hard_state: HardState | None
+    entries: list[Entry]
+    after_persist: list[Message]
+
+
+class Node:
+    def __init__(
+        self,
+        options: NodeOptions,
+        wal: WriteAheadLog,
+        recovery: Recovery,
+        transport_factory: Callable[[Callable[[NodeId, str, Payload], Any]], Transport],
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.options = options
+        self.id = options.node_id
+        self.log = NodeLogger(options.node_id, "trioraft.node")
+        self.wal = wal
+        self.store = kv.KVStore()
+        self.core = Raft(
+            options.node_id,
+            options.members,
+            rng=rng or random.Random(),
+            config=options.raft,
+            hard_state=recovery.hard_state,
+            entries=recovery.entries,
+        )
+        self.transport = transport_factory(self._serve_rpc)
+        #: the last log index applied to `store`
+        self.applied = self.core.applied_handed
+        #: proposals of this node waiting to be applied, by log index
+        self._waiters: dict[int, _Waiter] = {}
+        #: ReadIndex requests waiting for their index, by token
+        self._reads: dict[Hashable, _ReadWaiter] = {}
+        self._read_ids = itertools.count()
+        #: set whenever something was fed to the core; the driver replaces it after waking
+        self._wake = trio.Event()
+        #: set (and replaced) whenever `applied` moves or the role changes
+        self._progress = trio.Event()
+        self._wal_queue: list[_WalItem] = []
+        self._wal_wake = trio.Event()
+        #: follower reads waiting for the next read-index question to the leader
+        self._follower_reads: list[_ReadWaiter] = []
+        self._follower_reads_wake = trio.Event()
+        self._last_role = self.core.role
+        self._last_leader: NodeId | None = None
+        self.stopping = False
+
+    # --- running ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.transport.serve)
+            nursery.start_soon(self._driver)
+            nursery.start_soon(self._ticker)
+            nursery.start_soon(self._pump)
+            nursery.start_soon(self._wal_writer)
+            nursery.start_soon(self._follower_read_batcher)
+            task_status.started()
+
+    def _poke(self) -> None:
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(self.options.tick_seconds)
+            self.core.tick()
+            self._poke()
+
+    async def _pump(self) -> None:
+        async for msg in self.transport.incoming:
+            self.core.step(msg)
+            self._poke()
+
+    async def _driver(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            self._handle(self.core.ready())
+            self._notice_role_change()
+
+    def _handle(self, rd: Ready) -> None:
+        if rd.must_sync or rd.messages_after_persist:
+            self._wal_queue.append(_WalItem(rd.hard_state, rd.entries, rd.messages_after_persist))
+            self._wal_wake.set()
+        for msg in rd.messages:
+            self.transport.send(msg)
+        if rd.committed:
+            self._apply(rd.committed)
+        for read in rd.reads:
+            waiter = self._reads.pop(read.ctx, None)
+            if waiter is not None:
+                waiter.resolve(read.index)
+        for ctx in rd.dropped_reads:
+            waiter = self._reads.pop(ctx, None)
+            if waiter is not None:
+                waiter.fail()
+
+    def _apply(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            reply: Reply = None
+            if entry.kind is EntryKind.COMMAND:
+                reply = self.store.apply(kv.decode_command(entry.data))
+            waiter = self._waiters.pop(entry.index, None)
+            if waiter is not None:
+                if waiter.term == entry.term:
+                    waiter.reply = reply
+                else:
+                    waiter.replaced = True
+                waiter.done.set()
+        self.applied = entries[-1].index
+        self._signal_progress()
+
+    def _signal_progress(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
+    def _notice_role_change(self) -> None:
+        role, leader = self.core.role, self.core.leader_id
+        if role is self._last_role and leader == self._last_leader:
+            return
+        if role is not self._last_role:
+            self.log.info("role changed", role=role.value, term=self.core.term)
+        if leader != self._last_leader and leader is not None:
+            self.log.info("leader known", leader=leader, term=self.core.term)
+        self._last_role, self._last_leader = role, leader
+        self._signal_progress()
+
+    async def _wal_writer(self) -> None:
+        while True:
+            await self._wal_wake.wait()
+            self._wal_wake = trio.Event()
+            batch, self._wal_queue = self._wal_queue, []
+            if any(item.hard_state is not None or item.entries for item in batch):
+                await trio.to_thread.run_sync(self._write_batch, batch)
+            last: Entry | None = None
+            for item in batch:
+                for msg in item.after_persist:
+                    self.transport.send(msg)
+                if item.entries:
+                    last = item.entries[-1]
+            if last is not None:
+                self.core.persisted(last.index, last.term)
+                self._poke()
+
+    def _write_batch(self, batch: list[_WalItem]) -> None:
+        """In a worker thread: write every item in order, then one fsync."""
+        for item in batch:
+            if item.hard_state is not None:
+                self.wal.set_hard_state(item.hard_state)
+            if item.entries:
+                self.wal.append(item.entries)
+        self.wal.sync()
+
+    # --- client work -----------------------------------------------------------------
+
+    async def propose(self, commands: list[bytes]) -> list[bytes]:
+        """Append commands as the leader, in one batch, and wait until they are applied.
+        Returns each command's RESP-encoded reply, or its -CLUSTERDOWN (definitely not
+        applied) or -TIMEOUT (unknown) error. Raises NotLeader when nothing was appended."""
+        if self.stopping:
+            raise NotLeader(None)
+        try:
+            placed = self.core.propose(commands)
+        except TransferInProgress:
+            raise NotLeader(None) from None
+        waiters = []
+        for index, term in placed:
+            waiter = _Waiter(term)
+            self._waiters[index] = waiter
+            waiters.append((index, waiter))
+        self._poke()
+        with trio.move_on_after(self.options.request_timeout):
+            for _, waiter in waiters:
+                await waiter.done.wait()
+        return [self._outcome(index, waiter) for index, waiter in waiters]
+
+    def _outcome(self, index: int, waiter: _Waiter) -> bytes:
+        if not waiter.done.is_set():
+            self._waiters.pop(index, None)
+            return encode(error_reply(Indeterminate("no answer from a majority in time")))
+        if waiter.replaced:
+            return encode(error_reply(Unavailable("leadership changed before the write committed")))
+        return encode(waiter.reply)
+
+    async def read_barrier(self) -> None:
+        """Return once a linearizable read may be served from the local state machine.
+        Raises Unavailable or Indeterminate."""
+        with trio.move_on_after(self.options.request_timeout) as scope:
+            while True:
+                if self.core.is_leader:
+                    index = await self._leader_read_index()
+                else:
+                    leader = await self.wait_for_leader()
+                    if leader == self.id:
+                        continue
+                    index = await self._follower_read_index()
+                await self.wait_applied(index)
+                return
+        assert scope.cancelled_caught
+        raise Indeterminate("read could not be confirmed in time")
+
+    async def _leader_read_index(self) -> int:
+        ctx = next(self._read_ids)
+        waiter = _ReadWaiter()
+        try:
+            self.core.read_index(ctx)
+        except NotLeader:
+            raise Unavailable("leadership changed") from None
+        self._reads[ctx] = waiter
+        self._poke()
+        try:
+            return await waiter.wait()
+        finally:
+            self._reads.pop(ctx, None)
+
+    async def _follower_read_index(self) -> int:
+        waiter = _ReadWaiter()
+        self._follower_reads.append(waiter)
+        self._follower_reads_wake.set()
+        return await waiter.wait()
+
+    async def _follower_read_batcher(self) -> None:
+        """One read-index question to the leader serves every read that arrived before
+        it was asked; reads arriving meanwhile wait for the next question."""
+        while True:
+            await self._follower_reads_wake.wait()
+            self._follower_reads_wake = trio.Event()
+            batch, self._follower_reads = self._follower_reads, []
+            if not batch:
+                continue
+            leader = self.core.leader_id
+            try:
+                if leader is None or leader == self.id:
+                    raise Unavailable("no leader")
+                index = await self.transport.call(
+                    leader, "read_index", None, self.options.request_timeout
+                )
+                assert isinstance(index, int)
+            except (Unavailable, RpcError):
+                for waiter in batch:
+                    waiter.fail()
+                continue
+            for waiter in batch:
+                waiter.resolve(index)
+
+    async def wait_applied(self, index: int) -> None:
+        while self.applied < index:
+            await self._progress.wait()
+
+    async def wait_for_leader(self) -> NodeId:
+        """The current leader, waiting up to `leader_wait` for one; else Unavailable."""
+        with trio.move_on_after(self.options.leader_wait):
+            while self.core.leader_id is None:
+                await self._progress.wait()
+            return self.core.leader_id
+        raise Unavailable("no leader")
+
+    async def write(self, commands: list[bytes]) -> list[bytes]:
+        """Run writes wherever the leader is, in one batch; returns each one's
+        RESP-encoded reply (see `propose`)."""
+        deadline = trio.current_time() + self.options.request_timeout
+        while True:
+            leader = await self.wait_for_leader()
+            if leader == self.id:
+                try:
+                    return await self.propose(commands)
+                except NotLeader:
+                    await self._await_progress_until(deadline)
+                    continue
+            try:
+                answer = await self.transport.call(
+                    leader, "propose", commands, max(deadline - trio.current_time(), 0.01)
+                )
+            except RpcUnavailable:
+                await self._await_progress_until(deadline)
+                continue
+            except RpcRemoteError as exc:
+                if str(exc).startswith("NotLeader"):
+                    await self._await_progress_until(deadline)
+                    continue
+                raise Indeterminate(str(exc)) from None
+            except RpcError:
+                raise Indeterminate("the leader did not answer in time") from None
+            assert isinstance(answer, list | tuple)
+            return [bytes(reply) for reply in answer]
+
+    async def _await_progress_until(self, deadline: float) -> None:
+        """Wait for the role or leader to change, at most until `deadline`."""
+        if trio.current_time() >= deadline:
+            raise Unavailable("no leader")
+        with trio.move_on_at(deadline):
+            await self._progress.wait()
+
+    async def _serve_rpc(self, src: NodeId, method: str, payload: Payload) -> Payload:
+        if method == "propose":
+            assert isinstance(payload, list | tuple)
+            return await self.propose([bytes(command) for command in payload])
+        if method == "read_index":
+            return await self._leader_read_index()
+        if method == "status":
+            return self.status()
+        raise ValueError(f"unknown method {method!r}")
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop taking writes, let the ones in flight finish, and hand leadership to the
+        most up-to-date follower when leader; all within `timeout` seconds."""
+        self.stopping = True
+        with trio.move_on_after(timeout):
+            while self._waiters:
+                await self._progress.wait()
+            core = self.core
+            followers = [p for p in core.progress if p in core.members.voters]
+            if core.is_leader and followers:
+                target = max(followers, key=lambda p: core.progress[p].match)
+                self.log.info("handing over leadership", to=target)
+                core.transfer_leadership(target)
+                self._poke()
+                while core.is_leader:
+                    await self._progress.wait()
+
+    # --- status ----------------------------------------------------------------------
+
+    async def cluster_status(self, timeout: float = 1.0) -> list[dict[str, Any]]:
+        """Every member's status row, asked over the peer links; an unreachable member
+        gets a row with its id only."""
+        rows: dict[NodeId, dict[str, Any]] = {self.id: {**self.status(), "reachable": "yes"}}
+
+        async def ask(peer: NodeId) -> None:
+            try:
+                row = await self.transport.call(peer, "status", None, timeout)
+                assert isinstance(row, dict)
+                rows[peer] = {**row, "reachable": "yes"}
+            except RpcError:
+                rows[peer] = {"node_id": peer, "reachable": "no"}
+
+        async with trio.open_nursery() as nursery:
+            for peer in sorted(self.core.members.all - {self.id}):
+                nursery.start_soon(ask, peer)
+        return [rows[member] for member in sorted(rows)]
+
+    def status(self) -> dict[str, Any]:
+        core = self.core
+        return {
+            "node_id": self.id,
+            "role": "candidate" if core.role is Role.PRE_CANDIDATE else core.role.value,
+            "term": core.term,
+            "leader_id": core.leader_id or "",
+            "commit_index": core.commit,
+            "last_applied": self.applied,
+            "last_log_index": core.log.last_index,
+            "snapshot_index": core.log.snapshot_index,
+            "members": ",".join(sorted(core.members.voters)),
+        }
+
+
+class _ReadWaiter:
+    """A read waiting for its read index."""
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._index: int | None = None
+
+    def resolve(self, index: int) -> None:
+        self._index = index
+        self._done.set()
+
+    def fail(self) -> None:
+        self._done.set()
+
+    async def wait(self) -> int:
+        await self._done.wait()
+        if self._index is None:
+            raise Unavailable("leadership changed before the read was confirmed")
+        return self._index
+
+
+def error_reply(exc: Unavailable | Indeterminate) -> ErrorReply:
+    if isinstance(exc, Unavailable):
+        return ErrorReply(f"CLUSTERDOWN {exc}")
+    return ErrorReply(f"TIMEOUT {exc}")

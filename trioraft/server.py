@@ -1,0 +1,343 @@
+"""The client listener: RESP2 and inline commands over TCP, on any node.
+
+Each connection reads what the client sent, parses every complete request in it, runs
+them and writes all the replies in one send. Requests run in order, but consecutive ones
+of the same kind are batched: a run of writes is proposed together (one log append, one
+commit wait), a run of linearizable reads shares one read barrier. A read therefore
+always sees the writes sent before it on the same connection.
+
+Limits (see `Limits`): a request larger than the parser allows is a protocol error and
+closes the connection; replies that pile up unread past `max_unread_reply_bytes` make
+the server stop and wait, and a client that does not read within the idle timeout is
+dropped; connections beyond `max_clients` are told so and closed.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from trioraft import kv
+from trioraft.info import render_info
+from trioraft.logs import NodeLogger
+from trioraft.node import Indeterminate, Node, Unavailable, error_reply
+from trioraft.replies import OK, PONG, ErrorReply, Reply
+from trioraft.resp import ProtocolError, RequestParser, encode, encode_into
+
+
+@attrs.frozen
+class Limits:
+    max_value_bytes: int = 1024 * 1024
+    max_inline_bytes: int = 64 * 1024
+    max_args: int = 1024 * 1024
+    max_clients: int = 10000
+    #: seconds a connection may stay silent, and a reply may stay unread (0: forever)
+    idle_timeout: float = 0.0
+    max_unread_reply_bytes: int = 64 * 1024 * 1024
+
+
+@attrs.define
+class Stats:
+    """Counters for INFO."""
+
+    started: float = attrs.Factory(time.monotonic)
+    connections_received: int = 0
+    connections_rejected: int = 0
+    connected: int = 0
+    commands_processed: int = 0
+    #: (monotonic time, commands_processed) at the last ops/sec sample
+    ops_sample: tuple[float, int] = (0.0, 0)
+    ops_per_sec: float = 0.0
+
+    def sample_ops(self) -> float:
+        now = time.monotonic()
+        then, count = self.ops_sample
+        if now - then >= 1.0:
+            self.ops_per_sec = (self.commands_processed - count) / (now - then) if then else 0.0
+            self.ops_sample = (now, self.commands_processed)
+        return self.ops_per_sec
+
+
+class _Kind(enum.Enum):
+    WRITE = "write"
+    READ = "read"
+    #: connection commands, unknown commands, anything before AUTH
+    LOCAL = "local"
+
+
+@attrs.define
+class _Connection:
+    """What one client connection has said about itself."""
+
+    authenticated: bool
+    #: READONLY: serve reads from the local replica without a read barrier
+    readonly: bool = False
+    closing: bool = False
+
+
+class ClientServer:
+    def __init__(self, node: Node, limits: Limits, password: str | None = None) -> None:
+        self.node = node
+        self.log = NodeLogger(node.id, "trioraft.server")
+        self.limits = limits
+        self.password = password.encode() if password else None
+        self.stats = Stats()
+        self._local: dict[bytes, Callable[[_Connection, list[bytes]], Reply]] = {
+            b"PING": self._ping,
+            b"ECHO": self._echo,
+            b"QUIT": self._quit,
+            b"AUTH": self._auth,
+            b"SELECT": self._select,
+            b"READONLY": self._readonly,
+            b"READWRITE": self._readwrite,
+            b"INFO": self._info,
+            b"CLIENT": self._client,
+            b"COMMAND": _empty_array,
+            b"CONFIG": _empty_array,
+            b"HELLO": self._hello,
+        }
+        #: connection commands that wait for other nodes
+        self._local_async: dict[bytes, Callable[[_Connection, list[bytes]], Awaitable[Reply]]] = {
+            b"RAFT.STATUS": self._raft_status,
+        }
+
+    async def serve(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener, nursery)
+            task_status.started(listeners[0].socket.getsockname()[:2])
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS):
+                        # out of file descriptors: back off instead of spinning
+                        self.log.warning("accept failed", error=exc.strerror)
+                        await trio.sleep(0.1)
+                        continue
+                    raise
+                nursery.start_soon(self._handle, stream)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        self.stats.connections_received += 1
+        if self.stats.connected >= self.limits.max_clients:
+            self.stats.connections_rejected += 1
+            with trio.move_on_after(1):
+                await stream.send_all(encode(ErrorReply("ERR max number of clients reached")))
+            await stream.aclose()
+            return
+        self.stats.connected += 1
+        try:
+            await self._converse(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            pass
+        finally:
+            self.stats.connected -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _converse(self, stream: trio.SocketStream) -> None:
+        limits = self.limits
+        conn = _Connection(authenticated=self.password is None)
+        parser = RequestParser(
+            max_inline=limits.max_inline_bytes,
+            max_bulk=limits.max_value_bytes,
+            max_args=limits.max_args,
+        )
+        idle = limits.idle_timeout or float("inf")
+        while not conn.closing:
+            with trio.fail_after(idle):
+                data = await stream.receive_some(65536)
+            if not data:
+                return
+            parser.feed(data)
+            failure: ProtocolError | None = None
+            try:
+                requests = parser.next_requests()
+            except ProtocolError as exc:
+                failure = exc
+                requests = []
+            out = bytearray()
+            await self._run(conn, requests, out, stream)
+            if failure is not None:
+                encode_into(out, ErrorReply(f"ERR Protocol error: {failure}"))
+                conn.closing = True
+            if out:
+                with trio.fail_after(idle):
+                    await stream.send_all(out)
+
+    async def _run(
+        self,
+        conn: _Connection,
+        requests: list[list[bytes]],
+        out: bytearray,
+        stream: trio.SocketStream,
+    ) -> None:
+        """Run requests in order, batching consecutive writes and consecutive reads."""
+        k = 0
+        while k < len(requests) and not conn.closing:
+            kind = self._kind(conn, requests[k])
+            end = k + 1
+            if kind is not _Kind.LOCAL:
+                while end < len(requests) and self._kind(conn, requests[end]) is kind:
+                    end += 1
+            batch = requests[k:end]
+            self.stats.commands_processed += len(batch)
+            if kind is _Kind.LOCAL:
+                encode_into(out, await self._run_local(conn, batch[0]))
+            elif kind is _Kind.WRITE:
+                await self._run_writes(batch, out)
+            else:
+                await self._run_reads(conn, batch, out)
+            k = end
+            if len(out) > self.limits.max_unread_reply_bytes:
+                with trio.fail_after(self.limits.idle_timeout or float("inf")):
+                    await stream.send_all(out)
+                out.clear()
+
+    def _kind(self, conn: _Connection, args: list[bytes]) -> _Kind:
+        name = args[0].upper()
+        if name in self._local or name in self._local_async or not conn.authenticated:
+            return _Kind.LOCAL
+        if kv.is_data_command(name) and kv.is_write(args):
+            return _Kind.WRITE
+        return _Kind.READ if kv.is_data_command(name) else _Kind.LOCAL
+
+    async def _run_local(self, conn: _Connection, args: list[bytes]) -> Reply:
+        name = args[0].upper()
+        if not conn.authenticated and name not in (b"AUTH", b"HELLO", b"QUIT"):
+            return ErrorReply("NOAUTH Authentication required.")
+        waiting = self._local_async.get(name)
+        if waiting is not None:
+            return await waiting(conn, args)
+        handler = self._local.get(name)
+        if handler is None:
+            return kv.validate(args) or ErrorReply("ERR syntax error")
+        return handler(conn, args)
+
+    async def _run_writes(self, batch: list[list[bytes]], out: bytearray) -> None:
+        replies: list[bytes | None] = []
+        commands: list[bytes] = []
+        for args in batch:
+            problem = kv.validate(args) or self._check_size(args)
+            if problem is not None:
+                replies.append(encode(problem))
+            else:
+                replies.append(None)
+                commands.append(kv.encode_command(args))
+        results: list[bytes] = []
+        if commands:
+            try:
+                results = await self.node.write(commands)
+            except (Unavailable, Indeterminate) as exc:
+                results = [encode(error_reply(exc))] * len(commands)
+        it = iter(results)
+        for reply in replies:
+            out += reply if reply is not None else next(it)
+
+    def _check_size(self, args: list[bytes]) -> ErrorReply | None:
+        """APPEND can grow a value past the limit without any single argument being over it."""
+        if args[0].upper() == b"APPEND" and len(args) == 3:
+            current = self.node.store.read([b"STRLEN", args[1]])
+            assert isinstance(current, int)
+            if current + len(args[2]) > self.limits.max_value_bytes:
+                return ErrorReply("ERR string exceeds maximum allowed size")
+        return None
+
+    async def _run_reads(self, conn: _Connection, batch: list[list[bytes]], out: bytearray) -> None:
+        problems = [kv.validate(args) for args in batch]
+        if not conn.readonly and any(p is None for p in problems):
+            try:
+                await self.node.read_barrier()
+            except (Unavailable, Indeterminate) as exc:
+                for problem in problems:
+                    encode_into(out, problem or error_reply(exc))
+                return
+        for args, problem in zip(batch, problems, strict=True):
+            encode_into(out, problem or self.node.store.read(args))
+
+    # --- connection commands ---------------------------------------------------------
+
+    def _ping(self, conn: _Connection, args: list[bytes]) -> Reply:
+        if len(args) > 2:
+            return _arity("ping")
+        return args[1] if len(args) == 2 else PONG
+
+    def _echo(self, conn: _Connection, args: list[bytes]) -> Reply:
+        return args[1] if len(args) == 2 else _arity("echo")
+
+    def _quit(self, conn: _Connection, args: list[bytes]) -> Reply:
+        conn.closing = True
+        return OK
+
+    def _auth(self, conn: _Connection, args: list[bytes]) -> Reply:
+        if len(args) not in (2, 3):
+            return _arity("auth")
+        if self.password is None:
+            return ErrorReply(
+                "ERR AUTH <password> called without any password configured for the default "
+                "user. Are you sure your configuration is correct?"
+            )
+        if args[-1] == self.password and (len(args) == 2 or args[1] == b"default"):
+            conn.authenticated = True
+            return OK
+        return ErrorReply("WRONGPASS invalid username-password pair or user is disabled.")
+
+    def _select(self, conn: _Connection, args: list[bytes]) -> Reply:
+        if len(args) != 2:
+            return _arity("select")
+        if args[1] != b"0":
+            return ErrorReply("ERR DB index is out of range")
+        return OK
+
+    def _readonly(self, conn: _Connection, args: list[bytes]) -> Reply:
+        conn.readonly = True
+        return OK
+
+    def _readwrite(self, conn: _Connection, args: list[bytes]) -> Reply:
+        conn.readonly = False
+        return OK
+
+    def _info(self, conn: _Connection, args: list[bytes]) -> Reply:
+        sections = [a.decode(errors="replace").lower() for a in args[1:]]
+        return render_info(self.node, self, sections).encode()
+
+    def _client(self, conn: _Connection, args: list[bytes]) -> Reply:
+        sub = args[1].upper() if len(args) > 1 else b""
+        if sub in (b"SETINFO", b"SETNAME"):
+            return OK
+        if sub == b"GETNAME":
+            return None
+        if sub == b"ID":
+            return 1
+        return ErrorReply(f"ERR unknown subcommand '{sub.decode(errors='replace')}'.")
+
+    async def _raft_status(self, conn: _Connection, args: list[bytes]) -> Reply:
+        rows = await self.node.cluster_status()
+        return [
+            [item for key, value in row.items() for item in (key.encode(), str(value).encode())]
+            for row in rows
+        ]
+
+    def _hello(self, conn: _Connection, args: list[bytes]) -> Reply:
+        # an error keeps clients on RESP2, which is all this server speaks
+        return ErrorReply("ERR unknown command 'HELLO', with args beginning with: ")
+
+
+def _empty_array(conn: _Connection, args: list[bytes]) -> Reply:
+    return []
+
+
+def _arity(name: str) -> ErrorReply:
+    return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
