@@ -1,0 +1,608 @@
+"""The peer transport: the codec, TcpTransport on loopback, and the in-memory network.
+
+TCP tests use port 0 and real time, bounded by deadlines: they wait for conditions, never
+for fixed sleeps. Memory network tests run under `autojump_clock`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+import pytest
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trioraft.core.messages import (
+    MESSAGE_TYPES,
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    Members,
+    Message,
+    NodeId,
+    RequestVote,
+    RequestVoteResponse,
+    SnapshotMeta,
+    TimeoutNow,
+)
+from trioraft.transport import (
+    FrameTooLarge,
+    MemoryNetwork,
+    Payload,
+    ProtocolError,
+    RpcConnectionLost,
+    RpcRemoteError,
+    RpcTimeout,
+    RpcUnavailable,
+    TcpTransport,
+    Transport,
+)
+from trioraft.transport.codec import (
+    HEADER_SIZE,
+    FrameReader,
+    Hello,
+    Verdict,
+    copy_payload,
+    decode_frame,
+    decode_hello,
+    decode_verdict,
+    encode_hello,
+    encode_message,
+    encode_request,
+    encode_response,
+    encode_verdict,
+)
+
+TOKEN = "s3cret"
+LOCAL = ("127.0.0.1", 0)
+#: generous bound on any single real-time wait in these tests
+DEADLINE = 5.0
+FAST_BACKOFF = (0.01, 0.1)
+
+
+def samples(src: NodeId = "n1", dst: NodeId = "n2", term: int = 3) -> list[Message]:
+    """One or more values of every Raft message type, with non-default fields."""
+    members = Members(voters=frozenset({"n1", "n2", "n3"}), learners=frozenset({"n4"}))
+    entries = (
+        Entry(term, 6, EntryKind.COMMAND, b"set k v"),
+        Entry(term, 7, EntryKind.NOOP),
+        Entry(term, 8, EntryKind.CONFIG, b"\x00\xff" * 10),
+    )
+    ids: dict[str, Any] = {"src": src, "dst": dst, "term": term}
+    return [
+        RequestVote(**ids, last_log_index=10, last_log_term=2, pre_vote=True),
+        RequestVote(**ids, last_log_index=0, last_log_term=0, transfer=True),
+        RequestVoteResponse(**ids, granted=True, pre_vote=True),
+        AppendEntries(**ids, prev_index=5, prev_term=2, entries=entries, commit=4),
+        AppendEntries(**ids, prev_index=9, prev_term=3, entries=(), commit=9),
+        AppendEntriesResponse(**ids, success=False, index=9, hint_index=4, hint_term=1),
+        AppendEntriesResponse(**ids, success=True, index=12),
+        Heartbeat(**ids, commit=4, seq=77),
+        HeartbeatResponse(**ids, seq=77, last_index=8),
+        InstallSnapshot(**ids, meta=SnapshotMeta(index=100, term=2, members=members)),
+        TimeoutNow(**ids),
+    ]
+
+
+def body(frame: bytes) -> bytes:
+    return frame[HEADER_SIZE:]
+
+
+async def echo_handler(src: NodeId, method: str, payload: Payload) -> Payload:
+    if method == "echo":
+        return [src, payload]
+    if method == "fail":
+        raise ValueError("nope")
+    if method == "hang":
+        await trio.sleep_forever()
+    raise KeyError(method)
+
+
+async def receive(transport: Transport) -> Message:
+    with trio.fail_after(DEADLINE):
+        return await transport.incoming.receive()
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll `condition` until it holds; fail after DEADLINE."""
+    with trio.fail_after(DEADLINE):
+        while not condition():
+            await trio.sleep(0.01)
+
+
+def logged(caplog: pytest.LogCaptureFixture, *texts: str) -> bool:
+    """Whether the transport logged a warning containing all of `texts`."""
+    return any(
+        r.name == "trioraft.transport"
+        and r.levelno == logging.WARNING
+        and all(text in r.getMessage() for text in texts)
+        for r in caplog.records
+    )
+
+
+# The codec.
+
+
+def test_samples_cover_every_message_type() -> None:
+    assert {type(m) for m in samples()} == set(MESSAGE_TYPES)
+
+
+@pytest.mark.parametrize("msg", samples(), ids=lambda m: type(m).__name__)
+def test_message_round_trip(msg: Message) -> None:
+    assert decode_frame(body(encode_message(msg))) == msg
+
+
+entry_strategy = st.builds(
+    Entry,
+    term=st.integers(0, 2**63 - 1),
+    index=st.integers(0, 2**63 - 1),
+    kind=st.sampled_from(EntryKind),
+    data=st.binary(max_size=300),
+)
+
+
+@given(
+    entries=st.lists(entry_strategy, max_size=40).map(tuple),
+    commit=st.integers(0, 2**64 - 1),
+    src=st.text(max_size=20),
+)
+def test_append_entries_round_trip(entries: tuple[Entry, ...], commit: int, src: str) -> None:
+    msg = AppendEntries(
+        src=src, dst="n2", term=1, prev_index=0, prev_term=0, entries=entries, commit=commit
+    )
+    decoded = decode_frame(body(encode_message(msg)))
+    assert decoded == msg
+    assert isinstance(decoded, AppendEntries)
+    assert all(type(e.kind) is EntryKind for e in decoded.entries)
+
+
+def test_frame_reader_reassembles_a_stream_fed_byte_by_byte() -> None:
+    messages = samples()
+    stream = b"".join(encode_message(m) for m in messages)
+    stream += encode_request(7, "echo", {"k": [b"v", 1]}) + encode_response(7, False, "boom")
+    reader = FrameReader(max_frame=1 << 20)
+    bodies = []
+    for i in range(len(stream)):
+        reader.feed(stream[i : i + 1])
+        bodies.extend(reader.bodies())
+    decoded = [decode_frame(b) for b in bodies]
+    assert decoded[: len(messages)] == messages
+    request, response = decoded[len(messages) :]
+    assert (request.id, request.method, request.payload) == (7, "echo", {"k": (b"v", 1)})  # type: ignore[union-attr]
+    assert (response.id, response.ok, response.payload) == (7, False, "boom")  # type: ignore[union-attr]
+
+
+def test_frame_reader_refuses_an_oversized_frame_from_its_header() -> None:
+    reader = FrameReader(max_frame=100)
+    reader.feed((101).to_bytes(4, "big"))
+    with pytest.raises(FrameTooLarge):
+        reader.bodies()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xc1",
+        msgpack.packb("not a frame"),
+        msgpack.packb({}),
+        msgpack.packb([9, 1, 2]),
+        msgpack.packb([0, 99, "a", "b", 1]),
+        msgpack.packb([0, 7, "a", "b"]),
+        msgpack.packb([0, 2, "a", "b", 1, 0, 0, 0, [[1, 1, 9, b""]]]),
+        msgpack.packb([1, "id", "method", None]),
+        msgpack.packb([2, 1, "yes", None]),
+        msgpack.packb([0, 7, "a", "b", 1]) + b"\x00",
+    ],
+)
+def test_malformed_frames_raise_protocol_error(raw: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode_frame(raw)
+
+
+def test_handshake_round_trip_and_version_check() -> None:
+    hello = Hello(token=b"t", src="n1", dst="n2")
+    assert decode_hello(body(encode_hello(hello))) == hello
+    verdict = Verdict(accepted=False, reason="wrong cluster token")
+    assert decode_verdict(body(encode_verdict(verdict))) == verdict
+    with pytest.raises(ProtocolError, match="version 99"):
+        decode_hello(msgpack.packb([b"trioraft", 99, b"t", "n1", "n2"]))
+    with pytest.raises(ProtocolError, match="not a trioraft peer"):
+        decode_hello(msgpack.packb([b"redis", 1, b"t", "n1", "n2"]))
+
+
+def test_unencodable_payload_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="not msgpack-encodable"):
+        encode_request(1, "m", object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not msgpack-encodable"):
+        copy_payload({1, 2})  # type: ignore[arg-type]
+
+
+# TcpTransport.
+
+
+@asynccontextmanager
+async def tcp_nodes(*ids: NodeId, **options: Any) -> AsyncIterator[dict[NodeId, TcpTransport]]:
+    """Transports for `ids` on loopback, serving, each knowing all the others."""
+    options.setdefault("backoff", FAST_BACKOFF)
+    transports = {i: TcpTransport(i, TOKEN, LOCAL, {}, echo_handler, **options) for i in ids}
+    async with trio.open_nursery() as nursery:
+        addresses = {i: await nursery.start(t.serve) for i, t in transports.items()}
+        for transport in transports.values():
+            transport.set_peers(addresses)
+        yield transports
+        nursery.cancel_scope.cancel()
+
+
+async def start_stoppable(
+    nursery: trio.Nursery, transport: Transport
+) -> tuple[Any, trio.CancelScope]:
+    """Start `transport.serve` in `nursery` under a scope of its own: (started value, scope)."""
+    scope = trio.CancelScope()
+
+    async def serve(task_status: trio.TaskStatus[Any]) -> None:
+        with scope:
+            await transport.serve(task_status=task_status)
+
+    return await nursery.start(serve), scope
+
+
+async def exchange(a: Transport, b: Transport) -> None:
+    """What every transport must do: messages and RPCs both ways, errors named."""
+    for msg in samples(a.node_id, b.node_id):
+        a.send(msg)
+    for msg in samples(a.node_id, b.node_id):
+        assert await receive(b) == msg
+    reply = TimeoutNow(src=b.node_id, dst=a.node_id, term=9)
+    b.send(reply)
+    assert await receive(a) == reply
+    payload: Payload = {"key": b"\x00bytes", "list": [1, "two", None], "n": 2**40}
+    expected = (a.node_id, {"key": b"\x00bytes", "list": (1, "two", None), "n": 2**40})
+    assert await a.call(b.node_id, "echo", payload, timeout=DEADLINE) == expected
+    assert await b.call(a.node_id, "echo", b"x", timeout=DEADLINE) == (b.node_id, b"x")
+    with pytest.raises(RpcRemoteError, match="ValueError: nope"):
+        await a.call(b.node_id, "fail", None, timeout=DEADLINE)
+    with pytest.raises(RpcUnavailable, match="unknown peer"):
+        await a.call("nobody", "echo", None, timeout=DEADLINE)
+
+
+async def test_two_tcp_nodes_exchange_messages_and_rpcs() -> None:
+    async with tcp_nodes("n1", "n2") as nodes:
+        await exchange(nodes["n1"], nodes["n2"])
+        stats = nodes["n1"].stats()["n2"]
+        assert (
+            stats.connected and stats.dropped == 0 and stats.sent == len(samples()) + 2
+        )  # and two calls
+
+
+async def test_three_tcp_nodes_all_to_all() -> None:
+    async with tcp_nodes("n1", "n2", "n3") as nodes:
+        for src, transport in nodes.items():
+            for dst in nodes:
+                if dst != src:
+                    transport.send(Heartbeat(src=src, dst=dst, term=1, commit=0, seq=1))
+        for dst, transport in nodes.items():
+            got = {(await receive(transport)).src for _ in range(2)}
+            assert got == set(nodes) - {dst}
+        assert await nodes["n3"].call("n1", "echo", 3, timeout=DEADLINE) == ("n3", 3)
+
+
+async def test_a_slow_rpc_neither_blocks_raft_messages_nor_outlives_its_timeout() -> None:
+    async with tcp_nodes("n1", "n2") as nodes:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        async with trio.open_nursery() as nursery:
+
+            async def hanging_call() -> None:
+                with pytest.raises(RpcTimeout):
+                    await n1.call("n2", "hang", None, timeout=0.3)
+
+            nursery.start_soon(hanging_call)
+            await trio.sleep(0)
+            msg = Heartbeat(src="n1", dst="n2", term=1, commit=0, seq=5)
+            n1.send(msg)
+            assert await receive(n2) == msg
+            assert await n1.call("n2", "echo", 1, timeout=DEADLINE) == ("n1", 1)
+
+
+async def test_rpc_fails_with_connection_lost_when_the_peer_stops() -> None:
+    async with tcp_nodes("n1") as nodes, trio.open_nursery() as nursery:
+        n1 = nodes["n1"]
+        n2 = TcpTransport("n2", TOKEN, LOCAL, {"n1": n1.listen_addr}, echo_handler)
+        n2_address, n2_scope = await start_stoppable(nursery, n2)
+        n1.set_peers({"n2": n2_address})
+
+        async def stop_n2_once_handling() -> None:
+            await wait_until(lambda: n1.stats()["n2"].sent > 0)
+            n2_scope.cancel()
+
+        nursery.start_soon(stop_n2_once_handling)
+        with pytest.raises(RpcConnectionLost):
+            await n1.call("n2", "hang", None, timeout=DEADLINE)
+
+
+@pytest.mark.parametrize(
+    ("token", "src", "expects", "reason"),
+    [
+        ("wrong", "n2", "n1", "wrong cluster token"),
+        (TOKEN, "n9", "n1", "unknown node id 'n9'"),
+        (TOKEN, "n2", "n3", "it expects node 'n3'"),
+    ],
+)
+async def test_handshake_refusals(
+    caplog: pytest.LogCaptureFixture, token: str, src: NodeId, expects: NodeId, reason: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trioraft.transport")
+    async with tcp_nodes("n1") as nodes:
+        n1 = nodes["n1"]
+        n1.set_peers({"n2": ("127.0.0.1", 1)})
+        intruder = TcpTransport(src, token, LOCAL, {expects: n1.listen_addr}, echo_handler)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(intruder.serve)
+            intruder.send(TimeoutNow(src=src, dst=expects, term=1))
+            with pytest.raises(RpcUnavailable, match=reason):
+                await intruder.call(expects, "echo", None, timeout=DEADLINE)
+            await wait_until(lambda: logged(caplog, "remote=127.0.0.1:", f"reason={reason}"))
+            assert intruder.stats()[expects].dropped >= 1
+            with pytest.raises(trio.WouldBlock):
+                n1.incoming.receive_nowait()
+            nursery.cancel_scope.cancel()
+
+
+def framed(obj: object) -> bytes:
+    data: bytes = msgpack.packb(obj)
+    return len(data).to_bytes(4, "big") + data
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "handshake timed out"),
+        (b"*1\r\n$4\r\nPING\r\n", "exceeds the limit"),
+        (framed([b"redis", 1, b"t", "n2", "n1"]), "not a trioraft peer"),
+        (framed([b"trioraft", 2, b"t", "n2", "n1"]), "protocol version 2 not supported"),
+    ],
+)
+async def test_strangers_are_refused(
+    caplog: pytest.LogCaptureFixture, data: bytes, reason: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trioraft.transport")
+    async with tcp_nodes("n1", "n2", connect_timeout=0.2) as nodes:
+        stream = await trio.open_tcp_stream(*nodes["n1"].listen_addr)
+        try:
+            await stream.send_all(data)
+            await wait_until(lambda: logged(caplog, "refused a peer connection", reason))
+        finally:
+            await stream.aclose()
+        assert await nodes["n2"].call("n1", "echo", None, timeout=DEADLINE) == ("n2", None)
+
+
+async def test_set_peers_moves_and_removes_peers() -> None:
+    async with tcp_nodes("n1", "n2") as nodes, trio.open_nursery() as nursery:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        assert await n1.call("n2", "echo", 1, timeout=DEADLINE) == ("n1", 1)
+        moved = TcpTransport("n2", TOKEN, LOCAL, {"n1": n1.listen_addr}, echo_handler)
+        n1.set_peers({"n2": await nursery.start(moved.serve)})
+        msg = TimeoutNow(src="n1", dst="n2", term=1)
+        n1.send(msg)
+        assert await receive(moved) == msg
+        with pytest.raises(trio.WouldBlock):
+            n2.incoming.receive_nowait()
+        n1.set_peers({})
+        assert n1.stats() == {}
+        with pytest.raises(RpcUnavailable, match="unknown peer"):
+            await n1.call("n2", "echo", 1, timeout=DEADLINE)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_down_peer_blocks_nobody_and_is_reached_once_up() -> None:
+    probe = trio.socket.socket()
+    await probe.bind(("127.0.0.1", 0))
+    n3_addr = probe.getsockname()
+    probe.close()
+    async with tcp_nodes("n1", "n2") as nodes, trio.open_nursery() as nursery:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        n1.set_peers({"n2": n2.listen_addr, "n3": n3_addr})
+        for seq in range(200):
+            for dst in ("n3", "n2"):
+                n1.send(Heartbeat(src="n1", dst=dst, term=1, commit=0, seq=seq))
+        for seq in range(200):
+            assert await receive(n2) == Heartbeat(src="n1", dst="n2", term=1, commit=0, seq=seq)
+        with pytest.raises(RpcUnavailable, match="cannot reach peer 'n3'"):
+            await n1.call("n3", "echo", None, timeout=DEADLINE)
+        assert n1.stats()["n3"].dropped > 0 and not n1.stats()["n3"].connected
+
+        n3 = TcpTransport("n3", TOKEN, n3_addr, {"n1": n1.listen_addr}, echo_handler)
+        await nursery.start(n3.serve)
+        got: list[Message] = []
+
+        async def collect() -> None:
+            got.append(await n3.incoming.receive())
+
+        nursery.start_soon(collect)
+        msg = TimeoutNow(src="n1", dst="n3", term=2)
+        with trio.fail_after(DEADLINE):
+            while not got:
+                n1.send(msg)
+                await trio.sleep(0.02)
+        assert got == [msg]
+        assert n1.stats()["n3"].connected
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_oversized_frame_closes_the_connection(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="trioraft.transport")
+    async with tcp_nodes("n1", "n2", max_frame=1024) as nodes:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        stream = await trio.open_tcp_stream(*n1.listen_addr)
+        try:
+            with trio.fail_after(DEADLINE):
+                await stream.send_all(encode_hello(Hello(TOKEN.encode(), "n2", "n1")))
+                reader = FrameReader(4096)
+                while not (bodies := reader.bodies()):
+                    reader.feed(await stream.receive_some())
+                assert decode_verdict(bodies[0]).accepted
+                await stream.send_all((1025).to_bytes(4, "big") + b"\x00" * 100)
+                with pytest.raises(trio.BrokenResourceError):
+                    while await stream.receive_some():
+                        pass
+                    raise trio.BrokenResourceError("closed")
+        finally:
+            await stream.aclose()
+        await wait_until(lambda: logged(caplog, "frame of 1025 bytes exceeds the limit"))
+        # only that connection ended
+        n2.send(heartbeat("n2", "n1"))
+        assert await receive(n1) == heartbeat("n2", "n1")
+
+
+async def test_a_message_above_the_frame_limit_is_dropped_by_the_sender(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with tcp_nodes("n1", "n2", max_frame=1024) as nodes:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        big = Entry(1, 1, EntryKind.COMMAND, b"x" * 2000)
+        n1.send(
+            AppendEntries(
+                src="n1", dst="n2", term=1, prev_index=0, prev_term=0, entries=(big,), commit=0
+            )
+        )
+        assert n1.stats()["n2"].dropped == 1
+        assert logged(caplog, "above the frame limit")
+        small = TimeoutNow(src="n1", dst="n2", term=1)
+        n1.send(small)
+        assert await receive(n2) == small
+
+
+# The memory network, in virtual time.
+
+
+@asynccontextmanager
+async def memory_nodes(
+    network: MemoryNetwork, *ids: NodeId
+) -> AsyncIterator[dict[NodeId, Transport]]:
+    transports = {i: network.transport(i, echo_handler) for i in ids}
+    async with trio.open_nursery() as nursery:
+        for transport in transports.values():
+            await nursery.start(transport.serve)
+        yield dict(transports)
+        nursery.cancel_scope.cancel()
+
+
+def heartbeat(src: NodeId, dst: NodeId, seq: int = 0) -> Heartbeat:
+    return Heartbeat(src=src, dst=dst, term=1, commit=0, seq=seq)
+
+
+async def test_memory_transport_exchanges_messages_and_rpcs(autojump_clock: Any) -> None:
+    async with memory_nodes(MemoryNetwork(), "n1", "n2") as nodes:
+        await exchange(nodes["n1"], nodes["n2"])
+
+
+async def test_memory_partition_and_heal(autojump_clock: Any) -> None:
+    network = MemoryNetwork()
+    async with memory_nodes(network, "n1", "n2", "n3") as nodes:
+        n1, n2, n3 = nodes["n1"], nodes["n2"], nodes["n3"]
+        network.partition({"n1"}, {"n2", "n3"})
+        n1.send(heartbeat("n1", "n2"))
+        n2.send(heartbeat("n2", "n1"))
+        n2.send(heartbeat("n2", "n3"))
+        assert await receive(n3) == heartbeat("n2", "n3")
+        with pytest.raises(RpcTimeout):
+            await n1.call("n2", "echo", None, timeout=1.0)
+        assert n1.stats()["n2"].dropped == 1 and not n1.stats()["n2"].connected
+        with pytest.raises(trio.WouldBlock):
+            n1.incoming.receive_nowait()
+        with pytest.raises(trio.WouldBlock):
+            n2.incoming.receive_nowait()
+
+        network.heal()
+        n1.send(heartbeat("n1", "n2", 1))
+        assert await receive(n2) == heartbeat("n1", "n2", 1)
+        assert await n1.call("n2", "echo", None, timeout=1.0) == ("n1", None)
+
+        network.isolate("n3")
+        n3.send(heartbeat("n3", "n1"))
+        n2.send(heartbeat("n2", "n3"))
+        n2.send(heartbeat("n2", "n1", 2))
+        assert await receive(n1) == heartbeat("n2", "n1", 2)
+        assert n2.stats()["n3"].dropped == 1 and n3.stats()["n1"].dropped == 1
+
+
+async def test_memory_one_way_block(autojump_clock: Any) -> None:
+    network = MemoryNetwork()
+    async with memory_nodes(network, "n1", "n2") as nodes:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        network.block("n1", "n2")
+        n1.send(heartbeat("n1", "n2"))
+        n2.send(heartbeat("n2", "n1"))
+        assert await receive(n1) == heartbeat("n2", "n1")
+        # the request gets through, the answer does not
+        with pytest.raises(RpcTimeout):
+            await n2.call("n1", "echo", None, timeout=1.0)
+        assert n1.stats()["n2"].dropped == 1
+        network.unblock("n1", "n2")
+        assert await n2.call("n1", "echo", None, timeout=1.0) == ("n2", None)
+
+
+async def test_memory_delay_keeps_order_and_a_partition_drops_what_is_in_flight(
+    autojump_clock: Any,
+) -> None:
+    network = MemoryNetwork(delay=0.01)
+    async with memory_nodes(network, "n1", "n2") as nodes:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        network.set_delay("n1", "n2", 0.5)
+        start = trio.current_time()
+        for seq in range(5):
+            n1.send(heartbeat("n1", "n2", seq))
+        for seq in range(5):
+            assert await receive(n2) == heartbeat("n1", "n2", seq)
+        assert trio.current_time() - start == pytest.approx(0.5)
+
+        start = trio.current_time()
+        assert await n1.call("n2", "echo", 1, timeout=2.0) == ("n1", 1)
+        assert trio.current_time() - start == pytest.approx(0.51)
+
+        n1.send(heartbeat("n1", "n2", 99))
+        await trio.sleep(0.25)
+        network.block("n1", "n2")
+        await trio.sleep(0.5)
+        network.heal()
+        n1.send(heartbeat("n1", "n2", 100))
+        assert await receive(n2) == heartbeat("n1", "n2", 100)
+
+
+async def test_memory_down_node_and_restart(autojump_clock: Any) -> None:
+    network = MemoryNetwork()
+    async with memory_nodes(network, "n1") as nodes, trio.open_nursery() as nursery:
+        n1 = nodes["n1"]
+        n2 = network.transport("n2", echo_handler)
+        _, n2_scope = await start_stoppable(nursery, n2)
+
+        async def stop_n2() -> None:
+            await trio.sleep(1)
+            n2_scope.cancel()
+
+        nursery.start_soon(stop_n2)
+        with pytest.raises(RpcConnectionLost):
+            await n1.call("n2", "hang", None, timeout=10)
+        with pytest.raises(RpcUnavailable):
+            await n1.call("n2", "echo", None, timeout=10)
+        n1.send(heartbeat("n1", "n2"))
+        assert n1.stats()["n2"].dropped == 1
+
+        restarted = network.transport("n2", echo_handler, peers=["n1"])
+        await nursery.start(restarted.serve)
+        n1.send(heartbeat("n1", "n2", 1))
+        assert await receive(restarted) == heartbeat("n1", "n2", 1)
+        restarted.send(heartbeat("n2", "n3"))
+        assert restarted.stats()["n3"].dropped == 1
+        with pytest.raises(ValueError, match="already has a serving transport"):
+            network.transport("n2", echo_handler)
+        nursery.cancel_scope.cancel()
