@@ -18,7 +18,7 @@ from trioraft.storage import (
     WriteAheadLog,
     check_data_dir,
 )
-from trioraft.storage.records import encode_entries, encode_hard_state
+from trioraft.storage.records import LogStart, encode_entries, encode_hard_state, encode_log_start
 
 
 def make_entries(first: int, last: int, term: int = 1, size: int = 8) -> list[Entry]:
@@ -185,6 +185,124 @@ def test_compaction_never_deletes_the_active_segment(tmp_path: Path) -> None:
     wal.append(make_entries(41, 41))
     wal.close()
     assert WriteAheadLog.open(tmp_path)[1].entries[-1].index == 41
+
+
+# --- restarting the log after a snapshot ----------------------------------------------------
+
+
+def test_reset_then_append_then_reopen(tmp_path: Path) -> None:
+    with WriteAheadLog.open(tmp_path)[0] as wal:
+        wal.set_hard_state(HardState(3, "n2"))
+        wal.append(make_entries(1, 10))
+        wal.reset(100, 3)
+        assert wal.last_index == 100
+        wal.append(make_entries(101, 105, term=3))
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    with wal:
+        assert recovery.start == (100, 3)
+        assert recovery.entries == make_entries(101, 105, term=3)
+        assert recovery.hard_state == HardState(3, "n2")
+        assert wal.last_index == 105
+        wal.append(make_entries(106, 106, term=3))
+    assert WriteAheadLog.open(tmp_path)[1].entries[-1].index == 106
+
+
+def test_after_a_reset_the_next_entry_is_the_one_after_it(tmp_path: Path) -> None:
+    with WriteAheadLog.open(tmp_path)[0] as wal:
+        wal.append(make_entries(1, 3))
+        wal.reset(100, 3)
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    with wal:
+        assert (recovery.start, recovery.entries, wal.last_index) == ((100, 3), [], 100)
+        with pytest.raises(ValueError, match="does not continue a log ending at 100"):
+            wal.append(make_entries(102, 102))
+        with pytest.raises(ValueError, match="at or before the log start at index 100"):
+            wal.append(make_entries(100, 101))
+        wal.append(make_entries(101, 103))
+        # a truncation may go back to the entry after the log start, not before it
+        wal.append(make_entries(101, 101, term=4))
+        with pytest.raises(ValueError, match="at or before the log start"):
+            wal.append(make_entries(50, 50))
+        with pytest.raises(ValueError):
+            wal.reset(0, 1)
+    assert WriteAheadLog.open(tmp_path)[1].entries == make_entries(101, 101, term=4)
+
+
+def test_reset_below_the_end_of_the_log_forgets_all_of_it(tmp_path: Path) -> None:
+    """A snapshot whose last entry conflicts with the log replaces the whole log."""
+    with WriteAheadLog.open(tmp_path, segment_bytes=200)[0] as wal:
+        for i in range(1, 51):
+            wal.append(make_entries(i, i, term=1))
+        wal.reset(20, 2)
+        wal.append(make_entries(21, 22, term=2))
+    wal, recovery = WriteAheadLog.open(tmp_path, segment_bytes=200)
+    with wal:
+        assert recovery.start == (20, 2)
+        assert recovery.entries == make_entries(21, 22, term=2)
+
+
+@pytest.mark.parametrize("reopen", [False, True])
+def test_compact_after_reset(tmp_path: Path, reopen: bool) -> None:
+    """Segments before the LOG_START hold only forgotten entries: compaction deletes them
+    whatever their indexes, and the hard state survives."""
+    wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=200)
+    wal.set_hard_state(HardState(5, "n3"))
+    for i in range(1, 41):
+        wal.append(make_entries(i, i))
+    old_segments = segments(tmp_path)
+    assert len(old_segments) > 3
+    wal.reset(30, 5)
+    for i in range(31, 36):
+        wal.append(make_entries(i, i, term=5))
+    if reopen:
+        wal.close()
+        wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=200)
+    assert wal.compact(29) >= len(old_segments) - 1
+    assert not set(old_segments[:-1]) & set(segments(tmp_path))
+    wal.close()
+    wal, recovery = WriteAheadLog.open(tmp_path, segment_bytes=200)
+    with wal:
+        assert recovery.hard_state == HardState(5, "n3")
+        assert recovery.start == (30, 5)
+        assert recovery.entries == make_entries(31, 35, term=5)
+        # compacting past the log start may delete it: the entries still follow on
+        for i in range(36, 61):
+            wal.append(make_entries(i, i, term=5))
+        assert wal.compact(50) > 0
+    wal, recovery = WriteAheadLog.open(tmp_path, segment_bytes=200)
+    with wal:
+        assert recovery.start is None
+        assert recovery.hard_state == HardState(5, "n3")
+        first = recovery.entries[0].index
+        assert 31 < first <= 51 and recovery.entries == make_entries(first, 60, term=5)
+
+
+def test_an_unsynced_reset_can_be_torn_off(tmp_path: Path) -> None:
+    with WriteAheadLog.open(tmp_path)[0] as wal:
+        wal.append(make_entries(1, 3))
+    [segment] = segments(tmp_path)
+    size = segment.stat().st_size
+    with WriteAheadLog.open(tmp_path)[0] as wal:
+        wal.reset(10, 2)
+    segment.write_bytes(segment.read_bytes()[: size + 7])
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    with wal:
+        assert recovery.start is None and recovery.entries == make_entries(1, 3)
+        assert recovery.warnings[0].offset == size
+
+
+@pytest.mark.parametrize(
+    ("after", "message"),
+    [(10, "at or before the log start at index 10"), (12, "gap after the log start")],
+)
+def test_entries_after_a_log_start_must_follow_it(tmp_path: Path, after: int, message: str) -> None:
+    segment = tmp_path / "0000000000000001.wal"
+    head = encode_hard_state(HardState()) + encode_entries(make_entries(1, 2))
+    head += encode_log_start(LogStart(10, 1))
+    segment.write_bytes(head + encode_entries(make_entries(after, after)))
+    with pytest.raises(CorruptionError, match=message) as info:
+        WriteAheadLog.open(tmp_path)
+    assert info.value.offset == len(head)
 
 
 # --- torn tails and damage ----------------------------------------------------------------

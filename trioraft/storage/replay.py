@@ -10,7 +10,11 @@ with a HARD_STATE record, so deleting older segments never loses the term and vo
 Replay applies the records of every segment in order: the last HARD_STATE wins; an ENTRY
 whose index is at most the last index so far replaces the log from that index on (a
 follower truncating a conflict); an ENTRY more than one past the last index is a gap, and
-a gap is damage.
+a gap is damage. A LOG_START(index, term) forgets every entry before it: the log restarts
+after a snapshot, and the next entry must be index + 1 (an entry at or before index
+after it is damage). Every entry in the segments before the one holding the last
+LOG_START is therefore dead, so those segments count as holding no entry (`max_index` 0)
+and compaction may delete them whatever their indexes were.
 
 Telling a torn tail (a crash cut the last write short: cut it off) from damage (stop):
 
@@ -34,7 +38,13 @@ import attrs
 
 from trioraft.core.messages import Entry, HardState
 from trioraft.storage.errors import CorruptionError
-from trioraft.storage.records import HEADER, HEADER_SIZE, decode_payload, length_checksum_ok
+from trioraft.storage.records import (
+    HEADER,
+    HEADER_SIZE,
+    LogStart,
+    decode_payload,
+    length_checksum_ok,
+)
 
 SEGMENT_SUFFIX = ".wal"
 _SEQUENCE_DIGITS = 16
@@ -96,7 +106,8 @@ class SegmentInfo:
     #: bytes of intact records: the file's size, less a torn tail
     size: int
     #: the highest entry index written to the segment, even if a later record replaced
-    #: it; 0 when it holds no entry
+    #: it, or the index of a LOG_START in it if higher; counting only what follows the
+    #: last LOG_START, and 0 for a segment before the one holding the last LOG_START
     max_index: int
 
 
@@ -106,6 +117,8 @@ class Replayed:
     hard_state: HardState
     #: the log after replaying truncations: consecutive indexes, oldest first
     entries: list[Entry]
+    #: the last LOG_START still on disk: `entries` start right after it
+    start: LogStart | None
     #: the segments, oldest first
     segments: list[SegmentInfo]
     #: the torn tail at the end of the last segment, if any
@@ -119,9 +132,13 @@ def replay(wal_dir: Path) -> Replayed:
     torn: TornTail | None = None
     listed = list_segments(wal_dir)
     for position, (sequence, path) in enumerate(listed):
+        state.segment = position
         size, max_index, torn = _scan(path, path.read_bytes(), position == len(listed) - 1, state)
         infos.append(SegmentInfo(sequence, path, size, max_index))
-    return Replayed(state.hard_state, state.entries, infos, torn)
+    infos[: state.start_segment] = [
+        attrs.evolve(info, max_index=0) for info in infos[: state.start_segment]
+    ]
+    return Replayed(state.hard_state, state.entries, state.start, infos, torn)
 
 
 class _State:
@@ -132,9 +149,28 @@ class _State:
         self.hard_state = HardState()
         #: the log so far; indexes are consecutive
         self.entries: list[Entry] = []
+        #: the last LOG_START seen
+        self.start: LogStart | None = None
+        #: the position of the segment being read, and of the one holding `start`
+        self.segment = 0
+        self.start_segment = 0
+
+    def apply_start(self, start: LogStart) -> None:
+        self.entries.clear()
+        self.start = start
+        self.start_segment = self.segment
 
     def apply_entry(self, entry: Entry) -> None:
         entries = self.entries
+        start = self.start
+        if start is not None and entry.index <= start.index:
+            raise ValueError(
+                f"entry index {entry.index} is at or before the log start at index {start.index}"
+            )
+        if start is not None and not entries and entry.index != start.index + 1:
+            raise ValueError(
+                f"entry index {entry.index} leaves a gap after the log start at index {start.index}"
+            )
         if entries:
             last = entries[-1].index
             if entry.index > last + 1:
@@ -182,6 +218,9 @@ def _scan(
                 state.hard_state = record
             elif offset == 0:
                 raise ValueError("a segment must begin with a hard state record")
+            elif isinstance(record, LogStart):
+                state.apply_start(record)
+                max_index = record.index
             else:
                 state.apply_entry(record)
                 max_index = max(max_index, record.index)

@@ -13,15 +13,22 @@ Rules of operation:
   the new file's directory entry is fsynced, and its first record is the current hard
   state (so deleting older segments never loses the term and vote).
 - `compact(index)` deletes the oldest segments while every entry they hold is at most
-  `index`, never the active one, after syncing the active one.
+  `index` or was forgotten by a later LOG_START, never the active one, after syncing the
+  active one.
+- `reset(index, term)` restarts the log after a snapshot covering (index, term), for a
+  follower that installed a snapshot its log does not continue: it writes a LOG_START
+  record (made durable by the next `sync`), after which replay forgets every earlier
+  entry and the next append must be at index + 1.
 - Any fsync or write failure is fatal: the log refuses every later call but `close`.
 - Appends continue the log: the first index of a batch is at most one past the last
-  index; a lower index replaces the log from there on, as replay does.
+  index; a lower index replaces the log from there on, as replay does, but never at or
+  before the index the log was last restarted after.
 
-Threads: this is blocking code. `append`, `set_hard_state`, `sync`, `compact`, `close`
-and `open` are the write side: they make system calls and may block, so the runtime calls
-them from a worker thread (`trio.to_thread.run_sync`). `hard_state`, `last_index` and
-`path` are cheap attribute reads. An object must never be used from two threads at once.
+Threads: this is blocking code. `append`, `set_hard_state`, `reset`, `sync`, `compact`,
+`close` and `open` are the write side: they make system calls and may block, so the
+runtime calls them from a worker thread (`trio.to_thread.run_sync`). `hard_state`,
+`last_index` and `path` are cheap attribute reads. An object must never be used from two
+threads at once.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import attrs
 from trioraft.core.messages import Entry, HardState
 from trioraft.storage.errors import FsyncError, StorageError
 from trioraft.storage.fileio import fsync_dir, fsync_fd
-from trioraft.storage.records import encode_entries, encode_hard_state
+from trioraft.storage.records import LogStart, encode_entries, encode_hard_state, encode_log_start
 from trioraft.storage.replay import TornTail, replay, segment_name
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
@@ -51,6 +58,9 @@ class Recovery:
     #: the log after replaying truncations: consecutive indexes, oldest first; after
     #: compaction it may start anywhere at or below the compaction index plus one
     entries: list[Entry]
+    #: (index, term) of the last LOG_START still on disk: the log restarts after it and
+    #: `entries` begin at index + 1; None when there is none (never reset, or compacted)
+    start: tuple[int, int] | None
     #: torn tails that were cut off (at most one, in the last segment)
     warnings: list[TornTail]
 
@@ -79,6 +89,7 @@ class WriteAheadLog:
         size: int,
         hard_state: HardState,
         last_index: int,
+        start_index: int,
     ) -> None:
         #: the wal directory
         self.path = path
@@ -96,8 +107,11 @@ class WriteAheadLog:
         self._dirty = False
         #: the last hard state written
         self._hard_state = hard_state
-        #: the index of the last entry in the log, 0 while the log is empty
+        #: the index of the last entry in the log, or the index the log restarts after
+        #: while it holds no entry after that, 0 while the log is empty
         self._last_index = last_index
+        #: the index the log was last restarted after (0: never); no append may reach it
+        self._start_index = start_index
         #: the failure that made the log unusable, if any
         self._failed: StorageError | None = None
         self._closed = False
@@ -129,6 +143,8 @@ class WriteAheadLog:
             raise StorageError(f"{active.path}: cannot open for writing: {e}") from e
         size = os.fstat(fd).st_size
         entries = replayed.entries
+        start = replayed.start
+        start_index = 0 if start is None else start.index
         log = cls(
             path,
             fsync=fsync,
@@ -137,7 +153,8 @@ class WriteAheadLog:
             fd=fd,
             size=size,
             hard_state=replayed.hard_state,
-            last_index=entries[-1].index if entries else 0,
+            last_index=entries[-1].index if entries else start_index,
+            start_index=start_index,
         )
         try:
             if new_segment and fsync:
@@ -149,7 +166,8 @@ class WriteAheadLog:
             log.close()
             raise
         warnings = [] if torn is None else [torn]
-        return log, Recovery(replayed.hard_state, entries, warnings)
+        start_pair = None if start is None else (start.index, start.term)
+        return log, Recovery(replayed.hard_state, entries, start_pair, warnings)
 
     @property
     def hard_state(self) -> HardState:
@@ -158,12 +176,14 @@ class WriteAheadLog:
 
     @property
     def last_index(self) -> int:
-        """The index of the last entry written, 0 while the log is empty (cheap)."""
+        """The index of the last entry written (after a `reset` with no append since, the
+        index the log restarts after), 0 while the log is empty (cheap)."""
         return self._last_index
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Write entries with consecutive indexes, starting at most one past the last
-        index; a lower start replaces the log from there on. No fsync (write side)."""
+        index; a lower start replaces the log from there on, down to one past the index
+        of the last `reset`. No fsync (write side)."""
         self._ensure_usable()
         if not entries:
             return
@@ -171,6 +191,10 @@ class WriteAheadLog:
         if first < 1 or (self._last_index and first > self._last_index + 1):
             raise ValueError(
                 f"entry index {first} does not continue a log ending at {self._last_index}"
+            )
+        if first <= self._start_index:
+            raise ValueError(
+                f"entry index {first} is at or before the log start at index {self._start_index}"
             )
         for offset, entry in enumerate(entries):
             if entry.index != first + offset:
@@ -189,6 +213,20 @@ class WriteAheadLog:
         self._write(encode_hard_state(hard_state))
         self._hard_state = hard_state
 
+    def reset(self, index: int, term: int) -> None:
+        """Restart the log after (index, term), which a snapshot covers: every entry is
+        forgotten and the next append must be at index + 1. Writes a LOG_START record; no
+        fsync (write side). The segments before it hold only forgotten entries, so
+        `compact` deletes them."""
+        self._ensure_usable()
+        record = encode_log_start(LogStart(index, term))
+        self._write(record)
+        for segment in self._segments[:-1]:
+            segment.max_index = 0
+        self._segments[-1].max_index = index
+        self._last_index = index
+        self._start_index = index
+
     def sync(self) -> None:
         """Make everything written so far durable; FsyncError on failure (write side)."""
         self._ensure_usable()
@@ -197,10 +235,11 @@ class WriteAheadLog:
         self._dirty = False
 
     def compact(self, index: int) -> int:
-        """Delete the oldest segments while all their entries are at most `index`, never
-        the active one; return how many were deleted (write side). The active segment is
-        synced first: its opening hard state record must be durable before older copies
-        of the hard state go."""
+        """Delete the oldest segments while all their entries are at most `index` (or
+        forgotten by a later `reset`), never the active one; return how many were deleted
+        (write side). The active segment is synced first: its opening hard state record
+        (and a LOG_START in it) must be durable before older copies of the hard state and
+        the entries it forgets go."""
         self.sync()
         deleted = 0
         try:
