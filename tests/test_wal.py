@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from trioraft.core.messages import Entry, EntryKind, HardState
+from trioraft.core.messages import Entry, EntryKind, HardState, Members, SnapshotMeta
 from trioraft.storage import (
     CorruptionError,
     DataDir,
     DataDirError,
     FsyncError,
+    SnapshotStore,
     StorageError,
     WriteAheadLog,
     check_data_dir,
@@ -563,7 +564,11 @@ def test_lock_prevents_a_second_open(tmp_path: Path) -> None:
 
 
 def make_data_dir(path: Path) -> Path:
+    """A data dir whose log was compacted after a snapshot at index 10."""
     with DataDir.open(path, node_id="n1", cluster_token="t") as data_dir:
+        SnapshotStore(data_dir.snap_dir).write(
+            SnapshotMeta(10, 2, Members(frozenset({"n1"}))), b"state"
+        )
         wal, _ = WriteAheadLog.open(data_dir.wal_dir, segment_bytes=300)
         wal.set_hard_state(HardState(2, "n1"))
         for i in range(1, 31):
@@ -584,6 +589,7 @@ def test_check_intact_data_dir(tmp_path: Path) -> None:
     assert report.entry_count == 30 - report.first_index + 1
     assert report.hard_state == HardState(2, "n1")
     assert report.segment_count == len(segments(path / "wal"))
+    assert report.snapshot_index == 10
     assert report.warnings == []
 
 
@@ -592,6 +598,7 @@ def test_check_new_data_dir(tmp_path: Path) -> None:
     report = check_data_dir(tmp_path / "n1")
     assert (report.first_index, report.last_index, report.entry_count) == (None, None, 0)
     assert report.segment_count == 0
+    assert report.snapshot_index is None
 
 
 def test_check_reports_torn_tail_without_cutting_it(tmp_path: Path) -> None:

@@ -2,8 +2,12 @@
 
 Read-only: it opens files for reading only and never cuts a torn tail (it reports it as a
 warning; a node started on the dir would cut it). It holds the data dir's lock shared, so
-it refuses to run while a node uses the dir. Damage raises CorruptionError naming the
-file and byte offset; a dir that is not a trioraft data dir raises DataDirError.
+it refuses to run while a node uses the dir. It checks every segment of the log, every
+snapshot file whole (header and data checksums) and that the newest snapshot meets the
+log (state.py); temp and partial snapshot files, which a start removes, are ignored.
+Damage raises CorruptionError naming the file and byte offset; a log that does not meet
+the snapshot raises LogMismatchError; a dir that is not a trioraft data dir raises
+DataDirError.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from pathlib import Path
 import attrs
 
 from trioraft.core.messages import HardState
-from trioraft.storage.datadir import IDENTITY_FILE, WAL_DIR, read_identity, shared_lock
+from trioraft.storage.datadir import IDENTITY_FILE, SNAP_DIR, WAL_DIR, read_identity, shared_lock
 from trioraft.storage.errors import DataDirError
 from trioraft.storage.replay import TornTail, replay
+from trioraft.storage.snapshots import list_snapshots, verify_snapshot
+from trioraft.storage.state import meet
 
 
 @attrs.frozen
@@ -31,6 +37,8 @@ class CheckReport:
     hard_state: HardState
     #: how many segment files the log has
     segment_count: int
+    #: the index the newest snapshot ends at, None when there is none
+    snapshot_index: int | None
     #: torn tails a start would cut off (at most one)
     warnings: list[TornTail]
 
@@ -44,6 +52,16 @@ def check_data_dir(path: Path) -> CheckReport:
         if identity is None:
             raise DataDirError(f"{path / IDENTITY_FILE}: missing: not a trioraft data dir")
         replayed = replay(path / WAL_DIR)
+        headers = [verify_snapshot(snapshot.path) for snapshot in list_snapshots(path / SNAP_DIR)]
+    newest = headers[-1].meta if headers else None
+    start = replayed.start
+    meet(
+        newest,
+        path / SNAP_DIR,
+        path / WAL_DIR,
+        replayed.entries,
+        None if start is None else (start.index, start.term),
+    )
     entries = replayed.entries
     return CheckReport(
         node_id=identity.node_id,
@@ -52,5 +70,6 @@ def check_data_dir(path: Path) -> CheckReport:
         entry_count=len(entries),
         hard_state=replayed.hard_state,
         segment_count=len(replayed.segments),
+        snapshot_index=None if newest is None else newest.index,
         warnings=[] if replayed.torn_tail is None else [replayed.torn_tail],
     )

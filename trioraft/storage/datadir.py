@@ -11,6 +11,7 @@ Files at the top of a data dir:
   for the error message), so two processes never use the same dir; `trioraft check`
   takes it shared.
 - `wal/`: the write-ahead log (wal.py).
+- `snap/`: snapshots of the state machine (snapshots.py).
 
 Rules: a dir with no identity file must be empty (but for the lock and a temp file left by
 a crash while writing the identity), or it is not a trioraft data dir and is refused; a dir
@@ -41,6 +42,7 @@ FORMAT_VERSION = 1
 IDENTITY_FILE = "identity.json"
 LOCK_FILE = "lock"
 WAL_DIR = "wal"
+SNAP_DIR = "snap"
 
 _TEMP_IDENTITY = IDENTITY_FILE + ".tmp"
 _TOKEN_PERSON = b"trioraft-token"
@@ -121,6 +123,11 @@ class DataDir:
     def wal_dir(self) -> Path:
         """Where the write-ahead log lives."""
         return self.path / WAL_DIR
+
+    @property
+    def snap_dir(self) -> Path:
+        """Where the snapshots live."""
+        return self.path / SNAP_DIR
 
     @classmethod
     def open(cls, path: Path, *, node_id: str, cluster_token: str) -> DataDir:
