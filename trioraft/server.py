@@ -6,10 +6,13 @@ of the same kind are batched: a run of writes is proposed together (one log appe
 commit wait), a run of linearizable reads shares one read barrier. A read therefore
 always sees the writes sent before it on the same connection.
 
-Limits (see `Limits`): a request larger than the parser allows is a protocol error and
-closes the connection; replies that pile up unread past `max_unread_reply_bytes` make
-the server stop and wait, and a client that does not read within the idle timeout is
-dropped; connections beyond `max_clients` are told so and closed.
+Limits (see `Limits`): a request larger than the parser allows, or whose arguments
+together pass `max_request_bytes`, is a protocol error and closes the connection;
+replies that pile up unread past `max_unread_reply_bytes` make the server stop and wait
+(checked after every reply, and after every item of an array reply, so a pipeline of
+large GETs or one large MGET cannot pile up more than about that much), and a client
+that does not read within the idle timeout is dropped; connections beyond `max_clients`
+are told so and closed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class Limits:
     max_value_bytes: int = 1024 * 1024
     max_inline_bytes: int = 64 * 1024
     max_args: int = 1024 * 1024
+    #: the largest request, all its arguments together, checked as its bytes arrive
+    max_request_bytes: int = 16 * 1024 * 1024
     max_clients: int = 10000
     #: seconds a connection may stay silent, and a reply may stay unread (0: forever)
     idle_timeout: float = 0.0
@@ -168,6 +173,8 @@ class ClientServer:
             except ProtocolError as exc:
                 failure = exc
                 requests = []
+            if failure is None and parser.buffered > limits.max_request_bytes:
+                failure = ProtocolError("too big request")
             out = bytearray()
             await self._run(conn, requests, out, stream)
             if failure is not None:
@@ -199,12 +206,27 @@ class ClientServer:
             elif kind is _Kind.WRITE:
                 await self._run_writes(batch, out)
             else:
-                await self._run_reads(conn, batch, out)
+                await self._run_reads(conn, batch, out, stream)
             k = end
-            if len(out) > self.limits.max_unread_reply_bytes:
-                with trio.fail_after(self.limits.idle_timeout or float("inf")):
-                    await stream.send_all(out)
-                out.clear()
+            await self._flush_if_full(out, stream)
+
+    async def _flush_if_full(self, out: bytearray, stream: trio.SocketStream) -> None:
+        """Send the replies in `out` once they pass the unread-reply limit, waiting (at most
+        the idle timeout) for the client to read them."""
+        if len(out) > self.limits.max_unread_reply_bytes:
+            with trio.fail_after(self.limits.idle_timeout or float("inf")):
+                await stream.send_all(out)
+            out.clear()
+
+    async def _add_reply(self, out: bytearray, reply: Reply, stream: trio.SocketStream) -> None:
+        """Encode `reply` into `out`, an array item by item, flushing whenever full."""
+        if isinstance(reply, list):
+            out += b"*%d\r\n" % len(reply)
+            for item in reply:
+                await self._add_reply(out, item, stream)
+        else:
+            encode_into(out, reply)
+            await self._flush_if_full(out, stream)
 
     def _kind(self, conn: _Connection, args: list[bytes]) -> _Kind:
         name = args[0].upper()
@@ -255,7 +277,13 @@ class ClientServer:
                 return ErrorReply("ERR string exceeds maximum allowed size")
         return None
 
-    async def _run_reads(self, conn: _Connection, batch: list[list[bytes]], out: bytearray) -> None:
+    async def _run_reads(
+        self,
+        conn: _Connection,
+        batch: list[list[bytes]],
+        out: bytearray,
+        stream: trio.SocketStream,
+    ) -> None:
         problems = [kv.validate(args) for args in batch]
         if not conn.readonly and any(p is None for p in problems):
             try:
@@ -265,7 +293,7 @@ class ClientServer:
                     encode_into(out, problem or error_reply(exc))
                 return
         for args, problem in zip(batch, problems, strict=True):
-            encode_into(out, problem or self.node.store.read(args))
+            await self._add_reply(out, problem or self.node.store.read(args), stream)
 
     # --- connection commands ---------------------------------------------------------
 
