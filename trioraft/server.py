@@ -168,11 +168,14 @@ class ClientServer:
                 return
             parser.feed(data)
             failure: ProtocolError | None = None
+            requests: list[list[bytes]] = []
             try:
-                requests = parser.next_requests()
+                # the parser returns the requests before bad input, and raises only on
+                # the next call: make it now, since no more input may ever come
+                while parsed := parser.next_requests():
+                    requests += parsed
             except ProtocolError as exc:
                 failure = exc
-                requests = []
             if failure is None and parser.buffered > limits.max_request_bytes:
                 failure = ProtocolError("too big request")
             out = bytearray()
