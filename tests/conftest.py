@@ -1,0 +1,17 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from procs import Cluster, running_cluster
+
+
+@pytest.fixture(scope="session")
+def shared_cluster() -> Iterator[Cluster]:
+    """One running 3-node cluster for every test that only needs a healthy cluster: such
+    tests use keys of their own (a prefix per test), never flush, kill or pause it."""
+    with running_cluster(3) as cluster:
+        yield cluster
+

@@ -1,0 +1,676 @@
+"""Real `trioraft serve` processes for tests: a cluster harness and a tiny blocking RESP client.
+
+Everything here is synchronous (plain sockets, `subprocess`), so it works from ordinary
+pytest tests and fixtures and from helper threads.
+
+    with Cluster.create(size=3) as cluster:      # configs and data dirs in a new temp dir
+        cluster.start_all()
+        leader = cluster.wait_for_leader()       # agreed on by every running node
+        follower = cluster.followers()[0]
+        with follower.client() as c:
+            assert c.call("SET", "k", "v") == "OK"
+        leader.kill()                            # kill -9; also pause()/resume(), terminate()
+        cluster.wait_for_leader()
+    # every process killed (even a paused one) and the temp dir removed, also on failure
+
+What is here:
+
+- `Cluster` (configs, start/kill/leader) and `Node` (one process: start, kill -9,
+  terminate, pause/resume with SIGSTOP/SIGCONT, restart, INFO, RSS, log); the
+  `running_cluster` context manager for fixtures.
+- `RespClient`, a blocking RESP2 client (`call`, `inline`, `pipeline`, `send_raw`), and
+  `encode_request`, `parse_info`.
+- `BackgroundWriter`, a thread that keeps writing and records what was acknowledged.
+- `wal_records`, the records of a WAL segment, for tests that damage one.
+- `wait_until`, `free_ports`, `free_port_range`.
+
+Rules:
+
+- Ports are found by binding port 0 on 127.0.0.1, all at once so they differ. Another
+  process can take a port between the check and the node's bind; the harness accepts
+  that small race (a node that cannot listen exits 1 and `wait_serving` says so).
+- Configs are written with the project's own config module (`cluster_configs` and
+  `render_config`), so a test can set any `[raft]` or `[limits]` key, a password or
+  `fsync`. `Cluster.create(..., limits={"max_clients": 5})`.
+- Each node writes its log (stderr and stdout) to `<root>/<id>.log`; the timeouts of the
+  wait helpers put the tail of every log in their message.
+- Waiting is polling with a deadline (`wait_until`), never a fixed sleep.
+- Replies decode as: simple string -> `str`, error -> `Error`, integer -> `int`,
+  bulk -> `bytes`, null -> `None`, array -> `list`. A test compares an error reply with
+  `Error("ERR syntax error")`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TypeAlias, TypeVar
+
+from trioraft.config import Address, Limits, Member, RaftConfig, cluster_configs, render_config
+
+HOST = "127.0.0.1"
+#: the repository root: nodes run `python -m trioraft` from here, so an uninstalled
+#: checkout works as well as an installed package
+REPO = Path(__file__).resolve().parent.parent
+
+#: how long a node may take to start serving clients (a cold Python start on a busy CI box)
+START_SECONDS = 20.0
+#: how long a cluster may take to elect a leader that every node knows
+ELECTION_SECONDS = 20.0
+#: how long a node may take to exit after a signal
+EXIT_SECONDS = 20.0
+
+_T = TypeVar("_T")
+
+
+# ---- waiting ------------------------------------------------------------------------
+
+
+def wait_until(
+    check: Callable[[], _T | None],
+    timeout: float,
+    what: str,
+    interval: float = 0.02,
+    describe: Callable[[], str] | None = None,
+) -> _T:
+    """Call `check` until it returns something other than None (or False), then return
+    that; raise TimeoutError naming `what` (and `describe()`) after `timeout` seconds.
+    Exceptions of `check` that are OSError count as "not yet"."""
+    deadline = time.monotonic() + timeout
+    last_error: OSError | None = None
+    while True:
+        try:
+            result = check()
+        except OSError as exc:
+            last_error, result = exc, None
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            extra = f"\n{describe()}" if describe else ""
+            raise TimeoutError(f"not within {timeout} s: {what}{detail}{extra}")
+        time.sleep(interval)
+
+
+# ---- ports --------------------------------------------------------------------------
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different TCP ports on 127.0.0.1 that were free a moment ago."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+def free_port_range(count: int, attempts: int = 100) -> int:
+    """The first of `count` consecutive free ports (what `trioraft init --nodes` needs)."""
+    for _ in range(attempts):
+        base = free_ports(1)[0]
+        if base + count > 65535:
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + count):
+                    stack.enter_context(socket.socket()).bind((HOST, port))
+            except OSError:
+                continue
+        return base
+    raise RuntimeError(f"found no {count} consecutive free ports")
+
+
+# ---- the RESP client ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Error:
+    """An error reply; `text` is the line without its leading '-'."""
+
+    text: str
+
+
+Reply: TypeAlias = "str | Error | int | bytes | list[Reply] | None"
+Arg: TypeAlias = "str | bytes | int"
+
+
+def _as_bytes(arg: Arg) -> bytes:
+    if isinstance(arg, bytes):
+        return arg
+    return str(arg).encode()
+
+
+def encode_request(*args: Arg) -> bytes:
+    """A RESP2 multibulk request."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = _as_bytes(arg)
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class ConnectionClosed(ConnectionError):
+    """The server closed the connection before a whole reply arrived."""
+
+
+class RespClient:
+    """One blocking connection. `call` sends a request and reads its reply; `send` and
+    `read` split the two for pipelining; `send_raw` sends any bytes at all."""
+
+    def __init__(self, port: int, host: str = HOST, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self._buf = bytearray()
+        self._pos = 0
+
+    def __enter__(self) -> RespClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, *args: Arg) -> None:
+        self.sock.sendall(encode_request(*args))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def call(self, *args: Arg) -> Reply:
+        self.send(*args)
+        return self.read()
+
+    def inline(self, line: str | bytes) -> Reply:
+        """Send one inline command line (as typed into nc) and read its reply."""
+        data = line.encode() if isinstance(line, str) else line
+        self.send_raw(data + b"\r\n")
+        return self.read()
+
+    def pipeline(self, *requests: tuple[Arg, ...]) -> list[Reply]:
+        """Send every request in one write, then read all the replies."""
+        self.send_raw(b"".join(encode_request(*request) for request in requests))
+        return [self.read() for _ in requests]
+
+    def read(self) -> Reply:
+        """The next reply; ConnectionClosed if the server closes first."""
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return Error(rest.decode(errors="replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            length = int(rest)
+            if length < 0:
+                return None
+            data = self._exactly(length + 2)
+            if data[-2:] != b"\r\n":
+                raise ValueError(f"bulk reply not followed by CRLF: {data[-2:]!r}")
+            return data[:-2]
+        if kind == b"*":
+            count = int(rest)
+            return None if count < 0 else [self.read() for _ in range(count)]
+        raise ValueError(f"not a RESP reply: {line[:80]!r}")
+
+    def read_until_closed(self) -> bytes:
+        """Everything the server sends until it closes the connection (a reset counts as
+        closing); TimeoutError (socket.timeout) if it stays open past the timeout."""
+        data = bytes(self._buf[self._pos :])
+        self._buf.clear()
+        self._pos = 0
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return data
+            if not chunk:
+                return data
+            data += chunk
+
+    def _fill(self) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionClosed("the server closed the connection")
+        self._buf += chunk
+
+    def _line(self) -> bytes:
+        while (end := self._buf.find(b"\r\n", self._pos)) < 0:
+            self._fill()
+        line = bytes(self._buf[self._pos : end])
+        self._pos = end + 2
+        return line
+
+    def _exactly(self, count: int) -> bytes:
+        while len(self._buf) - self._pos < count:
+            self._fill()
+        data = bytes(self._buf[self._pos : self._pos + count])
+        self._pos += count
+        return data
+
+
+def parse_info(text: bytes) -> dict[str, str]:
+    """The `name:value` lines of an INFO reply (section headers skipped)."""
+    fields: dict[str, str] = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition(":")
+            fields[name] = value
+    return fields
+
+
+# ---- a client that keeps writing ---------------------------------------------------
+
+
+class BackgroundWriter:
+    """A thread that SETs `<prefix>0`, `<prefix>1`, ... to "0", "1", ... on one node, one
+    request at a time on one connection, until `stop()` or the first failure (an error
+    reply, a timeout or a closed connection), which it records and stops on.
+
+    `acked` holds the numbers whose SET was answered +OK, in order; `longest_gap` the
+    longest time in seconds between the start and the first +OK or between two +OKs.
+
+        with BackgroundWriter(node.client_port, "w:") as writer:
+            writer.wait_acked(10)
+            ...                                  # the test's mischief
+            writer.wait_acked(len(writer.acked) + 10)
+        assert writer.failure is None
+    """
+
+    def __init__(self, port: int, prefix: str, timeout: float = 10.0) -> None:
+        self.port = port
+        self.prefix = prefix
+        self.timeout = timeout
+        self.acked: list[int] = []
+        self.failure: str | None = None
+        self.longest_gap = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"writer-{prefix}", daemon=True)
+
+    def __enter__(self) -> BackgroundWriter:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout + 5)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait_acked(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until `count` SETs were acknowledged; fail at once if the writer failed."""
+
+        def enough() -> bool:
+            if self.failure is not None:
+                raise AssertionError(f"the writer failed: {self.failure}")
+            return len(self.acked) >= count
+
+        wait_until(enough, timeout, f"{count} writes acknowledged (got {len(self.acked)})")
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        number = 0
+        try:
+            with RespClient(self.port, timeout=self.timeout) as client:
+                while not self._stop.is_set():
+                    reply = client.call("SET", f"{self.prefix}{number}", number)
+                    if reply != "OK":
+                        self.failure = f"SET answered {reply!r}"
+                        return
+                    now = time.monotonic()
+                    self.longest_gap = max(self.longest_gap, now - last)
+                    last = now
+                    self.acked.append(number)
+                    number += 1
+        except (OSError, ValueError) as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+
+
+# ---- the write-ahead log ------------------------------------------------------------
+
+#: the size of a WAL record header: payload length, its crc32, the payload's crc32
+WAL_HEADER_BYTES = 12
+
+
+def wal_records(segment: Path) -> list[tuple[int, int]]:
+    """(offset, payload length) of each whole record of a WAL segment, read by the
+    documented format (docs/data-format.md) without checking checksums."""
+    data = segment.read_bytes()
+    records = []
+    offset = 0
+    while offset + WAL_HEADER_BYTES <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "little")
+        if offset + WAL_HEADER_BYTES + length > len(data):
+            break
+        records.append((offset, length))
+        offset += WAL_HEADER_BYTES + length
+    return records
+
+
+# ---- nodes --------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    """One `trioraft serve` process (running or not) and its files."""
+
+    id: str
+    config_path: Path
+    data_dir: Path
+    client_port: int
+    peer_port: int
+    log_path: Path
+    #: the client password of the config, sent by `client()` unless told not to
+    password: str | None = field(default=None, repr=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    paused: bool = False
+
+    # -- the process
+
+    def start(self) -> None:
+        """Start the process (it must not be running); returns at once, see wait_serving."""
+        if self.running:
+            raise RuntimeError(f"{self.id} is already running")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "trioraft", "serve", "--config", str(self.config_path)],
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        self.paused = False
+
+    @property
+    def running(self) -> bool:
+        """Whether the process exists and has not exited (a paused one is running)."""
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"{self.id} was never started")
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def wait_serving(self, timeout: float = START_SECONDS) -> None:
+        """Wait until the node answers PING; fail at once if the process exits."""
+
+        def serving() -> bool:
+            if not self.running:
+                raise RuntimeError(
+                    f"{self.id} exited with status {self.returncode}:\n{self.log_tail()}"
+                )
+            with self.client(timeout=1.0) as client:
+                return client.call("PING") == "PONG"
+
+        wait_until(serving, timeout, f"{self.id} answers PING", describe=self.log_tail)
+
+    def signal(self, signum: int) -> None:
+        if self.running:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> int | None:
+        """kill -9 and reap; the exit status, None if it was not running."""
+        if not self.running:
+            return self.returncode
+        assert self.process is not None
+        self.process.kill()
+        self.paused = False
+        return self.process.wait(EXIT_SECONDS)
+
+    def terminate(self, timeout: float = EXIT_SECONDS) -> int:
+        """SIGTERM and wait for the exit status (TimeoutExpired if it hangs)."""
+        assert self.process is not None
+        self.resume()
+        self.process.terminate()
+        return self.process.wait(timeout)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stays, but answers nothing until `resume`."""
+        self.signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after `pause` (harmless otherwise)."""
+        if self.paused:
+            self.signal(signal.SIGCONT)
+            self.paused = False
+
+    def restart(self, timeout: float = START_SECONDS) -> None:
+        """kill -9 if running, start again and wait until it serves."""
+        self.kill()
+        self.start()
+        self.wait_serving(timeout)
+
+    # -- talking to it
+
+    def client(self, timeout: float = 10.0, auth: bool = True) -> RespClient:
+        """A new connection, authenticated when the node has a password (and `auth`)."""
+        client = RespClient(self.client_port, timeout=timeout)
+        if auth and self.password is not None:
+            try:
+                reply = client.call("AUTH", self.password)
+            except BaseException:
+                client.close()
+                raise
+            if reply != "OK":
+                client.close()
+                raise ValueError(f"AUTH on {self.id} answered {reply!r}")
+        return client
+
+    def call(self, *args: Arg, timeout: float = 10.0) -> Reply:
+        """One request on a new connection."""
+        with self.client(timeout) as client:
+            return client.call(*args)
+
+    def info(self, section: str = "raft", timeout: float = 2.0) -> dict[str, str]:
+        reply = self.call("INFO", section, timeout=timeout)
+        if not isinstance(reply, bytes):
+            raise ValueError(f"INFO {section} on {self.id} answered {reply!r}")
+        return parse_info(reply)
+
+    # -- looking at it
+
+    def rss_kib(self) -> int:
+        """The process's resident set size (VmRSS in /proc/PID/status), in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no VmRSS for {self.id} (pid {self.pid})")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 15) -> str:
+        tail = self.log_text().splitlines()[-lines:]
+        return f"--- {self.id} log ({self.log_path}) ---\n" + "\n".join(tail)
+
+    def wal_segments(self) -> list[Path]:
+        """The write-ahead log segment files, oldest first."""
+        return sorted((self.data_dir / "wal").glob("*.wal"))
+
+
+# ---- clusters -----------------------------------------------------------------------
+
+
+class Cluster:
+    """The nodes of one cluster, in a directory the cluster owns and removes on close."""
+
+    def __init__(self, root: Path, nodes: list[Node]) -> None:
+        self.root = root
+        self.nodes = nodes
+
+    @classmethod
+    def create(
+        cls,
+        size: int = 3,
+        *,
+        password: str | None = None,
+        fsync: bool = True,
+        raft: dict[str, int] | None = None,
+        limits: dict[str, int] | None = None,
+    ) -> Cluster:
+        """Write the configs of a new cluster (ids n1..nN) into a new temp dir; nothing
+        is started. `raft` and `limits` override keys of those tables."""
+        root = Path(tempfile.mkdtemp(prefix="trioraft-test-"))
+        try:
+            ports = free_ports(2 * size)
+            members = [
+                Member(
+                    id=f"n{k + 1}",
+                    peer_addr=Address(HOST, ports[size + k]),
+                    client_addr=Address(HOST, ports[k]),
+                )
+                for k in range(size)
+            ]
+            configs = cluster_configs(
+                members,
+                token="test-cluster-token",
+                data_root=root / "data",
+                fsync=fsync,
+                password=password,
+                raft=RaftConfig(**(raft or {})),
+                limits=Limits(**(limits or {})),
+            )
+            nodes = []
+            for config in configs:
+                path = root / f"{config.node_id}.toml"
+                path.write_text(render_config(config))
+                nodes.append(
+                    Node(
+                        id=config.node_id,
+                        config_path=path,
+                        data_dir=config.data_dir,
+                        client_port=config.client_addr.port,
+                        peer_port=config.peer_addr.port,
+                        log_path=root / f"{config.node_id}.log",
+                        password=password,
+                    )
+                )
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        return cls(root, nodes)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill every process (paused ones too) and remove the directory."""
+        try:
+            for node in self.nodes:
+                with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                    node.kill()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __getitem__(self, node_id: str) -> Node:
+        return next(node for node in self.nodes if node.id == node_id)
+
+    @property
+    def running(self) -> list[Node]:
+        return [node for node in self.nodes if node.running]
+
+    def log_tails(self) -> str:
+        return "\n".join(node.log_tail() for node in self.nodes)
+
+    def start_all(self) -> None:
+        """Start every node that is not running and wait until each one serves."""
+        for node in self.nodes:
+            if not node.running:
+                node.start()
+        for node in self.nodes:
+            node.wait_serving()
+
+    def kill_all(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    def wait_for_leader(self, timeout: float = ELECTION_SECONDS) -> Node:
+        """The leader, once every running, unpaused node names the same one in INFO raft
+        (so every node can forward to it)."""
+        return wait_until(
+            self._agreed_leader, timeout, "a leader every node knows", describe=self.log_tails
+        )
+
+    def _agreed_leader(self) -> Node | None:
+        views = [node.info() for node in self.running if not node.paused]
+        leaders = {view["leader_id"] for view in views}
+        if len(leaders) != 1 or "" in leaders:
+            return None
+        leader = self[leaders.pop()]
+        if not any(view["node_id"] == leader.id and view["role"] == "leader" for view in views):
+            return None
+        return leader
+
+    def followers(self, timeout: float = ELECTION_SECONDS) -> list[Node]:
+        """Every running node but the (agreed) leader."""
+        leader = self.wait_for_leader(timeout)
+        return [node for node in self.running if node is not leader]
+
+
+@contextlib.contextmanager
+def running_cluster(
+    size: int = 3,
+    *,
+    password: str | None = None,
+    fsync: bool = True,
+    raft: dict[str, int] | None = None,
+    limits: dict[str, int] | None = None,
+) -> Iterator[Cluster]:
+    """A started cluster with a leader (see `Cluster.create` for the options), closed on
+    exit: every process killed and the directory removed."""
+    with Cluster.create(size, password=password, fsync=fsync, raft=raft, limits=limits) as c:
+        c.start_all()
+        c.wait_for_leader()
+        yield c

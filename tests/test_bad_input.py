@@ -1,0 +1,371 @@
+"""Bad client input against a running node (CONTRACT section 3, Errors and limits): junk,
+malformed RESP, oversized requests, slow and greedy clients, floods of connections.
+
+Every test runs while another client keeps writing to the same node through its own
+connection, and ends by checking that the writer was served throughout: no failed write,
+no long stall, the node still up."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import resource
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from procs import (
+    BackgroundWriter,
+    Cluster,
+    Error,
+    Node,
+    RespClient,
+    encode_request,
+    running_cluster,
+    wait_until,
+)
+
+pytestmark = pytest.mark.processes
+
+MIB = 1024 * 1024
+#: the longest a writer may wait for one acknowledgement while a node is under attack
+LONGEST_STALL = 3.0
+
+
+@pytest.fixture(scope="module")
+def attack_cluster() -> Iterator[Cluster]:
+    with running_cluster(3) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def target(attack_cluster: Cluster) -> Node:
+    """The node under attack: a follower when the module starts."""
+    return attack_cluster.followers()[0]
+
+
+def start_writer(node: Node, request: pytest.FixtureRequest) -> BackgroundWriter:
+    writer = BackgroundWriter(node.client_port, f"writer:{request.node.name}:")
+    writer.start()
+    try:
+        writer.wait_acked(5)
+    except BaseException:
+        writer.stop()
+        raise
+    return writer
+
+
+@pytest.fixture
+def writer(target: Node, request: pytest.FixtureRequest) -> Iterator[BackgroundWriter]:
+    """A client writing to the target node all through the test."""
+    running = start_writer(target, request)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def assert_served_throughout(writer: BackgroundWriter, node: Node) -> None:
+    writer.wait_acked(len(writer.acked) + 20)
+    assert writer.failure is None
+    assert writer.longest_gap < LONGEST_STALL
+    assert node.running
+
+
+def connect(node: Node, timeout: float = 10.0) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", node.client_port), timeout=timeout)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a reset counts as closing)."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+# ---- junk ---------------------------------------------------------------------------
+
+
+def test_a_junk_line_is_an_unknown_command_and_the_connection_lives(
+    target: Node, writer: BackgroundWriter
+) -> None:
+    with target.client() as client:
+        reply = client.inline(b"\x80\xff\x01junk\xfe more\x7f")
+        assert isinstance(reply, Error)
+        assert reply.text.startswith("ERR unknown command '")
+        assert "junk" in reply.text
+        assert client.call("PING") == "PONG"
+    assert_served_throughout(writer, target)
+
+
+def test_nul_bytes_are_ordinary_bytes(target: Node, writer: BackgroundWriter) -> None:
+    with target.client() as client:
+        assert client.inline(b"SET nul:inline a\x00b") == "OK"
+        assert client.call("SET", b"nul:\x00key", b"\x00\x00") == "OK"
+        assert client.call("GET", "nul:inline") == b"a\x00b"
+        assert client.call("GET", b"nul:\x00key") == b"\x00\x00"
+        assert client.call("GET", b"nul:") is None
+    assert_served_throughout(writer, target)
+
+
+@pytest.mark.parametrize("prefix", [b"", b"*", b"*3\r\n$"], ids=["inline", "star", "bulk"])
+def test_random_bytes_do_not_hurt_the_node(
+    target: Node, writer: BackgroundWriter, prefix: bytes
+) -> None:
+    junk = prefix + random.Random(prefix).randbytes(256 * 1024)
+    with connect(target) as sock:
+        with contextlib.suppress(OSError):  # the node may reset before it has all of it
+            sock.sendall(junk)
+            sock.shutdown(socket.SHUT_WR)
+        replies = read_until_closed(sock)
+    assert replies == b"" or replies.startswith((b"-ERR", b"+", b"$", b":", b"*"))
+    assert_served_throughout(writer, target)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "problem"),
+    [
+        (b"*-5\r\n", "invalid multibulk length"),
+        (b"*99999999999\r\n", "invalid multibulk length"),
+        (b"*1\r\n$99999999999\r\n", "invalid bulk length"),
+        (b"*1\r\n$-3\r\n", "invalid bulk length"),
+        (b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048577\r\n", "invalid bulk length"),
+        (b"*2\r\nxx\r\n", "expected '$', got 'x'"),
+        (b"*1\r\n$3\r\nGETxx", "expected CRLF after bulk data"),
+        (b'SET "unbalanced\r\n', "unbalanced quotes in request"),
+    ],
+    ids=[
+        "negative-count",
+        "absurd-count",
+        "absurd-length",
+        "negative-length",
+        "over-max-value-bytes",
+        "no-dollar",
+        "no-crlf",
+        "quotes",
+    ],
+)
+def test_malformed_resp_is_a_protocol_error_then_the_connection_closes(
+    target: Node, writer: BackgroundWriter, request_bytes: bytes, problem: str
+) -> None:
+    with connect(target) as sock:
+        sock.sendall(b"PING\r\n" + request_bytes + b"PING\r\n")
+        assert read_until_closed(sock) == b"+PONG\r\n-ERR Protocol error: %s\r\n" % (
+            problem.encode()
+        )
+    assert_served_throughout(writer, target)
+
+
+def test_a_value_of_max_value_bytes_is_accepted(target: Node, writer: BackgroundWriter) -> None:
+    value = b"v" * MIB
+    with target.client() as client:
+        assert client.call("SET", "maxvalue:k", value) == "OK"
+        assert client.call("GET", "maxvalue:k") == value
+    assert_served_throughout(writer, target)
+
+
+# ---- big, slow and greedy clients ---------------------------------------------------
+
+
+def send_until_refused(sock: socket.socket, chunk: bytes, limit: int) -> int:
+    """Send `chunk` again and again, at most `limit` bytes in all, until the server stops
+    taking them (closes, resets); returns how many bytes were sent."""
+    sent = 0
+    try:
+        while sent < limit:
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass
+    return sent
+
+
+def test_a_100_mb_line_without_newline_is_cut_off_quickly(
+    target: Node, writer: BackgroundWriter
+) -> None:
+    before = target.rss_kib()
+    started = time.monotonic()
+    with connect(target) as sock:
+        sent = send_until_refused(sock, b"x" * MIB, 100 * MIB)
+    elapsed = time.monotonic() - started
+    assert sent < 100 * MIB
+    assert elapsed < 10
+    assert target.rss_kib() - before < 32 * 1024
+    assert_served_throughout(writer, target)
+
+
+def test_a_line_without_newline_gets_an_error(target: Node, writer: BackgroundWriter) -> None:
+    with connect(target) as sock:
+        sock.sendall(b"x" * (64 * 1024 + 1))
+        assert read_until_closed(sock) == b"-ERR Protocol error: too big inline request\r\n"
+    assert_served_throughout(writer, target)
+
+
+def test_a_request_over_max_request_bytes_is_cut_off(
+    target: Node, writer: BackgroundWriter
+) -> None:
+    before = target.rss_kib()
+    with connect(target) as sock:
+        sock.sendall(b"*1000\r\n$4\r\nMSET\r\n")
+        # each argument is within max_value_bytes; together they pass max_request_bytes
+        sent = send_until_refused(sock, b"$%d\r\n%s\r\n" % (MIB, b"a" * MIB), 200 * MIB)
+    assert sent < 100 * MIB
+    assert target.rss_kib() - before < 64 * 1024
+    assert_served_throughout(writer, target)
+
+
+def test_clients_sending_a_byte_every_100_ms_are_served_and_hold_up_nobody(
+    target: Node, writer: BackgroundWriter
+) -> None:
+    socks = [connect(target) for _ in range(20)]
+    try:
+        requests = [b"SET slow:%d v%d\r\n" % (i, i) for i in range(len(socks))]
+        acked_before = len(writer.acked)
+        for position in range(max(len(r) for r in requests)):
+            for sock, request in zip(socks, requests, strict=True):
+                if position < len(request):
+                    sock.sendall(request[position : position + 1])
+            time.sleep(0.1)  # the slow clients' pace, not a wait for a condition
+        assert [sock.recv(100) for sock in socks] == [b"+OK\r\n"] * len(socks)
+        assert len(writer.acked) - acked_before > 20
+    finally:
+        for sock in socks:
+            sock.close()
+    assert_served_throughout(writer, target)
+
+
+def test_a_client_that_never_reads_its_replies_keeps_memory_bounded(
+    target: Node, writer: BackgroundWriter
+) -> None:
+    assert target.call("SET", "greedy:big", b"g" * (256 * 1024)) == "OK"
+    before = target.rss_kib()
+    with connect(target, timeout=1.0) as sock:
+        # every 12-byte request asks for a 256 KiB reply that is never read, until the
+        # node stops reading requests (the send times out) or 50 MB of them went out
+        sent = 0
+        try:
+            while sent < 50 * MIB:
+                sock.sendall(b"GET greedy:big\r\n" * 4096)
+                sent += 16 * 4096
+        except TimeoutError:
+            pass
+        assert target.rss_kib() - before < 160 * 1024
+        assert_served_throughout(writer, target)
+        assert target.rss_kib() - before < 160 * 1024
+
+
+def test_one_huge_mget_that_is_never_read_keeps_memory_bounded(
+    target: Node, writer: BackgroundWriter
+) -> None:
+    assert target.call("SET", "hugemget:k", b"h" * (64 * 1024)) == "OK"
+    before = target.rss_kib()
+    with connect(target) as sock:
+        # one 340 KB request asking for 20,000 copies of a 64 KiB value: 1.3 GB
+        sock.sendall(encode_request("MGET", *["hugemget:k"] * 20_000))
+        assert_served_throughout(writer, target)
+        assert target.rss_kib() - before < 160 * 1024
+
+
+def test_2000_connections_at_once_while_another_client_is_served(
+    target: Node, writer: BackgroundWriter
+) -> None:
+    count = 2000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < count + 100:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {count + 100}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, count + 100), hard))
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(connect(target))
+        for sock in socks:
+            sock.sendall(b"PING\r\n")
+        assert all(sock.recv(100) == b"+PONG\r\n" for sock in socks)
+        with target.client() as client:
+            assert client.call("SET", "crowd:k", "v") == "OK"
+    finally:
+        for sock in socks:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert_served_throughout(writer, target)
+
+
+# ---- configured limits: one node of its own -----------------------------------------
+
+IDLE_TIMEOUT = 2
+
+
+@pytest.fixture(scope="module")
+def limited() -> Iterator[Node]:
+    """A single node allowing 4 clients, closing connections idle for 2 s, and taking
+    requests of at most 2 MiB."""
+    limits = {"max_clients": 4, "idle_timeout_s": IDLE_TIMEOUT, "max_request_bytes": 2 * MIB}
+    with running_cluster(1, limits=limits) as cluster:
+        yield cluster.nodes[0]
+
+
+@pytest.fixture
+def limited_writer(limited: Node, request: pytest.FixtureRequest) -> Iterator[BackgroundWriter]:
+    running = start_writer(limited, request)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_client_past_max_clients_is_told_and_closed(
+    limited: Node, limited_writer: BackgroundWriter
+) -> None:
+    clients = [RespClient(limited.client_port) for _ in range(3)]  # the writer is the 4th
+    try:
+        assert [client.call("PING") for client in clients] == ["PONG"] * 3
+        with connect(limited) as refused:
+            assert read_until_closed(refused) == b"-ERR max number of clients reached\r\n"
+        clients.pop().close()
+
+        def admitted() -> bool:
+            with RespClient(limited.client_port, timeout=2) as client:
+                return client.call("PING") == "PONG"
+
+        wait_until(admitted, 10, "a client admitted once another left")
+    finally:
+        for client in clients:
+            client.close()
+    assert_served_throughout(limited_writer, limited)
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(
+    limited: Node, limited_writer: BackgroundWriter
+) -> None:
+    with connect(limited, timeout=IDLE_TIMEOUT + 10) as sock:
+        sock.sendall(b"PING\r\n")
+        assert sock.recv(100) == b"+PONG\r\n"
+        quiet_since = time.monotonic()
+        assert read_until_closed(sock) == b""
+        assert time.monotonic() - quiet_since >= IDLE_TIMEOUT - 0.5
+    assert_served_throughout(limited_writer, limited)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="daemon.server_limits does not pass limits.max_request_bytes on to server.Limits",
+)
+def test_the_configured_max_request_bytes_is_enforced(
+    limited: Node, limited_writer: BackgroundWriter
+) -> None:
+    value = b"m" * MIB
+    with connect(limited) as sock:
+        # three values within max_value_bytes, 3 MiB together: over the configured 2 MiB
+        request = b"*7\r\n$4\r\nMSET\r\n" + b"".join(
+            b"$2\r\nk%d\r\n$%d\r\n%s\r\n" % (i, len(value), value) for i in range(3)
+        )
+        send_until_refused(sock, request, len(request))
+        assert read_until_closed(sock) == b"-ERR Protocol error: too big request\r\n"
+    assert_served_throughout(limited_writer, limited)

@@ -1,0 +1,172 @@
+"""Real Redis clients against a follower of a running cluster: redis-py, and the redis-cli
+and redis-benchmark binaries where they are installed (Debian's redis-tools).
+
+trioraft speaks RESP2 only and answers HELLO with an error (CONTRACT section 3). redis-py
+before 8.0 speaks RESP2 by default; from 8.0 it sends HELLO 3 on connect and gives up when
+that fails, so the tests ask for `protocol=2`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import redis
+from procs import Cluster, Node
+
+pytestmark = pytest.mark.processes
+
+
+@pytest.fixture
+def follower(shared_cluster: Cluster) -> Node:
+    return shared_cluster.followers()[0]
+
+
+@pytest.fixture
+def r(follower: Node) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=follower.client_port, socket_timeout=10, protocol=2)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# ---- redis-py -----------------------------------------------------------------------
+
+
+def test_redis_py_set_and_get(r: redis.Redis) -> None:
+    assert r.set("py:k", "v") is True
+    assert r.get("py:k") == b"v"
+    assert r.get("py:missing") is None
+    assert r.set("py:k", "w", nx=True) is None
+
+
+def test_redis_py_incr(r: redis.Redis) -> None:
+    assert r.incr("py:n") == 1
+    assert r.incr("py:n", 10) == 11
+    assert r.decr("py:n", 2) == 9
+
+
+def test_redis_py_incr_of_text_raises_the_redis_error(r: redis.Redis) -> None:
+    r.set("py:text", "x")
+    with pytest.raises(redis.ResponseError, match=r"^value is not an integer or out of range$"):
+        r.incr("py:text")
+
+
+def test_redis_py_mset_and_mget(r: redis.Redis) -> None:
+    assert r.mset({"py:m1": "1", "py:m2": "2"}) is True
+    assert r.mget("py:m1", "py:none", "py:m2") == [b"1", None, b"2"]
+
+
+def test_redis_py_delete_and_exists(r: redis.Redis) -> None:
+    r.mset({"py:d1": "1", "py:d2": "2"})
+    assert r.exists("py:d1", "py:d2", "py:d3") == 2
+    assert r.delete("py:d1", "py:d2", "py:d3") == 2
+    assert r.exists("py:d1") == 0
+
+
+def test_redis_py_scan_iter_and_keys(r: redis.Redis) -> None:
+    wanted = {f"py:scan:{i}".encode() for i in range(50)}
+    r.mset(dict.fromkeys(wanted, b"v"))
+    assert set(r.scan_iter(match="py:scan:*", count=8)) == wanted
+    assert set(r.keys("py:scan:*")) == wanted
+
+
+def test_redis_py_pipeline_without_transaction(r: redis.Redis) -> None:
+    pipe = r.pipeline(transaction=False)
+    for i in range(100):
+        pipe.set(f"py:pipe:{i}", i)
+        pipe.get(f"py:pipe:{i}")
+    results = pipe.execute()
+    assert results == [item for i in range(100) for item in (True, str(i).encode())]
+
+
+def test_redis_py_info(r: redis.Redis, follower: Node) -> None:
+    raft = r.info("raft")
+    assert raft["node_id"] == follower.id
+    assert raft["role"] == "follower"
+    assert raft["members"] == ["n1", "n2", "n3"]
+    everything = r.info()
+    assert everything["cluster_enabled"] == 0
+    assert "redis_version" in everything
+
+
+REDIS_PY_MAJOR = int(redis.__version__.split(".")[0])
+
+
+@pytest.mark.xfail(
+    REDIS_PY_MAJOR >= 8,
+    strict=True,
+    reason="redis-py 8 speaks RESP3 by default (HELLO 3 on connect); trioraft has only "
+    "RESP2 and answers HELLO with an error, which redis-py 8 treats as fatal",
+)
+def test_redis_py_with_its_default_protocol(follower: Node) -> None:
+    with redis.Redis(port=follower.client_port, socket_timeout=10) as client:
+        assert client.ping() is True
+
+
+# ---- redis-cli and redis-benchmark --------------------------------------------------
+
+REDIS_CLI = shutil.which("redis-cli")
+REDIS_BENCHMARK = shutil.which("redis-benchmark")
+
+
+def cli(port: int, *args: str) -> str:
+    assert REDIS_CLI is not None
+    result = subprocess.run(
+        [REDIS_CLI, "-p", str(port), *args], capture_output=True, text=True, timeout=20
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(REDIS_CLI is None, reason="redis-cli is not installed (apt redis-tools)")
+def test_redis_cli_set_get_info_ping(follower: Node) -> None:
+    port = follower.client_port
+    assert cli(port, "SET", "cli:k", "hello world") == "OK\n"
+    assert cli(port, "GET", "cli:k") == "hello world\n"
+    assert cli(port, "GET", "cli:missing") == "\n"
+    info = cli(port, "INFO", "raft")
+    assert "# Raft" in info
+    assert f"node_id:{follower.id}" in info.splitlines()
+    assert "role:follower" in info.splitlines()
+    assert cli(port, "PING") == "PONG\n"
+
+
+def benchmark(port: int, tests: str) -> subprocess.CompletedProcess[str]:
+    assert REDIS_BENCHMARK is not None
+    return subprocess.run(
+        [REDIS_BENCHMARK, "-p", str(port), "-t", tests, "-n", "200", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def benchmarked(output: str) -> list[str]:
+    """The tests redis-benchmark -q reports a result for."""
+    return re.findall(r"^(.+?): [0-9.]+ requests per second", output, re.MULTILINE)
+
+
+needs_benchmark = pytest.mark.skipif(
+    REDIS_BENCHMARK is None, reason="redis-benchmark is not installed (apt redis-tools)"
+)
+
+
+@needs_benchmark
+def test_redis_benchmark_runs_until_lpush_is_refused(follower: Node) -> None:
+    # redis-benchmark runs its tests in a fixed order (LPUSH before MSET) and exits 1 at
+    # the first error reply: what matters is that it gets one instead of hanging
+    result = benchmark(follower.client_port, "set,get,incr,mset,lpush")
+    assert result.returncode == 1
+    assert benchmarked(result.stdout) == ["SET", "GET", "INCR"]
+    assert "Error from server: ERR unknown command 'LPUSH'" in result.stderr
+
+
+@needs_benchmark
+def test_redis_benchmark_mset(follower: Node) -> None:
+    result = benchmark(follower.client_port, "mset")
+    assert result.returncode == 0, result.stderr
+    assert benchmarked(result.stdout) == ["MSET (10 keys)"]
