@@ -429,11 +429,6 @@ def test_transfer_is_abandoned_after_an_election_timeout() -> None:
     assert leader.propose([b"y"]) == [(3, 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: transfer_target is cleared as soon as TimeoutNow is sent, so the "
-    "leader takes proposals again before the target has won (thesis 3.10)",
-)
 def test_proposals_stay_refused_after_timeout_now_until_the_transfer_ends() -> None:
     cluster = Cluster()
     leader = cluster.elect("a")

@@ -289,11 +289,6 @@ def exchange(cluster: Cluster, follower: str) -> None:
     cluster.ready("a")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: a lost AppendEntriesResponse in REPLICATE is never noticed: the "
-    "heartbeat answer shows the follower's log complete, so match stays behind for good",
-)
 def test_lost_acknowledgement_does_not_stall_commitment() -> None:
     cluster = Cluster()
     leader = cluster.elect("a")
@@ -306,11 +301,6 @@ def test_lost_acknowledgement_does_not_stall_commitment() -> None:
     assert leader.commit == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: the inflight slot of an AppendEntries whose answer was lost is never "
-    "freed while match is already past it, so a full window (max_inflight) blocks for good",
-)
 def test_lost_acknowledgement_does_not_block_a_full_window() -> None:
     cluster = Cluster(config=RaftConfig(max_inflight=1))
     leader = cluster.elect("a")
@@ -429,11 +419,6 @@ def test_replication_resumes_after_the_snapshot() -> None:
     assert [e.data for e in cluster.applied["c"]] == [b"", b"z"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: report_snapshot(delivered=False) probes from the snapshot index + 1, "
-    "and with nothing new to send and the commit index already 'sent', no probe goes out",
-)
 def test_failed_snapshot_is_sent_again() -> None:
     cluster = compacted_cluster()
     leader = cluster.nodes["a"]
@@ -445,11 +430,6 @@ def test_failed_snapshot_is_sent_again() -> None:
     assert cluster.disks["c"].snapshot == SNAPSHOT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: when the answer to InstallSnapshot is lost the follower stays in "
-    "SNAPSHOT state forever: report_snapshot(delivered=True) and heartbeats do nothing",
-)
 def test_replication_resumes_when_the_answer_to_a_snapshot_is_lost() -> None:
     cluster = compacted_cluster()
     leader = cluster.nodes["a"]

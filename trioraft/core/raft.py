@@ -164,6 +164,9 @@ class Raft:
         self.applied_handed = self.log.snapshot_index
         self.role = Role.FOLLOWER
         self.leader_id: NodeId | None = None
+        #: False while the runtime has not yet confirmed that this node's storage is the
+        #: one the cluster knows (a wiped node must neither vote nor campaign)
+        self.may_vote = True
         #: ticks since the last election timeout reset (heard from a leader, voted,
         #: campaigned); for a leader, ticks in the current CheckQuorum period
         self.election_elapsed = 0
@@ -184,6 +187,8 @@ class Raft:
         #: leader only: the follower leadership is being handed to, and for how long
         self.transfer_target: NodeId | None = None
         self.transfer_elapsed = 0
+        #: leader only: TimeoutNow went to the transfer target
+        self.timeout_now_sent = False
 
         self._emitted_hard_state = hs
         self._messages: list[Message] = []
@@ -213,7 +218,11 @@ class Raft:
             self._tick_leader()
             return
         self.election_elapsed += 1
-        if self.id in self.members.voters and self.election_elapsed >= self.randomized_timeout:
+        if (
+            self.may_vote
+            and self.id in self.members.voters
+            and self.election_elapsed >= self.randomized_timeout
+        ):
             self._campaign()
 
     def propose(self, commands: Sequence[bytes]) -> list[tuple[int, int]]:
@@ -249,6 +258,7 @@ class Raft:
             return
         self.transfer_target = target
         self.transfer_elapsed = 0
+        self.timeout_now_sent = False
         self._maybe_send_timeout_now()
 
     def compact(self, index: int) -> None:
@@ -259,11 +269,15 @@ class Raft:
         self.log.compact(index)
 
     def report_snapshot(self, peer: NodeId, *, delivered: bool) -> None:
-        """The runtime finished sending a snapshot to `peer`. If it failed, the leader
-        probes again (and so sends the snapshot again if still needed)."""
+        """The runtime finished sending a snapshot to `peer`. Either way the leader
+        probes: just past the snapshot when it was delivered, else from what is known to
+        match (and so sends the snapshot again if still needed)."""
         pr = self.progress.get(peer) if self.role is Role.LEADER else None
-        if pr is not None and pr.state is ReplicationState.SNAPSHOT and not delivered:
-            pr.become_probe()
+        if pr is None or pr.state is not ReplicationState.SNAPSHOT:
+            return
+        if not delivered:
+            pr.snapshot_index = 0  # probe from what is known to match: resends it
+        pr.become_probe()
 
     def persisted(self, index: int, term: int) -> None:
         """The runtime made the log durable up to (index, term)."""
@@ -298,7 +312,7 @@ class Raft:
         elif isinstance(m, InstallSnapshot):
             self._follow(m.src)
             self._handle_snapshot(m)
-        elif isinstance(m, TimeoutNow) and self.id in self.members.voters:
+        elif isinstance(m, TimeoutNow) and self.may_vote and self.id in self.members.voters:
             self._become_candidate(transfer=True)
 
     # --- output ----------------------------------------------------------------------
@@ -345,6 +359,7 @@ class Raft:
         self.votes = {}
         self.progress = {}
         self.transfer_target = None
+        self.timeout_now_sent = False
         self.need_heartbeat = False
         self._dropped_reads.extend(self.reads_waiting)
         self._dropped_reads.extend(ctx for _, ctx, _ in self.reads_pending)
@@ -378,7 +393,7 @@ class Raft:
         if self._tally() is True:
             self._become_candidate(transfer=False)
             return
-        for peer in self.members.voters - {self.id}:
+        for peer in sorted(self.members.voters - {self.id}):
             self._send(
                 RequestVote(
                     src=self.id,
@@ -398,7 +413,7 @@ class Raft:
         if self._tally() is True:
             self._become_leader()
             return
-        for peer in self.members.voters - {self.id}:
+        for peer in sorted(self.members.voters - {self.id}):
             self._send(
                 RequestVote(
                     src=self.id,
@@ -416,7 +431,9 @@ class Raft:
         self.leader_id = self.id
         self.read_seq = 0
         next_index = self.log.last_index + 1
-        self.progress = {peer: Progress(next_index) for peer in self.members.all - {self.id}}
+        self.progress = {
+            peer: Progress(next_index) for peer in sorted(self.members.all - {self.id})
+        }
         # the no-op lets this leader commit, and so learn the commit index (thesis 6.4)
         self.log.append([Entry(self.term, next_index, EntryKind.NOOP)])
         self._maybe_commit()
@@ -472,6 +489,8 @@ class Raft:
             )
 
     def _handle_vote_request(self, m: RequestVote) -> None:
+        if not self.may_vote:
+            return
         may_vote = (
             self.vote == m.src
             or (self.vote is None and self.leader_id is None)
@@ -638,12 +657,13 @@ class Raft:
             return
         pr.recent_active = True
         pr.acked_seq = max(pr.acked_seq, m.seq)
-        if (
-            pr.state is ReplicationState.REPLICATE
-            and m.seq == pr.hb_seq
-            and m.last_index < pr.hb_expected_last
-        ):
-            pr.become_probe()  # an AppendEntries sent before that heartbeat went missing
+        if pr.state is ReplicationState.REPLICATE and m.seq == pr.hb_seq:
+            # the links are FIFO: every AppendEntries sent before this round, and its
+            # answer, has arrived by now, or was lost
+            if pr.match < pr.hb_expected_last:
+                pr.become_probe()
+            else:
+                pr.acked(pr.hb_expected_last)
         elif pr.state is ReplicationState.PROBE:
             pr.probe_sent = False
         self._release_reads()
@@ -657,6 +677,7 @@ class Raft:
             self.transfer_elapsed += 1
             if self.transfer_elapsed >= self.config.election_ticks:
                 self.transfer_target = None
+                self.timeout_now_sent = False
         if self.election_elapsed >= self.config.election_ticks:
             self.election_elapsed = 0
             if self.config.check_quorum:
@@ -729,10 +750,16 @@ class Raft:
 
     def _maybe_send_timeout_now(self) -> None:
         target = self.transfer_target
-        if target is None or self.progress[target].match != self.log.last_index:
+        if (
+            target is None
+            or self.timeout_now_sent
+            or self.progress[target].match != self.log.last_index
+        ):
             return
+        # proposals stay refused until the target wins (and this node steps down) or
+        # the transfer is abandoned
         self._send(TimeoutNow(src=self.id, dst=target, term=self.term))
-        self.transfer_target = None
+        self.timeout_now_sent = True
 
     def _flush_leader(self) -> None:
         if self.need_heartbeat:
@@ -749,7 +776,8 @@ class Raft:
                 self._send_snapshot(peer, pr)
                 return
             entries = self._batch(pr.next)
-            if not entries and self.commit <= pr.sent_commit:
+            probing = pr.state is ReplicationState.PROBE and pr.match < pr.next - 1
+            if not entries and self.commit <= pr.sent_commit and not probing:
                 return
             prev_index = pr.next - 1
             prev_term = self.log.term(prev_index)
