@@ -353,10 +353,6 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(
     assert_served_throughout(limited_writer, limited)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon.server_limits does not pass limits.max_request_bytes on to server.Limits",
-)
 def test_the_configured_max_request_bytes_is_enforced(
     limited: Node, limited_writer: BackgroundWriter
 ) -> None:

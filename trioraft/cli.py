@@ -230,6 +230,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from trioraft.daemon import StartupError, serve
+    from trioraft.state import WipedMember
 
     config = load_config(args.config)
     setup_logging(config.node_id, config.log_level)
@@ -239,7 +240,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError(EXIT_FAILURE, "interrupted while starting") from None
     except BaseException as exc:  # one line, never a traceback
         leaf = first_error(exc)
-        if isinstance(leaf, StartupError):
+        if isinstance(leaf, StartupError | WipedMember):
             raise CliError(EXIT_FAILURE, str(leaf)) from None
         logging.getLogger("trioraft").error("stopped by an error", exc_info=leaf)
         raise CliError(EXIT_FAILURE, f"stopped by an error: {describe(leaf)}") from None
@@ -263,7 +264,8 @@ def _check(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     log_range = f"{report.first_index}..{report.last_index}" if report.entry_count else "empty"
     print(
-        f"{args.data_dir}: intact: node {report.node_id}, snapshot index none, "
+        f"{args.data_dir}: intact: node {report.node_id}, "
+        f"snapshot index {report.snapshot_index or 'none'}, "
         f"log {log_range}, {report.entry_count} entries in {report.segment_count} segments, "
         f"term {report.hard_state.term}"
     )

@@ -12,19 +12,23 @@ from __future__ import annotations
 import errno
 import resource
 import signal
-from pathlib import Path
 
+import attrs
 import trio
 
 from trioraft.config import Config
-from trioraft.core.messages import Members
+from trioraft.core.messages import Members, SnapshotMeta
 from trioraft.core.raft import RaftConfig
 from trioraft.logs import NodeLogger
 from trioraft.node import Node, NodeOptions
 from trioraft.server import ClientServer, Limits
+from trioraft.snapshotter import SnapshotPolicy
+from trioraft.state import ReplicatedState
 from trioraft.storage import DataDir, StorageError, WriteAheadLog
+from trioraft.storage.snapshots import SnapshotStore
+from trioraft.storage.state import Restored, open_storage
 from trioraft.systemd import notify
-from trioraft.transport.base import Payload, RpcHandler
+from trioraft.transport.base import RpcHandler
 from trioraft.transport.tcp import TcpTransport
 
 #: how long a clean stop may take: in-flight writes plus a leadership hand-over
@@ -47,6 +51,7 @@ def node_options(config: Config) -> NodeOptions:
             heartbeat_ticks=r.heartbeat_ticks,
         ),
         fsync=config.fsync,
+        snapshot_policy=SnapshotPolicy(entries=r.snapshot_entries, bytes=r.snapshot_bytes),
     )
 
 
@@ -56,6 +61,7 @@ def server_limits(config: Config) -> Limits:
         max_value_bytes=lim.max_value_bytes,
         max_inline_bytes=lim.max_inline_bytes,
         max_args=lim.max_args,
+        max_request_bytes=lim.max_request_bytes,
         max_clients=lim.max_clients,
         idle_timeout=float(lim.idle_timeout_s),
         max_unread_reply_bytes=lim.max_unread_reply_bytes,
@@ -82,28 +88,54 @@ def serve(config: Config) -> None:
         raise StartupError(str(exc)) from None
     try:
         try:
-            wal, recovery = WriteAheadLog.open(data_dir.wal_dir, fsync=config.fsync)
+            wal, snapshots, restored = open_storage(
+                data_dir.path, fsync=config.fsync, keep=config.raft.snapshots_kept
+            )
         except StorageError as exc:
             raise StartupError(str(exc)) from None
-        for torn in recovery.warnings:
+        for torn in restored.warnings:
             log.warning("cut a torn tail off the write-ahead log", detail=str(torn))
-        log.info(
-            "log recovered",
-            entries=len(recovery.entries),
-            term=recovery.hard_state.term,
-            incarnation=data_dir.incarnation,
-        )
+        if restored.restarted:
+            log.warning("finished installing a snapshot interrupted by a crash")
         with wal:
-            trio.run(_run, config, wal, recovery, log)
+            snapshot = _load_snapshot(restored, log)
+            log.info(
+                "storage recovered",
+                snapshot_index=snapshot[0].index if snapshot else 0,
+                entries=len(restored.entries),
+                term=restored.hard_state.term,
+                incarnation=data_dir.incarnation,
+            )
+            storage = _Storage(wal, snapshots, restored, snapshot, data_dir)
+            trio.run(_run, config, storage, log)
     finally:
         data_dir.close()
 
 
-async def _run(config: Config, wal: WriteAheadLog, recovery: object, log: NodeLogger) -> None:
-    from trioraft.storage.wal import Recovery
+@attrs.frozen
+class _Storage:
+    """What the node resumes from."""
 
-    assert isinstance(recovery, Recovery)
+    wal: WriteAheadLog
+    snapshots: SnapshotStore
+    restored: Restored
+    snapshot: tuple[SnapshotMeta, ReplicatedState] | None
+    data_dir: DataDir
 
+
+def _load_snapshot(
+    restored: Restored, log: NodeLogger
+) -> tuple[SnapshotMeta, ReplicatedState] | None:
+    if restored.snapshot is None:
+        return None
+    meta, data = restored.snapshot
+    try:
+        return meta, ReplicatedState.restore(data)
+    except ValueError as exc:
+        raise StartupError(f"snapshot {meta.index}: {exc}") from None
+
+
+async def _run(config: Config, storage: _Storage, log: NodeLogger) -> None:
     def make_transport(handler: RpcHandler) -> TcpTransport:
         return TcpTransport(
             node_id=config.node_id,
@@ -113,7 +145,16 @@ async def _run(config: Config, wal: WriteAheadLog, recovery: object, log: NodeLo
             rpc_handler=handler,
         )
 
-    node = Node(node_options(config), wal, recovery, make_transport)
+    node = Node(
+        node_options(config),
+        storage.wal,
+        storage.restored,
+        make_transport,
+        snapshots=storage.snapshots,
+        snapshot=storage.snapshot,
+        incarnation=storage.data_dir.incarnation,
+        fresh=storage.data_dir.created,
+    )
     server = ClientServer(node, server_limits(config), config.password)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
@@ -145,6 +186,3 @@ async def _start(nursery: trio.Nursery, task: object, what: str) -> None:
     except OSError as exc:
         reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         raise StartupError(f"cannot listen on the {what}: {reason}") from None
-
-
-__all__ = ["Path", "Payload", "StartupError", "serve"]

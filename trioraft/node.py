@@ -27,21 +27,36 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from trioraft import kv
+from trioraft import incarnation, kv
 from trioraft.core.errors import NotLeader, TransferInProgress
-from trioraft.core.messages import Entry, EntryKind, HardState, Members, Message, NodeId
+from trioraft.core.messages import (
+    Entry,
+    EntryKind,
+    HardState,
+    InstallSnapshot,
+    Members,
+    Message,
+    NodeId,
+    SnapshotMeta,
+)
 from trioraft.core.raft import Raft, RaftConfig, Ready, Role
 from trioraft.logs import NodeLogger
 from trioraft.replies import ErrorReply, Reply
 from trioraft.resp import encode
+from trioraft.snapshotter import SnapshotPolicy, Snapshotter
+from trioraft.state import ReplicatedState
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport.base import Payload, Transport
 from trioraft.transport.errors import RpcError, RpcRemoteError, RpcUnavailable
+
+if TYPE_CHECKING:
+    from trioraft.storage.snapshots import SnapshotStore
+    from trioraft.storage.state import Restored
 
 
 class Unavailable(Exception):
@@ -65,6 +80,7 @@ class NodeOptions:
     #: how long a follower waits for a leader to appear before answering "no leader"
     leader_wait: float = 2.0
     fsync: bool = True
+    snapshot_policy: SnapshotPolicy = attrs.Factory(SnapshotPolicy)
 
 
 @attrs.define
@@ -79,12 +95,20 @@ class _Waiter:
 
 
 @attrs.define
-class _WalItem:
-    """One Ready's durable part, queued to the WAL writer."""
+class WalItem:
+    """One Ready's durable part, queued to the WAL writer; or a compaction."""
 
-    hard_state: HardState | None
-    entries: list[Entry]
-    after_persist: list[Message]
+    hard_state: HardState | None = None
+    entries: list[Entry] = attrs.Factory(list)
+    after_persist: list[Message] = attrs.Factory(list)
+    #: the log restarts after this (index, term): a snapshot from the leader was installed
+    reset: tuple[int, int] | None = None
+    #: delete the segments wholly at or below this index (after the sync)
+    compact_to: int | None = None
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.hard_state or self.entries or self.reset or self.compact_to)
 
 
 class Node:
@@ -92,26 +116,38 @@ class Node:
         self,
         options: NodeOptions,
         wal: WriteAheadLog,
-        recovery: Recovery,
+        recovery: Recovery | Restored,
         transport_factory: Callable[[Callable[[NodeId, str, Payload], Any]], Transport],
         *,
         rng: random.Random | None = None,
+        snapshots: SnapshotStore | None = None,
+        snapshot: tuple[SnapshotMeta, ReplicatedState] | None = None,
+        incarnation: str | None = None,
+        fresh: bool = False,
     ) -> None:
+        """A node resuming from its storage: the newest snapshot (if any) and the log.
+        Without a snapshot store the node never snapshots; without an incarnation it
+        does not check that its data dir is the one the cluster knows (tests)."""
         self.options = options
         self.id = options.node_id
         self.log = NodeLogger(options.node_id, "trioraft.node")
         self.wal = wal
-        self.store = kv.KVStore()
+        meta, self.state = snapshot if snapshot else (None, ReplicatedState())
+        after = meta.index if meta else 0
         self.core = Raft(
             options.node_id,
             options.members,
             rng=rng or random.Random(),
             config=options.raft,
             hard_state=recovery.hard_state,
-            entries=recovery.entries,
+            entries=[e for e in recovery.entries if e.index > after],
+            snapshot=meta,
         )
         self.transport = transport_factory(self._serve_rpc)
-        #: the last log index applied to `store`
+        self.snapshotter = (
+            Snapshotter(self, snapshots, meta, options.snapshot_policy) if snapshots else None
+        )
+        #: the last log index applied to `state`
         self.applied = self.core.applied_handed
         #: proposals of this node waiting to be applied, by log index
         self._waiters: dict[int, _Waiter] = {}
@@ -122,7 +158,7 @@ class Node:
         self._wake = trio.Event()
         #: set (and replaced) whenever `applied` moves or the role changes
         self._progress = trio.Event()
-        self._wal_queue: list[_WalItem] = []
+        self._wal_queue: list[WalItem] = []
         self._wal_wake = trio.Event()
         #: follower reads waiting for the next read-index question to the leader
         self._follower_reads: list[_ReadWaiter] = []
@@ -130,6 +166,11 @@ class Node:
         self._last_role = self.core.role
         self._last_leader: NodeId | None = None
         self.stopping = False
+        #: this data dir's incarnation id, and whether the data dir was created just now
+        self.incarnation = incarnation
+        self.fresh = fresh
+        #: the node's nursery, for tasks started later (snapshot transfers)
+        self.nursery: trio.Nursery | None = None
 
     # --- running ---------------------------------------------------------------------
 
@@ -141,21 +182,24 @@ class Node:
             nursery.start_soon(self._pump)
             nursery.start_soon(self._wal_writer)
             nursery.start_soon(self._follower_read_batcher)
+            self.nursery = nursery
+            if self.incarnation is not None:
+                nursery.start_soon(incarnation.guard, self, self.incarnation, self.fresh)
             task_status.started()
 
-    def _poke(self) -> None:
+    def poke(self) -> None:
         self._wake.set()
 
     async def _ticker(self) -> None:
         while True:
             await trio.sleep(self.options.tick_seconds)
             self.core.tick()
-            self._poke()
+            self.poke()
 
     async def _pump(self) -> None:
         async for msg in self.transport.incoming:
             self.core.step(msg)
-            self._poke()
+            self.poke()
 
     async def _driver(self) -> None:
         while True:
@@ -164,12 +208,30 @@ class Node:
             self._handle(self.core.ready())
             self._notice_role_change()
 
+    @property
+    def store(self) -> kv.KVStore:
+        return self.state.store
+
     def _handle(self, rd: Ready) -> None:
+        reset = None
+        if rd.snapshot is not None:
+            assert self.snapshotter is not None
+            self.state = self.snapshotter.take_installed(rd.snapshot)
+            self.applied = rd.snapshot.index
+            reset = (rd.snapshot.index, rd.snapshot.term)
+            self.log.info("installed a snapshot from the leader", index=rd.snapshot.index)
+        elif self.snapshotter is not None:
+            self.snapshotter.drop_installed()
         if rd.must_sync or rd.messages_after_persist:
-            self._wal_queue.append(_WalItem(rd.hard_state, rd.entries, rd.messages_after_persist))
-            self._wal_wake.set()
+            self.queue_wal(
+                WalItem(rd.hard_state, rd.entries, rd.messages_after_persist, reset=reset)
+            )
         for msg in rd.messages:
-            self.transport.send(msg)
+            if isinstance(msg, InstallSnapshot):
+                assert self.snapshotter is not None, "a log is compacted only with snapshots"
+                self.snapshotter.send_to(msg.dst, msg.term)
+            else:
+                self.transport.send(msg)
         if rd.committed:
             self._apply(rd.committed)
         for read in rd.reads:
@@ -181,11 +243,15 @@ class Node:
             if waiter is not None:
                 waiter.fail()
 
+    def queue_wal(self, item: WalItem) -> None:
+        self._wal_queue.append(item)
+        self._wal_wake.set()
+
     def _apply(self, entries: list[Entry]) -> None:
         for entry in entries:
             reply: Reply = None
             if entry.kind is EntryKind.COMMAND:
-                reply = self.store.apply(kv.decode_command(entry.data))
+                reply = self.state.apply(kv.decode_command(entry.data))
             waiter = self._waiters.pop(entry.index, None)
             if waiter is not None:
                 if waiter.term == entry.term:
@@ -195,6 +261,8 @@ class Node:
                 waiter.done.set()
         self.applied = entries[-1].index
         self._signal_progress()
+        if self.snapshotter is not None:
+            self.snapshotter.applied(entries)
 
     def _signal_progress(self) -> None:
         self._progress.set()
@@ -216,7 +284,7 @@ class Node:
             await self._wal_wake.wait()
             self._wal_wake = trio.Event()
             batch, self._wal_queue = self._wal_queue, []
-            if any(item.hard_state is not None or item.entries for item in batch):
+            if any(item.writes for item in batch):
                 await trio.to_thread.run_sync(self._write_batch, batch)
             last: Entry | None = None
             for item in batch:
@@ -226,16 +294,21 @@ class Node:
                     last = item.entries[-1]
             if last is not None:
                 self.core.persisted(last.index, last.term)
-                self._poke()
+                self.poke()
 
-    def _write_batch(self, batch: list[_WalItem]) -> None:
+    def _write_batch(self, batch: list[WalItem]) -> None:
         """In a worker thread: write every item in order, then one fsync."""
         for item in batch:
+            if item.reset is not None:
+                self.wal.reset(*item.reset)
             if item.hard_state is not None:
                 self.wal.set_hard_state(item.hard_state)
             if item.entries:
                 self.wal.append(item.entries)
         self.wal.sync()
+        for item in batch:
+            if item.compact_to is not None:
+                self.wal.compact(item.compact_to)
 
     # --- client work -----------------------------------------------------------------
 
@@ -254,7 +327,7 @@ class Node:
             waiter = _Waiter(term)
             self._waiters[index] = waiter
             waiters.append((index, waiter))
-        self._poke()
+        self.poke()
         with trio.move_on_after(self.options.request_timeout):
             for _, waiter in waiters:
                 await waiter.done.wait()
@@ -293,7 +366,7 @@ class Node:
         except NotLeader:
             raise Unavailable("leadership changed") from None
         self._reads[ctx] = waiter
-        self._poke()
+        self.poke()
         try:
             return await waiter.wait()
         finally:
@@ -370,6 +443,14 @@ class Node:
             assert isinstance(answer, list | tuple)
             return [bytes(reply) for reply in answer]
 
+    async def write_replies(self, commands: list[bytes]) -> list[bytes]:
+        """`write`, except that an outcome of Unavailable or Indeterminate becomes the matching
+        error reply for every command instead of an exception."""
+        try:
+            return await self.write(commands)
+        except (Unavailable, Indeterminate) as exc:
+            return [encode(error_reply(exc))] * len(commands)
+
     async def _await_progress_until(self, deadline: float) -> None:
         """Wait for the role or leader to change, at most until `deadline`."""
         if trio.current_time() >= deadline:
@@ -385,24 +466,62 @@ class Node:
             return await self._leader_read_index()
         if method == "status":
             return self.status()
+        if method == "incarnation_of":
+            assert isinstance(payload, str)
+            return self.state.incarnations.get(payload)
+        if method.startswith("snapshot_") and self.snapshotter is not None:
+            return await self.snapshotter.serve_rpc(src, method, payload)
         raise ValueError(f"unknown method {method!r}")
+
+    async def snapshot_now(self) -> int:
+        """Take a snapshot now (RAFT.SNAPSHOT); returns its index."""
+        if self.snapshotter is None:
+            raise Unavailable("this node keeps no snapshots")
+        return await self.snapshotter.take()
 
     async def shutdown(self, timeout: float) -> None:
         """Stop taking writes, let the ones in flight finish, and hand leadership to the
-        most up-to-date follower when leader; all within `timeout` seconds."""
+        most up-to-date live follower when leader (trying the next one when a transfer
+        is abandoned); all within `timeout` seconds."""
         self.stopping = True
         with trio.move_on_after(timeout):
             while self._waiters:
                 await self._progress.wait()
             core = self.core
-            followers = [p for p in core.progress if p in core.members.voters]
-            if core.is_leader and followers:
-                target = max(followers, key=lambda p: core.progress[p].match)
-                self.log.info("handing over leadership", to=target)
-                core.transfer_leadership(target)
-                self._poke()
-                while core.is_leader:
+            tried: set[NodeId] = set()
+            while core.is_leader:
+                if core.transfer_target is None:
+                    choices = await self._live_followers(tried)
+                    if not choices:
+                        return
+                    target = max(choices, key=lambda p: core.progress[p].match)
+                    tried.add(target)
+                    self.log.info("handing over leadership", to=target)
+                    core.transfer_leadership(target)
+                    self.poke()
+                # the core abandons a transfer after an election timeout, silently
+                with trio.move_on_after(self.options.tick_seconds):
                     await self._progress.wait()
+
+    async def _live_followers(self, exclude: set[NodeId]) -> list[NodeId]:
+        """The voting followers (not in `exclude`) that answer a heartbeat round sent now,
+        waiting up to an election timeout for the first answer; leader only."""
+        core = self.core
+        asked = core.read_seq + 1
+        core.need_heartbeat = True
+        self.poke()
+        with trio.move_on_after(self.options.tick_seconds * core.config.election_ticks):
+            while core.is_leader:
+                live = [
+                    peer
+                    for peer, pr in core.progress.items()
+                    if pr.acked_seq >= asked and peer in core.members.voters - exclude
+                ]
+                if live:
+                    return live
+                with trio.move_on_after(self.options.tick_seconds):
+                    await self._progress.wait()
+        return []
 
     # --- status ----------------------------------------------------------------------
 
@@ -434,7 +553,7 @@ class Node:
             "commit_index": core.commit,
             "last_applied": self.applied,
             "last_log_index": core.log.last_index,
-            "snapshot_index": core.log.snapshot_index,
+            "snapshot_index": self.snapshotter.index if self.snapshotter else 0,
             "members": ",".join(sorted(core.members.voters)),
         }
 

@@ -30,7 +30,7 @@ from trioraft import kv
 from trioraft.info import render_info
 from trioraft.logs import NodeLogger
 from trioraft.node import Indeterminate, Node, Unavailable, error_reply
-from trioraft.replies import OK, PONG, ErrorReply, Reply
+from trioraft.replies import OK, PONG, ErrorReply, Reply, SimpleString
 from trioraft.resp import ProtocolError, RequestParser, encode, encode_into
 
 
@@ -110,6 +110,7 @@ class ClientServer:
         #: connection commands that wait for other nodes
         self._local_async: dict[bytes, Callable[[_Connection, list[bytes]], Awaitable[Reply]]] = {
             b"RAFT.STATUS": self._raft_status,
+            b"RAFT.SNAPSHOT": self._raft_snapshot,
         }
 
     async def serve(
@@ -261,12 +262,7 @@ class ClientServer:
             else:
                 replies.append(None)
                 commands.append(kv.encode_command(args))
-        results: list[bytes] = []
-        if commands:
-            try:
-                results = await self.node.write(commands)
-            except (Unavailable, Indeterminate) as exc:
-                results = [encode(error_reply(exc))] * len(commands)
+        results = await self.node.write_replies(commands) if commands else []
         it = iter(results)
         for reply in replies:
             out += reply if reply is not None else next(it)
@@ -360,6 +356,13 @@ class ClientServer:
             [item for key, value in row.items() for item in (key.encode(), str(value).encode())]
             for row in rows
         ]
+
+    async def _raft_snapshot(self, conn: _Connection, args: list[bytes]) -> Reply:
+        try:
+            index = await self.node.snapshot_now()
+        except Unavailable as exc:
+            return error_reply(exc)
+        return SimpleString(f"OK snapshot at index {index}")
 
     def _hello(self, conn: _Connection, args: list[bytes]) -> Reply:
         # an error keeps clients on RESP2, which is all this server speaks

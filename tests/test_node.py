@@ -1,0 +1,288 @@
+"""The trio runtime (trioraft.node): a cluster of Nodes over the memory network, with real
+write-ahead logs in temporary directories, in virtual time (see nodetools.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+from nodetools import (
+    ELECTION_TIMEOUT_MAX,
+    ELECTION_TIMEOUT_MIN,
+    HEARTBEAT_TICKS,
+    OK,
+    TICK,
+    Cluster,
+    get,
+    hold_clock_during_threads,
+    open_cluster,
+    set_command,
+    wait_until,
+    write,
+)
+from trio.testing import MockClock, wait_all_tasks_blocked
+
+from trioraft import kv
+from trioraft.node import Node
+
+HEARTBEAT = HEARTBEAT_TICKS * TICK
+
+
+@pytest.fixture
+def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
+    hold_clock_during_threads(autojump_clock, monkeypatch)
+    return autojump_clock
+
+
+def followers(cluster: Cluster, leader: Node) -> list[Node]:
+    return [node for node in cluster.nodes if node is not leader]
+
+
+def has_everywhere(cluster: Cluster, key: bytes, value: bytes) -> bool:
+    return all(get(node, key) == value for node in cluster.nodes)
+
+
+async def test_three_nodes_elect_exactly_one_leader(clock: MockClock, tmp_path: Path) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        assert cluster.leaders() == [leader]
+        assert {node.core.leader_id for node in cluster.nodes} == {leader.id}
+        cluster.assert_election_safety()
+
+
+async def test_writes_on_leader_and_follower_apply_everywhere(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        follower = followers(cluster, leader)[0]
+
+        assert await write(leader, b"on-leader", b"1") == OK
+        assert await write(follower, b"forwarded", b"2") == OK
+
+        await wait_until(lambda: has_everywhere(cluster, b"on-leader", b"1"), 1.0)
+        await wait_until(lambda: has_everywhere(cluster, b"forwarded", b"2"), 1.0)
+
+
+async def test_a_batch_answers_each_command(clock: MockClock, tmp_path: Path) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        follower = followers(cluster, leader)[0]
+        batch = [
+            set_command(b"n", b"1"),
+            kv.encode_command([b"INCR", b"n"]),
+            kv.encode_command([b"INCR", b"word"]),
+            set_command(b"word", b"x"),
+            kv.encode_command([b"INCR", b"word"]),
+        ]
+
+        replies = await follower.write(batch)
+
+        assert replies == [
+            OK,
+            b":2\r\n",
+            b":1\r\n",
+            OK,
+            b"-ERR value is not an integer or out of range\r\n",
+        ]
+
+
+async def test_read_barrier_makes_every_node_see_an_acknowledged_write(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.wait_for_leader()
+        for round_number, writer in enumerate(cluster.nodes):
+            value = b"v%d" % round_number
+            assert await write(writer, b"k", value) == OK
+            for reader in cluster.nodes:
+                if reader is not writer:
+                    await reader.read_barrier()
+                    assert get(reader, b"k") == value
+
+
+async def test_read_barrier_on_a_lagging_follower_waits_for_the_write(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        slow, fast = followers(cluster, leader)
+        # well under an election timeout, but far longer than a commit takes
+        cluster.network.set_delay(leader.id, slow.id, 0.1)
+
+        assert await write(fast, b"k", b"new") == OK
+
+        assert get(slow, b"k") is None  # a local read is stale...
+        await slow.read_barrier()
+        assert get(slow, b"k") == b"new"  # ...a linearizable one is not
+
+
+async def test_failover_elects_a_new_leader_within_the_election_timeout(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        old = await cluster.wait_for_leader()
+        assert await write(old, b"before", b"1") == OK
+
+        crashed_at = trio.current_time()
+        await cluster.crash(old.id)
+        new = await cluster.wait_for_leader()
+        elapsed = trio.current_time() - crashed_at
+
+        assert new.id != old.id
+        # the last heartbeat came at most a heartbeat interval before the crash; the
+        # vote itself takes a few link delays
+        assert ELECTION_TIMEOUT_MIN - HEARTBEAT <= elapsed <= ELECTION_TIMEOUT_MAX + 3 * TICK
+        other = followers(cluster, new)[0]
+        assert await write(new, b"after", b"2") == OK
+        assert await write(other, b"forwarded", b"3") == OK
+        await new.read_barrier()
+        assert get(new, b"before") == b"1"
+        cluster.assert_election_safety()
+
+
+async def test_acknowledged_writes_survive_a_crash_of_every_node(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    acknowledged: dict[bytes, bytes] = {}
+
+    async def keep_writing(cluster: Cluster) -> None:
+        for n in range(1_000_000):
+            node = cluster.nodes[n % len(cluster.nodes)]
+            key, value = b"k%d" % n, b"v%d" % n
+            if await write(node, key, value) == OK:
+                acknowledged[key] = value
+
+    async with open_cluster(tmp_path) as cluster:
+        await cluster.wait_for_leader()
+        async with trio.open_nursery() as writers:
+            writers.start_soon(keep_writing, cluster)
+            await wait_until(lambda: len(acknowledged) >= 20, 5.0)
+            await cluster.crash_all()
+            writers.cancel_scope.cancel()
+
+        await cluster.start_all()
+        leader = await cluster.wait_for_leader()
+        await leader.read_barrier()
+        for key, value in acknowledged.items():
+            assert get(leader, key) == value
+        await cluster.wait_converged()
+        cluster.assert_election_safety()
+
+
+async def test_a_restarted_follower_catches_up(clock: MockClock, tmp_path: Path) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        lagging = followers(cluster, leader)[0].id
+        assert await write(leader, b"early", b"1") == OK
+        await wait_until(lambda: has_everywhere(cluster, b"early", b"1"), 1.0)
+
+        await cluster.crash(lagging)
+        for n in range(10):
+            assert await write(leader, b"late%d" % n, b"2") == OK
+        restarted = await cluster.start(lagging)
+
+        await cluster.wait_converged()
+        assert get(restarted, b"early") == b"1"
+        assert all(get(restarted, b"late%d" % n) == b"2" for n in range(10))
+        assert cluster.leaders() == [leader]
+
+
+async def test_a_partitioned_leader_steps_down_and_never_acknowledges(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    minority_replies: list[bytes] = []
+
+    async def write_on(node: Node, key: bytes) -> None:
+        minority_replies.append(await write(node, key, b"lost"))
+
+    async with open_cluster(tmp_path) as cluster:
+        old = await cluster.wait_for_leader()
+        majority = [node.id for node in followers(cluster, old)]
+        async with trio.open_nursery() as clients:
+            cluster.network.partition([old.id], majority)
+            cut_at = trio.current_time()
+            for n in range(3):
+                clients.start_soon(write_on, old, b"minority%d" % n)
+
+            # CheckQuorum: the leader notices within two election timeouts at most
+            await wait_until(lambda: not old.core.is_leader, 2 * ELECTION_TIMEOUT_MIN + TICK)
+            assert trio.current_time() - cut_at >= ELECTION_TIMEOUT_MIN
+            new = await cluster.wait_for_leader(among=majority)
+            assert await write(new, b"majority", b"won") == OK
+
+            cluster.network.heal()
+            await cluster.wait_for_leader()
+
+        assert len(minority_replies) == 3
+        for reply in minority_replies:
+            assert reply.startswith((b"-TIMEOUT", b"-CLUSTERDOWN")), reply
+        await cluster.wait_converged()
+        assert cluster.leaders() == [new]
+        assert get(old, b"majority") == b"won"
+        assert all(get(node, b"minority%d" % n) is None for node in cluster.nodes for n in range(3))
+        cluster.assert_election_safety()
+
+
+async def test_shutdown_hands_leadership_over(clock: MockClock, tmp_path: Path) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        old = await cluster.wait_for_leader()
+        async with trio.open_nursery() as clients:
+            in_flight: list[bytes] = []
+
+            async def write_in_flight() -> None:
+                in_flight.append(await write(old, b"in-flight", b"1"))
+
+            clients.start_soon(write_in_flight)
+            await wait_all_tasks_blocked()
+            started = trio.current_time()
+            await old.shutdown(timeout=ELECTION_TIMEOUT_MAX)
+            new = await cluster.wait_for_leader(among=[n.id for n in followers(cluster, old)])
+            handed_over_in = trio.current_time() - started
+
+        assert in_flight == [OK]
+        assert handed_over_in < ELECTION_TIMEOUT_MIN / 4
+        assert not old.core.is_leader
+        await cluster.crash(old.id)
+        assert await write(new, b"after", b"2") == OK
+        assert get(new, b"in-flight") == b"1"
+
+
+async def test_a_write_without_a_reachable_leader_answers_clusterdown(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        cut_off = followers(cluster, leader)[0]
+        cluster.network.isolate(cut_off.id)
+        await wait_until(lambda: cut_off.core.leader_id is None, 2 * ELECTION_TIMEOUT_MAX)
+
+        asked_at = trio.current_time()
+        reply = await write(cut_off, b"k", b"v")
+        waited = trio.current_time() - asked_at
+
+        assert reply == b"-CLUSTERDOWN no leader\r\n"
+        assert waited == pytest.approx(cut_off.options.leader_wait, abs=TICK)
+        assert get(leader, b"k") is None
+
+
+async def test_shutdown_hands_leadership_to_a_live_follower(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        dead, slow = followers(cluster, leader)
+        # `dead` has the write, `slow` misses it for now: `dead` is the most up to date
+        cluster.network.block(leader.id, slow.id)
+        assert await write(leader, b"k", b"v") == OK
+        await cluster.crash(dead.id)
+        cluster.network.heal()
+
+        started = trio.current_time()
+        with trio.move_on_after(ELECTION_TIMEOUT_MAX):
+            await leader.shutdown(timeout=ELECTION_TIMEOUT_MAX)
+        await wait_until(lambda: slow.core.is_leader, ELECTION_TIMEOUT_MAX)
+
+        # well before the election that the leader's departure would otherwise need
+        assert trio.current_time() - started < ELECTION_TIMEOUT_MIN

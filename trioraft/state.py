@@ -1,0 +1,85 @@
+"""The node's replicated state: the key-value store plus the cluster's own records.
+
+Besides client commands, the log carries trioraft's own commands, whose names start with
+`RAFT.` so they can never clash with a client's:
+
+- `RAFT.INCARNATION <node id> <incarnation>`: records the incarnation (the random id a
+  data dir is given when it is created) of a member the first time it joins. A member
+  whose data dir was wiped comes back with a new incarnation; its registration is refused,
+  because it has forgotten votes and acknowledged entries (see node.py).
+
+A snapshot holds both parts: msgpack `[format, incarnations, keyspace bytes]`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgpack  # type: ignore[import-untyped]
+
+from trioraft import kv
+from trioraft.replies import OK, ErrorReply, Reply
+
+REGISTER: Final = b"RAFT.INCARNATION"
+_SNAPSHOT_FORMAT: Final = 1
+
+
+class WipedMember(Exception):
+    """A member came back with a data dir other than the one the cluster knows."""
+
+
+def wiped_message(node_id: str) -> str:
+    return (
+        f"node {node_id} was part of this cluster with another data dir: its data dir was "
+        "deleted or replaced, so it has forgotten its votes and the writes it acknowledged. "
+        "Restore its original data dir, or rebuild the cluster from a backup; do not "
+        "restart it with an empty data dir under the same id"
+    )
+
+
+class ReplicatedState:
+    def __init__(
+        self, store: kv.KVStore | None = None, incarnations: dict[str, str] | None = None
+    ) -> None:
+        #: the client-visible keyspace
+        self.store = store or kv.KVStore()
+        #: each member's data dir incarnation, as first registered
+        self.incarnations: dict[str, str] = incarnations or {}
+
+    def apply(self, args: list[bytes]) -> Reply:
+        if args[0] == REGISTER:
+            return self._register(args)
+        return self.store.apply(args)
+
+    def _register(self, args: list[bytes]) -> Reply:
+        if len(args) != 3:
+            return ErrorReply("ERR wrong number of arguments for 'raft.incarnation' command")
+        node_id, incarnation = args[1].decode(), args[2].decode()
+        known = self.incarnations.setdefault(node_id, incarnation)
+        if known != incarnation:
+            return ErrorReply(f"WIPED {wiped_message(node_id)}")
+        return OK
+
+    def capture(self) -> tuple[dict[str, str], dict[bytes, bytes]]:
+        """A copy of the state cheap enough to take in the event loop."""
+        return dict(self.incarnations), self.store.capture()
+
+    @staticmethod
+    def serialize(captured: tuple[dict[str, str], dict[bytes, bytes]]) -> bytes:
+        """Snapshot bytes of a capture; may run in a worker thread."""
+        incarnations, keyspace = captured
+        data: bytes = msgpack.packb(
+            [_SNAPSHOT_FORMAT, incarnations, kv.serialize(keyspace)], use_bin_type=True
+        )
+        return data
+
+    @classmethod
+    def restore(cls, data: bytes) -> ReplicatedState:
+        """The state a snapshot holds; ValueError when the bytes are not one."""
+        try:
+            version, incarnations, keyspace = msgpack.unpackb(data, raw=False)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise ValueError(f"not a trioraft snapshot: {exc}") from exc
+        if version != _SNAPSHOT_FORMAT or not isinstance(incarnations, dict):
+            raise ValueError(f"unknown snapshot format {version!r}")
+        return cls(kv.KVStore.restore(keyspace), incarnations)
