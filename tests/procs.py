@@ -16,7 +16,8 @@ pytest tests and fixtures and from helper threads.
 What is here:
 
 - `Cluster` (configs, start/kill/leader) and `Node` (one process: start, kill -9,
-  terminate, pause/resume with SIGSTOP/SIGCONT, restart, INFO, RSS, log); the
+  terminate, pause/resume with SIGSTOP/SIGCONT, restart, INFO, RSS, log; on loopback by
+  default, or at any `host` through a `launcher` such as `ip netns exec NS`); the
   `running_cluster` context manager for fixtures.
 - `RespClient`, a blocking RESP2 client (`call`, `inline`, `pipeline`, `send_raw`), and
   `encode_request`, `parse_info`.
@@ -399,6 +400,11 @@ class Node:
     password: str | None = field(default=None, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     paused: bool = False
+    #: the address clients reach the node at (its client_addr host)
+    host: str = HOST
+    #: words put before the command that starts the node, e.g. `ip netns exec NS` to run
+    #: it in a network namespace; the wrapper must exec the node, so `pid` is the node's
+    launcher: tuple[str, ...] = ()
 
     # -- the process
 
@@ -408,7 +414,15 @@ class Node:
             raise RuntimeError(f"{self.id} is already running")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "trioraft", "serve", "--config", str(self.config_path)],
+                [
+                    *self.launcher,
+                    sys.executable,
+                    "-m",
+                    "trioraft",
+                    "serve",
+                    "--config",
+                    str(self.config_path),
+                ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -485,7 +499,7 @@ class Node:
 
     def client(self, timeout: float = 10.0, auth: bool = True) -> RespClient:
         """A new connection, authenticated when the node has a password (and `auth`)."""
-        client = RespClient(self.client_port, timeout=timeout)
+        client = RespClient(self.client_port, host=self.host, timeout=timeout)
         if auth and self.password is not None:
             try:
                 reply = client.call("AUTH", self.password)
