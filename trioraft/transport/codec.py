@@ -361,7 +361,7 @@ class FrameReader:
         #: received bytes not yet returned as bodies: always starts at a frame header
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buffer += data
 
     def bodies(self) -> list[bytearray]:

@@ -28,6 +28,11 @@ Theory of operation:
   sender reconnects when it next has something to say). The reader of answers on an
   outgoing connection has no deadline of its own: it ends with the connection, which the
   write deadline and the peer's idle timeout bound, and each call has its own timeout.
+- TLS (when given `PeerContexts`): mutual. The accepting side requires a certificate
+  from the cluster's CA and refuses (and logs) a failed TLS handshake like a bad
+  handshake; the connecting side checks the peer's certificate and that it names the
+  host it connected to. TLS comes first, under the same connect-and-handshake deadline;
+  the token handshake and the frames then run inside it unchanged.
 - `set_peers` changes whom a node connects to and accepts. A changed address takes effect
   at once: the current connection is dropped, its pending calls fail, and what is queued
   goes to the new address. Connections already accepted from a removed peer last until
@@ -47,6 +52,7 @@ from typing import TypeAlias
 import trio
 
 from trioraft.core.messages import Message, NodeId
+from trioraft.tls import PeerContexts, handshake_failure
 from trioraft.transport.base import (
     Address,
     Payload,
@@ -194,6 +200,7 @@ class TcpTransport:
         write_timeout: float = 10.0,
         idle_timeout: float = 60.0,
         backoff: tuple[float, float] = (0.05, 1.0),
+        tls: PeerContexts | None = None,
     ) -> None:
         self.node_id = node_id
         #: the address to listen on; once `serve` has bound it, the actual address
@@ -210,6 +217,8 @@ class TcpTransport:
         self._idle_timeout = idle_timeout
         #: the first and the largest pause between connection attempts
         self._backoff_min, self._backoff_max = backoff
+        #: mutual TLS on both sides of every connection; None for plain TCP
+        self._tls = tls
         self._incoming_send, self.incoming = trio.open_memory_channel[Message](incoming_size)
         #: the address book: one link per peer, by id; never contains `node_id`
         self._links: dict[NodeId, _Link] = {}
@@ -382,31 +391,46 @@ class TcpTransport:
             await trio.aclose_forcefully(stream)
         return True
 
-    async def _connect(
-        self, peer: NodeId, address: Address
-    ) -> tuple[trio.SocketStream, FrameReader]:
+    async def _connect(self, peer: NodeId, address: Address) -> tuple[trio.abc.Stream, FrameReader]:
         """Connect and handshake, under one deadline; raises one of `_CONNECT_ERRORS`."""
         with trio.fail_after(self._connect_timeout):
-            stream = await trio.open_tcp_stream(*address)
+            stream: trio.abc.Stream = await trio.open_tcp_stream(*address)
             try:
-                await stream.send_all(encode_hello(Hello(self._token, self.node_id, peer)))
-                reader = FrameReader(MAX_HANDSHAKE_FRAME)
-                bodies = await _receive_bodies(stream, reader)
-                if bodies is None:
-                    raise HandshakeRefused("the peer closed the connection during the handshake")
-                if len(bodies) != 1:
-                    raise ProtocolError("frames after the handshake answer, before any request")
-                verdict = decode_verdict(bodies[0])
-                if not verdict.accepted:
-                    raise HandshakeRefused(f"refused by the peer: {verdict.reason}")
+                if self._tls is not None:
+                    stream = trio.SSLStream(
+                        stream, self._tls.connect, server_hostname=address[0], https_compatible=True
+                    )
+                try:
+                    reader = await self._exchange_hello(stream, peer)
+                except trio.BrokenResourceError as exc:
+                    if self._tls is None:
+                        raise
+                    # with TLS 1.3, a peer refusing this node's certificate says so only
+                    # after the handshake seemed done: at the first read
+                    reason = handshake_failure(exc) or "the peer closed the connection"
+                    raise HandshakeRefused(f"TLS: {reason}") from None
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
         reader.max_frame = self._max_frame
         return stream, reader
 
+    async def _exchange_hello(self, stream: trio.abc.Stream, peer: NodeId) -> FrameReader:
+        """Send the Hello and read the Verdict; the reader keeps what came after it."""
+        await stream.send_all(encode_hello(Hello(self._token, self.node_id, peer)))
+        reader = FrameReader(MAX_HANDSHAKE_FRAME)
+        bodies = await _receive_bodies(stream, reader)
+        if bodies is None:
+            raise HandshakeRefused("the peer closed the connection during the handshake")
+        if len(bodies) != 1:
+            raise ProtocolError("frames after the handshake answer, before any request")
+        verdict = decode_verdict(bodies[0])
+        if not verdict.accepted:
+            raise HandshakeRefused(f"refused by the peer: {verdict.reason}")
+        return reader
+
     async def _read_answers(
-        self, stream: trio.SocketStream, reader: FrameReader, link: _Link, scope: trio.CancelScope
+        self, stream: trio.abc.Stream, reader: FrameReader, link: _Link, scope: trio.CancelScope
     ) -> None:
         """Resolve pending calls from the responses on an outgoing connection."""
         try:
@@ -444,7 +468,7 @@ class TcpTransport:
             scope.cancel()
 
     async def _write_loop(
-        self, stream: trio.SocketStream, outbox: _Outbox, scope: trio.CancelScope, where: str
+        self, stream: trio.abc.Stream, outbox: _Outbox, scope: trio.CancelScope, where: str
     ) -> None:
         """Write everything queued, one batch per `send_all`; on failure cancel `scope`."""
         try:
@@ -470,8 +494,11 @@ class TcpTransport:
 
     # Accepted connections.
 
-    async def _handle_connection(self, stream: trio.SocketStream) -> None:
-        remote = _remote_name(stream)
+    async def _handle_connection(self, tcp: trio.SocketStream) -> None:
+        remote = _remote_name(tcp)
+        stream: trio.abc.Stream = tcp
+        if self._tls is not None:
+            stream = trio.SSLStream(tcp, self._tls.accept, server_side=True, https_compatible=True)
         try:
             accepted = await self._accept_handshake(stream, remote)
             if accepted is not None:
@@ -480,11 +507,20 @@ class TcpTransport:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _accept_handshake(self, stream: trio.SocketStream, remote: str) -> _Accepted | None:
+    async def _accept_handshake(self, stream: trio.abc.Stream, remote: str) -> _Accepted | None:
         """Check the connecting side's Hello and answer it; None when refused."""
         reader = FrameReader(MAX_HANDSHAKE_FRAME)
         try:
             with trio.fail_after(self._connect_timeout):
+                if isinstance(stream, trio.SSLStream):
+                    try:
+                        await stream.do_handshake()
+                    except trio.BrokenResourceError as exc:
+                        reason = handshake_failure(exc)
+                        if reason is None:
+                            raise
+                        self._log_refusal(remote, f"TLS: {reason}")
+                        return None
                 bodies = await _receive_bodies(stream, reader)
                 if bodies is None:
                     logger.debug(
@@ -536,7 +572,7 @@ class TcpTransport:
         )
 
     async def _serve_peer(
-        self, stream: trio.SocketStream, reader: FrameReader, src: NodeId, remote: str
+        self, stream: trio.abc.Stream, reader: FrameReader, src: NodeId, remote: str
     ) -> None:
         """Read an accepted connection until it ends: Raft messages in, RPCs answered."""
         answers = _Outbox(self._queue_frames, self._queue_bytes)
@@ -610,7 +646,7 @@ class TcpTransport:
             handlers.release()
 
 
-async def _receive_bodies(stream: trio.SocketStream, reader: FrameReader) -> list[bytearray] | None:
+async def _receive_bodies(stream: trio.abc.Stream, reader: FrameReader) -> list[bytearray] | None:
     """The next complete frame bodies from `stream`; None at the end of the stream."""
     while True:
         bodies = reader.bodies()
