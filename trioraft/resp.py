@@ -169,7 +169,7 @@ class RequestParser:
         already read of a partly received request."""
         return len(self._buf) - self._pos + self._held
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         """Append received bytes. Ignored once the parser has failed."""
         if self._failure is None:
             self._buf += data

@@ -13,12 +13,17 @@ replies that pile up unread past `max_unread_reply_bytes` make the server stop a
 large GETs or one large MGET cannot pile up more than about that much), and a client
 that does not read within the idle timeout is dropped; connections beyond `max_clients`
 are told so and closed.
+
+With TLS (`serve(ssl_context=...)`), each connection does its TLS handshake in its own
+task, under a deadline, before its first request: a slow or silent client holds up no one,
+and a client speaking plain text to the TLS port is disconnected.
 """
 
 from __future__ import annotations
 
 import enum
 import errno
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +37,7 @@ from trioraft.logs import NodeLogger
 from trioraft.node import Indeterminate, Node, Unavailable, error_reply
 from trioraft.replies import OK, PONG, ErrorReply, Reply, SimpleString
 from trioraft.resp import ProtocolError, RequestParser, encode, encode_into
+from trioraft.tls import HANDSHAKE_SECONDS, handshake_failure
 
 
 @attrs.frozen
@@ -93,6 +99,9 @@ class ClientServer:
         self.limits = limits
         self.password = password.encode() if password else None
         self.stats = Stats()
+        #: set by `serve`: TLS for every connection, and how long its handshake may take
+        self._ssl_context: ssl.SSLContext | None = None
+        self._handshake_timeout = HANDSHAKE_SECONDS
         self._local: dict[bytes, Callable[[_Connection, list[bytes]], Reply]] = {
             b"PING": self._ping,
             b"ECHO": self._echo,
@@ -114,9 +123,20 @@ class ClientServer:
         }
 
     async def serve(
-        self, host: str, port: int, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout: float = HANDSHAKE_SECONDS,
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Listen until cancelled; `started()` with the bound (host, port). With
+        `ssl_context`, every connection is TLS: its handshake runs in the connection's own
+        task, and one not done within `handshake_timeout` seconds closes the connection."""
         listeners = await trio.open_tcp_listeners(port, host=host)
+        self._ssl_context = ssl_context
+        self._handshake_timeout = handshake_timeout
         async with trio.open_nursery() as nursery:
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)
@@ -136,16 +156,21 @@ class ClientServer:
                     raise
                 nursery.start_soon(self._handle, stream)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, tcp: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = tcp
+        if self._ssl_context is not None:
+            stream = trio.SSLStream(tcp, self._ssl_context, server_side=True, https_compatible=True)
         self.stats.connections_received += 1
         if self.stats.connected >= self.limits.max_clients:
             self.stats.connections_rejected += 1
-            with trio.move_on_after(1):
+            with trio.move_on_after(1):  # TLS: the handshake included
                 await stream.send_all(encode(ErrorReply("ERR max number of clients reached")))
-            await stream.aclose()
+            await trio.aclose_forcefully(stream)
             return
         self.stats.connected += 1
         try:
+            if isinstance(stream, trio.SSLStream):
+                await self._tls_handshake(stream, tcp)
             await self._converse(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             pass
@@ -153,7 +178,24 @@ class ClientServer:
             self.stats.connected -= 1
             await trio.aclose_forcefully(stream)
 
-    async def _converse(self, stream: trio.SocketStream) -> None:
+    async def _tls_handshake(
+        self, stream: trio.SSLStream[trio.SocketStream], tcp: trio.SocketStream
+    ) -> None:
+        """The TLS handshake, under its deadline; a failure (a client speaking plain
+        text, say) is logged and raised as the BrokenResourceError that closes it."""
+        try:
+            with trio.fail_after(self._handshake_timeout):
+                await stream.do_handshake()
+        except trio.BrokenResourceError as exc:
+            reason = handshake_failure(exc)
+            if reason is not None:
+                self.log.debug("TLS handshake failed", remote=_remote_name(tcp), reason=reason)
+            raise
+        except trio.TooSlowError:
+            self.log.debug("TLS handshake timed out", remote=_remote_name(tcp))
+            raise
+
+    async def _converse(self, stream: trio.abc.Stream) -> None:
         limits = self.limits
         conn = _Connection(authenticated=self.password is None)
         parser = RequestParser(
@@ -193,7 +235,7 @@ class ClientServer:
         conn: _Connection,
         requests: list[list[bytes]],
         out: bytearray,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
     ) -> None:
         """Run requests in order, batching consecutive writes and consecutive reads."""
         k = 0
@@ -214,7 +256,7 @@ class ClientServer:
             k = end
             await self._flush_if_full(out, stream)
 
-    async def _flush_if_full(self, out: bytearray, stream: trio.SocketStream) -> None:
+    async def _flush_if_full(self, out: bytearray, stream: trio.abc.Stream) -> None:
         """Send the replies in `out` once they pass the unread-reply limit, waiting (at most
         the idle timeout) for the client to read them."""
         if len(out) > self.limits.max_unread_reply_bytes:
@@ -222,7 +264,7 @@ class ClientServer:
                 await stream.send_all(out)
             out.clear()
 
-    async def _add_reply(self, out: bytearray, reply: Reply, stream: trio.SocketStream) -> None:
+    async def _add_reply(self, out: bytearray, reply: Reply, stream: trio.abc.Stream) -> None:
         """Encode `reply` into `out`, an array item by item, flushing whenever full."""
         if isinstance(reply, list):
             out += b"*%d\r\n" % len(reply)
@@ -281,7 +323,7 @@ class ClientServer:
         conn: _Connection,
         batch: list[list[bytes]],
         out: bytearray,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
     ) -> None:
         problems = [kv.validate(args) for args in batch]
         if not conn.readonly and any(p is None for p in problems):
@@ -367,6 +409,14 @@ class ClientServer:
     def _hello(self, conn: _Connection, args: list[bytes]) -> Reply:
         # an error keeps clients on RESP2, which is all this server speaks
         return ErrorReply("ERR unknown command 'HELLO', with args beginning with: ")
+
+
+def _remote_name(stream: trio.SocketStream) -> str:
+    try:
+        name = stream.socket.getpeername()
+    except OSError:
+        return "unknown"
+    return f"{name[0]}:{name[1]}"
 
 
 def _empty_array(conn: _Connection, args: list[bytes]) -> Reply:
