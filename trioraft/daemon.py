@@ -1,10 +1,11 @@
 """`trioraft serve`: one node as a foreground daemon.
 
-Start-up opens the data dir (locked, identity checked), replays the write-ahead log
-(cutting a torn tail with a warning), then starts the peer transport, the node and the
-client listener, and tells systemd READY=1. SIGTERM or SIGINT: stop taking clients,
-finish the writes in flight, hand leadership over when leader, tell systemd STOPPING=1,
-exit 0. Start-up failures raise `StartupError` with one line saying what and where.
+Start-up loads the TLS files when `[tls]` is set, opens the data dir (locked, identity
+checked), replays the write-ahead log (cutting a torn tail with a warning), then starts
+the peer transport, the node and the client listener, and tells systemd READY=1.
+SIGTERM or SIGINT: stop taking clients, finish the writes in flight, hand leadership over
+when leader, tell systemd STOPPING=1, exit 0. Start-up failures raise `StartupError` with
+one line saying what and where.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from trioraft.storage import DataDir, StorageError, WriteAheadLog
 from trioraft.storage.snapshots import SnapshotStore
 from trioraft.storage.state import Restored, open_storage
 from trioraft.systemd import notify
+from trioraft.tls import TlsContexts, TlsError, load_contexts
 from trioraft.transport.base import RpcHandler
 from trioraft.transport.tcp import TcpTransport
 
@@ -81,6 +83,10 @@ def serve(config: Config) -> None:
         log.warning("fsync is off: acknowledged writes can be lost in a power failure")
     raise_file_limit()
     try:
+        tls = load_contexts(config.tls) if config.tls is not None else None
+    except TlsError as exc:
+        raise StartupError(str(exc)) from None
+    try:
         data_dir = DataDir.open(
             config.data_dir, node_id=config.node_id, cluster_token=config.cluster_token
         )
@@ -107,7 +113,7 @@ def serve(config: Config) -> None:
                 incarnation=data_dir.incarnation,
             )
             storage = _Storage(wal, snapshots, restored, snapshot, data_dir)
-            trio.run(_run, config, storage, log)
+            trio.run(_run, config, storage, tls, log)
     finally:
         data_dir.close()
 
@@ -135,7 +141,7 @@ def _load_snapshot(
         raise StartupError(f"snapshot {meta.index}: {exc}") from None
 
 
-async def _run(config: Config, storage: _Storage, log: NodeLogger) -> None:
+async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: NodeLogger) -> None:
     def make_transport(handler: RpcHandler) -> TcpTransport:
         return TcpTransport(
             node_id=config.node_id,
@@ -143,6 +149,7 @@ async def _run(config: Config, storage: _Storage, log: NodeLogger) -> None:
             listen_addr=(config.peer_addr.host, config.peer_addr.port),
             peers={m.id: (m.peer_addr.host, m.peer_addr.port) for m in config.peers},
             rpc_handler=handler,
+            tls=tls.peers if tls is not None else None,
         )
 
     node = Node(
@@ -164,11 +171,19 @@ async def _run(config: Config, storage: _Storage, log: NodeLogger) -> None:
             async def serve_clients(*, task_status: trio.TaskStatus[object]) -> None:
                 with client_scope:
                     await server.serve(
-                        config.client_addr.host, config.client_addr.port, task_status=task_status
+                        config.client_addr.host,
+                        config.client_addr.port,
+                        ssl_context=tls.clients if tls is not None else None,
+                        task_status=task_status,
                     )
 
             await _start(nursery, serve_clients, f"client address {config.client_addr}")
-            log.info("serving", client=str(config.client_addr), peer=str(config.peer_addr))
+            log.info(
+                "serving",
+                client=str(config.client_addr),
+                peer=str(config.peer_addr),
+                tls="on" if tls is not None else "off",
+            )
             notify("READY=1")
             async for signum in signals:
                 log.info("stopping", signal=signal.Signals(signum).name)
