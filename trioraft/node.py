@@ -284,8 +284,12 @@ class Node:
             await self._wal_wake.wait()
             self._wal_wake = trio.Event()
             batch, self._wal_queue = self._wal_queue, []
-            if any(item.writes for item in batch):
+            if not any(item.writes for item in batch):
+                pass
+            elif self.options.fsync:
                 await trio.to_thread.run_sync(self._write_batch, batch)
+            else:
+                self._write_batch(batch)  # no fsync: the writes alone do not block for long
             last: Entry | None = None
             for item in batch:
                 for msg in item.after_persist:
@@ -297,7 +301,8 @@ class Node:
                 self.poke()
 
     def _write_batch(self, batch: list[WalItem]) -> None:
-        """In a worker thread: write every item in order, then one fsync."""
+        """In a worker thread (when fsyncing): write every item in order, then one
+        fsync."""
         for item in batch:
             if item.reset is not None:
                 self.wal.reset(*item.reset)
@@ -408,6 +413,8 @@ class Node:
 
     async def wait_for_leader(self) -> NodeId:
         """The current leader, waiting up to `leader_wait` for one; else Unavailable."""
+        if self.core.leader_id is not None:
+            return self.core.leader_id  # the common case, without a cancel scope
         with trio.move_on_after(self.options.leader_wait):
             while self.core.leader_id is None:
                 await self._progress.wait()
