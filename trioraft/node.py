@@ -348,16 +348,19 @@ class Node:
 
     async def read_barrier(self) -> None:
         """Return once a linearizable read may be served from the local state machine.
-        Raises Unavailable or Indeterminate."""
+        A read lost to a change of leader is asked again (reads are idempotent).
+        Raises Unavailable (no leader) or Indeterminate (no answer in time)."""
         with trio.move_on_after(self.options.request_timeout) as scope:
             while True:
-                if self.core.is_leader:
-                    index = await self._leader_read_index()
-                else:
-                    leader = await self.wait_for_leader()
+                leader = await self.wait_for_leader()
+                try:
                     if leader == self.id:
-                        continue
-                    index = await self._follower_read_index()
+                        index = await self._leader_read_index()
+                    else:
+                        index = await self._follower_read_index()
+                except Unavailable:
+                    await self._progress.wait()
+                    continue
                 await self.wait_applied(index)
                 return
         assert scope.cancelled_caught
