@@ -421,7 +421,8 @@ class TcpTransport:
         reader = FrameReader(MAX_HANDSHAKE_FRAME)
         bodies = await _receive_bodies(stream, reader)
         if bodies is None:
-            raise HandshakeRefused("the peer closed the connection during the handshake")
+            hint = " (does it trust this node's certificate?)" if self._tls is not None else ""
+            raise HandshakeRefused(f"the peer closed the connection during the handshake{hint}")
         if len(bodies) != 1:
             raise ProtocolError("frames after the handshake answer, before any request")
         verdict = decode_verdict(bodies[0])
