@@ -31,8 +31,9 @@ Rules:
   process can take a port between the check and the node's bind; the harness accepts
   that small race (a node that cannot listen exits 1 and `wait_serving` says so).
 - Configs are written with the project's own config module (`cluster_configs` and
-  `render_config`), so a test can set any `[raft]` or `[limits]` key, a password or
-  `fsync`. `Cluster.create(..., limits={"max_clients": 5})`.
+  `render_config`), so a test can set any `[raft]` or `[limits]` key, a password,
+  `fsync` or a `[tls]` table per node. `Cluster.create(..., limits={"max_clients": 5})`.
+  With `tls`, every client of the harness speaks TLS, trusting the node's `ca_file`.
 - Each node writes its log (stderr and stdout) to `<root>/<id>.log`; the timeouts of the
   wait helpers put the tail of every log in their message.
 - Waiting is polling with a deadline (`wait_until`), never a fixed sleep.
@@ -48,18 +49,29 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TypeAlias, TypeVar
 
-from trioraft.config import Address, Limits, Member, RaftConfig, cluster_configs, render_config
+import attrs
+
+from trioraft.config import (
+    Address,
+    Limits,
+    Member,
+    RaftConfig,
+    TlsConfig,
+    cluster_configs,
+    render_config,
+)
 
 HOST = "127.0.0.1"
 #: the repository root: nodes run `python -m trioraft` from here, so an uninstalled
@@ -170,8 +182,20 @@ class RespClient:
     """One blocking connection. `call` sends a request and reads its reply; `send` and
     `read` split the two for pipelining; `send_raw` sends any bytes at all."""
 
-    def __init__(self, port: int, host: str = HOST, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        host: str = HOST,
+        timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+            except BaseException:
+                self.sock.close()
+                raise
         self._buf = bytearray()
         self._pos = 0
 
@@ -405,6 +429,8 @@ class Node:
     #: words put before the command that starts the node, e.g. `ip netns exec NS` to run
     #: it in a network namespace; the wrapper must exec the node, so `pid` is the node's
     launcher: tuple[str, ...] = ()
+    #: set when the node speaks TLS: what its clients verify it with
+    client_tls: ssl.SSLContext | None = field(default=None, repr=False)
 
     # -- the process
 
@@ -499,7 +525,7 @@ class Node:
 
     def client(self, timeout: float = 10.0, auth: bool = True) -> RespClient:
         """A new connection, authenticated when the node has a password (and `auth`)."""
-        client = RespClient(self.client_port, host=self.host, timeout=timeout)
+        client = RespClient(self.client_port, host=self.host, timeout=timeout, tls=self.client_tls)
         if auth and self.password is not None:
             try:
                 reply = client.call("AUTH", self.password)
@@ -565,9 +591,11 @@ class Cluster:
         fsync: bool = True,
         raft: dict[str, int] | None = None,
         limits: dict[str, int] | None = None,
+        tls: Mapping[str, TlsConfig] | None = None,
     ) -> Cluster:
         """Write the configs of a new cluster (ids n1..nN) into a new temp dir; nothing
-        is started. `raft` and `limits` override keys of those tables."""
+        is started. `raft` and `limits` override keys of those tables; `tls` gives nodes
+        a `[tls]` table, by id."""
         root = Path(tempfile.mkdtemp(prefix="trioraft-test-"))
         try:
             ports = free_ports(2 * size)
@@ -590,6 +618,8 @@ class Cluster:
             )
             nodes = []
             for config in configs:
+                node_tls = (tls or {}).get(config.node_id)
+                config = attrs.evolve(config, tls=node_tls)
                 path = root / f"{config.node_id}.toml"
                 path.write_text(render_config(config))
                 nodes.append(
@@ -601,6 +631,11 @@ class Cluster:
                         peer_port=config.peer_addr.port,
                         log_path=root / f"{config.node_id}.log",
                         password=password,
+                        client_tls=(
+                            ssl.create_default_context(cafile=node_tls.ca_file)
+                            if node_tls is not None
+                            else None
+                        ),
                     )
                 )
         except BaseException:
@@ -681,10 +716,13 @@ def running_cluster(
     fsync: bool = True,
     raft: dict[str, int] | None = None,
     limits: dict[str, int] | None = None,
+    tls: Mapping[str, TlsConfig] | None = None,
 ) -> Iterator[Cluster]:
     """A started cluster with a leader (see `Cluster.create` for the options), closed on
     exit: every process killed and the directory removed."""
-    with Cluster.create(size, password=password, fsync=fsync, raft=raft, limits=limits) as c:
+    with Cluster.create(
+        size, password=password, fsync=fsync, raft=raft, limits=limits, tls=tls
+    ) as c:
         c.start_all()
         c.wait_for_leader()
         yield c
