@@ -8,12 +8,18 @@ Besides client commands, the log carries trioraft's own commands, whose names st
   whose data dir was wiped comes back with a new incarnation; its registration is refused,
   because it has forgotten votes and acknowledged entries (see node.py).
 
-A snapshot holds both parts: msgpack `[format, incarnations, keyspace bytes]`.
+A snapshot holds both parts: msgpack `[format, incarnations, [keyspace slice, ...]]`, each
+slice the `kv.serialize` bytes of up to `SLICE_KEYS` keys. Slicing bounds how long the
+worker thread that serializes or loads a snapshot holds the GIL at a stretch (msgpack
+does a whole call without letting go): between two slices the event loop gets its turn,
+so a snapshot of a large keyspace pauses clients for milliseconds, not for the whole
+serialization.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import itertools
+from typing import Final, TypeAlias
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -21,7 +27,13 @@ from trioraft import kv
 from trioraft.replies import OK, ErrorReply, Reply
 
 REGISTER: Final = b"RAFT.INCARNATION"
-_SNAPSHOT_FORMAT: Final = 1
+_SNAPSHOT_FORMAT: Final = 2
+#: keys per keyspace slice: packing or unpacking one takes about a millisecond
+SLICE_KEYS: Final = 10_000
+
+
+#: a copy of the state taken for a snapshot: the incarnations and the keyspace
+Captured: TypeAlias = tuple[dict[str, str], dict[bytes, bytes]]
 
 
 class WipedMember(Exception):
@@ -60,26 +72,41 @@ class ReplicatedState:
             return ErrorReply(f"WIPED {wiped_message(node_id)}")
         return OK
 
-    def capture(self) -> tuple[dict[str, str], dict[bytes, bytes]]:
+    def capture(self) -> Captured:
         """A copy of the state cheap enough to take in the event loop."""
         return dict(self.incarnations), self.store.capture()
 
     @staticmethod
-    def serialize(captured: tuple[dict[str, str], dict[bytes, bytes]]) -> bytes:
-        """Snapshot bytes of a capture; may run in a worker thread."""
+    def serialize(captured: Captured) -> bytes:
+        """Snapshot bytes of a capture; meant for a worker thread."""
         incarnations, keyspace = captured
-        data: bytes = msgpack.packb(
-            [_SNAPSHOT_FORMAT, incarnations, kv.serialize(keyspace)], use_bin_type=True
-        )
-        return data
+        packer = msgpack.Packer(use_bin_type=True)
+        items = iter(keyspace.items())
+        slices = []
+        while part := dict(itertools.islice(items, SLICE_KEYS)):
+            slices.append(packer.pack(kv.serialize(part)))
+        # the outer list is laid out by hand: msgpack would build it in one long call
+        head = [
+            packer.pack_array_header(3),
+            packer.pack(_SNAPSHOT_FORMAT),
+            packer.pack(incarnations),
+            packer.pack_array_header(len(slices)),
+        ]
+        return b"".join(head + slices)
 
     @classmethod
     def restore(cls, data: bytes) -> ReplicatedState:
-        """The state a snapshot holds; ValueError when the bytes are not one."""
+        """The state a snapshot holds; ValueError when the bytes are not one. Meant for a
+        worker thread."""
         try:
-            version, incarnations, keyspace = msgpack.unpackb(data, raw=False)
+            version, incarnations, slices = msgpack.unpackb(data, raw=False)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise ValueError(f"not a trioraft snapshot: {exc}") from exc
         if version != _SNAPSHOT_FORMAT or not isinstance(incarnations, dict):
             raise ValueError(f"unknown snapshot format {version!r}")
-        return cls(kv.KVStore.restore(keyspace), incarnations)
+        if not isinstance(slices, list) or not all(isinstance(s, bytes) for s in slices):
+            raise ValueError("not a trioraft snapshot: the keyspace is not a list of slices")
+        keyspace: dict[bytes, bytes] = {}
+        for part in slices:
+            keyspace.update(kv.KVStore.restore(part).capture())
+        return cls(kv.KVStore(keyspace), incarnations)
