@@ -3,6 +3,7 @@ write-ahead logs in temporary directories, in virtual time (see nodetools.py).""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -24,19 +25,27 @@ from nodetools import (
 from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trioraft import kv
-from trioraft.node import Node
+from trioraft.node import Indeterminate, Node, Unavailable
 
 HEARTBEAT = HEARTBEAT_TICKS * TICK
 
 
 @pytest.fixture
 def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
+    """`autojump_clock`, held still while a WAL write runs in its worker thread."""
     hold_clock_during_threads(autojump_clock, monkeypatch)
     return autojump_clock
 
 
 def followers(cluster: Cluster, leader: Node) -> list[Node]:
     return [node for node in cluster.nodes if node is not leader]
+
+
+def number(node: Node, key: bytes) -> int:
+    """The number stored at `key` in `node`'s state machine, 0 when unset."""
+    value = get(node, key)
+    assert value is None or isinstance(value, bytes)
+    return 0 if value is None else int(value)
 
 
 def has_everywhere(cluster: Cluster, key: bytes, value: bytes) -> bool:
@@ -140,6 +149,25 @@ async def test_failover_elects_a_new_leader_within_the_election_timeout(
         await new.read_barrier()
         assert get(new, b"before") == b"1"
         cluster.assert_election_safety()
+
+
+async def test_a_restarted_leader_rejoins_without_disrupting_its_successor(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        old = await cluster.wait_for_leader()
+        await cluster.crash(old.id)
+        new = await cluster.wait_for_leader()
+        term = new.core.term
+        assert await write(new, b"while-down", b"1") == OK
+
+        rejoined = await cluster.start(old.id)
+
+        await cluster.wait_converged()
+        assert get(rejoined, b"while-down") == b"1"
+        assert cluster.leaders() == [new]
+        assert new.core.term == term
+        assert rejoined.core.leader_id == new.id
 
 
 async def test_acknowledged_writes_survive_a_crash_of_every_node(
@@ -266,6 +294,12 @@ async def test_a_write_without_a_reachable_leader_answers_clusterdown(
         assert waited == pytest.approx(cut_off.options.leader_wait, abs=TICK)
         assert get(leader, b"k") is None
 
+        asked_at = trio.current_time()
+        with pytest.raises(Unavailable):
+            await cut_off.read_barrier()
+        waited = trio.current_time() - asked_at
+        assert waited == pytest.approx(cut_off.options.leader_wait, abs=TICK)
+
 
 async def test_shutdown_hands_leadership_to_a_live_follower(
     clock: MockClock, tmp_path: Path
@@ -286,3 +320,72 @@ async def test_shutdown_hands_leadership_to_a_live_follower(
 
         # well before the election that the leader's departure would otherwise need
         assert trio.current_time() - started < ELECTION_TIMEOUT_MIN
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_under_random_faults_no_acknowledged_write_is_lost_and_no_read_is_stale(
+    clock: MockClock, tmp_path: Path, seed: int
+) -> None:
+    """Clients write increasing numbers to a key each, and read them back after a read
+    barrier, on random nodes, while nodes crash and restart and minorities are cut off."""
+    rng = random.Random(seed)
+    #: per key: the highest number acknowledged, and the highest ever sent
+    acknowledged: dict[bytes, int] = {}
+    attempted: dict[bytes, int] = {}
+    stale_reads: list[str] = []
+
+    async def client(cluster: Cluster, key: bytes) -> None:
+        for n in range(1, 1_000_000):
+            node = rng.choice(cluster.nodes)
+            if rng.random() < 0.5:
+                attempted[key] = n
+                reply = await write(node, key, b"%d" % n)
+                assert reply == OK or reply.startswith((b"-TIMEOUT", b"-CLUSTERDOWN")), reply
+                if reply == OK:
+                    acknowledged[key] = max(acknowledged.get(key, 0), n)
+            else:
+                floor = acknowledged.get(key, 0)
+                try:
+                    await node.read_barrier()
+                except (Unavailable, Indeterminate):
+                    continue
+                seen = number(node, key)
+                if not floor <= seen <= attempted.get(key, 0):
+                    stale_reads.append(f"{node.id} read {seen}, acknowledged {floor}")
+            await trio.sleep(rng.uniform(0, 5 * TICK))
+
+    async def nemesis(cluster: Cluster) -> None:
+        down: list[str] = []
+        for _ in range(12):
+            await trio.sleep(rng.uniform(0.1, 1.0))
+            fault = rng.choice(["crash", "restart", "partition", "heal"])
+            if fault == "crash" and not down:
+                down.append(rng.choice(cluster.ids))
+                await cluster.crash(down[-1])
+            elif fault == "restart" and down:
+                await cluster.start(down.pop())
+            elif fault == "partition":
+                cluster.network.heal()
+                minority = rng.choice(cluster.ids)
+                cluster.network.partition([minority], set(cluster.ids) - {minority})
+            else:
+                cluster.network.heal()
+        cluster.network.heal()
+        for node_id in down:
+            await cluster.start(node_id)
+
+    async with open_cluster(tmp_path, seed=seed) as cluster:
+        async with trio.open_nursery() as clients:
+            for key in (b"a", b"b", b"c"):
+                clients.start_soon(client, cluster, key)
+            await nemesis(cluster)
+            clients.cancel_scope.cancel()
+
+        leader = await cluster.wait_for_leader()
+        await leader.read_barrier()
+        for key, highest in acknowledged.items():
+            assert number(leader, key) >= highest
+        await cluster.wait_converged()
+        assert not stale_reads
+        assert acknowledged, "no write was acknowledged at all"
+        cluster.assert_election_safety()

@@ -1,0 +1,260 @@
+"""An in-process trioraft cluster for runtime tests: `Node`s over a `MemoryNetwork`, each
+with a real write-ahead log in its own directory, all in one trio run.
+
+Rules of the harness:
+
+- Time is virtual (`autojump_clock`); the helpers never sleep for a fixed time, they poll
+  a condition once per tick under a deadline (`wait_until`).
+- Virtual time stands still while a worker thread runs (`hold_clock_during_threads`).
+  The autojump clock jumps whenever no task is runnable, and a task waiting for
+  `trio.to_thread.run_sync` is not runnable: without the hold, virtual time races on
+  while a WAL write runs in real time, by as much as the thread takes to get the GIL
+  and finish (seen: over 4 s of virtual time for one write, with spurious elections and
+  -TIMEOUT replies), so timing would depend on the machine's load.
+- Crash model: `crash` cancels every task of the node and closes its log. Whatever the
+  node had queued for its WAL writer is lost; whatever it had written survives, as after
+  kill -9 (the page cache outlives the process). Logs run with fsync off, so closing one
+  syncs nothing.
+- `start` opens the node's directory again and runs a fresh `Node` under the same id: a
+  restart from the WAL. The state machine starts empty and is rebuilt by applying the log.
+- While the cluster runs, a monitor records which node led in which term, so a test can
+  assert election safety (at most one leader per term) over the whole run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+from trio.testing import MockClock
+
+from trioraft import kv
+from trioraft.core.messages import Members, NodeId
+from trioraft.core.raft import RaftConfig
+from trioraft.node import Indeterminate, Node, NodeOptions, Unavailable, error_reply
+from trioraft.replies import Reply
+from trioraft.resp import encode
+from trioraft.storage.wal import WriteAheadLog
+from trioraft.transport import MemoryNetwork, MemoryTransport, RpcHandler
+
+OK = b"+OK\r\n"
+
+#: seconds per tick of every node's core
+TICK = 0.01
+#: the election timeout range in ticks: [ELECTION_TICKS, 2 * ELECTION_TICKS)
+ELECTION_TICKS = 30
+HEARTBEAT_TICKS = 5
+#: the shortest and longest election timeout, in seconds
+ELECTION_TIMEOUT_MIN = ELECTION_TICKS * TICK
+ELECTION_TIMEOUT_MAX = 2 * ELECTION_TICKS * TICK
+#: one-way delay of every link, in seconds
+LINK_DELAY = 0.001
+
+
+def node_options(node_id: NodeId, ids: Iterable[NodeId]) -> NodeOptions:
+    return NodeOptions(
+        node_id=node_id,
+        members=Members(voters=frozenset(ids)),
+        tick_seconds=TICK,
+        raft=RaftConfig(election_ticks=ELECTION_TICKS, heartbeat_ticks=HEARTBEAT_TICKS),
+        request_timeout=5.0,
+        leader_wait=2.0,
+        fsync=False,
+    )
+
+
+def hold_clock_during_threads(clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let `clock` autojump only while no `trio.to_thread.run_sync` call is in flight."""
+    run_sync = trio.to_thread.run_sync
+    threshold = clock.autojump_threshold
+    in_flight = 0
+
+    async def run_sync_holding_clock(*args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight
+        in_flight += 1
+        clock.autojump_threshold = math.inf
+        try:
+            return await run_sync(*args, **kwargs)
+        finally:
+            in_flight -= 1
+            if not in_flight:
+                clock.autojump_threshold = threshold
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", run_sync_holding_clock)
+
+
+@attrs.define
+class _Running:
+    """One running incarnation of a node."""
+
+    node: Node
+    #: cancelling it crashes the node
+    scope: trio.CancelScope
+    #: set once the node's tasks have ended and its log is closed
+    stopped: trio.Event = attrs.Factory(trio.Event)
+
+
+class Cluster:
+    """Nodes `n1`..`nN` sharing one network; each keeps its data dir across restarts."""
+
+    def __init__(self, nursery: trio.Nursery, root: Path, size: int, seed: int) -> None:
+        self._nursery = nursery
+        self._root = root
+        self._rng = random.Random(seed)
+        self.ids = [f"n{k}" for k in range(1, size + 1)]
+        self.network = MemoryNetwork(delay=LINK_DELAY)
+        #: the running incarnation of each node that is up
+        self._running: dict[NodeId, _Running] = {}
+        #: every node seen leading, by term, over the whole run
+        self.leaders_by_term: dict[int, set[NodeId]] = {}
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self, node_id: NodeId) -> Node:
+        """Start `node_id` from its data dir (a restart if it ran before)."""
+        assert node_id not in self._running, f"{node_id} is already running"
+        wal, recovery = WriteAheadLog.open(self._root / node_id, fsync=False)
+
+        def transport(handler: RpcHandler) -> MemoryTransport:
+            return self.network.transport(node_id, handler, peers=self.ids)
+
+        node = Node(
+            node_options(node_id, self.ids),
+            wal,
+            recovery,
+            transport,
+            rng=random.Random(self._rng.random()),
+        )
+        running = _Running(node, trio.CancelScope())
+        self._running[node_id] = running
+        await self._nursery.start(self._run, running)
+        return node
+
+    async def _run(self, running: _Running, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            with running.scope:
+                await running.node.run(task_status=task_status)
+        finally:
+            running.node.wal.close()
+            running.stopped.set()
+
+    async def start_all(self) -> None:
+        for node_id in self.ids:
+            await self.start(node_id)
+
+    async def crash(self, node_id: NodeId) -> None:
+        """Stop `node_id` abruptly: see the crash model above."""
+        running = self._running.pop(node_id)
+        running.scope.cancel()
+        await running.stopped.wait()
+
+    async def crash_all(self) -> None:
+        for node_id in list(self._running):
+            await self.crash(node_id)
+
+    # --- looking at the cluster --------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[Node]:
+        """The running nodes, by id."""
+        return [self._running[i].node for i in self.ids if i in self._running]
+
+    def leaders(self) -> list[Node]:
+        return [node for node in self.nodes if node.core.is_leader]
+
+    async def monitor(self) -> None:
+        """Record the leader of each term, once per tick, until cancelled."""
+        while True:
+            for node in self.leaders():
+                self.leaders_by_term.setdefault(node.core.term, set()).add(node.id)
+            await trio.sleep(TICK)
+
+    def assert_election_safety(self) -> None:
+        twice = {term: ids for term, ids in self.leaders_by_term.items() if len(ids) > 1}
+        assert not twice, f"several leaders in one term: {twice}"
+
+    async def wait_for_leader(
+        self, among: Iterable[NodeId] | None = None, timeout: float = 10 * ELECTION_TIMEOUT_MAX
+    ) -> Node:
+        """Wait until the running nodes of `among` (default: all running) have exactly one
+        leader, and all of them follow it in its term; return it."""
+        group = set(self.ids if among is None else among)
+
+        def stable_leader() -> Node | None:
+            members = [node for node in self.nodes if node.id in group]
+            leaders = [node for node in members if node.core.is_leader]
+            if len(leaders) != 1:
+                return None
+            leader = leaders[0]
+            agreed = all(
+                node.core.leader_id == leader.id and node.core.term == leader.core.term
+                for node in members
+            )
+            return leader if agreed else None
+
+        await wait_until(lambda: stable_leader() is not None, timeout)
+        leader = stable_leader()
+        assert leader is not None
+        return leader
+
+    async def wait_converged(self, timeout: float = 10.0) -> None:
+        """Wait until every running node has applied the same log and holds the same
+        keyspace."""
+
+        def converged() -> bool:
+            nodes = self.nodes
+            commit = max(node.core.commit for node in nodes)
+            keyspace = nodes[0].store.capture()
+            return all(
+                node.applied == commit and node.store.capture() == keyspace for node in nodes
+            )
+
+        await wait_until(converged, timeout)
+
+
+@asynccontextmanager
+async def open_cluster(root: Path, size: int = 3, seed: int = 0) -> AsyncIterator[Cluster]:
+    """A running cluster of `size` nodes with data dirs under `root`; every node is
+    crashed when the block ends."""
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery, root, size, seed)
+        nursery.start_soon(cluster.monitor)
+        await cluster.start_all()
+        yield cluster
+        nursery.cancel_scope.cancel()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    """Return once `condition()` holds, checking once per tick; fail after `timeout`
+    seconds of (virtual) time."""
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(TICK)
+
+
+# --- client helpers -------------------------------------------------------------------
+
+
+def set_command(key: bytes, value: bytes) -> bytes:
+    return kv.encode_command([b"SET", key, value])
+
+
+async def write(node: Node, key: bytes, value: bytes) -> bytes:
+    """SET through `node`, with the reply a client would get (errors included)."""
+    try:
+        [reply] = await node.write([set_command(key, value)])
+    except (Unavailable, Indeterminate) as exc:
+        return encode(error_reply(exc))
+    return reply
+
+
+def get(node: Node, key: bytes) -> Reply:
+    """GET from `node`'s local state machine, with no read barrier."""
+    return node.store.read([b"GET", key])
