@@ -48,8 +48,10 @@ class Limits:
     #: the largest request, all its arguments together, checked as its bytes arrive
     max_request_bytes: int = 16 * 1024 * 1024
     max_clients: int = 10000
-    #: seconds a connection may stay silent, and a reply may stay unread (0: forever)
+    #: seconds a connection may stay silent (0: forever)
     idle_timeout: float = 0.0
+    #: seconds a client may take to read its replies before it is disconnected
+    reply_timeout: float = 30.0
     max_unread_reply_bytes: int = 64 * 1024 * 1024
 
 
@@ -203,9 +205,11 @@ class ClientServer:
             max_bulk=limits.max_value_bytes,
             max_args=limits.max_args,
         )
-        idle = limits.idle_timeout or float("inf")
         while not conn.closing:
-            with trio.fail_after(idle):
+            if limits.idle_timeout:
+                with trio.fail_after(limits.idle_timeout):
+                    data = await stream.receive_some(65536)
+            else:
                 data = await stream.receive_some(65536)
             if not data:
                 return
@@ -227,8 +231,7 @@ class ClientServer:
                 encode_into(out, ErrorReply(f"ERR Protocol error: {failure}"))
                 conn.closing = True
             if out:
-                with trio.fail_after(idle):
-                    await stream.send_all(out)
+                await self._send(stream, out)
 
     async def _run(
         self,
@@ -257,12 +260,16 @@ class ClientServer:
             await self._flush_if_full(out, stream)
 
     async def _flush_if_full(self, out: bytearray, stream: trio.abc.Stream) -> None:
-        """Send the replies in `out` once they pass the unread-reply limit, waiting (at most
-        the idle timeout) for the client to read them."""
+        """Send the replies in `out` once they pass the unread-reply limit."""
         if len(out) > self.limits.max_unread_reply_bytes:
-            with trio.fail_after(self.limits.idle_timeout or float("inf")):
-                await stream.send_all(out)
+            await self._send(stream, out)
             out.clear()
+
+    async def _send(self, stream: trio.abc.Stream, out: bytearray) -> None:
+        """Send replies; a client that does not read them within the reply timeout is
+        disconnected (TooSlowError closes the connection)."""
+        with trio.fail_after(self.limits.reply_timeout):
+            await stream.send_all(out)
 
     async def _add_reply(self, out: bytearray, reply: Reply, stream: trio.abc.Stream) -> None:
         """Encode `reply` into `out`, an array item by item, flushing whenever full."""
