@@ -518,6 +518,22 @@ def test_redis_cli_with_tls(follower: Node, pki: Pki) -> None:
 
 
 @pytest.mark.processes
+def test_status_speaks_tls_with_a_ca_file(follower: Node, pki: Pki) -> None:
+    address = f"127.0.0.1:{follower.client_port}"
+    done = subprocess.run(
+        [sys.executable, "-m", "trioraft", "status", address, "--cacert", str(pki.ca)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.splitlines()[1:]
+    assert len(rows) == 3
+    assert sum(" leader " in row for row in rows) == 1
+
+
+@pytest.mark.processes
 def test_a_plain_client_to_a_tls_node_is_dropped_and_the_node_serves_on(
     follower: Node,
 ) -> None:

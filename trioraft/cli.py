@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -275,6 +276,12 @@ def _check(args: argparse.Namespace) -> int:
 def _status_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("address", metavar="ADDR", help="a node's client address, host:port")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    p.add_argument(
+        "--cacert",
+        metavar="FILE",
+        type=Path,
+        help="speak TLS to the node, trusting the CA certificates in FILE (PEM)",
+    )
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -285,7 +292,8 @@ def _status(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CliError(EXIT_USAGE, str(e)) from None
     try:
-        print_cluster_status(address.host, address.port, args.timeout)
+        tls = ssl.create_default_context(cafile=args.cacert) if args.cacert else None
+        print_cluster_status(address.host, address.port, args.timeout, tls)
     except (OSError, ValueError) as exc:
         raise CliError(EXIT_FAILURE, f"{address}: {describe(exc)}") from None
     return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import ssl
 
 from trioraft.replies import ErrorReply, Reply
 from trioraft.resp import decode_reply
@@ -20,10 +22,16 @@ COLUMNS = (
 )
 
 
-def request(host: str, port: int, args: list[bytes], timeout: float) -> Reply:
-    """Send one command on a new connection and return its reply."""
+def request(
+    host: str, port: int, args: list[bytes], timeout: float, tls: ssl.SSLContext | None = None
+) -> Reply:
+    """Send one command on a new connection (TLS when given a context) and return its
+    reply."""
     payload = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+        if tls is not None:
+            sock = stack.enter_context(tls.wrap_socket(sock, server_hostname=host))
         sock.sendall(payload)
         buf = bytearray()
         while True:
@@ -36,8 +44,10 @@ def request(host: str, port: int, args: list[bytes], timeout: float) -> Reply:
                 return decoded[0]
 
 
-def cluster_rows(host: str, port: int, timeout: float) -> list[dict[str, str]]:
-    reply = request(host, port, [b"RAFT.STATUS"], timeout)
+def cluster_rows(
+    host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None
+) -> list[dict[str, str]]:
+    reply = request(host, port, [b"RAFT.STATUS"], timeout, tls)
     if isinstance(reply, ErrorReply):
         raise ValueError(reply.text)
     if not isinstance(reply, list):
@@ -50,8 +60,10 @@ def cluster_rows(host: str, port: int, timeout: float) -> list[dict[str, str]]:
     return rows
 
 
-def print_cluster_status(host: str, port: int, timeout: float) -> None:
-    rows = cluster_rows(host, port, timeout)
+def print_cluster_status(
+    host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None
+) -> None:
+    rows = cluster_rows(host, port, timeout, tls)
     table = [[title for _, title in COLUMNS]] + [
         [row.get(field, "") or "-" for field, _ in COLUMNS] for row in rows
     ]
