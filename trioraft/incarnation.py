@@ -6,11 +6,16 @@ started on an empty data dir under an id the cluster knows has forgotten the vot
 cast and the entries it acknowledged: counting it in a quorum could elect a leader that
 lacks committed writes. So:
 
-- a node whose data dir is new does not vote or campaign until enough peers (with itself,
-  a quorum) answered what incarnation they have recorded for it; if any has another one,
-  the node stops with a message naming the safe way back;
+- a node whose own state does not record its incarnation (its data dir is new, or holds
+  no snapshot taken after its registration) does not vote or campaign until enough peers
+  (with itself, a quorum) answered what incarnation they have recorded for it; if any has
+  another one, the node stops with a message naming the safe way back;
 - every node then registers its incarnation through the log; a refused registration stops
   the node the same way.
+
+Asking only when the data dir is new would not do: a wiped node that was refused once has
+a data dir again, no longer new, and started a second time it would vote until its
+registration is refused, which needs a leader, which its vote may elect.
 
 A node joining the very first bootstrap late has no record anywhere, so it is accepted.
 The check relies on the peers that answer having applied the record: a peer far behind
@@ -36,11 +41,11 @@ RETRY_PAUSE = 0.2
 
 
 async def guard(node: Node, incarnation: str, fresh: bool) -> None:
-    if fresh:
+    if node.state.incarnations.get(node.id) != incarnation:
         node.core.may_vote = False
         await _verify_with_peers(node, incarnation)
         node.core.may_vote = True
-        node.log.info("data dir accepted by the peers", incarnation=incarnation)
+        node.log.info("data dir accepted by the peers", incarnation=incarnation, new=fresh)
     await _register(node, incarnation)
 
 
@@ -73,6 +78,7 @@ async def _register(node: Node, incarnation: str) -> None:
     while True:
         [reply] = await node.write_replies([command])
         if reply == b"+OK\r\n":
+            node.log.info("incarnation registered", incarnation=incarnation)
             return
         if reply.startswith(b"-WIPED"):
             raise WipedMember(wiped_message(node.id))
