@@ -1,0 +1,327 @@
+"""The client workload of a fault run, and the history it records.
+
+Clients. `Workload` runs `clients` Trio tasks in the harness's thread. Each connects to
+a random node, sends a random number (1 to 50) of requests on that connection, one at
+a time, then moves on to another random node; any request that ends without a reply
+also ends its connection. Every request has `timeout` seconds, connection included;
+a connection that cannot be made is no operation (nothing was sent) and is retried
+after a short pause. Clients stop between requests once told to.
+
+Operations, on a small set of keys: GET (30%), SET of a fresh value (25%), INCR (15%),
+DEL (5%) and SET-if-equal (25%: `SET k v IFEQ old`, where `old` is the last value any
+client saw for the key; a plain SET when none is known, since IFEQ never creates a key).
+Every value a SET writes is unique in the run and a multiple of 1000, and a key sees far
+fewer than 1000 INCRs, so a value read names the one write that wrote it (directly or
+through the INCRs that followed it).
+
+Keys rotate, as in Jepsen's independent-key tests: `keys` keys are in use at a time, and
+each is retired after `uses` operations and replaced by a fresh one. The checker's
+search grows with the indeterminate operations of a key, which never return and stay
+concurrent with everything after them; rotation bounds how many one key collects.
+
+History. `Recorder` wraps the checker's `History` (stamped with `time.monotonic`) and
+keeps, per operation, the node it went to and what ended it (the error reply,
+"timeout", "connection lost"), for the history file. Outcomes follow
+`client.interpret`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections.abc import Sequence
+
+import attrs
+import trio
+from linearizability import Arg, Handle, History, Kind, Operation, Status
+from procs import Arg as Word
+from procs import ConnectionClosed, Error, Reply
+
+from .client import Connection, UnexpectedReply, interpret
+
+#: seconds a client waits before trying again to connect to a node that refused
+CONNECT_PAUSE = 0.05
+#: the most requests one connection carries before its client moves to another node
+REQUESTS_PER_CONNECTION = 50
+#: final reads: keys per MGET, and attempts per batch
+READ_BATCH = 50
+READ_ATTEMPTS = 5
+#: how many unexpected replies are kept as examples
+EXAMPLES_KEPT = 20
+
+_BROKEN = (OSError, ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+@attrs.frozen
+class Target:
+    """A node as clients see it."""
+
+    node_id: str
+    host: str
+    port: int
+
+
+class Recorder:
+    """The run's history, with the node and the ending of each operation."""
+
+    def __init__(self) -> None:
+        self.history = History(time.monotonic)
+        #: per operation (by handle index): the node it went to
+        self.nodes: list[str] = []
+        #: per operation: what ended it when it was no plain reply ("" otherwise)
+        self.notes: list[str] = []
+
+    def invoke(
+        self, client: int | str, node: str, key: str, kind: Kind, args: tuple[Arg, ...]
+    ) -> Handle:
+        handle = self.history.invoke(client, key, kind, args)
+        self.nodes.append(node)
+        self.notes.append("")
+        return handle
+
+    def end(self, handle: Handle, status: Status, output: object = None, note: str = "") -> None:
+        if status is Status.OK:
+            self.history.complete(handle, output)
+        elif status is Status.FAIL:
+            self.history.fail(handle)
+        else:
+            self.history.unknown(handle)
+        self.notes[handle.index] = note
+
+    def operations(self) -> list[Operation]:
+        return self.history.operations()
+
+
+class KeyRing:
+    """The keys in use; see the module docstring."""
+
+    def __init__(self, width: int, uses: int) -> None:
+        self.uses = uses
+        self._numbers = itertools.count()
+        self.active = [self._fresh() for _ in range(width)]
+        self._used = dict.fromkeys(self.active, 0)
+
+    def _fresh(self) -> str:
+        return f"k{next(self._numbers)}"
+
+    @property
+    def all_keys(self) -> list[str]:
+        """Every key used so far (and the active ones), oldest first."""
+        return list(self._used)
+
+    def pick(self, rng: random.Random) -> str:
+        slot = rng.randrange(len(self.active))
+        key = self.active[slot]
+        self._used[key] += 1
+        if self._used[key] >= self.uses:
+            fresh = self._fresh()
+            self.active[slot] = fresh
+            self._used[fresh] = 0
+        return key
+
+
+@attrs.define
+class WorkloadStats:
+    connect_failures: int = 0
+    #: (node, command, reply) of the first unexpected replies
+    unexpected: list[tuple[str, str, str]] = attrs.Factory(list)
+    unexpected_count: int = 0
+
+
+class Workload:
+    """Concurrent clients over real sockets; see the module docstring."""
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        recorder: Recorder,
+        *,
+        seed: int,
+        clients: int,
+        timeout: float,
+        keys: int,
+        uses: int,
+    ) -> None:
+        self.targets = list(targets)
+        self.recorder = recorder
+        self.seed = seed
+        self.clients = clients
+        self.timeout = timeout
+        self.keys = KeyRing(keys, uses)
+        self.stats = WorkloadStats()
+        #: the last value any client saw for each key (what IFEQ expects)
+        self.last_seen: dict[str, bytes | None] = {}
+        self._values = itertools.count(1)
+        self._stop = trio.Event()
+
+    def stop(self) -> None:
+        """Clients stop after their current request."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for number in range(self.clients):
+                nursery.start_soon(self._client, number)
+
+    async def _client(self, number: int) -> None:
+        rng = random.Random(f"{self.seed}/{number}")
+        connection: Connection | None = None
+        target = self.targets[0]
+        left = 0
+        try:
+            while not self._stop.is_set():
+                if connection is None or left <= 0:
+                    if connection is not None:
+                        await connection.aclose()
+                    connection = None
+                    target = rng.choice(self.targets)
+                    connection = await self._connect(target)
+                    if connection is None:
+                        with trio.move_on_after(CONNECT_PAUSE):
+                            await self._stop.wait()
+                        continue
+                    left = rng.randint(1, REQUESTS_PER_CONNECTION)
+                left -= 1
+                if not await self._request(rng, number, target, connection):
+                    await connection.aclose()
+                    connection = None
+        finally:
+            if connection is not None:
+                await connection.aclose()
+
+    async def _connect(self, target: Target) -> Connection | None:
+        with trio.move_on_after(self.timeout):
+            try:
+                return await Connection.open(target.host, target.port)
+            except OSError:
+                pass
+        self.stats.connect_failures += 1
+        return None
+
+    def _operation(
+        self, rng: random.Random, key: str
+    ) -> tuple[Kind, tuple[Arg, ...], tuple[Word, ...]]:
+        """(kind, checker arguments, command) of a random operation on `key`."""
+        roll = rng.random()
+        if roll < 0.30:
+            return Kind.GET, (), ("GET", key)
+        if roll < 0.45:
+            return Kind.INCR, (1,), ("INCR", key)
+        if roll < 0.50:
+            return Kind.DEL, (), ("DEL", key)
+        value = b"%d" % (next(self._values) * 1000)
+        expected = self.last_seen.get(key)
+        if roll < 0.75 or expected is None:
+            return Kind.SET, (value,), ("SET", key, value)
+        return Kind.SET_IF_EQUAL, (expected, value), ("SET", key, value, "IFEQ", expected)
+
+    async def _request(
+        self, rng: random.Random, number: int, target: Target, connection: Connection
+    ) -> bool:
+        """Run one random operation; False when the connection must be dropped."""
+        key = self.keys.pick(rng)
+        kind, args, command = self._operation(rng, key)
+        handle = self.recorder.invoke(number, target.node_id, key, kind, args)
+        reply: Reply = None
+        with trio.move_on_after(self.timeout) as scope:
+            try:
+                reply = await connection.call(*command)
+            except (*_BROKEN, ValueError) as exc:
+                self.recorder.end(handle, Status.INFO, note=f"connection lost: {exc}")
+                return False
+        if scope.cancelled_caught:
+            self.recorder.end(handle, Status.INFO, note="timeout")
+            return False
+        try:
+            status, output = interpret(kind, reply)
+        except UnexpectedReply as exc:
+            self._unexpected(target, command, str(exc))
+            self.recorder.end(handle, Status.INFO, note=f"unexpected reply: {exc}")
+            return False
+        note = reply.text if isinstance(reply, Error) else ""
+        self.recorder.end(handle, status, output, note)
+        if status is Status.OK:
+            self._saw(kind, key, args, output)
+        return True
+
+    def _saw(self, kind: Kind, key: str, args: tuple[Arg, ...], output: object) -> None:
+        if kind is Kind.GET:
+            self.last_seen[key] = output if isinstance(output, bytes) else None
+        elif kind is Kind.SET:
+            self.last_seen[key] = args[0] if isinstance(args[0], bytes) else None
+        elif kind is Kind.INCR and isinstance(output, int):
+            self.last_seen[key] = b"%d" % output
+        elif kind is Kind.DEL:
+            self.last_seen[key] = None
+        elif kind is Kind.SET_IF_EQUAL and output:
+            self.last_seen[key] = args[1] if isinstance(args[1], bytes) else None
+
+    def _unexpected(self, target: Target, command: tuple[Word, ...], reply: str) -> None:
+        self.stats.unexpected_count += 1
+        if len(self.stats.unexpected) < EXAMPLES_KEPT:
+            words = " ".join(a.decode() if isinstance(a, bytes) else str(a) for a in command)
+            self.stats.unexpected.append((target.node_id, words, reply))
+
+
+async def read_everything(
+    recorder: Recorder, targets: Sequence[Target], keys: Sequence[str], timeout: float
+) -> tuple[dict[str, dict[str, bytes | None]], list[str]]:
+    """Read every key through every node with MGET (linearizable reads), recording each
+    key's read as a get of client `final-<node>`. Returns, per node, the values read,
+    and the problems met (a batch that never succeeded is listed, not retried forever)."""
+    values: dict[str, dict[str, bytes | None]] = {}
+    problems: list[str] = []
+    for target in targets:
+        seen: dict[str, bytes | None] = {}
+        for start in range(0, len(keys), READ_BATCH):
+            batch = list(keys[start : start + READ_BATCH])
+            problem = ""
+            for _ in range(READ_ATTEMPTS):
+                outcome = await _read_batch(recorder, target, batch, timeout)
+                if isinstance(outcome, dict):
+                    seen.update(outcome)
+                    break
+                problem = outcome
+            else:
+                problems.append(
+                    f"final read of {len(batch)} keys through {target.node_id}: {problem}"
+                )
+        values[target.node_id] = seen
+    return values, problems
+
+
+async def _read_batch(
+    recorder: Recorder, target: Target, keys: list[str], timeout: float
+) -> dict[str, bytes | None] | str:
+    client = f"final-{target.node_id}"
+    handles = [recorder.invoke(client, target.node_id, key, Kind.GET, ()) for key in keys]
+    reply: Reply = None
+    problem = ""
+    with trio.move_on_after(timeout) as scope:
+        try:
+            connection = await Connection.open(target.host, target.port)
+            try:
+                reply = await connection.call("MGET", *keys)
+            finally:
+                await connection.aclose()
+        except (*_BROKEN, ValueError) as exc:
+            problem = f"connection lost: {exc}"
+    if scope.cancelled_caught:
+        problem = "timeout"
+    if not problem and not (isinstance(reply, list) and len(reply) == len(keys)):
+        problem = f"reply {reply!r}"
+    if problem:
+        status = Status.FAIL if "CLUSTERDOWN" in problem else Status.INFO
+        for handle in handles:
+            recorder.end(handle, status, note=problem)
+        return problem
+    assert isinstance(reply, list)
+    result: dict[str, bytes | None] = {}
+    for key, handle, value in zip(keys, handles, reply, strict=True):
+        if value is not None and not isinstance(value, bytes):
+            recorder.end(handle, Status.INFO, note=f"unexpected value {value!r}")
+            continue
+        recorder.end(handle, Status.OK, value)
+        result[key] = value
+    return result
