@@ -35,3 +35,12 @@ def sim(session: nox.Session) -> None:
     """The seeded simulation over many seeds: `nox -s sim -- --seeds 20000 [--first-seed N]`."""
     session.install(".", *DEV)
     session.run("pytest", "tests/test_simulation.py", *session.posargs)
+
+
+@nox.session
+def nemesis(session: nox.Session) -> None:
+    """Fault runs of real clusters (partitions need root): `nox -s nemesis -- --time 600
+    --seed N --faults kill,pause,partition,...`; `-- --help` lists the options, and
+    docs/testing.md says what a run does and where its results go."""
+    session.install(".", *DEV)
+    session.run("python", "-m", "nemesis", *session.posargs, env={"PYTHONPATH": "tests"})
