@@ -1,5 +1,6 @@
-"""Sessions: `nox` runs tests, lint and typecheck; `nox -s sim -- --seeds 20000` runs the long
-simulation; `nox -s nemesis -- ...` runs the long fault tests against real processes."""
+"""Sessions: `nox` runs tests (all but those marked slow), lint and typecheck; `nox -s slow`
+runs the slow tests; `nox -s sim -- --seeds 20000` runs the long simulation;
+`nox -s nemesis -- ...` runs the long fault tests against real processes."""
 
 from __future__ import annotations
 
@@ -13,8 +14,16 @@ DEV = ["pytest", "pytest-trio", "hypothesis", "redis"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
+    """The tests but the slow ones; posargs replace that selection: `nox -s tests -- -k wal`."""
     session.install(".", *DEV)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *(session.posargs or ["-m", "not slow"]))
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The long tests (marked slow), such as a million overwrites against a real cluster."""
+    session.install(".", *DEV)
+    session.run("pytest", "-m", "slow", *session.posargs)
 
 
 @nox.session
