@@ -15,3 +15,8 @@ def shared_cluster() -> Iterator[Cluster]:
     with running_cluster(3) as cluster:
         yield cluster
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("simulation", "the seeded cluster simulation (test_simulation.py)")
+    group.addoption("--seeds", type=int, default=500, help="how many seeds to simulate")
+    group.addoption("--first-seed", type=int, default=0, help="the first seed to simulate")
