@@ -8,8 +8,9 @@ root namespace, which holds 10.77.<s>.1. So every node listens on its own addres
 the same ports, the nodes reach each other across the bridge, and the harness, in the
 root namespace, reaches every node through the bridge. `<tag>` is this process's pid and
 a letter counting the runs of the process, so parallel runs never share a name; `<s>`
-is a /24 no route of this machine uses yet, picked under a lock file so two runs
-starting together do not pick the same one. No traffic leaves these addresses.
+is a /24 no route of this machine uses yet, picked under a lock (an flock on the
+temp directory) so two runs starting together do not pick the same one. No traffic
+leaves these addresses.
 
 Partitions are real: `cut(pairs)` loads, in the namespace of each node, an iptables
 filter table that DROPs every packet from and to the nodes it must not see (inbound
@@ -22,7 +23,8 @@ go with them) and the bridge, and tolerates whatever part is missing; callers cl
 the cluster first, so no node process keeps a namespace alive. A run killed with -9
 cannot clean up, so every `NetnsHosts` first removes what dead runs left: namespaces
 and links carrying the tag of a pid that no longer exists (killing the node processes
-still inside such a namespace, found by `ip netns pids`).
+still inside such a namespace, found by `ip netns pids`). Likewise `build_cluster`
+removes the cluster dirs named after a dead pid, killing any process started from one.
 
 Loopback (`LoopbackHosts`): every node on 127.0.0.1 with ports of its own; no
 partitions, so only the faults that need no network can run.
@@ -53,10 +55,13 @@ NETNS_CLIENT_PORT = 7001
 NETNS_PEER_PORT = 8001
 #: the address block the bridges are carved from: 10.77.<s>.0/24
 SUBNET_PREFIX = "10.77"
-LOCK_FILE = Path(tempfile.gettempdir()) / "trioraft-nemesis-net.lock"
+LOCK_DIR = tempfile.gettempdir()
 #: how long one `ip` or `iptables-restore` command may take
 COMMAND_SECONDS = 20.0
 
+#: the cluster dirs in the temp directory: <prefix><pid>-<random>
+DIR_PREFIX = "trioraft-nemesis-"
+_DIR_PATTERN = re.compile(rf"^{DIR_PREFIX}(\d+)-")
 _NS_PATTERN = re.compile(r"^trnem-(\d+)[a-z]-")
 _LINK_PATTERN = re.compile(r"^tn[bvp](\d+)[a-z]")
 _runs = itertools.count()
@@ -171,14 +176,33 @@ def remove_leftovers() -> list[str]:
     return removed
 
 
+def remove_stale_dirs() -> list[str]:
+    """Remove the cluster dirs (configs and data) of earlier runs whose process is gone,
+    killing the node processes still started from them; returns what was removed."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        match = _DIR_PATTERN.match(path.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        for proc in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if proc.name.isdigit() and str(path).encode() in (proc / "cmdline").read_bytes():
+                    os.kill(int(proc.name), signal.SIGKILL)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
 @contextlib.contextmanager
 def _net_lock() -> Iterator[None]:
-    with LOCK_FILE.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """Held while a run picks its subnet and makes its bridge: an flock on the temp
+    directory itself, which every run shares and nobody has to create or remove."""
+    fd = os.open(LOCK_DIR, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _free_subnet() -> int:
@@ -328,7 +352,8 @@ Hosts = NetnsHosts | LoopbackHosts
 def build_cluster(hosts: Hosts, log_dir: Path, raft: RaftConfig) -> Cluster:
     """Configs and data dirs for one node per host in a new temp dir (removed by
     `Cluster.close`), with the node logs in `log_dir`; nothing is started."""
-    root = Path(tempfile.mkdtemp(prefix="trioraft-nemesis-"))
+    remove_stale_dirs()
+    root = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
     try:
         members = [
             Member(
