@@ -33,6 +33,7 @@ import contextlib
 import json
 import random
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -436,14 +437,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         loopback=args.loopback,
     )
     print(f"fault run, seed {seed}, results in {out}", flush=True)
+    # SIGTERM stops a run the way Ctrl-C does (KeyboardInterrupt, which Trio delivers
+    # safely), so the nodes and namespaces are removed; SIGINT is ignored in a shell's
+    # background job, hence its handler is set too
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
     try:
         result = run(options)
     except Unsupported as exc:
         print(f"nemesis: {exc}; choose other faults (--faults) or run as root", file=sys.stderr)
         return 2
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        print(f"nemesis: interrupted; the history so far is in {out}", file=sys.stderr)
+        return 130
     print(result.text, end="")
     print(f"results in {result.folder}")
     return 0 if result.passed else 1
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether `exc` is a KeyboardInterrupt, or a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(KeyboardInterrupt)[1] is None
+    return isinstance(exc, KeyboardInterrupt)
 
 
 def _recheck(folder: Path) -> int:
