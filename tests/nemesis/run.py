@@ -227,10 +227,12 @@ def summarize(
 ) -> dict[str, Any]:
     """Check the history and gather every figure of the run (the summary.json)."""
     operations = recorder.operations()
+    # the checker's explanations then give the times of history.jsonl and the fault log
+    since_start = [attrs.evolve(op, call=op.call - t0, ret=op.ret - t0) for op in operations]
     started = time.monotonic()
-    result = check(operations, key_budget=options.key_budget, total_budget=options.check_budget)
+    result = check(since_start, key_budget=options.key_budget, total_budget=options.check_budget)
     check_seconds = time.monotonic() - started
-    lost = lost_writes(operations, final)
+    lost = lost_writes(since_start, final)
     acks = acknowledged_writes(op for op in operations if not str(op.client).startswith("final"))
     rows = [fault_row(record, acks, t0, end) for record in nemesis.records]
     disagreements = _disagreements(final)
