@@ -3,16 +3,16 @@
 Clients. `Workload` runs `clients` Trio tasks in the harness's thread. Each connects to
 a random node, sends a random number (1 to 50) of requests on that connection, one at
 a time, then moves on to another random node; any request that ends without a reply
-also ends its connection. Every request has `timeout` seconds, connection included;
-a connection that cannot be made is no operation (nothing was sent) and is retried
-after a short pause. Clients stop between requests once told to.
+also ends its connection. Connecting and each request may take `timeout` seconds; a
+connection that cannot be made is no operation (nothing was sent) and is retried after
+a short pause. Clients stop between requests once told to.
 
 Operations, on a small set of keys: GET (30%), SET of a fresh value (25%), INCR (15%),
 DEL (5%) and SET-if-equal (25%: `SET k v IFEQ old`, where `old` is the last value any
 client saw for the key; a plain SET when none is known, since IFEQ never creates a key).
-Every value a SET writes is unique in the run and a multiple of 1000, and a key sees far
-fewer than 1000 INCRs, so a value read names the one write that wrote it (directly or
-through the INCRs that followed it).
+Every value a SET writes is unique in the run and a multiple of 1000, and with the
+default rotation a key sees far fewer than 1000 INCRs, so a value read names the one
+write that wrote it (directly or through the INCRs that followed it).
 
 Keys rotate, as in Jepsen's independent-key tests: `keys` keys are in use at a time, and
 each is retired after `uses` operations and replaced by a fresh one. The checker's
