@@ -22,6 +22,8 @@ What is here:
 - `RespClient`, a blocking RESP2 client (`call`, `inline`, `pipeline`, `send_raw`), and
   `encode_request`, `parse_info`.
 - `BackgroundWriter`, a thread that keeps writing and records what was acknowledged.
+- `write_all` (many writes, pipelined), `dir_bytes` (disk use), `run_cli` (a `trioraft`
+  command); `Node.snapshot_files`, `Cluster.wait_converged`.
 - `wal_records`, the records of a WAL segment, for tests that damage one.
 - `wait_until`, `free_ports`, `free_port_range`.
 
@@ -45,6 +47,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -55,7 +58,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -386,6 +389,47 @@ class BackgroundWriter:
             self.failure = f"{type(exc).__name__}: {exc}"
 
 
+# ---- bulk writes, disk use, the command line ----------------------------------------
+
+
+def write_all(
+    node: Node, requests: Iterable[tuple[Arg, ...]], depth: int = 64, timeout: float = 60.0
+) -> int:
+    """Send `requests` to `node` on one connection, `depth` at a time (pipelined), and
+    check that each is answered +OK (AssertionError naming the first other reply); return
+    how many were sent. Loads many keys fast: `write_all(node, (("MSET", ...), ...))`."""
+    sent = 0
+    pending = iter(requests)
+    with node.client(timeout) as client:
+        while group := list(itertools.islice(pending, depth)):
+            for request, reply in zip(group, client.pipeline(*group), strict=True):
+                if reply != "OK":
+                    raise AssertionError(f"{request[0]!r} on {node.id} answered {reply!r}")
+            sent += len(group)
+    return sent
+
+
+def dir_bytes(path: Path) -> int:
+    """The total size of the files under `path`; a file deleted meanwhile counts 0."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(folder, name)).st_size
+    return total
+
+
+def run_cli(*args: str | Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run `trioraft ARGS...` (from the repository) to its end; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "trioraft", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 # ---- the write-ahead log ------------------------------------------------------------
 
 #: the size of a WAL record header: payload length, its crc32, the payload's crc32
@@ -571,6 +615,10 @@ class Node:
         """The write-ahead log segment files, oldest first."""
         return sorted((self.data_dir / "wal").glob("*.wal"))
 
+    def snapshot_files(self) -> list[Path]:
+        """The complete snapshot files, oldest first (temp and partial files aside)."""
+        return sorted((self.data_dir / "snap").glob("*.snap"))
+
 
 # ---- clusters -----------------------------------------------------------------------
 
@@ -706,6 +754,27 @@ class Cluster:
         """Every running node but the (agreed) leader."""
         leader = self.wait_for_leader(timeout)
         return [node for node in self.running if node is not leader]
+
+    def wait_converged(self, timeout: float = ELECTION_SECONDS) -> int:
+        """Wait until every running, unpaused node has applied every write acknowledged so
+        far: the leader's commit index once a linearizable read on it succeeded (a new
+        leader learns the commit index only once it committed an entry of its term).
+        Return that index."""
+        leader = self.wait_for_leader(timeout)
+        wait_until(
+            lambda: isinstance(leader.call("DBSIZE"), int),
+            timeout,
+            f"a linearizable read on {leader.id}",
+            describe=self.log_tails,
+        )
+        index = int(leader.info()["commit_index"])
+
+        def applied() -> bool:
+            live = [node for node in self.running if not node.paused]
+            return all(int(node.info()["last_applied"]) >= index for node in live)
+
+        wait_until(applied, timeout, f"every node applied index {index}", describe=self.log_tails)
+        return index
 
 
 @contextlib.contextmanager
