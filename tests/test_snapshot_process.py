@@ -414,12 +414,6 @@ def test_a_refused_node_started_again_casts_no_vote() -> None:
         assert lagging.call("GET", "acknowledged") == b"by the leader and the victim"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a peer answers incarnation_of from its applied state only (node.py): restarted "
-    "without a snapshot, it has applied nothing yet and vouches for a wiped node",
-)
 def test_a_wiped_node_is_refused_by_a_peer_that_restarted_without_a_snapshot() -> None:
     """As above, but `lagging` holds the registrations only in its log, not yet applied
     after its restart: it answers that it knows no incarnation for the victim, the victim

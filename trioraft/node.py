@@ -49,7 +49,7 @@ from trioraft.logs import NodeLogger
 from trioraft.replies import ErrorReply, Reply
 from trioraft.resp import encode
 from trioraft.snapshotter import SnapshotPolicy, Snapshotter
-from trioraft.state import ReplicatedState
+from trioraft.state import REGISTER, ReplicatedState
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport.base import Payload, Transport
 from trioraft.transport.errors import RpcError, RpcRemoteError, RpcUnavailable
@@ -478,7 +478,7 @@ class Node:
             return self.status()
         if method == "incarnation_of":
             assert isinstance(payload, str)
-            return self.state.incarnations.get(payload)
+            return self.known_incarnation(payload)
         if method.startswith("snapshot_") and self.snapshotter is not None:
             return await self.snapshotter.serve_rpc(src, method, payload)
         raise ValueError(f"unknown method {method!r}")
@@ -532,6 +532,20 @@ class Node:
                 with trio.move_on_after(self.options.tick_seconds):
                     await self._progress.wait()
         return []
+
+    def known_incarnation(self, node_id: NodeId) -> str | None:
+        """The incarnation recorded for `node_id`: in the applied state, or else in a
+        registration still in the log (a node that restarted has not applied its log
+        yet, and must not vouch for a wiped member meanwhile)."""
+        known = self.state.incarnations.get(node_id)
+        if known is not None:
+            return known
+        for entry in self.core.log.slice(self.applied + 1, self.core.log.last_index + 1):
+            if entry.kind is EntryKind.COMMAND and REGISTER in entry.data:
+                args = kv.decode_command(entry.data)
+                if args[0] == REGISTER and len(args) == 3 and args[1] == node_id.encode():
+                    return args[2].decode()
+        return None
 
     # --- status ----------------------------------------------------------------------
 
