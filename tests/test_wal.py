@@ -175,6 +175,27 @@ def test_hard_state_survives_compaction(tmp_path: Path) -> None:
     wal.close()
 
 
+def test_start_segment_lets_the_next_compaction_delete_the_old_active_one(
+    tmp_path: Path,
+) -> None:
+    wal, _ = WriteAheadLog.open(tmp_path)  # one big segment
+    wal.set_hard_state(HardState(2, "n1"))
+    for i in range(1, 11):
+        wal.append(make_entries(i, i))
+    assert wal.compact(10) == 0, "the active segment is never deleted"
+    wal.start_segment()
+    wal.append(make_entries(11, 11))
+    assert wal.compact(10) == 1
+    wal.start_segment()
+    wal.start_segment()  # the new active one holds no entry yet: nothing to do
+    assert len(segments(tmp_path)) == 2
+    wal.close()
+    reopened, recovery = WriteAheadLog.open(tmp_path)
+    with reopened:
+        assert recovery.entries == make_entries(11, 11)
+        assert recovery.hard_state == HardState(2, "n1")
+
+
 def test_compaction_never_deletes_the_active_segment(tmp_path: Path) -> None:
     wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=200)
     for i in range(1, 41):

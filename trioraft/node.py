@@ -314,6 +314,7 @@ class Node:
         for item in batch:
             if item.compact_to is not None:
                 self.wal.compact(item.compact_to)
+                self.wal.start_segment()
 
     # --- client work -----------------------------------------------------------------
 

@@ -256,6 +256,15 @@ class WriteAheadLog:
                 self._fsync_dir()
         return deleted
 
+    def start_segment(self) -> None:
+        """Start a new segment now if the active one holds entries (write side), so that
+        a later `compact` can delete what was written so far. Called after each
+        compaction, it bounds what a restart replays to the log since about the
+        compaction before last, rather than up to a whole segment."""
+        self._ensure_usable()
+        if self._segments[-1].max_index > 0:
+            self._roll()
+
     def close(self) -> None:
         """Sync (unless the log failed) and close. Calling it again does nothing."""
         if self._closed:
