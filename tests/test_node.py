@@ -389,3 +389,26 @@ async def test_under_random_faults_no_acknowledged_write_is_lost_and_no_read_is_
         assert not stale_reads
         assert acknowledged, "no write was acknowledged at all"
         cluster.assert_election_safety()
+
+
+async def test_forwarded_requests_give_up_on_a_leader_that_was_replaced(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        follower = followers(cluster, leader)[0]
+        cluster.network.isolate(leader.id)  # the old leader stalls, as if paused
+        asked_at = trio.current_time()
+
+        # forwarded while the follower still follows the old leader: the outcome is
+        # unknown, and said so once the follower gives that leader up, not after the whole
+        # request timeout
+        reply = await write(follower, b"k", b"v")
+        assert reply.startswith(b"-TIMEOUT")
+        assert trio.current_time() - asked_at < 2 * ELECTION_TIMEOUT_MAX
+        assert follower.core.leader_id != leader.id
+
+        # then writes and linearizable reads go through the new leader
+        assert await write(follower, b"k", b"w") == OK
+        await follower.read_barrier()
+        assert get(follower, b"k") == b"w"

@@ -64,6 +64,10 @@ class Unavailable(Exception):
     new leader's log)."""
 
 
+class LeaderChanged(Exception):
+    """A call to the leader was abandoned: this node learned of another leader."""
+
+
 class Indeterminate(Exception):
     """The request may or may not take effect."""
 
@@ -160,6 +164,8 @@ class Node:
         self._progress = trio.Event()
         self._wal_queue: list[WalItem] = []
         self._wal_wake = trio.Event()
+        #: calls to the leader in flight, cancelled when the leader changes
+        self._leader_calls: set[trio.CancelScope] = set()
         #: follower reads waiting for the next read-index question to the leader
         self._follower_reads: list[_ReadWaiter] = []
         self._follower_reads_wake = trio.Event()
@@ -276,6 +282,9 @@ class Node:
             self.log.info("role changed", role=role.value, term=self.core.term)
         if leader != self._last_leader and leader is not None:
             self.log.info("leader known", leader=leader, term=self.core.term)
+        if leader != self._last_leader:
+            for scope in self._leader_calls:
+                scope.cancel()
         self._last_role, self._last_leader = role, leader
         self._signal_progress()
 
@@ -400,11 +409,11 @@ class Node:
             try:
                 if leader is None or leader == self.id:
                     raise Unavailable("no leader")
-                index = await self.transport.call(
+                index = await self._call_leader(
                     leader, "read_index", None, self.options.request_timeout
                 )
                 assert isinstance(index, int)
-            except (Unavailable, RpcError):
+            except (Unavailable, LeaderChanged, RpcError):
                 for waiter in batch:
                     waiter.fail()
                 continue
@@ -438,9 +447,11 @@ class Node:
                     await self._await_progress_until(deadline)
                     continue
             try:
-                answer = await self.transport.call(
+                answer = await self._call_leader(
                     leader, "propose", commands, max(deadline - trio.current_time(), 0.01)
                 )
+            except LeaderChanged:
+                raise Indeterminate("the leader changed before it answered") from None
             except RpcUnavailable:
                 await self._await_progress_until(deadline)
                 continue
@@ -453,6 +464,20 @@ class Node:
                 raise Indeterminate("the leader did not answer in time") from None
             assert isinstance(answer, list | tuple)
             return [bytes(reply) for reply in answer]
+
+    async def _call_leader(
+        self, leader: NodeId, method: str, payload: Payload, timeout: float
+    ) -> Payload:
+        """Call `method` on `leader`; raises LeaderChanged as soon as this node learns
+        that another node leads (or that none does), rather than waiting out the timeout
+        on a leader that stalled."""
+        with trio.CancelScope() as scope:
+            self._leader_calls.add(scope)
+            try:
+                return await self.transport.call(leader, method, payload, timeout)
+            finally:
+                self._leader_calls.discard(scope)
+        raise LeaderChanged()
 
     async def write_replies(self, commands: list[bytes]) -> list[bytes]:
         """`write`, except that an outcome of Unavailable or Indeterminate becomes the matching
