@@ -45,11 +45,12 @@ Properties, checked after every step (the checker remembers across steps and res
 - state machine safety: no two nodes apply different entries at one index, and the state
   after applying index i (or a snapshot at i) is the same everywhere;
 - read index safety: a read is released at an index no lower than any commit index seen
-  before the read was issued;
-- the persistence promises the Ready contract exists for: no message carries a term that is
-  not durable at its sender, a granted vote is durable before it is sent, a successful append
-  acknowledgement is backed by the disk, entries are applied only once durable and in order,
-  and a durable vote never changes within a term.
+  before the read was issued, and by a leader of a term no older than any led in by then;
+- the persistence promises the Ready contract exists for: no message but a PreVote or a
+  heartbeat answer carries a term that is not durable at its sender, a granted vote is
+  durable before it is sent, a successful append acknowledgement is backed by the disk,
+  entries are applied only once durable and in order, and a durable vote never changes
+  within a term.
 At the end all faults heal; within bounded steps a leader must commit in its term, every
 operation issued after healing must end definitely, and all state machines must converge to
 the same state at the same index (once clients stop, the simulation proposes fillers while
@@ -79,6 +80,7 @@ from trioraft.core.messages import (
     Entry,
     EntryKind,
     HardState,
+    HeartbeatResponse,
     InstallSnapshot,
     Members,
     Message,
@@ -215,6 +217,8 @@ class Plan:
             keys=r.randint(2, 4),
             reads=r.choice((0.2, 0.3, 0.5)),
             config=RaftConfig(
+                # a narrow timeout range: quick elections, and more split votes
+                election_ticks_max=r.choice((None, None, 12)),
                 heartbeat_ticks=r.choice((1, 2)),
                 max_batch_entries=r.choice((3, 64)),
                 max_inflight=r.choice((2, 16)),
@@ -356,9 +360,11 @@ class Op:
     #: via the log: where the proposal landed
     index: int = 0
     term: int = 0
-    #: via read_index: the highest commit index seen anywhere when the read was issued; the
-    #: index the core releases it at may not be lower
+    #: via read_index: the highest commit index seen anywhere when the read was issued (the
+    #: index the core releases it at may not be lower), and the highest term led in by then
+    #: (only a leader of that term or a later one may release it)
     floor: int = 0
+    term_floor: int = 0
     done: bool = False
 
 
@@ -710,11 +716,12 @@ class Simulation:
         for read in rd.reads:
             op = node.reads.pop(read.ctx, None)
             if op is not None:
-                if read.index < op.floor:
+                if read.index < op.floor or core.term < op.term_floor:
                     self._fail(
                         "read index safety",
                         f"{node.id} (term {core.term}) releases read {op.id} at {read.index}, "
-                        f"but {op.floor} was committed before the read arrived",
+                        f"but {op.floor} was committed, and term {op.term_floor} led, before "
+                        f"the read arrived",
                     )
                 node.released.append((read.index, op))
         for ctx in rd.dropped_reads:
@@ -851,7 +858,10 @@ class Simulation:
         """What a message promises must be on the sender's disk when it leaves."""
         hs, disk = node.disk.hard_state, node.disk
         pre_vote = isinstance(m, RequestVote | RequestVoteResponse) and m.pre_vote
-        if not pre_vote and m.term > hs.term:
+        # a heartbeat answer only says the sender knew no higher term when the heartbeat
+        # came, which needs no disk (votes, which do, are checked below)
+        at_once = pre_vote or isinstance(m, HeartbeatResponse)
+        if not at_once and m.term > hs.term:
             self._fail("persistence", f"{node.id} sends {m} while its durable term is {hs.term}")
         if (
             isinstance(m, RequestVoteResponse)
@@ -1101,7 +1111,7 @@ class Simulation:
                 [(op.index, op.term)] = core.propose([encode_command(op.id, kind, key, args)])
                 node.waiting.setdefault(op.index, []).append(op)
             else:
-                op.floor = len(self.checker.committed) - 1
+                op.floor, op.term_floor = len(self.checker.committed) - 1, self.report.max_term
                 core.read_index(op.id)
                 node.reads[op.id] = op
         except NotLeader as e:

@@ -348,12 +348,13 @@ def test_follower_acknowledgement_waits_for_its_write() -> None:
     assert [type(m) for m in rd.messages_after_persist] == [AppendEntriesResponse]
 
 
-def test_follower_heartbeat_answer_waits_for_its_write() -> None:
+def test_follower_heartbeat_answer_goes_out_at_once() -> None:
     node = make_raft("b")
     node.step(Heartbeat(src="a", dst="b", term=1, commit=0, seq=1))
     rd = node.ready()
-    assert rd.messages == []
-    assert [type(m) for m in rd.messages_after_persist] == [HeartbeatResponse]
+    assert rd.hard_state is not None, "the new term is still to be written"
+    assert [type(m) for m in rd.messages] == [HeartbeatResponse]
+    assert rd.messages_after_persist == []
 
 
 # --- restart -----------------------------------------------------------------------

@@ -8,7 +8,9 @@ written from here: after a batch of inputs the runtime calls `ready()` and gets 
 1. persist `hard_state` and `entries` (entries[0].index <= the last index written means
    the log is cut there first), fsynced when `must_sync`;
 2. send `messages` at once: the leader's replication traffic, which may go out while its
-   own disk write runs (thesis 10.2.1);
+   own disk write runs (thesis 10.2.1), and answers to heartbeats, which promise nothing
+   about the disk (they only say "I knew no higher term when your heartbeat came", which
+   is all ReadIndex counts on; votes are what must be durable, and they are);
 3. send `messages_after_persist` only once this Ready's writes, and those of every earlier
    Ready, are durable: votes and acknowledgements promise what is on disk;
 4. apply `committed` entries in order (they are always durable locally already);
@@ -813,7 +815,9 @@ class Raft:
         self._send(InstallSnapshot(src=self.id, dst=peer, term=self.term, meta=meta))
 
     def _send(self, m: Message) -> None:
-        if self.role is Role.LEADER and isinstance(m, _LEADER_TRAFFIC):
+        if isinstance(m, HeartbeatResponse) or (
+            self.role is Role.LEADER and isinstance(m, _LEADER_TRAFFIC)
+        ):
             self._messages.append(m)
         else:
             self._messages_after_persist.append(m)
