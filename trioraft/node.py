@@ -203,8 +203,16 @@ class Node:
             self.poke()
 
     async def _pump(self) -> None:
-        async for msg in self.transport.incoming:
+        incoming = self.transport.incoming
+        async for msg in incoming:
             self.core.step(msg)
+            # step everything already here before the driver runs: one Ready for all
+            while True:
+                try:
+                    msg = incoming.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                self.core.step(msg)
             self.poke()
 
     async def _driver(self) -> None:
