@@ -31,10 +31,10 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 import attrs
 
+from trioraft.storage.closing import ClosedOnExit
 from trioraft.storage.errors import DataDirError
 from trioraft.storage.fileio import fsync_dir, write_atomically
 
@@ -104,7 +104,7 @@ def read_identity(path: Path) -> Identity | None:
     return Identity(**values)
 
 
-class DataDir:
+class DataDir(ClosedOnExit):
     """An open, locked data dir; create one with `DataDir.open`, release it with `close`."""
 
     def __init__(self, path: Path, identity: Identity, created: bool, lock_fd: int) -> None:
@@ -164,17 +164,6 @@ class DataDir:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
-
-    def __enter__(self) -> DataDir:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _lock(path: Path) -> int:

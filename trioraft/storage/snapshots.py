@@ -68,6 +68,7 @@ from types import TracebackType
 import attrs
 
 from trioraft.core.messages import Members, SnapshotMeta
+from trioraft.storage.closing import ClosedOnExit
 from trioraft.storage.errors import (
     ChunkOffsetError,
     CorruptionError,
@@ -520,7 +521,7 @@ class SnapshotStore:
             fsync_dir(self.path)
 
 
-class SnapshotReader:
+class SnapshotReader(ClosedOnExit):
     """Reads the data of one snapshot by offset; create one with
     `SnapshotStore.open_reader`, and close it. Reading the data in order from offset 0 to
     the end checks its checksum on the way (CorruptionError at the last chunk)."""
@@ -563,17 +564,6 @@ class SnapshotReader:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-
-    def __enter__(self) -> SnapshotReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class SnapshotReceiver:

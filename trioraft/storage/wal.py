@@ -36,11 +36,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import attrs
 
 from trioraft.core.messages import Entry, HardState
+from trioraft.storage.closing import ClosedOnExit
 from trioraft.storage.errors import FsyncError, StorageError
 from trioraft.storage.fileio import fsync_dir, fsync_fd
 from trioraft.storage.records import LogStart, encode_entries, encode_hard_state, encode_log_start
@@ -75,7 +75,7 @@ class _Segment:
     max_index: int
 
 
-class WriteAheadLog:
+class WriteAheadLog(ClosedOnExit):
     """An open write-ahead log; create one with `WriteAheadLog.open`."""
 
     def __init__(
@@ -275,17 +275,6 @@ class WriteAheadLog:
         finally:
             self._closed = True
             os.close(self._fd)
-
-    def __enter__(self) -> WriteAheadLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _ensure_usable(self) -> None:
         if self._closed:
