@@ -203,7 +203,9 @@ def test_raft_snapshot_answers_ok_and_the_disk_stays_bounded() -> None:
         )
         assert seen.largest_dir < seen.writes * 4096
         for node in cluster.nodes:
-            assert len(node.wal_segments()) <= 2
+            # a new segment starts at each compaction, and the segments go once all they
+            # hold is CATCHUP entries behind a snapshot: one per snapshot in that span
+            assert len(node.wal_segments()) <= CATCHUP // 2_000 + 2
             assert len(node.snapshot_files()) <= 2
         print(f"\noverwrites of 100 keys of 4 KiB: {seen}")
 
