@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import resource
 import signal
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -195,9 +196,10 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
     log.info("stopped")
 
 
-async def _start(nursery: trio.Nursery, task: object, what: str) -> None:
+async def _start(nursery: trio.Nursery, task: Callable[..., Awaitable[object]], what: str) -> None:
+    """Start a listening task; a port that cannot be bound is a StartupError."""
     try:
-        await nursery.start(task)  # type: ignore[arg-type]
+        await nursery.start(task)
     except OSError as exc:
         reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         raise StartupError(f"cannot listen on the {what}: {reason}") from None
