@@ -66,6 +66,7 @@ from typing import TypeAlias, TypeVar
 
 import attrs
 
+from trioraft.closing import ClosedOnExit
 from trioraft.config import (
     Address,
     Limits,
@@ -181,7 +182,7 @@ class ConnectionClosed(ConnectionError):
     """The server closed the connection before a whole reply arrived."""
 
 
-class RespClient:
+class RespClient(ClosedOnExit):
     """One blocking connection. `call` sends a request and reads its reply; `send` and
     `read` split the two for pipelining; `send_raw` sends any bytes at all."""
 
@@ -201,17 +202,6 @@ class RespClient:
                 raise
         self._buf = bytearray()
         self._pos = 0
-
-    def __enter__(self) -> RespClient:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         self.sock.close()
@@ -623,7 +613,7 @@ class Node:
 # ---- clusters -----------------------------------------------------------------------
 
 
-class Cluster:
+class Cluster(ClosedOnExit):
     """The nodes of one cluster, in a directory the cluster owns and removes on close."""
 
     def __init__(self, root: Path, nodes: list[Node]) -> None:
@@ -690,17 +680,6 @@ class Cluster:
             shutil.rmtree(root, ignore_errors=True)
             raise
         return cls(root, nodes)
-
-    def __enter__(self) -> Cluster:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Kill every process (paused ones too) and remove the directory."""

@@ -43,11 +43,11 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 
 import attrs
 from procs import HOST, Cluster, Node, free_ports
 
+from trioraft.closing import ClosedOnExit
 from trioraft.config import Address, Member, RaftConfig, cluster_configs, render_config
 
 #: client and peer ports inside a namespace (each namespace has its own port space)
@@ -220,7 +220,7 @@ def _free_subnet() -> int:
     raise HostsError(f"every {SUBNET_PREFIX}.*.0/24 subnet is in use")
 
 
-class NetnsHosts:
+class NetnsHosts(ClosedOnExit):
     """One network namespace per node on a bridge of its own; see the module docstring."""
 
     partitions = True
@@ -273,17 +273,6 @@ class NetnsHosts:
                 ("ip", "netns", "exec", namespace),
             )
 
-    def __enter__(self) -> NetnsHosts:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def cut(self, pairs: Iterable[frozenset[str]]) -> None:
         """Make exactly `pairs` unable to talk (every other pair can)."""
         cut_pairs = frozenset(pairs)
@@ -311,7 +300,7 @@ class NetnsHosts:
         self._made_bridge = False
 
 
-class LoopbackHosts:
+class LoopbackHosts(ClosedOnExit):
     """Every node on 127.0.0.1 with ports of its own; partitions are impossible."""
 
     partitions = False
@@ -323,17 +312,6 @@ class LoopbackHosts:
             for k, node_id in enumerate(node_ids)
         }
         self.cut_pairs: frozenset[frozenset[str]] = frozenset()
-
-    def __enter__(self) -> LoopbackHosts:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def cut(self, pairs: Iterable[frozenset[str]]) -> None:
         if frozenset(pairs):

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import attrs
 
-from trioraft.storage.closing import ClosedOnExit
+from trioraft.closing import ClosedOnExit
 from trioraft.storage.errors import DataDirError
 from trioraft.storage.fileio import fsync_dir, write_atomically
 

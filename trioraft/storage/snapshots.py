@@ -67,8 +67,8 @@ from types import TracebackType
 
 import attrs
 
+from trioraft.closing import ClosedOnExit
 from trioraft.core.messages import Members, SnapshotMeta
-from trioraft.storage.closing import ClosedOnExit
 from trioraft.storage.errors import (
     ChunkOffsetError,
     CorruptionError,

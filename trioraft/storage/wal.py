@@ -39,8 +39,8 @@ from pathlib import Path
 
 import attrs
 
+from trioraft.closing import ClosedOnExit
 from trioraft.core.messages import Entry, HardState
-from trioraft.storage.closing import ClosedOnExit
 from trioraft.storage.errors import FsyncError, StorageError
 from trioraft.storage.fileio import fsync_dir, fsync_fd
 from trioraft.storage.records import LogStart, encode_entries, encode_hard_state, encode_log_start

@@ -1,4 +1,4 @@
-"""`with obj:` for the storage objects that hold a file or a lock: `close()` at the end."""
+"""`with obj:` for objects that hold a file, a lock, a socket or processes: `close()` at the end."""
 
 from __future__ import annotations
 
