@@ -178,6 +178,43 @@ def encode_request(*args: Arg) -> bytes:
     return b"".join(parts)
 
 
+def parse_reply(buf: bytes | bytearray, pos: int = 0) -> tuple[Reply, int] | None:
+    """The reply starting at `pos` and the position after it, or None when `buf` does
+    not hold all of it yet. ValueError for bytes that are no RESP2 reply."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        return None
+    kind, rest, after = buf[pos : pos + 1], bytes(buf[pos + 1 : end]), end + 2
+    if kind == b"+":
+        return rest.decode(), after
+    if kind == b"-":
+        return Error(rest.decode(errors="replace")), after
+    if kind == b":":
+        return int(rest), after
+    if kind == b"$":
+        length = int(rest)
+        if length < 0:
+            return None, after
+        if len(buf) < after + length + 2:
+            return None
+        if buf[after + length : after + length + 2] != b"\r\n":
+            raise ValueError("a bulk reply not followed by CRLF")
+        return bytes(buf[after : after + length]), after + length + 2
+    if kind == b"*":
+        count = int(rest)
+        if count < 0:
+            return None, after
+        items: list[Reply] = []
+        for _ in range(count):
+            parsed = parse_reply(buf, after)
+            if parsed is None:
+                return None
+            item, after = parsed
+            items.append(item)
+        return items, after
+    raise ValueError(f"not a RESP2 reply: {bytes(buf[pos : pos + 40])!r}")
+
+
 class ConnectionClosed(ConnectionError):
     """The server closed the connection before a whole reply arrived."""
 
@@ -229,26 +266,10 @@ class RespClient(ClosedOnExit):
 
     def read(self) -> Reply:
         """The next reply; ConnectionClosed if the server closes first."""
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            return Error(rest.decode(errors="replace"))
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            length = int(rest)
-            if length < 0:
-                return None
-            data = self._exactly(length + 2)
-            if data[-2:] != b"\r\n":
-                raise ValueError(f"bulk reply not followed by CRLF: {data[-2:]!r}")
-            return data[:-2]
-        if kind == b"*":
-            count = int(rest)
-            return None if count < 0 else [self.read() for _ in range(count)]
-        raise ValueError(f"not a RESP reply: {line[:80]!r}")
+        while (parsed := parse_reply(self._buf, self._pos)) is None:
+            self._fill()
+        reply, self._pos = parsed
+        return reply
 
     def read_until_closed(self) -> bytes:
         """Everything the server sends until it closes the connection (a reset counts as
@@ -273,20 +294,6 @@ class RespClient(ClosedOnExit):
         if not chunk:
             raise ConnectionClosed("the server closed the connection")
         self._buf += chunk
-
-    def _line(self) -> bytes:
-        while (end := self._buf.find(b"\r\n", self._pos)) < 0:
-            self._fill()
-        line = bytes(self._buf[self._pos : end])
-        self._pos = end + 2
-        return line
-
-    def _exactly(self, count: int) -> bytes:
-        while len(self._buf) - self._pos < count:
-            self._fill()
-        data = bytes(self._buf[self._pos : self._pos + count])
-        self._pos += count
-        return data
 
 
 def parse_info(text: bytes) -> dict[str, str]:

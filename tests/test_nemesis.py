@@ -27,12 +27,11 @@ from pathlib import Path
 import pytest
 from linearizability import Kind, Operation, Status, Verdict, check
 from nemesis.analysis import availability, load_history, lost_writes, write_history
-from nemesis.client import parse_reply
 from nemesis.faults import FaultRecord
 from nemesis.run import Options, Result, Unsupported, run
 from nemesis.schedule import FaultKind, FaultPlan, parse_kinds, schedule
 from nemesis.workload import Recorder
-from procs import Error
+from procs import Error, parse_reply
 
 PROCESS_FAULTS = (
     FaultKind.KILL,

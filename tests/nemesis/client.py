@@ -22,48 +22,11 @@ from __future__ import annotations
 
 import trio
 from linearizability import Kind, Status
-from procs import Arg, ConnectionClosed, Error, Reply, encode_request
+from procs import Arg, ConnectionClosed, Error, Reply, encode_request, parse_reply
 
 
 class UnexpectedReply(Exception):
     """A reply the contract does not allow for the command."""
-
-
-def parse_reply(buf: bytes | bytearray, pos: int = 0) -> tuple[Reply, int] | None:
-    """The reply starting at `pos` and the position after it, or None when `buf` does
-    not hold all of it yet. ValueError for bytes that are no RESP2 reply."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        return None
-    kind, rest, after = buf[pos : pos + 1], bytes(buf[pos + 1 : end]), end + 2
-    if kind == b"+":
-        return rest.decode(), after
-    if kind == b"-":
-        return Error(rest.decode(errors="replace")), after
-    if kind == b":":
-        return int(rest), after
-    if kind == b"$":
-        length = int(rest)
-        if length < 0:
-            return None, after
-        if len(buf) < after + length + 2:
-            return None
-        if buf[after + length : after + length + 2] != b"\r\n":
-            raise ValueError("a bulk reply not followed by CRLF")
-        return bytes(buf[after : after + length]), after + length + 2
-    if kind == b"*":
-        count = int(rest)
-        if count < 0:
-            return None, after
-        items: list[Reply] = []
-        for _ in range(count):
-            parsed = parse_reply(buf, after)
-            if parsed is None:
-                return None
-            item, after = parsed
-            items.append(item)
-        return items, after
-    raise ValueError(f"not a RESP2 reply: {bytes(buf[pos : pos + 40])!r}")
 
 
 class Connection:
