@@ -187,18 +187,25 @@ def test_partial_connectivity_still_makes_progress(size: int) -> None:
     sim.finish()
 
 
-def test_follower_far_behind_catches_up_by_snapshot() -> None:
-    sim = scenario(3, snapshot_every=10)
+def leave_a_follower_behind(sim: Simulation, margin: int) -> tuple[NodeId, NodeId]:
+    """Crash a follower and run until the leader's snapshot lies `margin` entries past
+    the follower's log; returns (leader, follower), the follower still down."""
     leader = sim.leader()
     assert leader is not None
     laggard = others(sim, leader)[0]
     sim.crash(laggard)
     behind = sim.by_id[laggard].disk.last_index
     sim.run_until(
-        lambda: core_of(sim, leader).log.snapshot_index > behind + 50,
+        lambda: core_of(sim, leader).log.snapshot_index > behind + margin,
         100 * ELECTION,
         "the leader compacting past the laggard",
     )
+    return leader, laggard
+
+
+def test_follower_far_behind_catches_up_by_snapshot() -> None:
+    sim = scenario(3, snapshot_every=10)
+    leader, laggard = leave_a_follower_behind(sim, 50)
     installed = sim.report.snapshots_installed
     sim.restart(laggard)
     sim.run_until(
@@ -231,16 +238,7 @@ def test_lost_snapshot_answer_does_not_stall_replication() -> None:
     """A follower installs the leader's snapshot but its answer is lost: replication to
     it resumes once it can answer again."""
     sim = scenario(3, snapshot_every=10)
-    leader = sim.leader()
-    assert leader is not None
-    laggard = others(sim, leader)[0]
-    sim.crash(laggard)
-    behind = sim.by_id[laggard].disk.last_index
-    sim.run_until(
-        lambda: core_of(sim, leader).log.snapshot_index > behind + 20,
-        100 * ELECTION,
-        "the leader compacting past the laggard",
-    )
+    leader, laggard = leave_a_follower_behind(sim, 20)
     installed = sim.report.snapshots_installed
     sim.restart(laggard)
     sim.run_until(
