@@ -4,7 +4,7 @@ Rules:
 
 - Each subcommand is a `Command`: a function adding its arguments to its parser and a
   function running it, returning the exit status. `COMMANDS` registers them all.
-- Exit status: 0 clean; 2 bad usage or bad configuration; 1 any other failure.
+- Exit status: see `EXIT_STATUSES`, also shown by `trioraft --help`.
 - Every failure prints one line on stderr, starting `trioraft <command>:`, saying what and
   where; never a traceback. A usage error prints one line, not argparse's usage text. A
   ConfigError prints its problems, one line each.
@@ -18,6 +18,7 @@ import logging
 import os
 import ssl
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -42,6 +43,25 @@ from trioraft.logs import setup_logging
 EXIT_USAGE = 2
 #: exit status for any other failure
 EXIT_FAILURE = 1
+#: the exit status the systemd unit asks `serve --refusal-status` for, and does not restart
+EXIT_REFUSED = 3
+
+#: every exit status and its meaning, for `--help` and docs/operations.md
+EXIT_STATUSES = (
+    (0, "clean stop, or the command succeeded"),
+    (
+        EXIT_FAILURE,
+        "any other failure: a port in use, the data dir locked by another process, a lost "
+        "quorum at shutdown, damaged data (`check`), and `serve` refusing to start",
+    ),
+    (EXIT_USAGE, "bad usage or bad configuration"),
+    (
+        EXIT_REFUSED,
+        "with `serve --refusal-status 3`, as the systemd unit runs it: `serve` refused to "
+        "start for a reason a restart cannot fix (a wiped or foreign data dir, damaged "
+        "data, unusable TLS files); the unit does not restart it",
+    ),
+)
 
 
 class CliError(Exception):
@@ -227,6 +247,21 @@ def _write_private(path: Path, text: str) -> None:
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", type=Path, required=True, help="the node's config")
+    p.add_argument(
+        "--refusal-status",
+        metavar="N",
+        type=_refusal_status,
+        default=EXIT_FAILURE,
+        help="exit with status N (3 to 125) instead of 1 when the node refuses to start for a "
+        "reason a restart cannot fix, so that a supervisor can tell (the systemd unit "
+        f"passes {EXIT_REFUSED})",
+    )
+
+
+def _refusal_status(text: str) -> int:
+    if not text.isdigit() or not 3 <= int(text) <= 125:
+        raise argparse.ArgumentTypeError(f"expected a number from 3 to 125, got {text!r}")
+    return int(text)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -241,7 +276,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError(EXIT_FAILURE, "interrupted while starting") from None
     except BaseException as exc:  # one line, never a traceback
         leaf = first_error(exc)
-        if isinstance(leaf, StartupError | WipedMember):
+        if isinstance(leaf, WipedMember) or (isinstance(leaf, StartupError) and leaf.permanent):
+            raise CliError(args.refusal_status, str(leaf)) from None
+        if isinstance(leaf, StartupError):
             raise CliError(EXIT_FAILURE, str(leaf)) from None
         logging.getLogger("trioraft").error("stopped by an error", exc_info=leaf)
         raise CliError(EXIT_FAILURE, f"stopped by an error: {describe(leaf)}") from None
@@ -345,12 +382,32 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
+def _exit_status_help() -> str:
+    lines = ["exit status:"]
+    for status, meaning in EXIT_STATUSES:
+        lines += textwrap.wrap(
+            meaning, 78, initial_indent=f"  {status}  ", subsequent_indent=" " * 5
+        )
+    return "\n".join(lines)
+
+
 def _parser() -> _Parser:
-    parser = _Parser(prog="trioraft", description="A Raft key-value store speaking RESP2.")
+    parser = _Parser(
+        prog="trioraft",
+        description="A Raft key-value store speaking RESP2.",
+        epilog=_exit_status_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"trioraft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        p = sub.add_parser(
+            command.name,
+            help=command.help,
+            description=command.help,
+            epilog=_exit_status_help() if command.name == "serve" else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         command.add_arguments(p)
         p.set_defaults(run=command.run)
     return parser

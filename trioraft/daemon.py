@@ -2,10 +2,11 @@
 
 Start-up loads the TLS files when `[tls]` is set, opens the data dir (locked, identity
 checked), replays the write-ahead log (cutting a torn tail with a warning), then starts
-the peer transport, the node and the client listener, and tells systemd READY=1.
+the peer transport, the node and the client listener; once the peers have confirmed the
+data dir (the incarnation check, the last start check) it tells systemd READY=1.
 SIGTERM or SIGINT: stop taking clients, finish the writes in flight, hand leadership over
 when leader, tell systemd STOPPING=1, exit 0. Start-up failures raise `StartupError` with
-one line saying what and where.
+one line saying what and where, and whether a restart could fix it (`permanent`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from trioraft.node import Node, NodeOptions
 from trioraft.server import ClientServer, Limits
 from trioraft.snapshotter import SnapshotPolicy
 from trioraft.state import ReplicatedState
-from trioraft.storage import DataDir, StorageError, WriteAheadLog
+from trioraft.storage import DataDir, DataDirLocked, StorageError, WriteAheadLog
 from trioraft.storage.snapshots import SnapshotStore
 from trioraft.storage.state import Restored, open_storage
 from trioraft.systemd import notify
@@ -39,7 +40,16 @@ SHUTDOWN_SECONDS = 5.0
 
 
 class StartupError(Exception):
-    """The node cannot start; the message says what and where."""
+    """The node cannot start; the message says what and where.
+
+    `permanent` (the default): restarting cannot fix it, someone must act first (damaged
+    or foreign data, a wiped data dir, unusable TLS files...). Otherwise trying again
+    later may succeed (a port or the data dir's lock still held by a process stopping).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 def node_options(config: Config) -> NodeOptions:
@@ -91,6 +101,8 @@ def serve(config: Config) -> None:
         data_dir = DataDir.open(
             config.data_dir, node_id=config.node_id, cluster_token=config.cluster_token
         )
+    except DataDirLocked as exc:
+        raise StartupError(str(exc), permanent=False) from None
     except StorageError as exc:
         raise StartupError(str(exc)) from None
     try:
@@ -185,7 +197,7 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
                 peer=str(config.peer_addr),
                 tls="on" if tls is not None else "off",
             )
-            notify("READY=1")
+            nursery.start_soon(_ready_once_accepted, node, log)
             async for signum in signals:
                 log.info("stopping", signal=signal.Signals(signum).name)
                 notify("STOPPING=1")
@@ -196,10 +208,18 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
     log.info("stopped")
 
 
+async def _ready_once_accepted(node: Node, log: NodeLogger) -> None:
+    """Tell systemd READY=1 once the peers have accepted the data dir: a node they refuse
+    exits instead, and must not look started in between."""
+    await node.accepted.wait()
+    log.info("ready: every start check passed")
+    notify("READY=1")
+
+
 async def _start(nursery: trio.Nursery, task: Callable[..., Awaitable[object]], what: str) -> None:
     """Start a listening task; a port that cannot be bound is a StartupError."""
     try:
         await nursery.start(task)
     except OSError as exc:
         reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise StartupError(f"cannot listen on the {what}: {reason}") from None
+        raise StartupError(f"cannot listen on the {what}: {reason}", permanent=False) from None

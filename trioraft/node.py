@@ -175,6 +175,8 @@ class Node:
         #: this data dir's incarnation id, and whether the data dir was created just now
         self.incarnation = incarnation
         self.fresh = fresh
+        #: set once the data dir passed the incarnation check: the last start check
+        self.accepted = trio.Event()
         #: the node's nursery, for tasks started later (snapshot transfers)
         self.nursery: trio.Nursery | None = None
 
@@ -189,9 +191,15 @@ class Node:
             nursery.start_soon(self._wal_writer)
             nursery.start_soon(self._follower_read_batcher)
             self.nursery = nursery
-            if self.incarnation is not None:
-                nursery.start_soon(incarnation.guard, self, self.incarnation, self.fresh)
+            nursery.start_soon(self._check_incarnation)
             task_status.started()
+
+    async def _check_incarnation(self) -> None:
+        """Have the peers confirm that this data dir is the one the cluster knows (when
+        the node has an incarnation), then set `accepted`."""
+        if self.incarnation is not None:
+            await incarnation.guard(self, self.incarnation, self.fresh)
+        self.accepted.set()
 
     def poke(self) -> None:
         self._wake.set()

@@ -35,7 +35,7 @@ from pathlib import Path
 import attrs
 
 from trioraft.closing import ClosedOnExit
-from trioraft.storage.errors import DataDirError
+from trioraft.storage.errors import DataDirError, DataDirLocked
 from trioraft.storage.fileio import fsync_dir, write_atomically
 
 FORMAT_VERSION = 1
@@ -178,7 +178,7 @@ def _lock(path: Path) -> int:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         os.close(fd)
-        raise DataDirError(
+        raise DataDirLocked(
             f"{path}: data dir is in use by another process"
             + (f" (pid {holder})" if holder else "")
             + f"; it holds {file}"

@@ -18,6 +18,11 @@ class DataDirError(StorageError):
     format, is not a trioraft data dir, or another process holds its lock."""
 
 
+class DataDirLocked(DataDirError):
+    """Another process holds the data dir's lock: it may be a node still stopping, so
+    trying again later can succeed."""
+
+
 class CorruptionError(StorageError):
     """A record of the write-ahead log is damaged somewhere other than a torn tail, or a
     snapshot file is damaged (`what` is then "snapshot").

@@ -1,0 +1,156 @@
+"""The operator's side of `trioraft serve`, as real processes: the exit statuses a
+supervisor acts on, READY=1 only once every start check passed, private file modes,
+and one-line errors for addresses that cannot be resolved or bound."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from procs import (
+    REPO,
+    START_SECONDS,
+    WAL_HEADER_BYTES,
+    Cluster,
+    Node,
+    running_cluster,
+    wait_until,
+    wal_records,
+)
+
+pytestmark = pytest.mark.processes
+
+#: the status the systemd unit asks for when a restart cannot fix a refusal
+REFUSED = 3
+
+
+class NotifySocket:
+    """A stand-in for systemd's notification socket: collects what the daemon sends."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "notify"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.sock.setblocking(False)
+        self.received: list[str] = []
+
+    def drain(self) -> list[str]:
+        """Everything received so far."""
+        while True:
+            try:
+                self.received.append(self.sock.recv(4096).decode())
+            except BlockingIOError:
+                return self.received
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[NotifySocket]:
+    with tempfile.TemporaryDirectory(prefix="trioraft-notify-") as folder:
+        receiver = NotifySocket(Path(folder))
+        try:
+            yield receiver
+        finally:
+            receiver.close()
+
+
+def start_as_unit(node: Node, notify: NotifySocket | None = None) -> subprocess.Popen[bytes]:
+    """Start `node` the way the systemd unit does: `--refusal-status 3`, and with a
+    notification socket when one is given."""
+    env = dict(os.environ)
+    if notify is not None:
+        env["NOTIFY_SOCKET"] = str(notify.path)
+    with node.log_path.open("ab") as log:
+        node.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "trioraft", "serve", "--config", str(node.config_path)),
+                *("--refusal-status", str(REFUSED)),
+            ],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+    return node.process
+
+
+def last_line(node: Node) -> str:
+    return node.log_text().rstrip().splitlines()[-1]
+
+
+# ---- exit statuses ------------------------------------------------------------------
+
+
+def test_a_damaged_wal_is_a_refusal_the_unit_does_not_restart() -> None:
+    with running_cluster(1) as single:
+        node = single.nodes[0]
+        with node.client() as client:
+            replies = client.pipeline(*[("SET", f"key{i}", f"value{i}") for i in range(20)])
+        assert replies == ["OK"] * 20
+        assert node.terminate() == 0
+        segment = node.wal_segments()[-1]
+        records = wal_records(segment)
+        offset, length = records[len(records) // 2]  # damage before the tail: not torn
+        data = bytearray(segment.read_bytes())
+        data[offset + WAL_HEADER_BYTES + length // 2] ^= 0xFF
+        segment.write_bytes(bytes(data))
+        assert start_as_unit(node).wait(START_SECONDS) == REFUSED
+        assert f"{segment}: damaged record at byte offset {offset}" in last_line(node)
+
+
+def test_a_held_lock_may_pass_and_exits_1_even_for_the_unit() -> None:
+    with running_cluster(1) as single:
+        node = single.nodes[0]
+        first = node.process
+        second = start_as_unit(node)
+        assert second.wait(START_SECONDS) == 1
+        assert "data dir is in use by another process" in last_line(node)
+        node.process = first
+
+
+# ---- READY ----------------------------------------------------------------------------
+
+
+def test_ready_waits_until_a_majority_accepted_the_data_dir(notify_socket: NotifySocket) -> None:
+    with Cluster.create(3) as cluster:
+        first, second, _ = cluster.nodes
+        start_as_unit(first, notify_socket)
+        first.wait_serving()  # it listens already...
+        wait_until(lambda: "serving" in first.log_text(), START_SECONDS, "serving logged")
+        assert "READY=1" not in notify_socket.drain()  # ...but no peer confirmed its data dir
+        second.start()
+        wait_until(
+            lambda: "READY=1" in notify_socket.drain(),
+            START_SECONDS,
+            "READY=1 once a majority runs",
+            describe=cluster.log_tails,
+        )
+        assert "ready: every start check passed" in first.log_text()
+
+
+def test_a_wiped_node_never_says_ready_and_exits_with_the_refusal_status(
+    notify_socket: NotifySocket,
+) -> None:
+    with running_cluster(3) as cluster:
+        wait_until(
+            lambda: all("incarnation registered" in n.log_text() for n in cluster.nodes),
+            START_SECONDS,
+            "every node registered its incarnation",
+            describe=cluster.log_tails,
+        )
+        victim = cluster.followers()[0]
+        assert victim.terminate() == 0
+        shutil.rmtree(victim.data_dir)
+        assert start_as_unit(victim, notify_socket).wait(30.0) == REFUSED
+        assert "was part of this cluster with another data dir" in last_line(victim)
+        assert "READY=1" not in notify_socket.drain()
