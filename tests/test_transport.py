@@ -40,17 +40,21 @@ from trioraft.transport import (
     MemoryNetwork,
     Payload,
     ProtocolError,
+    RpcBusy,
     RpcConnectionLost,
+    RpcHandler,
     RpcRemoteError,
     RpcTimeout,
     RpcUnavailable,
     TcpTransport,
     Transport,
 )
+from trioraft.transport.base import MAX_HANDLERS
 from trioraft.transport.codec import (
     HEADER_SIZE,
     FrameReader,
     Hello,
+    Refusal,
     Verdict,
     copy_payload,
     decode_frame,
@@ -58,6 +62,7 @@ from trioraft.transport.codec import (
     decode_verdict,
     encode_hello,
     encode_message,
+    encode_refusal,
     encode_request,
     encode_response,
     encode_verdict,
@@ -106,6 +111,20 @@ async def echo_handler(src: NodeId, method: str, payload: Payload) -> Payload:
     if method == "hang":
         await trio.sleep_forever()
     raise KeyError(method)
+
+
+class Gate:
+    """An RPC handler: `wait` requests run until `opened` is set, the rest as
+    `echo_handler`."""
+
+    def __init__(self) -> None:
+        self.opened = trio.Event()
+
+    async def __call__(self, src: NodeId, method: str, payload: Payload) -> Payload:
+        if method == "wait":
+            await self.opened.wait()
+            return "done"
+        return await echo_handler(src, method, payload)
 
 
 async def receive(transport: Transport) -> Message:
@@ -170,6 +189,7 @@ def test_frame_reader_reassembles_a_stream_fed_byte_by_byte() -> None:
     messages = samples()
     stream = b"".join(encode_message(m) for m in messages)
     stream += encode_request(7, "echo", {"k": [b"v", 1]}) + encode_response(7, False, "boom")
+    stream += encode_refusal(8, "too busy")
     reader = FrameReader(max_frame=1 << 20)
     bodies = []
     for i in range(len(stream)):
@@ -177,9 +197,10 @@ def test_frame_reader_reassembles_a_stream_fed_byte_by_byte() -> None:
         bodies.extend(reader.bodies())
     decoded = [decode_frame(b) for b in bodies]
     assert decoded[: len(messages)] == messages
-    request, response = decoded[len(messages) :]
+    request, response, refusal = decoded[len(messages) :]
     assert (request.id, request.method, request.payload) == (7, "echo", {"k": (b"v", 1)})  # type: ignore[union-attr]
     assert (response.id, response.ok, response.payload) == (7, False, "boom")  # type: ignore[union-attr]
+    assert refusal == Refusal(8, "too busy")
 
 
 def test_frame_reader_refuses_an_oversized_frame_from_its_header() -> None:
@@ -201,6 +222,8 @@ def test_frame_reader_refuses_an_oversized_frame_from_its_header() -> None:
         msgpack.packb([0, 2, "a", "b", 1, 0, 0, 0, [[1, 1, 9, b""]]]),
         msgpack.packb([1, "id", "method", None]),
         msgpack.packb([2, 1, "yes", None]),
+        msgpack.packb([3, 1, 2]),
+        msgpack.packb([3, 1]),
         msgpack.packb([0, 7, "a", "b", 1]) + b"\x00",
     ],
 )
@@ -231,10 +254,12 @@ def test_unencodable_payload_is_a_type_error() -> None:
 
 
 @asynccontextmanager
-async def tcp_nodes(*ids: NodeId, **options: Any) -> AsyncIterator[dict[NodeId, TcpTransport]]:
+async def tcp_nodes(
+    *ids: NodeId, handler: RpcHandler = echo_handler, **options: Any
+) -> AsyncIterator[dict[NodeId, TcpTransport]]:
     """Transports for `ids` on loopback, serving, each knowing all the others."""
     options.setdefault("backoff", FAST_BACKOFF)
-    transports = {i: TcpTransport(i, TOKEN, LOCAL, {}, echo_handler, **options) for i in ids}
+    transports = {i: TcpTransport(i, TOKEN, LOCAL, {}, handler, **options) for i in ids}
     async with trio.open_nursery() as nursery:
         addresses = {i: await nursery.start(t.serve) for i, t in transports.items()}
         for transport in transports.values():
@@ -275,6 +300,23 @@ async def exchange(a: Transport, b: Transport) -> None:
         await a.call("nobody", "echo", None, timeout=DEADLINE)
 
 
+async def refuses_requests_beyond_the_cap(a: Transport, b: Transport, gate: Gate) -> None:
+    """What every transport must do: with a link's handlers all busy, a further request
+    on it is refused at once, and neither the Raft messages behind it nor the other
+    direction wait; once handlers finish, requests run again."""
+    async with trio.open_nursery() as nursery:
+        for _ in range(MAX_HANDLERS):
+            nursery.start_soon(a.call, b.node_id, "wait", None, DEADLINE)
+        await trio.testing.wait_all_tasks_blocked()  # every request is on its way
+        with pytest.raises(RpcBusy, match=f"already running {MAX_HANDLERS} requests"):
+            await a.call(b.node_id, "echo", 1, timeout=DEADLINE)
+        a.send(heartbeat(a.node_id, b.node_id))
+        assert await receive(b) == heartbeat(a.node_id, b.node_id)
+        assert await b.call(a.node_id, "echo", 2, timeout=DEADLINE) == (b.node_id, 2)
+        gate.opened.set()
+    assert await a.call(b.node_id, "echo", 3, timeout=DEADLINE) == (a.node_id, 3)
+
+
 async def test_two_tcp_nodes_exchange_messages_and_rpcs() -> None:
     async with tcp_nodes("n1", "n2") as nodes:
         await exchange(nodes["n1"], nodes["n2"])
@@ -282,6 +324,12 @@ async def test_two_tcp_nodes_exchange_messages_and_rpcs() -> None:
         assert (
             stats.connected and stats.dropped == 0 and stats.sent == len(samples()) + 2
         )  # and two calls
+
+
+async def test_tcp_refuses_requests_beyond_the_cap_and_never_stalls_the_link() -> None:
+    gate = Gate()
+    async with tcp_nodes("n1", "n2", handler=gate) as nodes:
+        await refuses_requests_beyond_the_cap(nodes["n1"], nodes["n2"], gate)
 
 
 async def test_three_tcp_nodes_all_to_all() -> None:
@@ -368,7 +416,7 @@ def framed(obj: object) -> bytes:
         (b"", "handshake timed out"),
         (b"*1\r\n$4\r\nPING\r\n", "exceeds the limit"),
         (framed([b"redis", 1, b"t", "n2", "n1"]), "not a trioraft peer"),
-        (framed([b"trioraft", 2, b"t", "n2", "n1"]), "protocol version 2 not supported"),
+        (framed([b"trioraft", 99, b"t", "n2", "n1"]), "protocol version 99 not supported"),
     ],
 )
 async def test_strangers_are_refused(
@@ -486,9 +534,9 @@ async def test_a_message_above_the_frame_limit_is_dropped_by_the_sender(
 
 @asynccontextmanager
 async def memory_nodes(
-    network: MemoryNetwork, *ids: NodeId
+    network: MemoryNetwork, *ids: NodeId, handler: RpcHandler = echo_handler
 ) -> AsyncIterator[dict[NodeId, Transport]]:
-    transports = {i: network.transport(i, echo_handler) for i in ids}
+    transports = {i: network.transport(i, handler) for i in ids}
     async with trio.open_nursery() as nursery:
         for transport in transports.values():
             await nursery.start(transport.serve)
@@ -503,6 +551,37 @@ def heartbeat(src: NodeId, dst: NodeId, seq: int = 0) -> Heartbeat:
 async def test_memory_transport_exchanges_messages_and_rpcs(autojump_clock: Any) -> None:
     async with memory_nodes(MemoryNetwork(), "n1", "n2") as nodes:
         await exchange(nodes["n1"], nodes["n2"])
+
+
+async def test_memory_refuses_requests_beyond_the_cap_as_tcp_does(autojump_clock: Any) -> None:
+    gate = Gate()
+    async with memory_nodes(MemoryNetwork(delay=0.001), "n1", "n2", handler=gate) as nodes:
+        await refuses_requests_beyond_the_cap(nodes["n1"], nodes["n2"], gate)
+
+
+async def test_memory_rpcs_keep_their_order_with_raft_messages(autojump_clock: Any) -> None:
+    order: list[str] = []
+
+    async def record(src: NodeId, method: str, payload: Payload) -> Payload:
+        order.append(method)
+        return None
+
+    async def collect(transport: Transport) -> None:
+        async for msg in transport.incoming:
+            order.append(type(msg).__name__)
+
+    network = MemoryNetwork(delay=0.01)
+    async with memory_nodes(network, "n1", "n2", handler=record) as nodes:
+        n1, n2 = nodes["n1"], nodes["n2"]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collect, n2)
+            n1.send(heartbeat("n1", "n2"))
+            network.set_delay("n1", "n2", 0.001)  # later items never overtake earlier ones
+            await n1.call("n2", "first", None, timeout=1.0)
+            n1.send(TimeoutNow(src="n1", dst="n2", term=1))
+            await n1.call("n2", "second", None, timeout=1.0)
+            nursery.cancel_scope.cancel()
+        assert order == ["Heartbeat", "first", "TimeoutNow", "second"]
 
 
 async def test_memory_partition_and_heal(autojump_clock: Any) -> None:

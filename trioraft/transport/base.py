@@ -10,6 +10,13 @@ Two kinds of traffic share a peer link:
   index, ...): `call` sends a request whose payload is a plain msgpack value and waits for
   the peer's `RpcHandler` to answer, or raises one of the errors in `errors.py`.
 
+Raft messages never wait behind RPCs. The side that reads a link delivers its Raft
+messages and starts a handler for each request, and it never waits for a handler: at most
+`MAX_HANDLERS` of one link's requests run at once (`HandlerSlots`), and a request beyond
+that is refused at once (`RpcBusy` for the caller), unrun. A handler may wait long (a
+forwarded write waits until it applies), so waiting for a free one would stop the acks
+behind the request, and with them every commit.
+
 A transport does nothing until `serve` runs; `serve` runs until cancelled, and when it
 ends the `incoming` channel is closed, so `async for msg in transport.incoming` ends too.
 """
@@ -24,6 +31,9 @@ import trio
 
 from trioraft.core.messages import Message, NodeId
 from trioraft.transport.errors import RpcError, RpcRemoteError
+
+#: RPC handlers that may run at once for the requests of one link
+MAX_HANDLERS = 256
 
 #: a peer's listening address: (host, port)
 Address: TypeAlias = tuple[str, int]
@@ -113,6 +123,34 @@ class PendingCall:
         if not ok:
             raise RpcRemoteError(str(payload))
         return payload
+
+
+class HandlerSlots:
+    """Admission of one link's RPC requests: at most `limit` handlers at once, and never
+    a wait for one (see the module's docstring)."""
+
+    def __init__(self, limit: int = MAX_HANDLERS) -> None:
+        self._limit = limit
+        #: handlers admitted and not yet released
+        self.running = 0
+        #: requests refused since the last one admitted, for a warning per overload
+        self.refused = 0
+
+    def try_admit(self) -> bool:
+        """Take a slot if one is free: True to run the request, False to refuse it."""
+        if self.running >= self._limit:
+            self.refused += 1
+            return False
+        self.running += 1
+        self.refused = 0
+        return True
+
+    def release(self) -> None:
+        self.running -= 1
+
+    def refusal(self) -> str:
+        """Why the request just refused was: the text its caller's `RpcBusy` carries."""
+        return f"the peer is already running {self._limit} requests of this node"
 
 
 def describe_error(exc: BaseException) -> str:

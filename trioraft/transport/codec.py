@@ -5,11 +5,12 @@ Sans-I/O: bytes in, values out. Every `encode_*` function returns a whole frame,
 
 Frame: a 4-byte big-endian body length, then the body, one msgpack array. The receiver
 refuses a length above its limit as soon as it has read the header, before buffering the
-body. The first frame each way is the handshake; after it, three kinds of frame:
+body. The first frame each way is the handshake; after it, four kinds of frame:
 
     RAFT      (0, tag, src, dst, term, *fields)    a Raft message, fire and forget
     REQUEST   (1, id, method, payload)             an RPC, answered on the same connection
     RESPONSE  (2, id, ok, payload)                 ok false: payload is the error text
+    REFUSED   (3, id, reason)                      the answer to a request not run at all
 
 Raft messages are flat tuples in a fixed field order per type, `tag` naming the type (the
 keys of `_DECODERS`); entries are (term, index, kind, data) tuples. This is the replication
@@ -56,7 +57,7 @@ from trioraft.transport.errors import FrameTooLarge, ProtocolError
 #: the first field of both handshake frames
 MAGIC = b"trioraft"
 #: bumped on any incompatible change to the frames below
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: the default limit on a frame body once the handshake is done
 MAX_FRAME = 64 * 1024 * 1024
 #: the limit before the handshake: an unauthenticated peer cannot make us buffer more
@@ -68,6 +69,7 @@ HEADER_SIZE = _HEADER.size
 _RAFT = 0
 _REQUEST = 1
 _RESPONSE = 2
+_REFUSED = 3
 
 _UNPACK_OPTIONS: dict[str, Any] = {"raw": False, "use_list": False, "strict_map_key": False}
 _DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException)
@@ -89,6 +91,15 @@ class Response:
     #: true: `payload` is the handler's result; false: `payload` is the error text
     ok: bool
     payload: Payload
+
+
+@attrs.frozen(slots=True)
+class Refusal:
+    """The answer to a request the peer did not run (too many were running)."""
+
+    #: the id of the request it answers
+    id: int
+    reason: str
 
 
 @attrs.frozen(slots=True)
@@ -270,6 +281,11 @@ def encode_response(request_id: int, ok: bool, payload: Payload) -> bytes:
     return _frame_payload((_RESPONSE, request_id, ok, payload))
 
 
+def encode_refusal(request_id: int, reason: str) -> bytes:
+    """A REFUSED frame."""
+    return _frame((_REFUSED, request_id, reason))
+
+
 def _frame_payload(obj: tuple[object, ...]) -> bytes:
     try:
         return _frame(obj)
@@ -277,7 +293,7 @@ def _frame_payload(obj: tuple[object, ...]) -> bytes:
         raise TypeError(f"RPC payload is not msgpack-encodable: {exc}") from exc
 
 
-def decode_frame(body: bytes | bytearray) -> Message | Request | Response:
+def decode_frame(body: bytes | bytearray) -> Message | Request | Response | Refusal:
     """The value a post-handshake frame body carries; ProtocolError when malformed."""
     try:
         frame = msgpack.unpackb(body, **_UNPACK_OPTIONS)
@@ -293,6 +309,10 @@ def decode_frame(body: bytes | bytearray) -> Message | Request | Response:
             _, request_id, ok, payload = frame
             if type(request_id) is int and type(ok) is bool:
                 return Response(request_id, ok, payload)
+        elif kind == _REFUSED:
+            _, request_id, reason = frame
+            if type(request_id) is int and type(reason) is str:
+                return Refusal(request_id, reason)
     except _DECODE_ERRORS as exc:
         raise ProtocolError(f"malformed frame: {type(exc).__name__}: {exc}") from exc
     raise ProtocolError(f"malformed frame: unknown kind or bad header {frame[:3]!r}")

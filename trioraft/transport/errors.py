@@ -4,6 +4,8 @@ What a caller of `Transport.call` may see, and what each means for the request:
 
 - `RpcUnavailable`: definitely not delivered (unknown peer, full queue, transport not
   serving, the peer could not be reached or refused the handshake). Safe to retry elsewhere.
+  `RpcBusy`, a kind of it: delivered but refused at once, unrun, because this node already
+  had as many requests running on the peer as it may.
 - `RpcTimeout` and `RpcConnectionLost`: indeterminate; the peer may or may not have run
   the request.
 - `RpcRemoteError`: the peer ran its handler and the handler raised; the message is the
@@ -43,6 +45,10 @@ class RpcError(TransportError):
 
 class RpcUnavailable(RpcError):
     """The request was definitely not delivered."""
+
+
+class RpcBusy(RpcUnavailable):
+    """The peer refused the request without running it: too many of ours were running."""
 
 
 class RpcTimeout(RpcError):

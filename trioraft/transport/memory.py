@@ -5,10 +5,10 @@
 one trio run, and nothing waits on real time, so tests can use `autojump_clock`.
 
 Delivery mirrors the TCP links: for each destination a sender keeps a bounded FIFO queue
-and one delivery task (in the sender's `serve` nursery) that waits out the link's delay
-and puts the message on the destination's `incoming` channel. Order per (sender,
-destination) is kept; a full queue or a full `incoming` channel drops the message and
-counts it, since there is no TCP here to push back.
+(its line) and one delivery task (in the sender's `serve` nursery) that waits out the
+link's delay and puts the message on the destination's `incoming` channel. Order per
+(sender, destination) is kept; a full queue or a full `incoming` channel drops the message
+and counts it, since there is no TCP here to push back.
 
 Faults, applied when a message is sent and again when it is delivered (so they also drop
 what was in flight): `block` cuts one direction between two nodes, `partition` cuts every
@@ -21,23 +21,29 @@ link gets no answer and times out, as over a partitioned TCP link. Each node acc
 traffic only from its peers (all nodes until `set_peers` names them), as the handshake
 does. A new transport may take the id of one that stopped: a restart.
 
-RPCs: the request waits the delay, the handler runs in the destination's `serve` nursery,
-the answer waits the delay back. Payloads are copied through msgpack both ways, so a test
-sees what a TCP peer would see, and an unencodable payload fails as it would over TCP.
-RPCs are not ordered with the Raft messages of the same link.
+RPCs travel on the line too, in order with the Raft messages, and are admitted as over
+TCP: at most `MAX_HANDLERS` of one line's requests run at once, and the delivery task
+refuses one beyond them at once (`RpcBusy`) rather than wait, so the messages behind it
+are never held up (`base.HandlerSlots`). The handler runs in the destination's `serve`
+nursery; the answer (or the refusal) waits the delay back. Payloads are copied through
+msgpack both ways, so a test sees what a TCP peer would see, and an unencodable payload
+fails as it would over TCP.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import attrs
 import trio
 
 from trioraft.core.messages import Message, NodeId
 from trioraft.transport.base import (
     Address,
+    HandlerSlots,
     Payload,
     PeerStats,
     PendingCall,
@@ -45,7 +51,7 @@ from trioraft.transport.base import (
     describe_error,
 )
 from trioraft.transport.codec import copy_payload
-from trioraft.transport.errors import RpcConnectionLost, RpcTimeout, RpcUnavailable
+from trioraft.transport.errors import RpcBusy, RpcConnectionLost, RpcTimeout, RpcUnavailable
 
 
 class MemoryNetwork:
@@ -146,28 +152,44 @@ class MemoryNetwork:
         return set(self._transports)
 
 
+@attrs.frozen
+class _Request:
+    """An RPC request on its way."""
+
+    method: str
+    #: already copied as the peer would decode it
+    payload: Payload
+    call: PendingCall
+    #: the transport it was sent to: a restarted one under the same id never gets it
+    target: MemoryTransport
+
+
 class _Line:
-    """Messages from one transport to one destination, in flight, oldest first."""
+    """What one transport sent to one destination, in flight, oldest first."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        #: (delivery time, message) pairs; delivery times never decrease along the queue
-        self.queue: deque[tuple[float, Message]] = deque()
+        #: (delivery time, item) pairs; delivery times never decrease along the queue
+        self.queue: deque[tuple[float, Message | _Request]] = deque()
         #: set while `queue` is not empty
         self.ready = trio.Event()
         #: whether its delivery task has been started
         self.running = False
+        #: the destination's admission of this line's requests
+        self.slots = HandlerSlots()
         self.sent = 0
         self.dropped = 0
 
-    def put(self, deliver_at: float, msg: Message) -> None:
+    def put(self, deliver_at: float, item: Message | _Request) -> bool:
+        """Queue `item`; False (and counted as dropped) when the line is full."""
         if len(self.queue) >= self._size:
             self.dropped += 1
-            return
+            return False
         if self.queue:
             deliver_at = max(deliver_at, self.queue[-1][0])
-        self.queue.append((deliver_at, msg))
+        self.queue.append((deliver_at, item))
         self.ready.set()
+        return True
 
 
 class MemoryTransport:
@@ -224,34 +246,24 @@ class MemoryTransport:
                 line.queue.clear()
 
     def send(self, msg: Message) -> None:
-        line = self._line(msg.dst)
-        nursery = self._nursery
-        if nursery is None or not self._network.reachable(self.node_id, msg.dst):
-            line.dropped += 1
+        if self._nursery is None or not self._network.reachable(self.node_id, msg.dst):
+            self._line(msg.dst).dropped += 1
             return
-        line.put(trio.current_time() + self._network.delay(self.node_id, msg.dst), msg)
-        if not line.running:
-            line.running = True
-            nursery.start_soon(self._deliver, msg.dst, line)
+        self._put(msg.dst, msg)
 
     async def call(self, peer: NodeId, method: str, payload: Payload, timeout: float) -> Payload:
-        network = self._network
         if self._nursery is None:
             raise RpcUnavailable("the transport is not serving")
-        target = network.current(peer)
+        target = self._network.current(peer)
         if target is None or not self.knows(peer):
             raise RpcUnavailable(f"unknown peer {peer!r}")
         if not target.serving or not target.knows(self.node_id):
             raise RpcUnavailable(f"cannot reach peer {peer!r}")
-        request = copy_payload(payload)
         call = PendingCall()
+        if not self._put(peer, _Request(method, copy_payload(payload), call, target)):
+            raise RpcUnavailable(f"the queue to peer {peer!r} is full")
         self._line(peer).sent += 1
         with trio.move_on_after(timeout):
-            await trio.sleep(network.delay(self.node_id, peer))
-            if not target.serving:
-                raise RpcConnectionLost(f"peer {peer!r} stopped before the request arrived")
-            if network.reachable(self.node_id, peer):
-                target.handle(self.node_id, method, request, call)
             await call.done.wait()
             return call.outcome()
         raise RpcTimeout(f"no answer from peer {peer!r} to {method!r} within {timeout} s")
@@ -274,21 +286,37 @@ class MemoryTransport:
 
     # The destination side.
 
-    def handle(self, src: NodeId, method: str, request: Payload, call: PendingCall) -> None:
-        """Run the handler for a request that reached this node; only while serving."""
+    def _admit(self, src: NodeId, request: _Request, slots: HandlerSlots) -> None:
+        """Run the handler for a request that reached this node, or refuse it at once
+        when `slots` are all taken; only while serving."""
         assert self._nursery is not None, "a request reached a transport that is not serving"
-        self._nursery.start_soon(self._answer, src, method, request, call)
+        if slots.try_admit():
+            self._nursery.start_soon(self._answer, src, request, slots)
+        else:
+            refuse = functools.partial(request.call.fail, RpcBusy(slots.refusal()))
+            self._nursery.start_soon(self._reply, src, request.call, refuse)
 
-    async def _answer(self, src: NodeId, method: str, request: Payload, call: PendingCall) -> None:
-        finished = False
+    async def _answer(self, src: NodeId, request: _Request, slots: HandlerSlots) -> None:
         try:
             try:
-                ok, answer = True, copy_payload(await self._rpc_handler(src, method, request))
+                result = await self._rpc_handler(src, request.method, request.payload)
+                ok, answer = True, copy_payload(result)
             except Exception as exc:
                 ok, answer = False, describe_error(exc)
+        except BaseException:
+            request.call.fail(RpcConnectionLost(f"peer {self.node_id!r} stopped before answering"))
+            raise
+        finally:
+            slots.release()
+        await self._reply(src, request.call, functools.partial(request.call.resolve, ok, answer))
+
+    async def _reply(self, src: NodeId, call: PendingCall, settle: Callable[[], None]) -> None:
+        """Settle `call` after the delay back, if the way back is open."""
+        finished = False
+        try:
             await trio.sleep(self._network.delay(self.node_id, src))
             if self._network.reachable(self.node_id, src):
-                call.resolve(ok, answer)
+                settle()
             finished = True
         finally:
             if not finished:
@@ -309,6 +337,16 @@ class MemoryTransport:
             line = self._lines[dst] = _Line(self._queue_size)
         return line
 
+    def _put(self, dst: NodeId, item: Message | _Request) -> bool:
+        """Queue `item` on the line to `dst`, starting its delivery task if needed."""
+        assert self._nursery is not None
+        line = self._line(dst)
+        queued = line.put(trio.current_time() + self._network.delay(self.node_id, dst), item)
+        if not line.running:
+            line.running = True
+            self._nursery.start_soon(self._deliver, dst, line)
+        return queued
+
     async def _deliver(self, dst: NodeId, line: _Line) -> None:
         """Hand the line's messages over in order, each once its delivery time comes."""
         network = self._network
@@ -317,6 +355,9 @@ class MemoryTransport:
             while line.queue:
                 await trio.sleep_until(line.queue[0][0])
                 _, msg = line.queue.popleft()
+                if isinstance(msg, _Request):
+                    self._hand_over(msg, line)
+                    continue
                 target = network.current(dst)
                 delivered = (
                     target is not None
@@ -328,3 +369,14 @@ class MemoryTransport:
                 else:
                     line.dropped += 1
             line.ready = trio.Event()
+
+    def _hand_over(self, request: _Request, line: _Line) -> None:
+        """A request reaching the end of its line: admitted or refused there, failed if
+        its target stopped, lost (its call times out) if the link is cut."""
+        target = request.target
+        if not target.serving:
+            request.call.fail(
+                RpcConnectionLost(f"peer {target.node_id!r} stopped before the request arrived")
+            )
+        elif self._network.reachable(self.node_id, target.node_id):
+            target._admit(self.node_id, request, line.slots)

@@ -21,8 +21,9 @@ Theory of operation:
   handshake meant for another node.
 - After the handshake, one reader task per accepted connection. Raft messages go to
   `incoming`; when that is full the reader waits, and TCP pushes back on the sender's
-  queue. Each RPC request runs in its own task, at most `_MAX_HANDLERS` at a time per
-  connection; answers go back through the connection's writer task.
+  queue. Each RPC request runs in its own task, at most `MAX_HANDLERS` at a time per
+  connection; the reader never waits for one, it refuses the request beyond them at once
+  (`base.HandlerSlots`). Answers go back through the connection's writer task.
 - Deadlines: connect and handshake, each write, and the read on an accepted connection,
   which is closed after `idle_timeout` without frames and without handlers running (the
   sender reconnects when it next has something to say). The reader of answers on an
@@ -55,6 +56,7 @@ from trioraft.core.messages import Message, NodeId
 from trioraft.tls import PeerContexts, handshake_failure
 from trioraft.transport.base import (
     Address,
+    HandlerSlots,
     Payload,
     PeerStats,
     PendingCall,
@@ -67,6 +69,7 @@ from trioraft.transport.codec import (
     MAX_HANDSHAKE_FRAME,
     FrameReader,
     Hello,
+    Refusal,
     Request,
     Response,
     Verdict,
@@ -75,6 +78,7 @@ from trioraft.transport.codec import (
     decode_verdict,
     encode_hello,
     encode_message,
+    encode_refusal,
     encode_request,
     encode_response,
     encode_verdict,
@@ -82,6 +86,7 @@ from trioraft.transport.codec import (
 from trioraft.transport.errors import (
     HandshakeRefused,
     ProtocolError,
+    RpcBusy,
     RpcConnectionLost,
     RpcError,
     RpcTimeout,
@@ -93,8 +98,6 @@ logger = logging.getLogger("trioraft.transport")
 
 #: how much one read asks the kernel for
 _RECEIVE_SIZE = 256 * 1024
-#: RPC handlers running at once for one accepted connection; the reader waits beyond it
-_MAX_HANDLERS = 256
 
 #: what ends a connection attempt without being a bug
 _CONNECT_ERRORS = (OSError, trio.TooSlowError, trio.BrokenResourceError, TransportError)
@@ -444,12 +447,16 @@ class TcpTransport:
                     return
                 for body in bodies:
                     answer = decode_frame(body)
-                    if not isinstance(answer, Response):
+                    if not isinstance(answer, Response | Refusal):
                         raise ProtocolError(
                             "only responses may come back on an outgoing connection"
                         )
                     call = link.pending.pop(answer.id, None)
-                    if call is not None:
+                    if call is None:
+                        continue
+                    if isinstance(answer, Refusal):
+                        call.fail(RpcBusy(answer.reason))
+                    else:
                         call.resolve(answer.ok, answer.payload)
         except ProtocolError as exc:
             logger.warning(
@@ -577,7 +584,7 @@ class TcpTransport:
     ) -> None:
         """Read an accepted connection until it ends: Raft messages in, RPCs answered."""
         answers = _Outbox(self._queue_frames, self._queue_bytes)
-        handlers = trio.Semaphore(_MAX_HANDLERS)
+        slots = HandlerSlots()
         async with trio.open_nursery() as nursery:
             where = f"peer={src} remote={remote}"
             nursery.start_soon(self._write_loop, stream, answers, nursery.cancel_scope, where)
@@ -586,7 +593,7 @@ class TcpTransport:
                     with trio.move_on_after(self._idle_timeout) as idle:
                         bodies = await _receive_bodies(stream, reader)
                     if idle.cancelled_caught:
-                        if handlers.value < _MAX_HANDLERS:
+                        if slots.running:
                             continue
                         logger.debug("closing an idle connection: node=%s %s", self.node_id, where)
                         return
@@ -595,14 +602,13 @@ class TcpTransport:
                     for body in bodies:
                         item = decode_frame(body)
                         if isinstance(item, Request):
-                            # no checkpoint while a handler is free: the requests that
-                            # arrived together start together, so the node can batch them
-                            try:
-                                handlers.acquire_nowait()
-                            except trio.WouldBlock:
-                                await handlers.acquire()
-                            nursery.start_soon(self._answer, src, item, answers, handlers)
-                        elif isinstance(item, Response):
+                            # no checkpoint: the requests that arrived together start
+                            # together, so the node can batch them
+                            if slots.try_admit():
+                                nursery.start_soon(self._answer, src, item, answers, slots)
+                            else:
+                                self._refuse(item, answers, slots, where)
+                        elif isinstance(item, Response | Refusal):
                             raise ProtocolError("a response on an accepted connection")
                         elif item.src != src or item.dst != self.node_id:
                             raise ProtocolError(
@@ -636,8 +642,20 @@ class TcpTransport:
         except trio.WouldBlock:
             await self._incoming_send.send(msg)
 
+    def _refuse(self, request: Request, answers: _Outbox, slots: HandlerSlots, where: str) -> None:
+        """Answer a request with a refusal, unrun; warn once per overload."""
+        reason = slots.refusal()
+        if slots.refused == 1:
+            logger.warning(
+                "refusing peer requests until one finishes: node=%s %s reason=%s",
+                self.node_id,
+                where,
+                reason,
+            )
+        answers.put(encode_refusal(request.id, reason))
+
     async def _answer(
-        self, src: NodeId, request: Request, answers: _Outbox, handlers: trio.Semaphore
+        self, src: NodeId, request: Request, answers: _Outbox, slots: HandlerSlots
     ) -> None:
         """Run the handler for one request and queue its response."""
         try:
@@ -657,7 +675,7 @@ class TcpTransport:
                 frame = encode_response(request.id, False, describe_error(exc))
             answers.put(frame)
         finally:
-            handlers.release()
+            slots.release()
 
 
 async def _receive_bodies(stream: trio.abc.Stream, reader: FrameReader) -> list[bytearray] | None:
