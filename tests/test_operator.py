@@ -154,3 +154,29 @@ def test_a_wiped_node_never_says_ready_and_exits_with_the_refusal_status(
         assert start_as_unit(victim, notify_socket).wait(30.0) == REFUSED
         assert "was part of this cluster with another data dir" in last_line(victim)
         assert "READY=1" not in notify_socket.drain()
+
+
+# ---- file modes -----------------------------------------------------------------------
+
+
+def test_the_data_dir_is_private_to_its_owner() -> None:
+    with running_cluster(1, raft={"snapshot_entries": 10}) as single:
+        node = single.nodes[0]
+        with node.client() as client:
+            replies = client.pipeline(*[("SET", f"key{i}", f"value{i}") for i in range(30)])
+        assert replies == ["OK"] * 30
+        wait_until(node.snapshot_files, START_SECONDS, "a snapshot taken")
+        assert node.terminate() == 0
+        modes = {
+            str(path.relative_to(node.data_dir)): (path.stat().st_mode & 0o777, path.is_dir())
+            for path in [node.data_dir, *node.data_dir.rglob("*")]
+        }
+    assert any(name.startswith("snap/") for name in modes), modes
+    assert any(name.startswith("wal/") for name in modes), modes
+    assert "identity.json" in modes
+    wrong = {
+        name: oct(mode)
+        for name, (mode, is_dir) in modes.items()
+        if mode != (0o700 if is_dir else 0o600)
+    }
+    assert wrong == {}

@@ -36,7 +36,7 @@ import attrs
 
 from trioraft.closing import ClosedOnExit
 from trioraft.storage.errors import DataDirError, DataDirLocked
-from trioraft.storage.fileio import fsync_dir, write_atomically
+from trioraft.storage.fileio import DIR_MODE, FILE_MODE, fsync_dir, write_atomically
 
 FORMAT_VERSION = 1
 IDENTITY_FILE = "identity.json"
@@ -134,7 +134,7 @@ class DataDir(ClosedOnExit):
         """Create or open the data dir of `node_id` and lock it (blocking)."""
         if not path.exists():
             try:
-                path.mkdir(parents=True)
+                path.mkdir(DIR_MODE, parents=True)
                 fsync_dir(path.parent)
             except OSError as e:
                 raise DataDirError(f"{path}: cannot create the data dir: {e}") from e
@@ -170,7 +170,7 @@ def _lock(path: Path) -> int:
     """Take the exclusive lock of the data dir and record our pid in the lock file."""
     file = path / LOCK_FILE
     try:
-        fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(file, os.O_RDWR | os.O_CREAT, FILE_MODE)
     except OSError as e:
         raise DataDirError(f"{file}: cannot open the lock file: {e}") from e
     try:

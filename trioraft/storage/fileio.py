@@ -2,7 +2,8 @@
 
 Rules: a file made visible under its final name has been fsynced first (write to a temp
 file, fsync, rename); after creating, renaming or deleting a directory entry, the
-directory itself is fsynced so the change survives a power loss.
+directory itself is fsynced so the change survives a power loss. Everything a data dir
+holds is its owner's only: files FILE_MODE, directories DIR_MODE.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ import os
 from pathlib import Path
 
 from trioraft.storage.errors import FsyncError
+
+#: the mode of every file in a data dir: the data is its owner's only
+FILE_MODE = 0o600
+#: the mode of a data dir and of the folders in it
+DIR_MODE = 0o700
 
 
 def fsync_fd(fd: int, path: Path) -> None:
@@ -36,7 +42,7 @@ def fsync_dir(path: Path) -> None:
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new file."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         view = memoryview(data)
         while view:

@@ -77,7 +77,7 @@ from trioraft.storage.errors import (
     StaleSnapshotError,
     StorageError,
 )
-from trioraft.storage.fileio import fsync_dir, fsync_fd
+from trioraft.storage.fileio import DIR_MODE, FILE_MODE, fsync_dir, fsync_fd
 
 MAGIC = b"TRIOSNAP"
 FORMAT_VERSION = 1
@@ -365,7 +365,7 @@ class SnapshotStore:
         self._fsync = fsync
         if not path.exists():
             try:
-                path.mkdir(parents=True)
+                path.mkdir(DIR_MODE, parents=True)
             except OSError as e:
                 raise StorageError(f"{path}: cannot create the snapshot directory: {e}") from e
             if fsync:
@@ -413,7 +413,7 @@ class SnapshotStore:
         temp = final.with_name(final.name.removesuffix(SNAPSHOT_SUFFIX) + TEMP_SUFFIX)
         placeholder = encode_header(meta, 0, 0)
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         except OSError as e:
             raise StorageError(f"{temp}: cannot create: {e}") from e
         try:
@@ -467,7 +467,7 @@ class SnapshotStore:
                 _remove(other)
         header = encode_header(meta, total_size, crc)
         try:
-            fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(part, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as e:
             raise StorageError(f"{part}: cannot open: {e}") from e
         try:

@@ -42,7 +42,7 @@ import attrs
 from trioraft.closing import ClosedOnExit
 from trioraft.core.messages import Entry, HardState
 from trioraft.storage.errors import FsyncError, StorageError
-from trioraft.storage.fileio import fsync_dir, fsync_fd
+from trioraft.storage.fileio import DIR_MODE, FILE_MODE, fsync_dir, fsync_fd
 from trioraft.storage.records import LogStart, encode_entries, encode_hard_state, encode_log_start
 from trioraft.storage.replay import TornTail, replay, segment_name
 
@@ -125,7 +125,7 @@ class WriteAheadLog(ClosedOnExit):
         if segment_bytes < 1:
             raise ValueError(f"segment_bytes must be positive, got {segment_bytes}")
         if not path.exists():
-            path.mkdir(parents=True)
+            path.mkdir(DIR_MODE, parents=True)
             if fsync:
                 fsync_dir(path.parent)
         replayed = replay(path)
@@ -138,7 +138,7 @@ class WriteAheadLog(ClosedOnExit):
             segments.append(_Segment(1, path / segment_name(1), 0))
         active = segments[-1]
         try:
-            fd = os.open(active.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(active.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         except OSError as e:
             raise StorageError(f"{active.path}: cannot open for writing: {e}") from e
         size = os.fstat(fd).st_size
@@ -307,7 +307,7 @@ class WriteAheadLog(ClosedOnExit):
         sequence = self._segments[-1].sequence + 1
         path = self.path / segment_name(sequence)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except OSError as e:
             raise self._fail(StorageError(f"{path}: cannot create segment: {e}")) from e
         os.close(self._fd)
