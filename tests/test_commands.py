@@ -167,6 +167,17 @@ def test_append_returns_the_new_length(client: RespClient) -> None:
     assert client.call("APPEND", "append:k") == arity("append")
 
 
+def test_append_past_the_value_limit_is_refused_as_it_applies(client: RespClient) -> None:
+    limit = 1024 * 1024  # the default max_value_bytes
+    assert client.call("SET", "appendlimit:k", b"a" * (limit - 10)) == "OK"
+    # both arrive in one read and are proposed together: each fits the value as it was
+    # before either applied, together they pass the limit
+    assert client.pipeline(
+        ("APPEND", "appendlimit:k", "12345678"), ("APPEND", "appendlimit:k", "12345678")
+    ) == [limit - 2, Error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
+    assert client.call("STRLEN", "appendlimit:k") == limit - 2
+
+
 def test_strlen_counts_bytes(client: RespClient) -> None:
     assert client.call("SET", "strlen:k", "héllo") == "OK"
     assert client.call("STRLEN", "strlen:k") == 6

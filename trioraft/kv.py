@@ -26,8 +26,10 @@ Rules of this module:
   answer "ERR syntax error". FLUSHDB is FLUSHALL (one database); both accept ASYNC or
   SYNC, and both empty the keyspace at once.
 - Integers are Redis's: signed 64-bit, written in canonical decimal (no sign other than a
-  leading '-', no leading zeros, no blanks). Strings stop growing at 512 MiB (Redis's
-  default proto-max-bulk-len), a fixed limit so that every replica agrees.
+  leading '-', no leading zeros, no blanks). `KVStore.append` takes the longest value it
+  may leave as an argument, so that the limit travels in the log entry and every replica
+  checks the same one; the APPEND command itself stops at 512 MiB (Redis's default
+  proto-max-bulk-len).
 - SCAN orders keys by `scan_hash`, a stable 64-bit hash, and its cursor is the next hash
   to visit. A call returns at least COUNT keys (default 10) unless it reaches the end,
   and always every key sharing the hash of the last one it returns, so a cursor never
@@ -494,17 +496,17 @@ class KVStore:
         delta = _parse_decrby(args)
         return delta if isinstance(delta, ErrorReply) else self._add(args[1], delta)
 
-    def _append(self, args: list[bytes]) -> Reply:
-        key, tail = args[1], args[2]
-        old = self._data.get(key)
-        if old is None:
-            value = tail
-        elif len(old) + len(tail) > MAX_STRING_LENGTH:
+    def append(self, key: bytes, tail: bytes, max_length: int) -> Reply:
+        """APPEND, refused when the value would grow past `max_length` bytes."""
+        old = self._data.get(key, b"")
+        if len(old) + len(tail) > max_length:
             return TOO_LONG
-        else:
-            value = old + tail
+        value = old + tail
         self._put(key, value)
         return len(value)
+
+    def _append(self, args: list[bytes]) -> Reply:
+        return self.append(args[1], args[2], MAX_STRING_LENGTH)
 
     def _strlen(self, args: list[bytes]) -> Reply:
         return len(self._data.get(args[1], b""))

@@ -37,6 +37,7 @@ from trioraft.logs import NodeLogger
 from trioraft.node import Indeterminate, Node, Unavailable, error_reply
 from trioraft.replies import OK, PONG, ErrorReply, Reply, SimpleString
 from trioraft.resp import ProtocolError, RequestParser, encode, encode_into
+from trioraft.state import log_command
 from trioraft.tls import HANDSHAKE_SECONDS, handshake_failure
 
 
@@ -305,25 +306,17 @@ class ClientServer:
         replies: list[bytes | None] = []
         commands: list[bytes] = []
         for args in batch:
-            problem = kv.validate(args) or self._check_size(args)
+            problem = kv.validate(args)
             if problem is not None:
                 replies.append(encode(problem))
             else:
                 replies.append(None)
-                commands.append(kv.encode_command(args))
+                command = log_command(args, self.limits.max_value_bytes)
+                commands.append(kv.encode_command(command))
         results = await self.node.write_replies(commands) if commands else []
         it = iter(results)
         for reply in replies:
             out += reply if reply is not None else next(it)
-
-    def _check_size(self, args: list[bytes]) -> ErrorReply | None:
-        """APPEND can grow a value past the limit without any single argument being over it."""
-        if args[0].upper() == b"APPEND" and len(args) == 3:
-            current = self.node.store.read([b"STRLEN", args[1]])
-            assert isinstance(current, int)
-            if current + len(args[2]) > self.limits.max_value_bytes:
-                return ErrorReply("ERR string exceeds maximum allowed size")
-        return None
 
     async def _run_reads(
         self,

@@ -7,6 +7,10 @@ Besides client commands, the log carries trioraft's own commands, whose names st
   data dir is given when it is created) of a member the first time it joins. A member
   whose data dir was wiped comes back with a new incarnation; its registration is refused,
   because it has forgotten votes and acknowledged entries (see node.py).
+- `RAFT.APPEND <max length> <key> <tail>`: a client's APPEND as the log carries it, with
+  the value size limit of the node that took it. The limit is checked as the entry
+  applies, against the value every replica holds at that point of the log: the node that
+  took the command could not check it, as writes before it may still be in flight.
 
 A snapshot holds both parts: msgpack `[format, incarnations, [keyspace slice, ...]]`, each
 slice the `kv.serialize` bytes of up to `SLICE_KEYS` keys. Slicing bounds how long the
@@ -27,6 +31,7 @@ from trioraft import kv
 from trioraft.replies import OK, ErrorReply, Reply
 
 REGISTER: Final = b"RAFT.INCARNATION"
+BOUNDED_APPEND: Final = b"RAFT.APPEND"
 _SNAPSHOT_FORMAT: Final = 2
 #: keys per keyspace slice: packing or unpacking one takes about a millisecond
 SLICE_KEYS: Final = 10_000
@@ -49,6 +54,14 @@ def wiped_message(node_id: str) -> str:
     )
 
 
+def log_command(args: list[bytes], max_value_bytes: int) -> list[bytes]:
+    """The command to propose for a client's valid data command `args`: APPEND carries the
+    value size limit, the others go as they are."""
+    if args[0].upper() == b"APPEND":
+        return [BOUNDED_APPEND, b"%d" % max_value_bytes, args[1], args[2]]
+    return args
+
+
 class ReplicatedState:
     def __init__(
         self, store: kv.KVStore | None = None, incarnations: dict[str, str] | None = None
@@ -61,6 +74,8 @@ class ReplicatedState:
     def apply(self, args: list[bytes]) -> Reply:
         if args[0] == REGISTER:
             return self._register(args)
+        if args[0] == BOUNDED_APPEND:
+            return self._bounded_append(args)
         return self.store.apply(args)
 
     def _register(self, args: list[bytes]) -> Reply:
@@ -71,6 +86,12 @@ class ReplicatedState:
         if known != incarnation:
             return ErrorReply(f"WIPED {wiped_message(node_id)}")
         return OK
+
+    def _bounded_append(self, args: list[bytes]) -> Reply:
+        max_length = kv.parse_int(args[1]) if len(args) == 4 else None
+        if max_length is None:
+            return ErrorReply("ERR malformed 'raft.append' command")
+        return self.store.append(args[2], args[3], max_length)
 
     def capture(self) -> Captured:
         """A copy of the state cheap enough to take in the event loop."""
