@@ -280,6 +280,28 @@ def test_lost_append_entries_are_sent_again_after_a_heartbeat_round() -> None:
     assert cluster.nodes["b"].log.last_index == 2
 
 
+def test_heartbeat_round_during_a_follower_write_resends_nothing() -> None:
+    # the heartbeat answer overtakes the acknowledgement, which waits for b's disk
+    cluster = Cluster()
+    leader = cluster.elect("a")
+    leader.propose([b"x"])
+    cluster.ready("a")
+    cluster.deliver(lambda m: m.dst == "b")
+    cluster.ready("b", persist=False)
+    leader.tick()
+    cluster.ready("a")
+    cluster.deliver(lambda m: m.dst == "b")
+    cluster.ready("b", persist=False)
+    cluster.deliver(lambda m: isinstance(m, HeartbeatResponse) and m.src == "b")
+    sent = appends_to("b", cluster.ready("a").messages)
+    cluster.persist("b")
+    cluster.deliver(lambda m: m.src == "b")
+    sent += appends_to("b", cluster.ready("a").messages)
+    assert [m.entries for m in sent if m.entries] == []
+    assert leader.progress["b"].state is ReplicationState.REPLICATE
+    assert leader.progress["b"].match == 2
+
+
 def exchange(cluster: Cluster, follower: str) -> None:
     """Deliver what is in flight to `follower`, its answers back to `a`, and take the
     Readies on the way."""

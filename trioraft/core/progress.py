@@ -5,7 +5,14 @@ A follower is in one of three states:
   meet (fast back-off uses the follower's hint); another is sent only after an answer or a
   heartbeat interval.
 - REPLICATE: the logs meet at `match`; AppendEntries are pipelined optimistically,
-  `next` runs ahead of `match`, at most `max_inflight` messages unanswered.
+  `next` runs ahead of `match`, at most `max_inflight` messages unanswered. Loss is
+  found by asking, never guessed from timing: when a heartbeat round is answered while
+  something sent before it is still unacknowledged, one more AppendEntries goes out at
+  `next` (empty if there is nothing new), beyond the window. A follower that holds
+  everything acknowledges it (which also makes up for lost acknowledgements); one that
+  missed an AppendEntries rejects it, and only then does the leader probe again. The
+  heartbeat answer itself cannot tell: it leaves before the follower's disk write, so
+  it routinely overtakes the acknowledgements of entries the follower is writing.
 - SNAPSHOT: the entries it needs are compacted away; a snapshot is on its way and
   nothing else is sent until it is answered.
 """
@@ -41,10 +48,14 @@ class Progress:
         self.recent_active = False
         #: the highest heartbeat round this follower has answered in the current term
         self.acked_seq = 0
-        #: the follower's last index we believed it would have when heartbeat round
-        #: `hb_seq` was sent; an answer below it means an AppendEntries went missing
+        #: the heartbeat round of the last heartbeat interval, and `next - 1` when it was
+        #: sent: once it is answered, every AppendEntries up to there has arrived or was
+        #: lost, and an acknowledgement still missing may be a loss to ask about
         self.hb_seq = 0
         self.hb_expected_last = 0
+        #: REPLICATE only: send one AppendEntries at `next` even if the window is full
+        #: or there is nothing new, to find out whether anything was lost
+        self.check_due = False
         #: the highest commit index sent to this follower
         self.sent_commit = 0
 
@@ -53,24 +64,48 @@ class Progress:
         self.next = max(self.match + 1, self.snapshot_index + 1)
         self.state = ReplicationState.PROBE
         self.probe_sent = False
-        self.inflight.clear()
+        self._clear_window()
         self.snapshot_index = 0
 
     def become_replicate(self) -> None:
         self.state = ReplicationState.REPLICATE
         self.next = self.match + 1
-        self.inflight.clear()
+        self._clear_window()
 
     def become_snapshot(self, snapshot_index: int) -> None:
         self.state = ReplicationState.SNAPSHOT
         self.snapshot_index = snapshot_index
+        self._clear_window()
+
+    def _clear_window(self) -> None:
         self.inflight.clear()
+        self.check_due = False
+
+    def heartbeat_interval_passed(self, seq: int) -> None:
+        """Heartbeat round `seq` went out at the end of a heartbeat interval."""
+        self.probe_sent = False
+        self.hb_seq = seq
+        self.hb_expected_last = self.next - 1
+
+    def heartbeat_answered(self, seq: int) -> None:
+        """The follower answered heartbeat round `seq`."""
+        self.acked_seq = max(self.acked_seq, seq)
+        if self.state is ReplicationState.PROBE:
+            self.probe_sent = False
+        elif (
+            self.state is ReplicationState.REPLICATE
+            and seq == self.hb_seq
+            and self.match < self.hb_expected_last
+        ):
+            self.check_due = True
 
     def sent(self, last_index: int) -> None:
         """Record an AppendEntries carrying entries up to `last_index`."""
         if self.state is ReplicationState.REPLICATE:
+            if last_index >= self.next:  # an empty one takes no room in the window
+                self.inflight.append(last_index)
             self.next = last_index + 1
-            self.inflight.append(last_index)
+            self.check_due = False
         elif self.state is ReplicationState.PROBE:
             self.probe_sent = True
 
@@ -89,5 +124,5 @@ class Progress:
         if self.state is ReplicationState.PROBE:
             return not self.probe_sent
         if self.state is ReplicationState.REPLICATE:
-            return len(self.inflight) < max_inflight
+            return len(self.inflight) < max_inflight or self.check_due
         return False

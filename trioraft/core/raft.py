@@ -658,16 +658,7 @@ class Raft:
         if pr is None:
             return
         pr.recent_active = True
-        pr.acked_seq = max(pr.acked_seq, m.seq)
-        if pr.state is ReplicationState.REPLICATE and m.seq == pr.hb_seq:
-            # the links are FIFO: every AppendEntries sent before this round, and its
-            # answer, has arrived by now, or was lost
-            if pr.match < pr.hb_expected_last:
-                pr.become_probe()
-            else:
-                pr.acked(pr.hb_expected_last)
-        elif pr.state is ReplicationState.PROBE:
-            pr.probe_sent = False
+        pr.heartbeat_answered(m.seq)
         self._release_reads()
 
     # --- the leader ------------------------------------------------------------------
@@ -693,15 +684,12 @@ class Raft:
             self.heartbeat_elapsed = 0
             self._broadcast_heartbeat()
             for pr in self.progress.values():
-                if pr.state is ReplicationState.PROBE:
-                    pr.probe_sent = False
+                pr.heartbeat_interval_passed(self.read_seq)
 
     def _broadcast_heartbeat(self) -> None:
         self.read_seq += 1
         self.need_heartbeat = False
         for peer, pr in self.progress.items():
-            pr.hb_seq = self.read_seq
-            pr.hb_expected_last = pr.next - 1
             self._send(
                 Heartbeat(
                     src=self.id,
@@ -779,7 +767,7 @@ class Raft:
                 return
             entries = self._batch(pr.next)
             probing = pr.state is ReplicationState.PROBE and pr.match < pr.next - 1
-            if not entries and self.commit <= pr.sent_commit and not probing:
+            if not entries and self.commit <= pr.sent_commit and not probing and not pr.check_due:
                 return
             prev_index = pr.next - 1
             prev_term = self.log.term(prev_index)
