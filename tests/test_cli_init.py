@@ -84,12 +84,16 @@ def test_one_node_per_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     )
     assert (status, err) == (0, "")
     configs = [load_config(tmp_path / f"n{k}.toml") for k in (1, 2, 3)]
-    assert [str(c.client_addr) for c in configs] == [
+    # a node listens on its host when that is an IP address, else on every interface
+    assert [str(c.client_addr) for c in configs] == ["0.0.0.0:6379", "0.0.0.0:6379", "[::1]:6379"]
+    assert [str(c.peer_addr) for c in configs] == ["0.0.0.0:8001", "0.0.0.0:8001", "[::1]:8001"]
+    # ... and the others reach it at its host
+    assert [str(m.client_addr) for m in configs[0].members] == [
         "db1.example:6379",
         "db2.example:6379",
         "[::1]:6379",
     ]
-    assert [str(c.peer_addr) for c in configs] == [
+    assert [str(m.peer_addr) for m in configs[0].members] == [
         "db1.example:8001",
         "db2.example:8001",
         "[::1]:8001",

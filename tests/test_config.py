@@ -167,6 +167,18 @@ def test_listening_on_a_wildcard_host_with_the_advertised_port(tmp_path: Path) -
     assert cfg.peer_addr == Address("::", 8001)
 
 
+def test_listening_on_an_ip_address_for_an_advertised_host_name(tmp_path: Path) -> None:
+    own = 'id = "n1"\npeer_addr = "127.0.0.1:8001"\nclient_addr = "127.0.0.1:7001"'
+    assert own in MINIMAL
+    text = MINIMAL.replace(own, own.replace("127.0.0.1", "db1.example"))
+    cfg = load_config(write(tmp_path, text))
+    assert (cfg.client_addr, cfg.peer_addr) == (
+        Address("127.0.0.1", 7001),
+        Address("127.0.0.1", 8001),
+    )
+    assert cfg.me.client_addr == Address("db1.example", 7001)
+
+
 @pytest.mark.parametrize(
     ("text", "host", "port"),
     [
@@ -452,12 +464,14 @@ def test_idle_timeout_zero_is_allowed(tmp_path: Path) -> None:
         (
             'client_addr = "127.0.0.1:7001"\npeer',
             'client_addr = "127.0.0.2:7001"\npeer',
-            "client_addr: 127.0.0.2:7001 differs from members[0].client_addr (127.0.0.1:7001)",
+            "client_addr: 127.0.0.2:7001 differs from members[0].client_addr (127.0.0.1:7001): "
+            "listen on 127.0.0.1:7001, or on port 7001 of 0.0.0.0 or an IP address",
         ),
         (
             'peer_addr = "127.0.0.1:8001"\ncluster',
             'peer_addr = "0.0.0.0:8009"\ncluster',
-            "peer_addr: 0.0.0.0:8009 differs from members[0].peer_addr (127.0.0.1:8001)",
+            "peer_addr: 0.0.0.0:8009 differs from members[0].peer_addr (127.0.0.1:8001): "
+            "listen on 127.0.0.1:8001, or on port 8001 of 0.0.0.0 or an IP address",
         ),
     ],
 )

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 from procs import (
     REPO,
@@ -20,10 +21,13 @@ from procs import (
     WAL_HEADER_BYTES,
     Cluster,
     Node,
+    run_cli,
     running_cluster,
     wait_until,
     wal_records,
 )
+
+from trioraft.config import Address, load_config, render_config
 
 pytestmark = pytest.mark.processes
 
@@ -180,3 +184,40 @@ def test_the_data_dir_is_private_to_its_owner() -> None:
         if mode != (0o700 if is_dir else 0o600)
     }
     assert wrong == {}
+
+
+# ---- listen addresses -----------------------------------------------------------------
+
+
+def with_peer_host(node: Node, host: str) -> None:
+    """Rewrite `node`'s config so that it listens for peers at `host`, and is reached there."""
+    config = load_config(node.config_path)
+    address = Address(host, config.peer_addr.port)
+    members = tuple(
+        attrs.evolve(m, peer_addr=address) if m.id == config.node_id else m for m in config.members
+    )
+    node.config_path.write_text(
+        render_config(attrs.evolve(config, peer_addr=address, members=members))
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("no-such-host.invalid", "cannot resolve no-such-host.invalid: "),
+        ("192.0.2.1", "192.0.2.1 is not an address of this host"),
+    ],
+    ids=["unresolvable", "not-local"],
+)
+def test_a_listen_address_that_cannot_be_used_names_the_key_and_address(
+    host: str, reason: str
+) -> None:
+    with Cluster.create(1) as fresh:
+        node = fresh.nodes[0]
+        with_peer_host(node, host)
+        result = run_cli("serve", "--config", node.config_path, "--refusal-status", "3")
+    assert result.returncode == 1  # may pass: DNS or an interface may come up later
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("trioraft serve:")]
+    assert line.startswith(f"trioraft serve: cannot listen on peer_addr {host}:{node.peer_port}: ")
+    assert reason in line
+    assert "Traceback" not in result.stderr

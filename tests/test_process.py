@@ -197,8 +197,8 @@ def test_a_client_port_in_use_exits_1_with_one_line(unstarted: Node) -> None:
         result = trioraft("serve", "--config", str(unstarted.config_path))
     assert result.returncode == 1
     assert failure_lines(result.stderr, "serve") == [
-        f"trioraft serve: cannot listen on the client address "
-        f"127.0.0.1:{unstarted.client_port}: address in use"
+        f"trioraft serve: cannot listen on client_addr "
+        f"127.0.0.1:{unstarted.client_port}: address already in use"
     ]
     assert "Traceback" not in result.stderr
 

@@ -265,7 +265,7 @@ def _refusal_status(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from trioraft.daemon import StartupError, serve
+    from trioraft.daemon import StartupError, first_error, serve
     from trioraft.state import WipedMember
 
     config = load_config(args.config)
@@ -352,13 +352,6 @@ def _cluster(args: argparse.Namespace) -> int:
 
 def _node_count(args: argparse.Namespace) -> int:
     return len(args.hosts) if args.hosts is not None else int(args.nodes)
-
-
-def first_error(exc: BaseException) -> BaseException:
-    """The first error inside (possibly nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 def describe(exc: BaseException) -> str:

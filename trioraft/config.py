@@ -12,8 +12,10 @@ Rules:
   config file, so a cluster's files can move together.
 - Addresses are `host:port` (IPv6 as `[addr]:port`), port 1..65535. A node's own
   `client_addr` and `peer_addr` are where it listens; its `[[members]]` entry is where the
-  others reach it. They must be equal, except that the node may listen on a wildcard
-  host (`0.0.0.0` or `::`) on the advertised port.
+  others reach it (advertised). The listen address has the advertised port, and the
+  advertised host, a wildcard host (`0.0.0.0` or `::`) or, when the advertised host is a
+  name, an IP address (of this host: not checked). `cluster_configs` has each node listen
+  on its advertised address when that is an IP address, else on `0.0.0.0`.
 - Time in the Raft core is counted in ticks of `raft.tick_ms`; the millisecond settings
   are rounded up to whole ticks (`RaftConfig.heartbeat_ticks` and friends).
 - `render_config` writes a config back with tomli-w; loading what it writes gives the
@@ -83,6 +85,15 @@ class Address:
     def is_wildcard(self) -> bool:
         """Whether the host means every local interface."""
         return self.host in WILDCARD_HOSTS
+
+    @property
+    def is_ip(self) -> bool:
+        """Whether the host is an IP address (not a name)."""
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
 
     def __str__(self) -> str:
         if ":" in self.host:
@@ -491,11 +502,19 @@ def _members_problems(cfg: Config) -> list[str]:
     for name in ("client_addr", "peer_addr"):
         own: Address = getattr(cfg, name)
         listed: Address = getattr(me, name)
-        if own != listed and not (own.is_wildcard and own.port == listed.port):
+        if not _listens_for(own, listed):
             problems.append(
-                f"{name}: {own} differs from members[{ids[cfg.node_id]}].{name} ({listed})"
+                f"{name}: {own} differs from members[{ids[cfg.node_id]}].{name} ({listed}): "
+                f"listen on {listed}, or on port {listed.port} of 0.0.0.0 or an IP address"
             )
     return problems
+
+
+def _listens_for(own: Address, advertised: Address) -> bool:
+    """Whether a node listening on `own` can be reached at `advertised`."""
+    if own.port != advertised.port:
+        return False
+    return own.host == advertised.host or own.is_wildcard or (own.is_ip and not advertised.is_ip)
 
 
 # ---- files --------------------------------------------------------------------------
@@ -562,6 +581,15 @@ def _drop_none(value: Any) -> Any:
 # ---- building a cluster -------------------------------------------------------------
 
 
+def listen_address(advertised: Address) -> Address:
+    """Where a node listens to be reached at `advertised`: there when it is an IP address;
+    for a host name, 0.0.0.0 on its port (the name may resolve to a loopback address on
+    its own host, as a Debian host's name does)."""
+    if advertised.is_ip:
+        return advertised
+    return Address("0.0.0.0", advertised.port)
+
+
 def new_token() -> str:
     """A random cluster token: 32 bytes from the system's secure source, URL-safe text."""
     return secrets.token_urlsafe(32)
@@ -606,13 +634,13 @@ def cluster_configs(
     limits: Limits = Limits(),
 ) -> list[Config]:
     """One config per member, in the members' order; node X keeps its data in
-    `data_root/X`."""
+    `data_root/X` and listens on `listen_address` of its advertised addresses."""
     return [
         Config(
             node_id=m.id,
             data_dir=data_root / m.id,
-            client_addr=m.client_addr,
-            peer_addr=m.peer_addr,
+            client_addr=listen_address(m.client_addr),
+            peer_addr=listen_address(m.peer_addr),
             cluster_token=token,
             members=tuple(members),
             fsync=fsync,

@@ -12,14 +12,16 @@ one line saying what and where, and whether a restart could fix it (`permanent`)
 from __future__ import annotations
 
 import errno
+import ipaddress
 import resource
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
 
-from trioraft.config import Config
+from trioraft.config import Address, Config
 from trioraft.core.messages import Members, SnapshotMeta
 from trioraft.core.raft import RaftConfig
 from trioraft.logs import NodeLogger
@@ -155,6 +157,9 @@ def _load_snapshot(
 
 
 async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: NodeLogger) -> None:
+    for key, address in (("peer_addr", config.peer_addr), ("client_addr", config.client_addr)):
+        await _check_listen_address(key, address, log)
+
     def make_transport(handler: RpcHandler) -> TcpTransport:
         return TcpTransport(
             node_id=config.node_id,
@@ -178,7 +183,7 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
     server = ClientServer(node, server_limits(config), config.password)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            await _start(nursery, node.run, f"peer address {config.peer_addr}")
+            await _start(nursery, node.run, "peer_addr", config.peer_addr)
             client_scope = trio.CancelScope()
 
             async def serve_clients(*, task_status: trio.TaskStatus[object]) -> None:
@@ -190,7 +195,7 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
                         task_status=task_status,
                     )
 
-            await _start(nursery, serve_clients, f"client address {config.client_addr}")
+            await _start(nursery, serve_clients, "client_addr", config.client_addr)
             log.info(
                 "serving",
                 client=str(config.client_addr),
@@ -216,10 +221,58 @@ async def _ready_once_accepted(node: Node, log: NodeLogger) -> None:
     notify("READY=1")
 
 
-async def _start(nursery: trio.Nursery, task: Callable[..., Awaitable[object]], what: str) -> None:
-    """Start a listening task; a port that cannot be bound is a StartupError."""
+async def _check_listen_address(key: str, address: Address, log: NodeLogger) -> None:
+    """Resolve a listen address before binding it. A host that does not resolve is a
+    StartupError naming the key and the address (it may pass: DNS may not be up yet);
+    a host name other than localhost that resolves to loopback addresses only (as a
+    Debian host's own name may) is warned about, since other hosts cannot connect."""
+    try:
+        found = await trio.socket.getaddrinfo(
+            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {key} {address}: cannot resolve {address.host}: {exc.strerror}",
+            permanent=False,
+        ) from None
+    resolved = sorted({str(info[4][0]) for info in found})
+    loopback_only = all(_is_loopback(ip) for ip in resolved)
+    if loopback_only and not address.is_ip and address.host != "localhost":
+        log.warning(
+            "listening on loopback only: other hosts cannot connect; listen on 0.0.0.0 or an "
+            "IP address of this host instead",
+            key=key,
+            address=str(address),
+            resolved=resolved,
+        )
+
+
+def _is_loopback(ip: str) -> bool:
+    return ipaddress.ip_address(ip.partition("%")[0]).is_loopback
+
+
+async def _start(
+    nursery: trio.Nursery, task: Callable[..., Awaitable[object]], key: str, address: Address
+) -> None:
+    """Start a listening task; an address that cannot be bound is a StartupError naming
+    the key and the address."""
     try:
         await nursery.start(task)
-    except OSError as exc:
-        reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise StartupError(f"cannot listen on the {what}: {reason}", permanent=False) from None
+    except (OSError, BaseExceptionGroup) as exc:
+        leaf = first_error(exc)
+        if not isinstance(leaf, OSError):
+            raise
+        if leaf.errno == errno.EADDRINUSE:
+            reason = "address already in use"
+        elif leaf.errno == errno.EADDRNOTAVAIL:
+            reason = f"{address.host} is not an address of this host"
+        else:
+            reason = leaf.strerror or str(leaf)
+        raise StartupError(f"cannot listen on {key} {address}: {reason}", permanent=False) from None
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first error inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
