@@ -351,3 +351,87 @@ def test_init_then_cluster_runs_until_ctrl_c(temp_dir: Path) -> None:
         _kill_nodes_of(conf / "data")
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def _answers(port: int) -> bool:
+    with RespClient(port, timeout=2) as client:
+        return client.call("SET", "quick", "start") == "OK"
+
+
+def _quick_start(*options: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "trioraft", "cluster", *options],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop_quick_start(proc: subprocess.Popen[bytes], data_root: Path) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    _kill_nodes_of(data_root)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
+def test_cluster_reports_a_dead_node_keeps_serving_and_restarts_it_on_enter(
+    temp_dir: Path,
+) -> None:
+    conf = temp_dir / "conf"
+    base = free_port_range(6)
+    proc = _quick_start(
+        "--out", str(conf), "--client-port", str(base), "--peer-port", str(base + 3)
+    )
+    try:
+        _read_until(proc, b"Ctrl-C stops", 30)
+        wait_until(lambda: _answers(base), 20, "the quick-start cluster takes a write")
+        os.kill(int((conf / "data" / "n1" / "lock").read_text()), signal.SIGKILL)
+        _read_until(proc, b"n1 was killed by SIGKILL", 20)
+        wait_until(lambda: _answers(base + 1), 20, "the other nodes take writes")
+        assert proc.poll() is None
+        assert proc.stdin is not None
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        _read_until(proc, b"restarted n1", 10)
+        wait_until(lambda: _answers(base), 20, "the restarted node takes a write")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(EXIT_SECONDS) == 0
+    finally:
+        _stop_quick_start(proc, conf / "data")
+
+
+def test_cluster_never_overwrites_configs_and_says_what_it_ignores(temp_dir: Path) -> None:
+    conf = temp_dir / "conf"
+    base = free_port_range(6)
+    ports = ["--client-port", str(base), "--peer-port", str(base + 3)]
+    assert trioraft("init", "--out", str(conf), "--nodes", "3", *ports).returncode == 0
+    written = {path.name: path.read_text() for path in conf.glob("*.toml")}
+    proc = _quick_start("--out", str(conf), "--nodes", "5", "--client-port", "9001")
+    try:
+        printed = _read_until(proc, b"Ctrl-C stops", 30)
+        assert b"--nodes, --client-port ignored" in printed
+        assert f"delete {conf}".encode() in printed  # how to start afresh
+        wait_until(lambda: _answers(base), 20, "the existing cluster takes a write")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(EXIT_SECONDS) == 0
+    finally:
+        _stop_quick_start(proc, conf / "data")
+    # --force would give the nodes a new token, which their data dirs refuse
+    forced = trioraft("cluster", "--out", str(conf), "--force", *ports)
+    assert forced.returncode == 2
+    assert forced.stderr.startswith(f"trioraft cluster: {conf}/data/n1 holds the data of ")
+    assert {path.name: path.read_text() for path in conf.glob("*.toml")} == written
+
+
+def test_cluster_refuses_an_incomplete_set_of_configs(temp_dir: Path) -> None:
+    conf = temp_dir / "conf"
+    assert trioraft("init", "--out", str(conf), "--nodes", "3").returncode == 0
+    (conf / "n2.toml").unlink()
+    result = trioraft("cluster", "--out", str(conf))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"trioraft cluster: {conf}/n1.toml names members whose ")
+    assert not (conf / "data").exists()

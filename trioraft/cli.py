@@ -133,6 +133,10 @@ def _check_host(host: str) -> None:
         raise argparse.ArgumentTypeError(f"{host} is not an address other nodes can reach")
 
 
+#: the defaults of init's options; the quick start leaves them unset, to tell which were given
+_INIT_DEFAULTS = {"nodes": 3, "client_port": 7001, "peer_port": 8001, "data_root": Path("data")}
+
+
 def _init_arguments(p: argparse.ArgumentParser, quick_start: bool = False) -> None:
     if quick_start:
         p.add_argument(
@@ -140,7 +144,8 @@ def _init_arguments(p: argparse.ArgumentParser, quick_start: bool = False) -> No
             metavar="DIR",
             type=Path,
             default=Path("cluster"),
-            help="where the config files are, or are written when missing (default cluster)",
+            help="where the config files are, or are written when DIR/n1.toml is missing "
+            "(default cluster)",
         )
     else:
         p.add_argument(
@@ -155,7 +160,6 @@ def _init_arguments(p: argparse.ArgumentParser, quick_start: bool = False) -> No
         "--nodes",
         metavar="N",
         type=_count,
-        default=3 if quick_start else None,
         help="N nodes on one host, on consecutive ports" + (" (default 3)" if quick_start else ""),
     )
     shape.add_argument(
@@ -171,25 +175,30 @@ def _init_arguments(p: argparse.ArgumentParser, quick_start: bool = False) -> No
         "--client-port",
         metavar="P",
         type=_port,
-        default=7001,
+        default=None if quick_start else _INIT_DEFAULTS["client_port"],
         help="the (first) client port (default 7001)",
     )
     p.add_argument(
         "--peer-port",
         metavar="Q",
         type=_port,
-        default=8001,
+        default=None if quick_start else _INIT_DEFAULTS["peer_port"],
         help="the (first) peer port (default 8001)",
     )
     p.add_argument(
         "--data-root",
         metavar="D",
         type=Path,
-        default=Path("data"),
+        default=None if quick_start else _INIT_DEFAULTS["data_root"],
         help="node nK keeps its data in D/nK; a relative D is relative to DIR (default data)",
     )
     p.add_argument("--token", metavar="T", help="the cluster token (default: a random one)")
-    p.add_argument("--force", action="store_true", help="overwrite existing config files")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite existing config files"
+        + (" (refused while their data dirs hold data)" if quick_start else ""),
+    )
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -340,18 +349,64 @@ def _cluster_arguments(p: argparse.ArgumentParser) -> None:
     _init_arguments(p, quick_start=True)
 
 
+#: init's options that shape the configs, as the quick start names them when it ignores them
+_SHAPE_OPTIONS = ("nodes", "hosts", "host", "client_port", "peer_port", "data_root", "token")
+
+
 def _cluster(args: argparse.Namespace) -> int:
     from trioraft.quickstart import run_cluster
 
-    paths = [args.out / f"n{k}.toml" for k in range(1, _node_count(args) + 1)]
-    if args.force or not all(path.exists() for path in paths):
-        args.force = True
+    out: Path = args.out
+    first = out / "n1.toml"
+    if first.exists() and not args.force:
+        paths = _existing_cluster(first)
+        given = [f"--{name.replace('_', '-')}" for name in _SHAPE_OPTIONS if getattr(args, name)]
+        if given:
+            print(
+                f"note: {first} exists, so the cluster is the one configured in {out}: "
+                f"{', '.join(given)} ignored. To start afresh, stop it, delete {out} (its "
+                f"data included: every key is lost) and run trioraft cluster again, or "
+                f"choose another --out DIR."
+            )
+    else:
+        for name, default in _INIT_DEFAULTS.items():
+            if getattr(args, name) is None and (name != "nodes" or args.hosts is None):
+                setattr(args, name, default)
+        if args.force:
+            _refuse_to_orphan_data(args)
         _init(args)
+        paths = [out / f"{member.id}.toml" for member in load_config(first).members]
     return run_cluster(paths)
 
 
-def _node_count(args: argparse.Namespace) -> int:
-    return len(args.hosts) if args.hosts is not None else int(args.nodes)
+def _existing_cluster(first: Path) -> list[Path]:
+    """The config files of the cluster `first` belongs to: one per member, beside it."""
+    paths = [first.with_name(f"{member.id}.toml") for member in load_config(first).members]
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        raise CliError(
+            EXIT_USAGE,
+            f"{first} names members whose config files are missing ({', '.join(missing)}); "
+            f"write them with trioraft init, or start afresh in another --out DIR",
+        )
+    return paths
+
+
+def _refuse_to_orphan_data(args: argparse.Namespace) -> None:
+    """New configs get a new cluster token, which data dirs of the old cluster refuse: do
+    not write them while those data dirs hold data."""
+    base: Path = args.out
+    data_root: Path = base / args.data_root
+    count = len(args.hosts) if args.hosts is not None else int(args.nodes)
+    for k in range(1, count + 1):
+        data_dir = data_root / f"n{k}"
+        if data_dir.is_dir() and any(data_dir.iterdir()):
+            raise CliError(
+                EXIT_USAGE,
+                f"{data_dir} holds the data of the cluster these configs would replace, which "
+                f"the new configs' nodes would refuse to use: to start afresh, delete "
+                f"{data_root} first (every key is lost), or choose another --out DIR",
+            )
 
 
 def describe(exc: BaseException) -> str:
