@@ -26,6 +26,7 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trioraft import kv
 from trioraft.node import Indeterminate, Node, Unavailable
+from trioraft.transport.base import MAX_HANDLERS
 
 HEARTBEAT = HEARTBEAT_TICKS * TICK
 
@@ -412,3 +413,27 @@ async def test_forwarded_requests_give_up_on_a_leader_that_was_replaced(
         assert await write(follower, b"k", b"w") == OK
         await follower.read_barrier()
         assert get(follower, b"k") == b"w"
+
+
+async def test_more_writes_through_each_follower_than_the_leader_has_handlers(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    # each forwarded write waits on the leader until it applies; with more writes in
+    # flight than the leader runs handlers for one link, the acks on that link must
+    # still get through: every write is answered, and the leader stays
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        term = leader.core.term
+        replies: list[bytes] = []
+
+        async def client(node: Node, key: bytes) -> None:
+            replies.append(await write(node, key, b"v"))
+
+        clients = 2 * MAX_HANDLERS
+        async with trio.open_nursery() as nursery:
+            for follower in followers(cluster, leader):
+                for k in range(clients):
+                    nursery.start_soon(client, follower, b"%s:%d" % (follower.id.encode(), k))
+        assert replies == [OK] * (2 * clients)
+        assert set(cluster.leaders_by_term) == {term}
+        assert all(node.core.term == term for node in cluster.nodes)

@@ -11,7 +11,9 @@ Tasks, all in one nursery:
   commit); then it releases the messages that promised durability and confirms the
   write to the core;
 - the follower read batcher: asks the leader for one read index for every read that
-  arrived since the previous question.
+  arrived since the previous question;
+- the forwarder: sends a follower's writes to the leader, many in one call
+  (`forwarding.py`).
 
 Client work: `write()` runs commands on the leader (forwarding them over the peer link
 from a follower) and waits until they are applied; `read_barrier()` waits until a
@@ -45,6 +47,7 @@ from trioraft.core.messages import (
     SnapshotMeta,
 )
 from trioraft.core.raft import Raft, RaftConfig, Ready, Role
+from trioraft.forwarding import Forwarder
 from trioraft.logs import NodeLogger
 from trioraft.replies import ErrorReply, Reply
 from trioraft.resp import encode
@@ -166,6 +169,8 @@ class Node:
         self._wal_wake = trio.Event()
         #: calls to the leader in flight, cancelled when the leader changes
         self._leader_calls: set[trio.CancelScope] = set()
+        #: a follower's writes on their way to the leader
+        self._forwarder = Forwarder(self._call_leader)
         #: follower reads waiting for the next read-index question to the leader
         self._follower_reads: list[_ReadWaiter] = []
         self._follower_reads_wake = trio.Event()
@@ -190,6 +195,7 @@ class Node:
             nursery.start_soon(self._pump)
             nursery.start_soon(self._wal_writer)
             nursery.start_soon(self._follower_read_batcher)
+            nursery.start_soon(self._forwarder.run)
             self.nursery = nursery
             nursery.start_soon(self._check_incarnation)
             task_status.started()
@@ -463,8 +469,8 @@ class Node:
                     await self._await_progress_until(deadline)
                     continue
             try:
-                answer = await self._call_leader(
-                    leader, "propose", commands, max(deadline - trio.current_time(), 0.01)
+                return await self._forwarder.forward(
+                    leader, commands, max(deadline - trio.current_time(), 0.01)
                 )
             except LeaderChanged:
                 raise Indeterminate("the leader changed before it answered") from None
@@ -478,8 +484,6 @@ class Node:
                 raise Indeterminate(str(exc)) from None
             except RpcError:
                 raise Indeterminate("the leader did not answer in time") from None
-            assert isinstance(answer, list | tuple)
-            return [bytes(reply) for reply in answer]
 
     async def _call_leader(
         self, leader: NodeId, method: str, payload: Payload, timeout: float

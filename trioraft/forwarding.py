@@ -1,0 +1,141 @@
+"""A follower's writes, forwarded to the leader in batches.
+
+A follower runs its clients' writes on the leader with a `propose` call, which holds one
+of the leader's handlers for the link until the entries apply. One call per client would
+need one handler per client, and the leader runs only so many of one link's requests at
+once (it refuses the rest, see `transport.base`). So the writes go through a `Forwarder`:
+at most `MAX_IN_FLIGHT` calls at once, and the writes that arrive meanwhile wait here and
+go together in the next call (up to `MAX_BATCH_BYTES` of commands). One call for many
+writes also means one proposal, one log append and one commit wait on the leader.
+
+The queue is bounded by the clients: a client whose write waits here is not read from
+(its connection waits for the answer), which is how load is pushed back on clients
+rather than on the peer link.
+
+Each write gets the outcome of its call: the replies to its own commands, or the error
+the call raised.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable
+
+import attrs
+import trio
+
+from trioraft.core.messages import NodeId
+from trioraft.transport.base import Payload
+from trioraft.transport.errors import RpcTimeout
+
+#: `propose` calls to the leader in flight at once; well under the leader's handler cap
+MAX_IN_FLIGHT = 4
+#: the commands one call carries, in bytes; a single larger write still goes alone
+MAX_BATCH_BYTES = 1024 * 1024
+
+#: calls `method` on the leader with a payload and a timeout, as `Node._call_leader`
+LeaderCall = Callable[[NodeId, str, Payload, float], Awaitable[Payload]]
+
+
+@attrs.define
+class _Write:
+    """One client batch of commands waiting for the leader's replies."""
+
+    leader: NodeId
+    commands: list[bytes]
+    #: (trio time) when its writer stops waiting; a call waits for its latest writer
+    deadline: float
+    #: None until its call ended; then its replies, or what the call raised
+    outcome: list[bytes] | Exception | None = None
+    done: trio.Event = attrs.Factory(trio.Event)
+
+    @property
+    def size(self) -> int:
+        return sum(len(command) for command in self.commands)
+
+    def settle(self, outcome: list[bytes] | Exception) -> None:
+        self.outcome = outcome
+        self.done.set()
+
+
+class Forwarder:
+    """Forwards writes to the leader in batches; `run` must be running."""
+
+    def __init__(self, call: LeaderCall) -> None:
+        self._call = call
+        #: writes not yet sent, oldest first
+        self._queue: list[_Write] = []
+        #: set while `_queue` is not empty
+        self._queued = trio.Event()
+        self._in_flight = trio.Semaphore(MAX_IN_FLIGHT)
+
+    async def forward(self, leader: NodeId, commands: list[bytes], timeout: float) -> list[bytes]:
+        """The leader's replies to `commands`; raises what the call raised, or
+        RpcTimeout when no answer came within `timeout` seconds."""
+        write = _Write(leader, commands, trio.current_time() + timeout)
+        self._queue.append(write)
+        self._queued.set()
+        with trio.move_on_after(timeout):
+            await write.done.wait()
+        if write.outcome is None:
+            if write in self._queue:
+                self._queue.remove(write)  # never sent: it must not run later
+            raise RpcTimeout("the leader did not answer in time")
+        if isinstance(write.outcome, Exception):
+            raise copy.copy(write.outcome)  # one copy per writer: each gets a traceback
+        return write.outcome
+
+    async def run(self) -> None:
+        """Send the queued writes, one call per batch, `MAX_IN_FLIGHT` calls at most."""
+        async with trio.open_nursery() as nursery:
+            while True:
+                await self._queued.wait()
+                await self._in_flight.acquire()  # meanwhile, more writes join the batch
+                batch = self._take_batch()
+                if not self._queue:
+                    self._queued = trio.Event()
+                if batch:
+                    nursery.start_soon(self._send, batch)
+                else:  # every queued writer gave up while waiting
+                    self._in_flight.release()
+
+    def _take_batch(self) -> list[_Write]:
+        """The oldest queued writes for one leader, up to MAX_BATCH_BYTES (at least one)."""
+        if not self._queue:
+            return []
+        leader = self._queue[0].leader
+        batch: list[_Write] = []
+        rest: list[_Write] = []
+        size = 0
+        full = False
+        for write in self._queue:
+            if write.leader != leader or full:
+                rest.append(write)
+            elif batch and size + write.size > MAX_BATCH_BYTES:
+                rest.append(write)
+                full = True
+            else:
+                batch.append(write)
+                size += write.size
+        self._queue = rest
+        return batch
+
+    async def _send(self, batch: list[_Write]) -> None:
+        try:
+            commands = [command for write in batch for command in write.commands]
+            timeout = max(write.deadline for write in batch) - trio.current_time()
+            try:
+                answer = await self._call(batch[0].leader, "propose", commands, max(timeout, 0.01))
+                assert isinstance(answer, list | tuple) and len(answer) == len(commands)
+            except Exception as exc:  # each writer handles it as if it had called
+                for write in batch:
+                    write.settle(exc)
+                return
+            replies = [bytes(reply) for reply in answer]
+            start = 0
+            for write in batch:
+                end = start + len(write.commands)
+                write.settle(replies[start:end])
+                start = end
+        finally:
+            self._in_flight.release()
