@@ -277,5 +277,5 @@ def test_a_config_error_is_one_line_per_problem_and_exit_2(
         f"trioraft load: {path}: peer_addr: required key is missing",
         f"trioraft load: {path}: cluster_token: required key is missing",
         f"trioraft load: {path}: members: required key is missing",
-        f"trioraft load: {path}: raft.heartbeet_ms: unknown key",
+        f"trioraft load: {path}: raft.heartbeet_ms: unknown key (did you mean heartbeat_ms?)",
     ]

@@ -225,13 +225,22 @@ def test_wrong_type_names_file_and_key_path(tmp_path: Path) -> None:
 
 
 def test_unknown_key_at_top_level(tmp_path: Path) -> None:
-    path = write(tmp_path, top("heartbeet_ms = 5"))
-    assert problems(path) == [f"{path}: heartbeet_ms: unknown key"]
+    path = write(tmp_path, top("colour = 5"))
+    assert problems(path) == [f"{path}: colour: unknown key"]
 
 
 def test_unknown_key_in_a_table(tmp_path: Path) -> None:
     path = write(tmp_path, with_table("raft", "heartbeet_ms = 5"))
-    assert problems(path) == [f"{path}: raft.heartbeet_ms: unknown key"]
+    assert problems(path) == [
+        f"{path}: raft.heartbeet_ms: unknown key (did you mean heartbeat_ms?)"
+    ]
+
+
+def test_a_misspelt_key_of_another_table_is_named_with_its_table(tmp_path: Path) -> None:
+    path = write(tmp_path, top("heartbeet_ms = 5"))
+    assert problems(path) == [
+        f"{path}: heartbeet_ms: unknown key (did you mean raft.heartbeat_ms?)"
+    ]
 
 
 def test_unknown_key_in_a_member(tmp_path: Path) -> None:
@@ -241,7 +250,7 @@ def test_unknown_key_in_a_member(tmp_path: Path) -> None:
 
 def test_unknown_table(tmp_path: Path) -> None:
     path = write(tmp_path, with_table("raf", "heartbeat_ms = 5"))
-    assert problems(path) == [f"{path}: raf: unknown key"]
+    assert problems(path) == [f"{path}: raf: unknown key (did you mean raft?)"]
 
 
 def test_missing_keys(tmp_path: Path) -> None:
@@ -341,6 +350,23 @@ def test_several_problems_are_listed_together(tmp_path: Path) -> None:
         f"{path}: raft.x: unknown key",
         f"{path}: extra: unknown key",
     ]
+
+
+def test_type_and_rule_problems_are_listed_together(tmp_path: Path) -> None:
+    text = top("log_level = 5", with_table("raft", "heartbeat_ms = 500"))
+    path = write(tmp_path, text)
+    assert problems(path) == [
+        f"{path}: log_level: expected a string, got 5",
+        f"{path}: raft.heartbeat_ms: must be at most a third of raft.election_timeout_min_ms "
+        "(300), got 500",
+    ]
+
+
+def test_a_rule_involving_a_key_of_the_wrong_type_is_not_reported(tmp_path: Path) -> None:
+    # with heartbeat_ms's default (50) the timeout rule would fail: not worth a line
+    text = with_table("raft", 'heartbeat_ms = "fast"\nelection_timeout_min_ms = 100')
+    path = write(tmp_path, text)
+    assert problems(path) == [f'{path}: raft.heartbeat_ms: expected an integer, got "fast"']
 
 
 # ---- files that are not TOML --------------------------------------------------------

@@ -170,7 +170,11 @@ def unstarted() -> Iterator[Node]:
 @pytest.mark.parametrize(
     ("old", "new", "problem"),
     [
-        ("heartbeat_ms = 50", "heartbeet_ms = 50", "raft.heartbeet_ms: unknown key"),
+        (
+            "heartbeat_ms = 50",
+            "heartbeet_ms = 50",
+            "raft.heartbeet_ms: unknown key (did you mean heartbeat_ms?)",
+        ),
         (
             "heartbeat_ms = 50",
             'heartbeat_ms = "fast"',

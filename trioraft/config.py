@@ -6,8 +6,10 @@ Rules:
   converter: unknown keys are errors, a bool is never taken for an integer (nor an
   integer for a bool), and no value is converted from another type (`"50"` is not 50).
 - Every problem becomes one line `FILE: key.path: what is wrong`; all problems found are
-  reported together in one `ConfigError`. Type problems are found first; the value and
-  cross-field rules (`validate_config`) run once every value has the right type.
+  reported together in one `ConfigError`. Type problems are found first; then the value
+  and cross-field rules (`validate_config`) run on the config without the keys that had
+  type problems (their defaults stand in), and a rule naming such a key is not reported.
+  An unknown key close to a known one gets "did you mean ...?".
 - Relative paths (`data_dir`, the TLS files) are resolved against the folder holding the
   config file, so a cluster's files can move together.
 - Addresses are `host:port` (IPv6 as `[addr]:port`), port 1..65535. A node's own
@@ -26,6 +28,7 @@ docs/configuration.md describes every key, its default and the reasoning behind 
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import math
@@ -360,12 +363,45 @@ def _structure_problems(exc: BaseException, path: str) -> list[str]:
         ]
         return lines + [line for sub in without for line in _structure_problems(sub, path)]
     if isinstance(exc, ForbiddenExtraKeysError):
-        return [f"{_join(path, key)}: unknown key" for key in sorted(exc.extra_fields)]
+        known = [field.name for field in attrs.fields(exc.cl)]
+        return [
+            f"{_join(path, key)}: unknown key{_did_you_mean(key, known)}"
+            for key in sorted(exc.extra_fields)
+        ]
     if isinstance(exc, KeyError):
         return [f"{path}: required key is missing"]
     if isinstance(exc, _BadValue):
         return [f"{path or '(top level)'}: {exc}"]
     raise exc
+
+
+def _did_you_mean(key: str, known: Sequence[str]) -> str:
+    """A hint for an unknown key: a close key of the same table, else a close key of
+    another table (a key written after a `[table]` header belongs to that table)."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    if close:
+        return f" (did you mean {close[0]}?)"
+    elsewhere = {
+        _join(table, field.name): field.name
+        for table, cl in _TABLES.items()
+        for field in attrs.fields(cl)
+        if field.name not in known
+    }
+    close = difflib.get_close_matches(key, list(elsewhere.values()), n=1, cutoff=0.75)
+    if close:
+        where = next(path for path, name in elsewhere.items() if name == close[0])
+        return f" (did you mean {where}?)"
+    return ""
+
+
+#: every table of a config file, by its key path, for `_did_you_mean`
+_TABLES: dict[str, type] = {
+    "": Config,
+    "raft": RaftConfig,
+    "limits": Limits,
+    "tls": TlsConfig,
+    "members[]": Member,
+}
 
 
 def _join(path: str, key: str) -> str:
@@ -533,14 +569,39 @@ def load_config(path: Path) -> Config:
         raise ConfigError([f"{path}: byte offset {e.start}: not valid UTF-8"]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{path}: {_toml_error(str(e))}"]) from None
-    try:
-        cfg = structure_config(data)
-    except ConfigError as e:
-        raise ConfigError([f"{path}: {line}" for line in e.problems]) from None
-    problems = validate_config(cfg)
+    problems = _problems(data)
     if problems:
         raise ConfigError([f"{path}: {line}" for line in problems])
-    return _resolve_paths(cfg, path.parent.absolute())
+    return _resolve_paths(structure_config(data), path.parent.absolute())
+
+
+def _problems(data: dict[str, Any]) -> list[str]:
+    """Every problem of the parsed file: type problems, then the rules that do not
+    involve a key with a type problem."""
+    try:
+        return validate_config(structure_config(data))
+    except ConfigError as e:
+        problems = list(e.problems)
+    bad_keys = [line.partition(": ")[0] for line in problems]
+    for key in bad_keys:
+        _remove_key(data, key)
+    try:
+        rest = validate_config(structure_config(data))
+    except ConfigError:
+        return problems  # a required key is missing or unusable: the rules cannot run
+    return problems + [line for line in rest if not any(key in line for key in bad_keys)]
+
+
+def _remove_key(data: dict[str, Any], key_path: str) -> None:
+    """Delete `key_path` (like `raft.tick_ms` or `members[1].id`) from parsed TOML."""
+    *parents, last = re.findall(r"[^.\[\]]+|\[\d+\]", key_path)
+    node: Any = data
+    for step in parents:
+        node = node[int(step[1:-1])] if step.startswith("[") else node.get(step)
+        if not isinstance(node, dict | list):
+            return
+    if isinstance(node, dict):
+        node.pop(last, None)
 
 
 def _toml_error(message: str) -> str:
