@@ -7,7 +7,9 @@ A line reads `TIMESTAMP LEVEL NODE message key=value key=value`, for example
 Rules:
 
 - The timestamp is UTC with milliseconds; the node is the record's `node` (set by
-  `NodeLogger`) or else the node id given to `setup_logging`.
+  `NodeLogger`) or else the node id given to `setup_logging`. When the stream is the
+  systemd journal (JOURNAL_STREAM names its device and inode) the timestamp is left
+  out: the journal stamps every line itself.
 - A value is written bare when it is non-empty printable text without spaces, quotes,
   `=` or backslashes; otherwise in double quotes with `\"`, `\\`, `\n`, `\t` and
   `\xNN`/`\uNNNN` escapes. So a line never breaks and no control byte reaches the log.
@@ -23,6 +25,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -94,20 +97,24 @@ def _field_value(value: object) -> str:
 class LineFormatter(logging.Formatter):
     """Formats a record as one log line (see the module docstring)."""
 
-    def __init__(self, node_id: str = "-") -> None:
+    def __init__(self, node_id: str = "-", timestamps: bool = True) -> None:
         super().__init__()
         #: the node named on lines whose record carries no `node`
         self.node_id = node_id
+        #: whether a line starts with its time
+        self.timestamps = timestamps
 
     def format(self, record: logging.LogRecord) -> str:
-        seconds = int(record.created)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        millis = int((record.created - seconds) * 1000)
         node = getattr(record, "node", self.node_id)
         message = record.getMessage()
         if not message.isprintable():
             message = "".join(c if c.isprintable() else _escape_char(c) for c in message)
-        parts = [f"{stamp}.{millis:03d}Z", record.levelname, str(node), message]
+        parts = [record.levelname, str(node), message]
+        if self.timestamps:
+            seconds = int(record.created)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+            millis = int((record.created - seconds) * 1000)
+            parts.insert(0, f"{stamp}.{millis:03d}Z")
         fields: Mapping[str, object] = getattr(record, "fields", {})
         parts.extend(f"{k}={_field_value(v)}" for k, v in fields.items())
         if record.exc_info and record.exc_info[1] is not None:
@@ -157,6 +164,19 @@ class NodeLogger:
         self._log(logging.ERROR, msg, fields, exc=True)
 
 
+def is_journal(stream: TextIO) -> bool:
+    """Whether `stream` is connected to the systemd journal: systemd then sets
+    JOURNAL_STREAM to the `device:inode` of the stream it connected."""
+    expected = os.environ.get("JOURNAL_STREAM")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError):  # no file descriptor behind the stream
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
+
+
 def setup_logging(
     node_id: str = "-", level: str = "info", stream: TextIO | None = None
 ) -> logging.Handler:
@@ -165,8 +185,9 @@ def setup_logging(
     logger = logging.getLogger(ROOT)
     for old in [h for h in logger.handlers if isinstance(h.formatter, LineFormatter)]:
         logger.removeHandler(old)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(LineFormatter(node_id))
+    stream = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(LineFormatter(node_id, timestamps=not is_journal(stream)))
     logger.addHandler(handler)
     logger.setLevel(_LEVELS[level])
     logger.propagate = False
