@@ -685,3 +685,68 @@ async def test_memory_down_node_and_restart(autojump_clock: Any) -> None:
         with pytest.raises(ValueError, match="already has a serving transport"):
             network.transport("n2", echo_handler)
         nursery.cancel_scope.cancel()
+
+
+def unreachable_levels(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.levelname
+        for r in caplog.records
+        if r.name == "trioraft.transport" and "peer unreachable" in r.getMessage()
+    ]
+
+
+async def test_a_peer_never_reached_is_warned_about_only_after_a_grace_period(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At a normal start the peers start at about the same time: a peer not listening yet
+    is worth an INFO line; one still unreachable after the grace period, one WARNING."""
+    caplog.set_level(logging.DEBUG, logger="trioraft.transport")
+    async with tcp_nodes("n2") as nodes:
+        # n2's address, with nothing listening once n2 is gone
+        address = nodes["n2"].listen_addr
+    n1 = TcpTransport(
+        "n1",
+        TOKEN,
+        LOCAL,
+        {"n2": address},
+        echo_handler,
+        backoff=FAST_BACKOFF,
+        unreachable_grace=0.5,
+    )
+
+    async def keep_sending() -> None:  # as a node does: a failed attempt drops the queue
+        while True:
+            n1.send(heartbeat("n1", "n2"))
+            await trio.sleep(0.01)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(n1.serve)
+        nursery.start_soon(keep_sending)
+        await wait_until(lambda: len(unreachable_levels(caplog)) >= 3)
+        assert unreachable_levels(caplog)[0] == "INFO"
+        assert "WARNING" not in unreachable_levels(caplog)
+        await wait_until(lambda: "WARNING" in unreachable_levels(caplog))
+        await trio.sleep(0.3)
+        assert unreachable_levels(caplog).count("WARNING") == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_reached_before_is_warned_about_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trioraft.transport")
+    n1 = TcpTransport(
+        "n1", TOKEN, LOCAL, {}, echo_handler, backoff=FAST_BACKOFF, unreachable_grace=60.0
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(n1.serve)
+        async with tcp_nodes("n2") as nodes:
+            n2 = nodes["n2"]
+            n1.set_peers({"n2": n2.listen_addr})
+            n2.set_peers({"n1": n1.listen_addr})
+            n1.send(heartbeat("n1", "n2"))
+            assert await receive(n2) == heartbeat("n1", "n2")
+        n1.send(heartbeat("n1", "n2"))
+        await wait_until(lambda: bool(unreachable_levels(caplog)))
+        assert unreachable_levels(caplog)[0] == "WARNING"
+        nursery.cancel_scope.cancel()

@@ -167,6 +167,12 @@ class _Link:
         self.pending: dict[int, PendingCall] = {}
         #: true from a successful handshake until the connection ends
         self.connected = False
+        #: whether a handshake ever succeeded: until then the peer may still be starting
+        self.reached = False
+        #: when the link started trying (trio time), and whether a never-reached peer
+        #: has been warned about
+        self.started = 0.0
+        self.warned = False
         #: cancels the link's task, when the peer is removed
         self.scope = trio.CancelScope()
         #: cancels the current connection or attempt only, when the address changes
@@ -203,6 +209,7 @@ class TcpTransport:
         write_timeout: float = 10.0,
         idle_timeout: float = 60.0,
         backoff: tuple[float, float] = (0.05, 1.0),
+        unreachable_grace: float = 10.0,
         tls: PeerContexts | None = None,
     ) -> None:
         self.node_id = node_id
@@ -220,6 +227,8 @@ class TcpTransport:
         self._idle_timeout = idle_timeout
         #: the first and the largest pause between connection attempts
         self._backoff_min, self._backoff_max = backoff
+        #: how long a peer never reached may take to start before it is warned about
+        self._unreachable_grace = unreachable_grace
         #: mutual TLS on both sides of every connection; None for plain TCP
         self._tls = tls
         self._incoming_send, self.incoming = trio.open_memory_channel[Message](incoming_size)
@@ -332,6 +341,7 @@ class TcpTransport:
         """Keep the link to one peer: connect when there is something to send, retry."""
         backoff = self._backoff_min
         failures = 0
+        link.started = trio.current_time()
         with link.scope:
             try:
                 while True:
@@ -352,6 +362,18 @@ class TcpTransport:
             finally:
                 link.reset(RpcUnavailable, f"the link to peer {link.peer!r} was shut down")
 
+    def _unreachable_level(self, link: _Link, failures: int) -> int:
+        """How loud a failed attempt is: WARNING for the first failure once the peer had
+        been reached, or once a peer never reached had `unreachable_grace` seconds to
+        start; INFO for the first failure of a peer never reached (at a normal start the
+        peers start at about the same time); DEBUG for the others."""
+        if link.reached:
+            return logging.DEBUG if failures else logging.WARNING
+        if not link.warned and trio.current_time() - link.started >= self._unreachable_grace:
+            link.warned = True
+            return logging.WARNING
+        return logging.DEBUG if failures else logging.INFO
+
     async def _connect_and_run(self, link: _Link, failures: int) -> bool:
         """One connection to the peer, until it ends: True if the handshake succeeded."""
         host, port = address = link.address
@@ -360,7 +382,7 @@ class TcpTransport:
         except _CONNECT_ERRORS as exc:
             reason = describe_error(exc)
             logger.log(
-                logging.DEBUG if failures else logging.WARNING,
+                self._unreachable_level(link, failures),
                 "peer unreachable: node=%s peer=%s address=%s:%d reason=%s",
                 self.node_id,
                 link.peer,
@@ -379,7 +401,7 @@ class TcpTransport:
                 port,
                 failures,
             )
-        link.connected = True
+        link.connected = link.reached = True
         try:
             async with trio.open_nursery() as nursery:
                 where = f"peer={link.peer}"
