@@ -138,6 +138,8 @@ class Cluster:
         self.dropped_reads: dict[NodeId, list[Hashable]] = {node_id: [] for node_id in ids}
         #: per node, the Readies taken whose writes are not durable yet
         self._unpersisted: dict[NodeId, list[Ready]] = {node_id: [] for node_id in ids}
+        #: nodes whose disk hangs: their writes stay held back until `persist(node_id)`
+        self.hung_disks: set[NodeId] = set()
 
     def _boot(self, node_id: NodeId) -> Raft:
         disk = self.disks[node_id]
@@ -165,7 +167,7 @@ class Cluster:
         rd = self.nodes[node_id].ready()
         self.network.extend(rd.messages)
         self._unpersisted[node_id].append(rd)
-        if persist:
+        if persist and node_id not in self.hung_disks:
             self.persist(node_id)
         self.applied[node_id].extend(rd.committed)
         self.reads[node_id].extend(rd.reads)

@@ -436,3 +436,44 @@ def test_proposals_stay_refused_after_timeout_now_until_the_transfer_ends() -> N
     cluster.ready("a")
     with pytest.raises(TransferInProgress):
         leader.propose([b"y"])
+
+
+# --- a leader whose own disk hangs -------------------------------------------------
+
+
+def test_leader_whose_write_hangs_for_an_election_timeout_hands_leadership_over() -> None:
+    cluster = Cluster()
+    leader = cluster.elect("a")
+    cluster.hung_disks.add("a")
+    leader.propose([b"x"])
+    for _ in range(ELECTION_TICKS + 1):
+        leader.tick()
+        cluster.stabilize()
+    assert leader.role is Role.FOLLOWER
+    assert [n.id for n in cluster.nodes.values() if n.is_leader] in (["b"], ["c"])
+    assert all(n.term == 2 for n in cluster.nodes.values())
+
+
+def test_leader_whose_write_hangs_steps_down_when_no_follower_catches_up() -> None:
+    cluster = Cluster()
+    leader = cluster.elect("a")
+    cluster.hung_disks.add("a")
+    leader.propose([b"x"])
+    # the followers answer heartbeats, but their acknowledgements never arrive
+    for _ in range(2 * ELECTION_TICKS + 1):
+        leader.tick()
+        cluster.stabilize(lambda m: not isinstance(m, AppendEntriesResponse))
+    assert (leader.role, leader.term) == (Role.FOLLOWER, 1)
+
+
+def test_leader_with_a_slow_disk_that_keeps_up_stays_leader() -> None:
+    cluster = Cluster()
+    leader = cluster.elect("a")
+    cluster.hung_disks.add("a")
+    for k in range(3 * ELECTION_TICKS):
+        leader.propose([b"%d" % k])
+        leader.tick()
+        cluster.stabilize()
+        if k % 5 == 4:
+            cluster.persist("a")  # each write takes five ticks
+    assert leader.is_leader

@@ -25,6 +25,7 @@ from nodetools import (
 from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trioraft import kv
+from trioraft import node as node_module
 from trioraft.node import Indeterminate, Node, Unavailable
 from trioraft.transport.base import MAX_HANDLERS
 
@@ -150,6 +151,56 @@ async def test_failover_elects_a_new_leader_within_the_election_timeout(
         await new.read_barrier()
         assert get(new, b"before") == b"1"
         cluster.assert_election_safety()
+
+
+async def hang_disk(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, `node`'s WAL writes never finish (a disk that hangs)."""
+
+    async def never_finish(batch: object) -> None:
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(node, "_write_durably", never_finish)
+
+
+async def test_a_leader_whose_disk_hangs_hands_leadership_over(
+    clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        old = await cluster.wait_for_leader()
+        assert await write(old, b"before", b"1") == OK
+        await hang_disk(old, monkeypatch)
+        hung_at = trio.current_time()
+
+        async with trio.open_nursery() as nursery:
+            # stuck on the old leader's disk: it may still commit, through the others
+            nursery.start_soon(write, old, b"stuck", b"2")
+            others = followers(cluster, old)
+            new = await cluster.wait_for_leader(among=[n.id for n in others])
+            assert new is not old
+            assert await write(others[0], b"after", b"3") == OK
+            elapsed = trio.current_time() - hung_at
+            nursery.cancel_scope.cancel()
+
+        assert elapsed <= 2 * ELECTION_TIMEOUT_MIN
+        assert not old.core.is_leader
+        await new.read_barrier()
+        assert get(new, b"before") == b"1"
+        cluster.assert_election_safety()
+
+
+async def test_a_node_whose_disk_hangs_holds_a_bounded_queue_of_messages(
+    clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node_module, "MAX_MESSAGES_WAITING_FOR_DISK", 8)
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        hung = followers(cluster, leader)[0]
+        await hang_disk(hung, monkeypatch)
+        for k in range(20):
+            assert await write(leader, b"k%d" % k, b"v") == OK
+        await trio.sleep(100 * HEARTBEAT)  # the leader keeps asking the hung follower
+        waiting = sum(len(item.after_persist) for item in hung._wal_queue)
+        assert 0 < waiting <= 8
 
 
 async def test_a_restarted_leader_rejoins_without_disrupting_its_successor(

@@ -62,6 +62,12 @@ if TYPE_CHECKING:
     from trioraft.storage.state import Restored
 
 
+#: most messages held back for the WAL writer; past it the oldest are dropped (a disk
+#: that hangs must not fill the memory: Raft copes with lost messages, and a leader asks
+#: again)
+MAX_MESSAGES_WAITING_FOR_DISK = 1024
+
+
 class Unavailable(Exception):
     """Definite: the request was not applied and will not be (no leader, or lost to a
     new leader's log)."""
@@ -166,7 +172,13 @@ class Node:
         #: set (and replaced) whenever `applied` moves or the role changes
         self._progress = trio.Event()
         self._wal_queue: list[WalItem] = []
+        #: the messages held back in `_wal_queue`
+        self._wal_queue_messages = 0
         self._wal_wake = trio.Event()
+        #: when the WAL write in progress began (None when the writer is idle), and
+        #: whether it has been reported as stalled
+        self._wal_write_began: float | None = None
+        self._wal_stall_reported = False
         #: calls to the leader in flight, cancelled when the leader changes
         self._leader_calls: set[trio.CancelScope] = set()
         #: a follower's writes on their way to the leader
@@ -214,6 +226,7 @@ class Node:
         while True:
             await trio.sleep(self.options.tick_seconds)
             self.core.tick()
+            self._report_wal_stall()
             self.poke()
 
     async def _pump(self) -> None:
@@ -273,7 +286,19 @@ class Node:
 
     def queue_wal(self, item: WalItem) -> None:
         self._wal_queue.append(item)
+        self._wal_queue_messages += len(item.after_persist)
+        if self._wal_queue_messages > MAX_MESSAGES_WAITING_FOR_DISK:
+            self._drop_oldest_waiting_messages()
         self._wal_wake.set()
+
+    def _drop_oldest_waiting_messages(self) -> None:
+        excess = self._wal_queue_messages - MAX_MESSAGES_WAITING_FOR_DISK
+        for queued in self._wal_queue:
+            dropped = queued.after_persist[:excess]
+            del queued.after_persist[:excess]
+            excess -= len(dropped)
+            self._wal_queue_messages -= len(dropped)
+        self._wal_queue = [q for q in self._wal_queue if q.writes or q.after_persist]
 
     def _apply(self, entries: list[Entry]) -> None:
         for entry in entries:
@@ -315,12 +340,11 @@ class Node:
             await self._wal_wake.wait()
             self._wal_wake = trio.Event()
             batch, self._wal_queue = self._wal_queue, []
-            if not any(item.writes for item in batch):
-                pass
-            elif self.options.fsync:
-                await trio.to_thread.run_sync(self._write_batch, batch)
-            else:
-                self._write_batch(batch)  # no fsync: the writes alone do not block for long
+            self._wal_queue_messages = 0
+            if any(item.writes for item in batch):
+                self._wal_write_began = trio.current_time()
+                await self._write_durably(batch)
+                self._wal_write_finished()
             last: Entry | None = None
             for item in batch:
                 for msg in item.after_persist:
@@ -330,6 +354,35 @@ class Node:
             if last is not None:
                 self.core.persisted(last.index, last.term)
                 self.poke()
+
+    def _report_wal_stall(self) -> None:
+        """Log once that the WAL write in progress has taken an election timeout (the
+        core hands leadership over meanwhile)."""
+        began = self._wal_write_began
+        timeout = self.options.tick_seconds * self.core.config.election_ticks
+        if began is None or self._wal_stall_reported or trio.current_time() - began < timeout:
+            return
+        self._wal_stall_reported = True
+        self.log.warning(
+            "the disk has not finished a write within an election timeout",
+            role=self.core.role.value,
+        )
+
+    def _wal_write_finished(self) -> None:
+        assert self._wal_write_began is not None
+        if self._wal_stall_reported:
+            self.log.warning(
+                "the stalled disk write finished",
+                seconds=round(trio.current_time() - self._wal_write_began, 3),
+            )
+        self._wal_write_began = None
+        self._wal_stall_reported = False
+
+    async def _write_durably(self, batch: list[WalItem]) -> None:
+        if self.options.fsync:
+            await trio.to_thread.run_sync(self._write_batch, batch)
+        else:
+            self._write_batch(batch)  # no fsync: the writes alone do not block for long
 
     def _write_batch(self, batch: list[WalItem]) -> None:
         """In a worker thread (when fsyncing): write every item in order, then one

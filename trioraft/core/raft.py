@@ -31,6 +31,12 @@ Safety rules kept here (Raft paper Figure 2, thesis chapters 3, 6 and 9):
 - ReadIndex: a read is registered at the commit index once the leader has committed an
   entry of its term, and released after a heartbeat round sent after the read arrived
   was answered by a majority.
+
+A leader whose own write has not been confirmed within an election timeout hands
+leadership to its most up-to-date follower, and steps down if that has not happened
+after another election timeout. Commitment counts the followers' copies, but a leader
+applies only what it holds durably, so with a hung disk every read and write through it
+would wait forever while its heartbeats keep the followers loyal.
 """
 
 from __future__ import annotations
@@ -191,6 +197,10 @@ class Raft:
         self.transfer_elapsed = 0
         #: leader only: TimeoutNow went to the transfer target
         self.timeout_now_sent = False
+        #: leader only: the own write being waited for (the last index when the wait
+        #: began; 0 when all is durable), and for how many ticks
+        self.disk_wait_index = 0
+        self.disk_wait_elapsed = 0
 
         self._emitted_hard_state = hs
         self._messages: list[Message] = []
@@ -362,6 +372,7 @@ class Raft:
         self.progress = {}
         self.transfer_target = None
         self.timeout_now_sent = False
+        self.disk_wait_index = self.disk_wait_elapsed = 0
         self.need_heartbeat = False
         self._dropped_reads.extend(self.reads_waiting)
         self._dropped_reads.extend(ctx for _, ctx, _ in self.reads_pending)
@@ -671,6 +682,8 @@ class Raft:
             if self.transfer_elapsed >= self.config.election_ticks:
                 self.transfer_target = None
                 self.timeout_now_sent = False
+        if not self._watch_own_disk():
+            return
         if self.election_elapsed >= self.config.election_ticks:
             self.election_elapsed = 0
             if self.config.check_quorum:
@@ -685,6 +698,28 @@ class Raft:
             self._broadcast_heartbeat()
             for pr in self.progress.values():
                 pr.heartbeat_interval_passed(self.read_seq)
+
+    def _watch_own_disk(self) -> bool:
+        """Hand leadership over, then step down, while an own write stays unconfirmed
+        (see the module's notes); returns whether this node still leads."""
+        if self.persisted_index >= self.log.last_index:
+            self.disk_wait_index = self.disk_wait_elapsed = 0
+            return True
+        if self.persisted_index >= self.disk_wait_index:
+            # the write waited for landed (or none was): wait for the newest one
+            self.disk_wait_index, self.disk_wait_elapsed = self.log.last_index, 0
+            return True
+        self.disk_wait_elapsed += 1
+        others = sorted(self.members.voters - {self.id})
+        if not others:
+            return True  # nobody to hand over to
+        timeout = self.config.election_ticks
+        if self.disk_wait_elapsed >= 2 * timeout:
+            self._become_follower(self.term, None)
+            return False
+        if self.disk_wait_elapsed >= timeout and self.transfer_target is None:
+            self.transfer_leadership(max(others, key=lambda p: self.progress[p].match))
+        return True
 
     def _broadcast_heartbeat(self) -> None:
         self.read_seq += 1
