@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -58,12 +58,17 @@ ELECTION_TIMEOUT_MAX = 2 * ELECTION_TICKS * TICK
 LINK_DELAY = 0.001
 
 
-def node_options(node_id: NodeId, ids: Iterable[NodeId]) -> NodeOptions:
+def node_options(
+    node_id: NodeId, ids: Iterable[NodeId], raft: Mapping[str, Any] | None = None
+) -> NodeOptions:
+    """The harness's options; `raft` sets more RaftConfig fields."""
     return NodeOptions(
         node_id=node_id,
         members=Members(voters=frozenset(ids)),
         tick_seconds=TICK,
-        raft=RaftConfig(election_ticks=ELECTION_TICKS, heartbeat_ticks=HEARTBEAT_TICKS),
+        raft=RaftConfig(
+            election_ticks=ELECTION_TICKS, heartbeat_ticks=HEARTBEAT_TICKS, **(raft or {})
+        ),
         request_timeout=5.0,
         leader_wait=2.0,
         fsync=False,
@@ -104,8 +109,16 @@ class _Running:
 class Cluster:
     """Nodes `n1`..`nN` sharing one network; each keeps its data dir across restarts."""
 
-    def __init__(self, nursery: trio.Nursery, root: Path, size: int, seed: int) -> None:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        root: Path,
+        size: int,
+        seed: int,
+        raft: Mapping[str, Any] | None = None,
+    ) -> None:
         self._nursery = nursery
+        self._raft = raft
         self._root = root
         self._rng = random.Random(seed)
         self.ids = [f"n{k}" for k in range(1, size + 1)]
@@ -126,7 +139,7 @@ class Cluster:
             return self.network.transport(node_id, handler, peers=self.ids)
 
         node = Node(
-            node_options(node_id, self.ids),
+            node_options(node_id, self.ids, self._raft),
             wal,
             recovery,
             transport,
@@ -220,11 +233,13 @@ class Cluster:
 
 
 @asynccontextmanager
-async def open_cluster(root: Path, size: int = 3, seed: int = 0) -> AsyncIterator[Cluster]:
-    """A running cluster of `size` nodes with data dirs under `root`; every node is
-    crashed when the block ends."""
+async def open_cluster(
+    root: Path, size: int = 3, seed: int = 0, raft: Mapping[str, Any] | None = None
+) -> AsyncIterator[Cluster]:
+    """A running cluster of `size` nodes with data dirs under `root` (`raft`: RaftConfig
+    fields to set); every node is crashed when the block ends."""
     async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery, root, size, seed)
+        cluster = Cluster(nursery, root, size, seed, raft)
         nursery.start_soon(cluster.monitor)
         await cluster.start_all()
         yield cluster
@@ -258,3 +273,12 @@ async def write(node: Node, key: bytes, value: bytes) -> bytes:
 def get(node: Node, key: bytes) -> Reply:
     """GET from `node`'s local state machine, with no read barrier."""
     return node.store.read([b"GET", key])
+
+
+def hang_disk(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, `node`'s WAL writes never finish (a disk that hangs)."""
+
+    async def never_finish(batch: object) -> None:
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(node, "_write_durably", never_finish)

@@ -109,6 +109,7 @@ def test_default_values() -> None:
     assert limits.max_clients == 10_000
     assert limits.idle_timeout_s == 0
     assert limits.max_unread_reply_bytes == 64 << 20
+    assert limits.max_uncommitted_bytes == 64 << 20
 
 
 def test_ticks_round_up() -> None:
@@ -125,7 +126,8 @@ def test_every_key_set(tmp_path: Path) -> None:
             "election_timeout_max_ms = 200\nsnapshot_entries = 10\nsnapshot_bytes = 1000\n"
             "snapshots_kept = 1\n\n[limits]\nmax_value_bytes = 100\nmax_inline_bytes = 200\n"
             "max_args = 10\nmax_request_bytes = 1000\nmax_clients = 5\nidle_timeout_s = 60\n"
-            'max_unread_reply_bytes = 4096\n\n[tls]\ncert_file = "n1.pem"\n'
+            "max_unread_reply_bytes = 4096\nmax_uncommitted_bytes = 8192\n\n[tls]\n"
+            'cert_file = "n1.pem"\n'
             'key_file = "/etc/trioraft/n1.key"\nca_file = "../ca.pem"',
         ),
     )
@@ -134,7 +136,7 @@ def test_every_key_set(tmp_path: Path) -> None:
     assert cfg.password == "pw"
     assert cfg.log_level == "debug"
     assert cfg.raft == RaftConfig(5, 20, 100, 200, 10, 1000, 1)
-    assert cfg.limits == Limits(100, 200, 10, 1000, 5, 60, 4096)
+    assert cfg.limits == Limits(100, 200, 10, 1000, 5, 60, 4096, 8192)
     assert cfg.tls == TlsConfig(
         cert_file=tmp_path / "n1.pem",
         key_file=Path("/etc/trioraft/n1.key"),

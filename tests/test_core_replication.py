@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from coretools import Cluster, Where, avoiding, involving, log_of, make_raft, members
 
-from trioraft.core.errors import NotLeader
+from trioraft.core.errors import NotLeader, TooMuchUncommitted
 from trioraft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -227,6 +227,52 @@ def test_proposal_on_a_follower_raises_not_leader_naming_the_leader() -> None:
         follower.propose([b"x"])
     assert raised.value.leader_id == "a"
     assert follower.log.last_index == 1
+
+
+SMALL_UNCOMMITTED = RaftConfig(max_uncommitted_bytes=10)
+
+
+def test_proposals_past_the_uncommitted_bytes_cap_are_refused() -> None:
+    cluster = Cluster(config=SMALL_UNCOMMITTED)
+    leader = cluster.elect("a")
+    leader.propose([b"12345", b"67890"])
+    with pytest.raises(TooMuchUncommitted):
+        leader.propose([b"x"])
+    assert leader.log.last_index == 3
+
+
+def test_committed_and_applied_entries_make_room_for_proposals() -> None:
+    cluster = Cluster(config=SMALL_UNCOMMITTED)
+    leader = cluster.elect("a")
+    leader.propose([b"1234567890"])
+    cluster.stabilize()
+    assert leader.propose([b"1234567890"]) == [(3, 1)]
+
+
+def test_entries_committed_but_not_durable_on_the_leader_still_count() -> None:
+    cluster = Cluster(config=SMALL_UNCOMMITTED)
+    leader = cluster.elect("a")
+    cluster.hung_disks.add("a")
+    leader.propose([b"1234567890"])
+    cluster.stabilize()
+    assert leader.commit == 2
+    with pytest.raises(TooMuchUncommitted):
+        leader.propose([b"x"])
+
+
+def test_a_proposal_larger_than_the_cap_is_taken_when_nothing_is_uncommitted() -> None:
+    leader = Cluster(config=SMALL_UNCOMMITTED).elect("a")
+    assert leader.propose([b"x" * 100]) == [(2, 1)]
+
+
+def test_a_leader_elected_again_starts_counting_afresh() -> None:
+    cluster = Cluster(config=RaftConfig(max_uncommitted_bytes=10, check_quorum=False))
+    cluster.elect("a").propose([b"1234567890"])
+    cluster.drop()  # the proposal is lost with the leadership
+    cluster.elect("b", avoiding("a"))
+    cluster.stabilize()
+    leader = cluster.elect("a")
+    assert leader.propose([b"1234567890"]) == [(4, 3)]
 
 
 # --- pacing ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from nodetools import (
     TICK,
     Cluster,
     get,
+    hang_disk,
     hold_clock_during_threads,
     open_cluster,
     set_command,
@@ -153,22 +154,13 @@ async def test_failover_elects_a_new_leader_within_the_election_timeout(
         cluster.assert_election_safety()
 
 
-async def hang_disk(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
-    """From now on, `node`'s WAL writes never finish (a disk that hangs)."""
-
-    async def never_finish(batch: object) -> None:
-        await trio.sleep_forever()
-
-    monkeypatch.setattr(node, "_write_durably", never_finish)
-
-
 async def test_a_leader_whose_disk_hangs_hands_leadership_over(
     clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with open_cluster(tmp_path) as cluster:
         old = await cluster.wait_for_leader()
         assert await write(old, b"before", b"1") == OK
-        await hang_disk(old, monkeypatch)
+        hang_disk(old, monkeypatch)
         hung_at = trio.current_time()
 
         async with trio.open_nursery() as nursery:
@@ -195,12 +187,32 @@ async def test_a_node_whose_disk_hangs_holds_a_bounded_queue_of_messages(
     async with open_cluster(tmp_path) as cluster:
         leader = await cluster.wait_for_leader()
         hung = followers(cluster, leader)[0]
-        await hang_disk(hung, monkeypatch)
+        hang_disk(hung, monkeypatch)
         for k in range(20):
             assert await write(leader, b"k%d" % k, b"v") == OK
         await trio.sleep(100 * HEARTBEAT)  # the leader keeps asking the hung follower
         waiting = sum(len(item.after_persist) for item in hung._wal_queue)
         assert 0 < waiting <= 8
+
+
+TRYAGAIN = b"-TRYAGAIN too many uncommitted writes, retry shortly\r\n"
+
+
+async def test_writes_past_the_uncommitted_bytes_cap_are_refused_with_tryagain(
+    clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_cluster(tmp_path, raft={"max_uncommitted_bytes": 1000}) as cluster:
+        leader = await cluster.wait_for_leader()
+        follower = followers(cluster, leader)[0]
+        # the leader's own copy never becomes durable, so nothing it takes is applied
+        hang_disk(leader, monkeypatch)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write, leader, b"big", b"x" * 1000)
+            await wait_until(lambda: leader.core.uncommitted_bytes > 0, 5 * TICK)
+            assert await write(leader, b"small", b"1") == TRYAGAIN
+            assert await write(follower, b"forwarded", b"2") == TRYAGAIN
+            nursery.cancel_scope.cancel()
+        assert leader.core.log.last_index == leader.core.commit  # nothing refused was kept
 
 
 async def test_a_restarted_leader_rejoins_without_disrupting_its_successor(

@@ -196,6 +196,9 @@ class Limits:
     idle_timeout_s: int = 0
     #: close a client connection whose replies waiting to be read exceed this many bytes
     max_unread_reply_bytes: int = 64 * MIB
+    #: the most bytes of writes a leader holds not yet committed and applied; more are
+    #: refused with -TRYAGAIN
+    max_uncommitted_bytes: int = 64 * MIB
 
 
 @attrs.frozen(slots=True)
@@ -497,6 +500,7 @@ def _limits_problems(limits: Limits) -> list[str]:
             "max_request_bytes",
             "max_clients",
             "max_unread_reply_bytes",
+            "max_uncommitted_bytes",
         ],
     )
     problems += _positive("limits", limits, ["idle_timeout_s"], least=0)

@@ -64,6 +64,7 @@ def node_options(config: Config) -> NodeOptions:
             election_ticks=r.election_ticks_min,
             election_ticks_max=r.election_ticks_max,
             heartbeat_ticks=r.heartbeat_ticks,
+            max_uncommitted_bytes=config.limits.max_uncommitted_bytes,
         ),
         fsync=config.fsync,
         snapshot_policy=SnapshotPolicy(entries=r.snapshot_entries, bytes=r.snapshot_bytes),

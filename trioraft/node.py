@@ -20,7 +20,8 @@ from a follower) and waits until they are applied; `read_barrier()` waits until 
 linearizable read may be served locally (a follower asks the leader for the read index).
 
 Outcomes of a write (CONTRACT section 3): applied (the reply), definitely not applied
-(`Unavailable`: no leader, or our entry was replaced by another one), or unknown
+(`Unavailable`: no leader, or our entry was replaced by another one; `Overloaded`: the
+leader holds too many uncommitted writes to take more), or unknown
 (`Indeterminate`: the wait timed out, or the request was lost in flight).
 """
 
@@ -35,7 +36,7 @@ import attrs
 import trio
 
 from trioraft import incarnation, kv
-from trioraft.core.errors import NotLeader, TransferInProgress
+from trioraft.core.errors import NotLeader, TooMuchUncommitted, TransferInProgress
 from trioraft.core.messages import (
     Entry,
     EntryKind,
@@ -79,6 +80,11 @@ class LeaderChanged(Exception):
 
 class Indeterminate(Exception):
     """The request may or may not take effect."""
+
+
+class Overloaded(Exception):
+    """Definite: the leader holds too many writes not yet committed and refused this
+    one; it was not applied."""
 
 
 @attrs.frozen
@@ -404,14 +410,17 @@ class Node:
 
     async def propose(self, commands: list[bytes]) -> list[bytes]:
         """Append commands as the leader, in one batch, and wait until they are applied.
-        Returns each command's RESP-encoded reply, or its -CLUSTERDOWN (definitely not
-        applied) or -TIMEOUT (unknown) error. Raises NotLeader when nothing was appended."""
+        Returns each command's RESP-encoded reply, or its -CLUSTERDOWN or -TRYAGAIN
+        (definitely not applied) or -TIMEOUT (unknown) error. Raises NotLeader when
+        nothing was appended."""
         if self.stopping:
             raise NotLeader(None)
         try:
             placed = self.core.propose(commands)
         except TransferInProgress:
             raise NotLeader(None) from None
+        except TooMuchUncommitted as exc:
+            return [encode(error_reply(Overloaded(str(exc))))] * len(commands)
         waiters = []
         for index, term in placed:
             waiter = _Waiter(term)
@@ -702,7 +711,9 @@ class _ReadWaiter:
         return self._index
 
 
-def error_reply(exc: Unavailable | Indeterminate) -> ErrorReply:
+def error_reply(exc: Unavailable | Indeterminate | Overloaded) -> ErrorReply:
     if isinstance(exc, Unavailable):
         return ErrorReply(f"CLUSTERDOWN {exc}")
+    if isinstance(exc, Overloaded):
+        return ErrorReply(f"TRYAGAIN {exc}, retry shortly")
     return ErrorReply(f"TIMEOUT {exc}")

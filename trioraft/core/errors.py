@@ -23,3 +23,11 @@ class TransferInProgress(RaftError):
 
     def __init__(self) -> None:
         super().__init__("leadership transfer in progress")
+
+
+class TooMuchUncommitted(RaftError):
+    """The leader holds `max_uncommitted_bytes` of proposals not yet committed and
+    applied; new ones are refused until some are (flow control, never unbounded memory)."""
+
+    def __init__(self) -> None:
+        super().__init__("too many uncommitted writes")

@@ -47,7 +47,7 @@ from collections.abc import Hashable, Sequence
 
 import attrs
 
-from trioraft.core.errors import NotLeader, TransferInProgress
+from trioraft.core.errors import NotLeader, TooMuchUncommitted, TransferInProgress
 from trioraft.core.log import RaftLog
 from trioraft.core.messages import (
     AppendEntries,
@@ -93,6 +93,9 @@ class RaftConfig:
     max_batch_bytes: int = 1 << 20
     #: most unanswered AppendEntries per follower while pipelining
     max_inflight: int = 64
+    #: most command bytes a leader holds proposed but not yet committed and handed out
+    #: to apply; beyond it proposals are refused (one is always taken when none is held)
+    max_uncommitted_bytes: int = 64 << 20
 
 
 @attrs.frozen
@@ -197,6 +200,9 @@ class Raft:
         self.transfer_elapsed = 0
         #: leader only: TimeoutNow went to the transfer target
         self.timeout_now_sent = False
+        #: leader only: command bytes this leader proposed that are not yet handed out
+        #: to apply (uncommitted, or not yet durable here)
+        self.uncommitted_bytes = 0
         #: leader only: the own write being waited for (the last index when the wait
         #: began; 0 when all is durable), and for how many ticks
         self.disk_wait_index = 0
@@ -238,12 +244,19 @@ class Raft:
             self._campaign()
 
     def propose(self, commands: Sequence[bytes]) -> list[tuple[int, int]]:
-        """Append client commands; returns the (index, term) of each. Raises NotLeader
-        or TransferInProgress, in which case nothing was appended."""
+        """Append client commands; returns the (index, term) of each. Raises NotLeader,
+        TransferInProgress or TooMuchUncommitted, in which case nothing was appended."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_id)
         if self.transfer_target is not None:
             raise TransferInProgress()
+        size = sum(len(data) for data in commands)
+        if (
+            self.uncommitted_bytes
+            and self.uncommitted_bytes + size > self.config.max_uncommitted_bytes
+        ):
+            raise TooMuchUncommitted()
+        self.uncommitted_bytes += size
         first = self.log.last_index + 1
         term = self.term
         new = [Entry(term, first + k, EntryKind.COMMAND, data) for k, data in enumerate(commands)]
@@ -339,6 +352,8 @@ class Raft:
         apply_to = min(self.commit, self.persisted_index)
         committed = self.log.slice(self.applied_handed + 1, apply_to + 1)
         self.applied_handed = max(self.applied_handed, apply_to)
+        if self.role is Role.LEADER:
+            self.uncommitted_bytes -= sum(len(e.data) for e in committed if e.term == self.term)
         rd = Ready(
             snapshot=self._snapshot_to_install,
             hard_state=hard_state,
@@ -373,6 +388,7 @@ class Raft:
         self.transfer_target = None
         self.timeout_now_sent = False
         self.disk_wait_index = self.disk_wait_elapsed = 0
+        self.uncommitted_bytes = 0
         self.need_heartbeat = False
         self._dropped_reads.extend(self.reads_waiting)
         self._dropped_reads.extend(ctx for _, ctx, _ in self.reads_pending)
