@@ -10,13 +10,29 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from procs import Cluster, Error, Node, Reply, RespClient, parse_info, running_cluster
+from procs import (
+    Cluster,
+    Error,
+    Node,
+    Reply,
+    RespClient,
+    encode_request,
+    parse_info,
+    running_cluster,
+)
 
 pytestmark = pytest.mark.processes
 
 INT64_MAX = 2**63 - 1
 NOT_AN_INTEGER = Error("ERR value is not an integer or out of range")
 SYNTAX_ERROR = Error("ERR syntax error")
+WRONGPASS = Error("WRONGPASS invalid username-password pair or user is disabled.")
+BAD_CLIENT_NAME = Error("ERR Client names cannot contain spaces, newlines or special characters.")
+NOAUTH_HELLO = (
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+    "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+    "select the RESP protocol version at the same time"
+)
 
 
 def arity(name: str) -> Error:
@@ -356,6 +372,12 @@ def test_auth_without_a_configured_password_is_an_error(client: RespClient) -> N
     assert client.call("PING") == "PONG"
 
 
+def test_auth_as_default_needs_no_password_when_the_node_has_none(client: RespClient) -> None:
+    # Redis's default user without a password accepts any
+    assert client.call("AUTH", "default", "anything") == "OK"
+    assert client.call("AUTH", "bob", "anything") == WRONGPASS
+
+
 def test_select_0_is_the_only_database(client: RespClient) -> None:
     assert client.call("SELECT", "0") == "OK"
     assert client.call("SELECT", "1") == Error("ERR DB index is out of range")
@@ -413,26 +435,231 @@ def test_info_server_has_only_the_server_section(client: RespClient) -> None:
     assert "role" not in fields
 
 
-def test_client_setinfo_and_setname_answer_ok(client: RespClient) -> None:
+def test_client_setinfo_answers_ok(client: RespClient) -> None:
     assert client.call("CLIENT", "SETINFO", "lib-name", "redis-py") == "OK"
     assert client.call("CLIENT", "SETINFO", "lib-ver", "5.0.0") == "OK"
+
+
+def test_client_setname_names_the_connection(client: RespClient) -> None:
+    assert client.call("CLIENT", "GETNAME") is None
     assert client.call("CLIENT", "SETNAME", "tester") == "OK"
+    assert client.call("CLIENT", "GETNAME") == b"tester"
+    assert client.call("CLIENT", "SETNAME", "a b") == BAD_CLIENT_NAME
+    assert client.call("CLIENT", "SETNAME", "a\nb") == BAD_CLIENT_NAME
+    assert client.call("CLIENT", "GETNAME") == b"tester"
+    assert client.call("CLIENT", "SETNAME", "") == "OK"
+    assert client.call("CLIENT", "GETNAME") is None
+    assert client.call("CLIENT", "SETNAME") == arity("client|setname")
 
 
-def test_command_and_command_docs_answer_an_empty_array(client: RespClient) -> None:
+def test_client_id_differs_between_connections(follower: Node) -> None:
+    with follower.client() as one, follower.client() as two:
+        ids = [one.call("CLIENT", "ID"), two.call("CLIENT", "ID")]
+    assert all(isinstance(i, int) and i > 0 for i in ids)
+    assert ids[0] != ids[1]
+
+
+def test_command_answers_an_empty_array_and_command_docs_an_empty_map(
+    client: RespClient,
+) -> None:
     assert client.call("COMMAND") == []
     assert client.call("COMMAND", "DOCS") == []
+    exchange(client, ("HELLO", "3"))
+    assert exchange(client, ("COMMAND",), ("COMMAND", "DOCS")) == b"*0\r\n%0\r\n"
 
 
-def test_config_get_answers_an_empty_array(client: RespClient) -> None:
-    assert client.call("CONFIG", "GET", "maxmemory") == []
+# ---- CONFIG GET -----------------------------------------------------------------------
 
 
-def test_hello_is_an_error_so_clients_stay_on_resp2(client: RespClient) -> None:
-    reply = client.call("HELLO", "3")
-    assert isinstance(reply, Error)
-    assert reply.text.startswith("ERR ")
-    assert client.call("PING") == "PONG"
+def config(client: RespClient, *patterns: str) -> dict[str, str]:
+    reply = client.call("CONFIG", "GET", *patterns)
+    assert isinstance(reply, list), reply
+    names = [name.decode() for name in reply[::2] if isinstance(name, bytes)]
+    values = [value.decode() for value in reply[1::2] if isinstance(value, bytes)]
+    assert len(names) == len(values) == len(reply) // 2, reply
+    return dict(zip(names, values, strict=True))
+
+
+def test_config_get_answers_what_redis_benchmark_asks(client: RespClient) -> None:
+    # the shared cluster fsyncs: every write is logged and fsynced before its reply
+    assert config(client, "save") == {"save": ""}
+    assert config(client, "appendonly") == {"appendonly": "yes"}
+    assert config(client, "appendfsync") == {"appendfsync": "always"}
+
+
+def test_config_get_reports_the_limits(client: RespClient) -> None:
+    assert config(client, "maxclients", "timeout", "proto-max-bulk-len", "databases") == {
+        "maxclients": "10000",
+        "timeout": "0",
+        "proto-max-bulk-len": str(1024 * 1024),
+        "databases": "1",
+    }
+    assert config(client, "maxmemory*") == {"maxmemory": "0", "maxmemory-policy": "noeviction"}
+
+
+def test_config_get_takes_glob_patterns_in_any_case(client: RespClient) -> None:
+    assert config(client, "SAVE") == {"save": ""}
+    assert set(config(client, "*max*")) == {
+        "maxclients",
+        "maxmemory",
+        "maxmemory-policy",
+        "proto-max-bulk-len",
+    }
+    assert config(client, "app?ndonly", "[s]ave", "save") == {"appendonly": "yes", "save": ""}
+    assert set(config(client, "*")) >= {"save", "appendonly", "maxclients"}
+    assert config(client, "nothing*") == {}
+
+
+def test_config_errors_are_redis_errors(client: RespClient) -> None:
+    assert client.call("CONFIG") == arity("config")
+    assert client.call("CONFIG", "GET") == arity("config|get")
+    assert client.call("CONFIG", "SET", "save", "") == Error(
+        "ERR unknown subcommand 'SET'. Try CONFIG HELP."
+    )
+
+
+def test_config_get_is_a_map_under_resp3(client: RespClient) -> None:
+    exchange(client, ("HELLO", "3"))
+    assert exchange(client, ("CONFIG", "GET", "save")) == b"%1\r\n$4\r\nsave\r\n$0\r\n\r\n"
+
+
+# ---- HELLO and RESP3 ------------------------------------------------------------------
+
+
+def exchange(client: RespClient, *requests: tuple[str, ...]) -> bytes:
+    """Send `requests` at once and read back their replies' bytes unparsed (RESP3 too)."""
+    client.send_raw(b"".join(encode_request(*request) for request in requests))
+    data = bytearray()
+    while (parsed := raw_reply_end(data, 0, len(requests))) is None:
+        chunk = client.sock.recv(65536)
+        assert chunk, f"closed after {bytes(data)!r}"
+        data += chunk
+    assert parsed == len(data), f"more than the replies: {bytes(data)!r}"
+    return bytes(data)
+
+
+def raw_reply_end(data: bytes | bytearray, pos: int, count: int) -> int | None:
+    """The end of `count` RESP2 or RESP3 replies from `pos`, or None if incomplete."""
+    for _ in range(count):
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            return None
+        kind, size = data[pos : pos + 1], data[pos + 1 : end]
+        pos = end + 2
+        if kind in (b"$", b"=") and size != b"-1":
+            pos += int(size) + 2
+            if pos > len(data):
+                return None
+        elif kind in (b"*", b"%") and size != b"-1":
+            items = int(size) * (2 if kind == b"%" else 1)
+            found = raw_reply_end(data, pos, items)
+            if found is None:
+                return None
+            pos = found
+    return pos
+
+
+def hello_map(proto: int, client_id: int, role: str = "replica") -> bytes:
+    """HELLO's reply, the fields and order Redis 7 sends, under RESP3."""
+    fields = [b"redis", b"7.2.0", proto, client_id, b"standalone", role.encode()]
+    names = [b"server", b"version", b"proto", b"id", b"mode", b"role"]
+    out = bytearray(b"%7\r\n")
+    for name, value in zip(names, fields, strict=True):
+        out += b"$%d\r\n%s\r\n" % (len(name), name)
+        out += (
+            b":%d\r\n" % value if isinstance(value, int) else b"$%d\r\n%s\r\n" % (len(value), value)
+        )
+    return bytes(out + b"$7\r\nmodules\r\n*0\r\n")
+
+
+def test_hello_3_answers_the_server_map_and_switches_to_resp3(client: RespClient) -> None:
+    client_id = client.call("CLIENT", "ID")
+    assert isinstance(client_id, int)
+    assert exchange(client, ("HELLO", "3")) == hello_map(3, client_id)
+
+
+def test_hello_role_is_master_on_the_leader(shared_cluster: Cluster) -> None:
+    with shared_cluster.wait_for_leader().client() as client:
+        reply = client.call("HELLO")
+    assert isinstance(reply, list)
+    assert dict(zip(reply[::2], reply[1::2], strict=True))[b"role"] == b"master"
+
+
+def test_hello_2_and_plain_hello_answer_a_flat_array(client: RespClient) -> None:
+    client_id = client.call("CLIENT", "ID")
+    reply = client.call("HELLO", "2")
+    assert reply == [
+        *(b"server", b"redis", b"version", b"7.2.0", b"proto", 2, b"id", client_id),
+        *(b"mode", b"standalone", b"role", b"replica", b"modules", []),
+    ]
+    assert client.call("HELLO") == reply
+
+
+def resp3_cases(prefix: str) -> list[tuple[tuple[str, ...], bytes]]:
+    """Requests and their RESP3 replies, with `prefix + "k"` set to v beforehand."""
+    k, new, missing, n = (prefix + name for name in ("k", "new", "missing", "n"))
+    return [
+        (("GET", missing), b"_\r\n"),
+        (("GET", k), b"$1\r\nv\r\n"),
+        (("MGET", k, missing), b"*2\r\n$1\r\nv\r\n_\r\n"),
+        (("SET", k, "w", "NX"), b"_\r\n"),
+        (("SET", new, "w", "GET"), b"_\r\n"),
+        (("SET", k, "w", "GET"), b"$1\r\nv\r\n"),
+        (("SET", k, "x"), b"+OK\r\n"),
+        (("EXISTS", k, missing), b":1\r\n"),
+        (("DEL", new, missing), b":1\r\n"),
+        (("INCR", n), b":1\r\n"),
+        (("TYPE", k), b"+string\r\n"),
+        (("KEYS", k), b"*1\r\n$%d\r\n%s\r\n" % (len(k), k.encode())),
+        (("CLIENT", "GETNAME"), b"_\r\n"),
+        (("PING",), b"+PONG\r\n"),
+        (("INCR", k), b"-ERR value is not an integer or out of range\r\n"),
+        (("INFO", "cluster"), b"=34\r\ntxt:# Cluster\r\ncluster_enabled:0\r\n\r\n"),
+    ]
+
+
+def test_resp3_replies_as_redis_7_sends_them(client: RespClient) -> None:
+    client.call("MSET", "resp3:k", "v", "resp3pipe:k", "v")
+    exchange(client, ("HELLO", "3"))
+    for request, expected in resp3_cases("resp3:"):
+        assert exchange(client, request) == expected, request
+    pipelined = resp3_cases("resp3pipe:")
+    requests = [request for request, _ in pipelined]
+    assert exchange(client, *requests) == b"".join(reply for _, reply in pipelined)
+
+
+def test_hello_2_switches_back_to_resp2(client: RespClient) -> None:
+    exchange(client, ("HELLO", "3"))
+    assert exchange(client, ("GET", "resp2again:missing")) == b"_\r\n"
+    assert isinstance(client.call("HELLO", "2"), list)
+    assert exchange(client, ("GET", "resp2again:missing")) == b"$-1\r\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("4",), "NOPROTO unsupported protocol version"),
+        (("1",), "NOPROTO unsupported protocol version"),
+        (("three",), "ERR Protocol version is not an integer or out of range"),
+        (("3", "foo"), "ERR Syntax error in HELLO option 'foo'"),
+        (("3", "AUTH", "default"), "ERR Syntax error in HELLO option 'AUTH'"),
+        (("3", "SETNAME"), "ERR Syntax error in HELLO option 'SETNAME'"),
+        (("3", "SETNAME", "a b"), BAD_CLIENT_NAME.text),
+        (("3", "AUTH", "bob", "x"), WRONGPASS.text),
+    ],
+)
+def test_a_bad_hello_is_an_error_and_changes_nothing(
+    client: RespClient, args: tuple[str, ...], error: str
+) -> None:
+    assert client.call("HELLO", *args) == Error(error)
+    assert exchange(client, ("GET", "badhello:missing")) == b"$-1\r\n"
+    assert client.call("CLIENT", "GETNAME") is None
+
+
+def test_hello_setname_and_auth_as_default(client: RespClient) -> None:
+    reply = client.call("HELLO", "2", "SETNAME", "me", "AUTH", "default", "any")
+    assert isinstance(reply, list)
+    assert client.call("CLIENT", "GETNAME") == b"me"
 
 
 def test_an_unknown_command_names_itself_and_its_first_args(client: RespClient) -> None:
@@ -462,6 +689,26 @@ def test_every_command_before_auth_gets_noauth(
 ) -> None:
     with password_node.client(auth=False) as client:
         assert client.call(*command) == Error("NOAUTH Authentication required.")
+
+
+def test_hello_before_auth_gets_noauth_and_stays_resp2(password_node: Node) -> None:
+    with password_node.client(auth=False) as client:
+        assert client.call("HELLO", "3") == Error(NOAUTH_HELLO)
+        assert client.call("HELLO") == Error(NOAUTH_HELLO)
+        assert client.call("HELLO", "3", "AUTH", "default", "wrong") == WRONGPASS
+        assert client.call("HELLO", "3", "AUTH", "bob", "s3cret") == WRONGPASS
+        assert client.call("HELLO", "3", "SETNAME", "me") == Error(NOAUTH_HELLO)
+        assert client.call("GET", "k") == Error("NOAUTH Authentication required.")
+
+
+def test_hello_with_auth_authenticates_names_and_switches(password_node: Node) -> None:
+    with password_node.client(auth=False) as client:
+        reply = exchange(client, ("HELLO", "3", "AUTH", "default", "s3cret", "SETNAME", "me"))
+        assert reply.startswith(b"%7\r\n")
+        assert b"$4\r\nrole\r\n$6\r\nmaster\r\n" in reply
+        assert exchange(client, ("GET", "hello:missing"), ("CLIENT", "GETNAME")) == (
+            b"_\r\n$2\r\nme\r\n"
+        )
 
 
 def test_a_wrong_password_gets_wrongpass(password_node: Node) -> None:

@@ -1,19 +1,24 @@
-"""Real Redis clients against a follower of a running cluster: redis-py, and the redis-cli
-and redis-benchmark binaries where they are installed (Debian's redis-tools).
+"""Real Redis clients against a follower of a running cluster: redis-py (sync and asyncio),
+and the redis-cli and redis-benchmark binaries where they are installed (Debian's
+redis-tools).
 
-trioraft speaks RESP2 only and answers HELLO with an error (CONTRACT section 3). redis-py
-before 8.0 speaks RESP2 by default; from 8.0 it sends HELLO 3 on connect and gives up when
-that fails, so the tests ask for `protocol=2`."""
+redis-py is used with its defaults: from 8.0 on it sends HELLO 3 on connect and speaks
+RESP3 (it would fall back to RESP2, with a logged warning, if HELLO failed); one test
+asks for RESP2 explicitly."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio
 from procs import Cluster, Node
 
 pytestmark = pytest.mark.processes
@@ -25,10 +30,13 @@ def follower(shared_cluster: Cluster) -> Node:
 
 
 @pytest.fixture
-def r(follower: Node) -> Iterator[redis.Redis]:
-    client = redis.Redis(port=follower.client_port, socket_timeout=10, protocol=2)
+def r(follower: Node, caplog: pytest.LogCaptureFixture) -> Iterator[redis.Redis]:
+    """redis-py with its default protocol; the test fails if redis-py logs a warning."""
+    client = redis.Redis(port=follower.client_port, socket_timeout=10)
     try:
-        yield client
+        with caplog.at_level(logging.WARNING):
+            yield client
+        assert [record.getMessage() for record in caplog.records] == []
     finally:
         client.close()
 
@@ -96,15 +104,62 @@ def test_redis_py_info(r: redis.Redis, follower: Node) -> None:
 REDIS_PY_MAJOR = int(redis.__version__.split(".")[0])
 
 
-@pytest.mark.xfail(
-    REDIS_PY_MAJOR >= 8,
-    strict=True,
-    reason="redis-py 8 speaks RESP3 by default (HELLO 3 on connect); trioraft has only "
-    "RESP2 and answers HELLO with an error, which redis-py 8 treats as fatal",
-)
-def test_redis_py_with_its_default_protocol(follower: Node) -> None:
-    with redis.Redis(port=follower.client_port, socket_timeout=10) as client:
-        assert client.ping() is True
+def test_redis_py_speaks_resp3_by_default(r: redis.Redis, follower: Node) -> None:
+    hello = r.execute_command("HELLO")
+    assert hello[b"proto"] == (3 if REDIS_PY_MAJOR >= 8 else 2)
+    assert hello[b"role"] == b"replica"
+
+
+def test_redis_py_config_get_and_client_name(r: redis.Redis) -> None:
+    assert r.config_get("save") == {"save": ""}
+    assert r.config_get("append*") == {"appendonly": "yes", "appendfsync": "always"}
+    assert r.client_setname("py-tester") is True
+    assert r.client_getname() == "py-tester"
+    assert isinstance(r.client_id(), int)
+
+
+def test_redis_py_with_resp2_asked_for(follower: Node) -> None:
+    with redis.Redis(port=follower.client_port, socket_timeout=10, protocol=2) as client:
+        assert client.set("py2:k", "v") is True
+        assert client.get("py2:k") == b"v"
+        assert client.get("py2:missing") is None
+        assert client.mget("py2:k", "py2:missing") == [b"v", None]
+        assert client.config_get("save") == {"save": ""}
+        assert client.info("raft")["role"] == "follower"
+        assert client.execute_command("HELLO")[5] == 2  # a flat array: ..., "proto", 2
+
+
+def test_redis_py_asyncio_with_its_default_protocol(
+    follower: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def session() -> list[object]:
+        client = redis.asyncio.Redis(port=follower.client_port, socket_timeout=10)
+        try:
+            await client.set("pyaio:k", "v")
+            hello = await client.execute_command("HELLO")
+            return [await client.get("pyaio:k"), await client.get("pyaio:missing"), hello]
+        finally:
+            await client.aclose()
+
+    with caplog.at_level(logging.WARNING):
+        value, missing, hello = asyncio.run(session())
+    assert [record.getMessage() for record in caplog.records] == []
+    assert (value, missing) == (b"v", None)
+    assert isinstance(hello, dict)
+    assert hello[b"proto"] == (3 if REDIS_PY_MAJOR >= 8 else 2)
+
+
+def test_redis_py_in_a_fresh_interpreter_prints_only_the_value(follower: Node) -> None:
+    script = (
+        "import redis; r = redis.Redis(port=%d); r.set('fresh:a', '1'); print(r.get('fresh:a'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script % follower.client_port],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "b'1'\n", "")
 
 
 # ---- redis-cli and redis-benchmark --------------------------------------------------
@@ -119,6 +174,7 @@ def cli(port: int, *args: str) -> str:
         [REDIS_CLI, "-p", str(port), *args], capture_output=True, text=True, timeout=20
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
     return result.stdout
 
 
@@ -135,10 +191,23 @@ def test_redis_cli_set_get_info_ping(follower: Node) -> None:
     assert cli(port, "PING") == "PONG\n"
 
 
-def benchmark(port: int, tests: str) -> subprocess.CompletedProcess[str]:
+@pytest.mark.skipif(REDIS_CLI is None, reason="redis-cli is not installed (apt redis-tools)")
+def test_redis_cli_with_resp3(follower: Node) -> None:
+    port = follower.client_port
+    hello = cli(port, "-3", "HELLO").splitlines()
+    assert hello[:3] == ["server redis", "version 7.2.0", "proto 3"]
+    assert hello[4:] == ["mode standalone", "role replica", "modules "]
+    assert cli(port, "-3", "SET", "cli3:k", "v") == "OK\n"
+    assert cli(port, "-3", "MGET", "cli3:k", "cli3:missing") == "v\n\n"
+    assert cli(port, "-3", "GET", "cli3:missing") == "\n"
+    assert cli(port, "-3", "CONFIG", "GET", "save") == "save \n"
+    assert cli(port, "-3", "INFO", "cluster") == "# Cluster\ncluster_enabled:0\n"
+
+
+def benchmark(port: int, tests: str, *options: str) -> subprocess.CompletedProcess[str]:
     assert REDIS_BENCHMARK is not None
     return subprocess.run(
-        [REDIS_BENCHMARK, "-p", str(port), "-t", tests, "-n", "200", "-q"],
+        [REDIS_BENCHMARK, "-p", str(port), "-t", tests, "-n", "200", "-q", *options],
         capture_output=True,
         text=True,
         timeout=60,
@@ -170,3 +239,12 @@ def test_redis_benchmark_mset(follower: Node) -> None:
     result = benchmark(follower.client_port, "mset")
     assert result.returncode == 0, result.stderr
     assert benchmarked(result.stdout) == ["MSET (10 keys)"]
+    assert result.stderr == ""  # no "WARNING: Could not fetch server CONFIG"
+
+
+@needs_benchmark
+def test_redis_benchmark_with_resp3(follower: Node) -> None:
+    result = benchmark(follower.client_port, "set,get,mset", "-3")
+    assert result.returncode == 0, result.stderr
+    assert benchmarked(result.stdout) == ["SET", "GET", "MSET (10 keys)"]
+    assert result.stderr == ""

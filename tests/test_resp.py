@@ -1,4 +1,4 @@
-"""Tests of the RESP2 request parser and reply encoder (trioraft.resp).
+"""Tests of the RESP request parser and the RESP2 and RESP3 reply encoder (trioraft.resp).
 
 Rules: synchronous, no I/O; every protocol error text is pinned; inline splitting follows
 what a Redis server does with the same line; property tests use small limits so that the
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioraft.replies import OK, ErrorReply, Reply, SimpleString
-from trioraft.resp import ProtocolError, RequestParser, encode, encode_into
+from trioraft.replies import OK, ErrorReply, Map, Reply, SimpleString, Verbatim
+from trioraft.resp import ProtocolError, RequestParser, encode, encode_into, resp2_to_resp3
 
 
 def multibulk(*args: bytes) -> bytes:
@@ -310,6 +310,38 @@ def test_encode(reply: Reply, wire: bytes) -> None:
     assert encode(reply) == wire
 
 
+@pytest.mark.parametrize(
+    ("reply", "resp2", "resp3"),
+    [
+        (None, b"$-1\r\n", b"_\r\n"),
+        ([b"a", None], b"*2\r\n$1\r\na\r\n$-1\r\n", b"*2\r\n$1\r\na\r\n_\r\n"),
+        (Map(()), b"*0\r\n", b"%0\r\n"),
+        (
+            Map(((b"proto", 3), (b"modules", []))),
+            b"*4\r\n$5\r\nproto\r\n:3\r\n$7\r\nmodules\r\n*0\r\n",
+            b"%2\r\n$5\r\nproto\r\n:3\r\n$7\r\nmodules\r\n*0\r\n",
+        ),
+        (
+            [Map(((b"k", None),))],
+            b"*1\r\n*2\r\n$1\r\nk\r\n$-1\r\n",
+            b"*1\r\n%1\r\n$1\r\nk\r\n_\r\n",
+        ),
+        (Verbatim(b"# Cluster\r\n"), b"$11\r\n# Cluster\r\n\r\n", b"=15\r\ntxt:# Cluster\r\n\r\n"),
+        (Verbatim(b""), b"$0\r\n\r\n", b"=4\r\ntxt:\r\n"),
+        (OK, b"+OK\r\n", b"+OK\r\n"),
+        (ErrorReply("ERR x"), b"-ERR x\r\n", b"-ERR x\r\n"),
+        (-1, b":-1\r\n", b":-1\r\n"),
+        (b"$-1", b"$3\r\n$-1\r\n", b"$3\r\n$-1\r\n"),
+    ],
+)
+def test_resp2_and_resp3_differ_in_null_maps_and_verbatim_text(
+    reply: Reply, resp2: bytes, resp3: bytes
+) -> None:
+    assert encode(reply) == resp2
+    assert encode(reply, resp3=False) == resp2
+    assert encode(reply, resp3=True) == resp3
+
+
 def test_encode_into_appends() -> None:
     out = bytearray(b"+PONG\r\n")
     encode_into(out, 7)
@@ -415,6 +447,12 @@ def expected(reply: Reply) -> Reply:
     if isinstance(reply, list):
         return [expected(item) for item in reply]
     return reply
+
+
+@settings(max_examples=200, deadline=None)
+@given(reply=replies)
+def test_resp2_to_resp3_gives_what_encoding_as_resp3_gives(reply: Reply) -> None:
+    assert resp2_to_resp3(encode(reply)) == encode(expected(reply), resp3=True)
 
 
 @settings(max_examples=200, deadline=None)

@@ -482,14 +482,11 @@ def test_redis_py_with_ssl(tls_cluster: Cluster, follower: Node, pki: Pki) -> No
             ssl=True,
             ssl_ca_certs=str(pki.ca),
             socket_timeout=10,
-            protocol=2,
         )
         with client:
             assert client.set(f"tls:py:{node.id}", node.id) is True
             assert client.incr(f"tls:py:n:{node.id}", 5) == 5
-    with redis.Redis(
-        port=follower.client_port, ssl=True, ssl_ca_certs=str(pki.ca), protocol=2
-    ) as client:
+    with redis.Redis(port=follower.client_port, ssl=True, ssl_ca_certs=str(pki.ca)) as client:
         assert client.mget([f"tls:py:{n.id}" for n in tls_cluster.nodes]) == [
             n.id.encode() for n in tls_cluster.nodes
         ]

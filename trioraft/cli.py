@@ -442,7 +442,7 @@ def _exit_status_help() -> str:
 def _parser() -> _Parser:
     parser = _Parser(
         prog="trioraft",
-        description="A Raft key-value store speaking RESP2.",
+        description="A Raft key-value store speaking RESP2 and RESP3.",
         epilog=_exit_status_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

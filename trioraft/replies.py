@@ -1,7 +1,9 @@
 """Reply values, shared by the state machine, the server and the RESP encoder.
 
 A reply is one of: `SimpleString` (+OK), `ErrorReply` (-ERR ...), `int` (:1), `bytes`
-(a bulk string), `None` (the null bulk string, $-1) or a `list` of replies (an array).
+(a bulk string), `None` (null: $-1 in RESP2, _ in RESP3), a `list` of replies (an array),
+a `Map` (a flat array of keys and values in RESP2, % in RESP3) or `Verbatim` text (a bulk
+string in RESP2, = in RESP3).
 """
 
 from __future__ import annotations
@@ -22,7 +24,20 @@ class ErrorReply:
     text: str
 
 
-Reply: TypeAlias = "SimpleString | ErrorReply | int | bytes | list[Reply] | None"
+@attrs.frozen(slots=True)
+class Map:
+    #: the keys and values, in the order they are sent
+    pairs: tuple[tuple[Reply, Reply], ...]
+
+
+@attrs.frozen(slots=True)
+class Verbatim:
+    """Text meant for people (INFO), sent as RESP3's verbatim string of format `txt`."""
+
+    text: bytes
+
+
+Reply: TypeAlias = "SimpleString | ErrorReply | int | bytes | list[Reply] | Map | Verbatim | None"
 
 OK = SimpleString("OK")
 PONG = SimpleString("PONG")

@@ -1,4 +1,4 @@
-"""RESP2 wire format: an incremental parser for client requests and an encoder for replies.
+"""The RESP wire format: an incremental parser for client requests and an encoder for replies.
 
 Rules of this module:
 
@@ -26,9 +26,11 @@ Rules of this module:
   dead: it drops its buffer, ignores further input and raises the same error again.
 - `next_requests` returns, before raising, the complete requests that preceded the bad
   input, so the caller can answer them first; the error comes on the next call.
-- Replies are encoded as RESP2. Texts of simple strings and errors are UTF-8 (surrogate
-  escapes turn back into the bytes they stand for), with CR and LF replaced by spaces so
-  that a reply can never break the framing.
+- Replies are encoded as RESP2, or as RESP3 for a connection that asked for it: the two
+  differ only in null (`$-1` or `_`), maps (a flat array or `%`) and verbatim text (a bulk
+  string or `=` with the format `txt`). Texts of simple strings and errors are UTF-8
+  (surrogate escapes turn back into the bytes they stand for), with CR and LF replaced by
+  spaces so that a reply can never break the framing.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ import re
 import sys
 from typing import Final
 
-from trioraft.replies import ErrorReply, Reply, SimpleString
+from trioraft.replies import ErrorReply, Map, Reply, SimpleString, Verbatim
 
-__all__ = ["ProtocolError", "RequestParser", "encode", "encode_into"]
+__all__ = ["ProtocolError", "RequestParser", "encode", "encode_into", "resp2_to_resp3"]
 
 
 class ProtocolError(Exception):
@@ -309,8 +311,8 @@ def _line_text(text: str) -> bytes:
     return data.translate(_NO_LINE_BREAKS)
 
 
-def encode_into(out: bytearray, reply: Reply) -> None:
-    """Append the RESP2 encoding of `reply` to `out`."""
+def encode_into(out: bytearray, reply: Reply, resp3: bool = False) -> None:
+    """Append the encoding of `reply` to `out`: RESP2, or RESP3 when `resp3`."""
     if isinstance(reply, bytes):
         out += b"$%d\r\n" % len(reply)
         out += reply
@@ -320,7 +322,7 @@ def encode_into(out: bytearray, reply: Reply) -> None:
         out += _line_text(reply.text)
         out += b"\r\n"
     elif reply is None:
-        out += b"$-1\r\n"
+        out += b"_\r\n" if resp3 else b"$-1\r\n"
     elif isinstance(reply, int):
         out += b":%d\r\n" % reply
     elif isinstance(reply, ErrorReply):
@@ -330,16 +332,41 @@ def encode_into(out: bytearray, reply: Reply) -> None:
     elif isinstance(reply, list):
         out += b"*%d\r\n" % len(reply)
         for item in reply:
-            encode_into(out, item)
+            encode_into(out, item, resp3)
+    elif isinstance(reply, Map):
+        pairs = reply.pairs
+        out += b"%%%d\r\n" % len(pairs) if resp3 else b"*%d\r\n" % (2 * len(pairs))
+        for key, value in pairs:
+            encode_into(out, key, resp3)
+            encode_into(out, value, resp3)
+    elif isinstance(reply, Verbatim):
+        if resp3:
+            out += b"=%d\r\ntxt:" % (len(reply.text) + 4)
+        else:
+            out += b"$%d\r\n" % len(reply.text)
+        out += reply.text
+        out += b"\r\n"
     else:
         raise TypeError(f"not a reply: {reply!r}")
 
 
-def encode(reply: Reply) -> bytes:
-    """The RESP2 encoding of `reply`."""
+def encode(reply: Reply, resp3: bool = False) -> bytes:
+    """The encoding of `reply`: RESP2, or RESP3 when `resp3`."""
     out = bytearray()
-    encode_into(out, reply)
+    encode_into(out, reply, resp3)
     return bytes(out)
+
+
+def resp2_to_resp3(encoded: bytes) -> bytes:
+    """The RESP3 form of one RESP2-encoded reply. (The replies of writes travel between
+    nodes encoded, as RESP2; they hold no maps, so only their nulls change.)"""
+    if encoded == b"$-1\r\n":
+        return b"_\r\n"
+    if encoded[:1] != b"*":
+        return encoded
+    decoded = decode_reply(encoded)
+    assert decoded is not None, "a whole reply"
+    return encode(decoded[0], resp3=True)
 
 
 # Decoding replies (for trioraft's own clients: `trioraft status`, the benchmark).

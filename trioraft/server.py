@@ -1,4 +1,5 @@
-"""The client listener: RESP2 and inline commands over TCP, on any node.
+"""The client listener: RESP2 and inline commands over TCP, on any node (RESP3 replies on a
+connection that asks for them with HELLO 3).
 
 Each connection reads what the client sent, parses every complete request in it, runs
 them and writes all the replies in one send. Requests run in order, but consecutive ones
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import enum
 import errno
+import hmac
+import itertools
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -32,11 +35,19 @@ import attrs
 import trio
 
 from trioraft import kv
+from trioraft.handshake import (
+    NOAUTH_HELLO,
+    Hello,
+    check_client_name,
+    config_get,
+    config_parameters,
+    hello_reply,
+)
 from trioraft.info import render_info
 from trioraft.logs import NodeLogger
 from trioraft.node import Indeterminate, Node, Unavailable, error_reply
-from trioraft.replies import OK, PONG, ErrorReply, Reply, SimpleString
-from trioraft.resp import ProtocolError, RequestParser, encode, encode_into
+from trioraft.replies import OK, PONG, ErrorReply, Map, Reply, SimpleString, Verbatim
+from trioraft.resp import ProtocolError, RequestParser, encode, encode_into, resp2_to_resp3
 from trioraft.state import log_command
 from trioraft.tls import HANDSHAKE_SECONDS, handshake_failure
 
@@ -89,7 +100,13 @@ class _Kind(enum.Enum):
 class _Connection:
     """What one client connection has said about itself."""
 
+    #: unique among this node's connections (CLIENT ID, HELLO)
+    id: int
     authenticated: bool
+    #: HELLO 3: replies in RESP3
+    resp3: bool = False
+    #: CLIENT SETNAME or HELLO SETNAME
+    name: bytes | None = None
     #: READONLY: serve reads from the local replica without a read barrier
     readonly: bool = False
     closing: bool = False
@@ -102,6 +119,7 @@ class ClientServer:
         self.limits = limits
         self.password = password.encode() if password else None
         self.stats = Stats()
+        self._client_ids = itertools.count(1)
         #: set by `serve`: TLS for every connection, and how long its handshake may take
         self._ssl_context: ssl.SSLContext | None = None
         self._handshake_timeout = HANDSHAKE_SECONDS
@@ -115,8 +133,8 @@ class ClientServer:
             b"READWRITE": self._readwrite,
             b"INFO": self._info,
             b"CLIENT": self._client,
-            b"COMMAND": _empty_array,
-            b"CONFIG": _empty_array,
+            b"COMMAND": _command,
+            b"CONFIG": self._config,
             b"HELLO": self._hello,
         }
         #: connection commands that wait for other nodes
@@ -200,7 +218,7 @@ class ClientServer:
 
     async def _converse(self, stream: trio.abc.Stream) -> None:
         limits = self.limits
-        conn = _Connection(authenticated=self.password is None)
+        conn = _Connection(next(self._client_ids), authenticated=self.password is None)
         parser = RequestParser(
             max_inline=limits.max_inline_bytes,
             max_bulk=limits.max_value_bytes,
@@ -252,9 +270,9 @@ class ClientServer:
             batch = requests[k:end]
             self.stats.commands_processed += len(batch)
             if kind is _Kind.LOCAL:
-                encode_into(out, await self._run_local(conn, batch[0]))
+                encode_into(out, await self._run_local(conn, batch[0]), conn.resp3)
             elif kind is _Kind.WRITE:
-                await self._run_writes(batch, out)
+                await self._run_writes(conn, batch, out)
             else:
                 await self._run_reads(conn, batch, out, stream)
             k = end
@@ -272,14 +290,16 @@ class ClientServer:
         with trio.fail_after(self.limits.reply_timeout):
             await stream.send_all(out)
 
-    async def _add_reply(self, out: bytearray, reply: Reply, stream: trio.abc.Stream) -> None:
+    async def _add_reply(
+        self, out: bytearray, reply: Reply, resp3: bool, stream: trio.abc.Stream
+    ) -> None:
         """Encode `reply` into `out`, an array item by item, flushing whenever full."""
         if isinstance(reply, list):
             out += b"*%d\r\n" % len(reply)
             for item in reply:
-                await self._add_reply(out, item, stream)
+                await self._add_reply(out, item, resp3, stream)
         else:
-            encode_into(out, reply)
+            encode_into(out, reply, resp3)
             await self._flush_if_full(out, stream)
 
     def _kind(self, conn: _Connection, args: list[bytes]) -> _Kind:
@@ -302,7 +322,9 @@ class ClientServer:
             return kv.validate(args) or ErrorReply("ERR syntax error")
         return handler(conn, args)
 
-    async def _run_writes(self, batch: list[list[bytes]], out: bytearray) -> None:
+    async def _run_writes(
+        self, conn: _Connection, batch: list[list[bytes]], out: bytearray
+    ) -> None:
         replies: list[bytes | None] = []
         commands: list[bytes] = []
         for args in batch:
@@ -314,6 +336,8 @@ class ClientServer:
                 command = log_command(args, self.limits.max_value_bytes)
                 commands.append(kv.encode_command(command))
         results = await self.node.write_replies(commands) if commands else []
+        if conn.resp3:
+            results = [resp2_to_resp3(result) for result in results]
         it = iter(results)
         for reply in replies:
             out += reply if reply is not None else next(it)
@@ -331,10 +355,10 @@ class ClientServer:
                 await self.node.read_barrier()
             except (Unavailable, Indeterminate) as exc:
                 for problem in problems:
-                    encode_into(out, problem or error_reply(exc))
+                    encode_into(out, problem or error_reply(exc), conn.resp3)
                 return
         for args, problem in zip(batch, problems, strict=True):
-            await self._add_reply(out, problem or self.node.store.read(args), stream)
+            await self._add_reply(out, problem or self.node.store.read(args), conn.resp3, stream)
 
     # --- connection commands ---------------------------------------------------------
 
@@ -353,14 +377,24 @@ class ClientServer:
     def _auth(self, conn: _Connection, args: list[bytes]) -> Reply:
         if len(args) not in (2, 3):
             return _arity("auth")
-        if self.password is None:
+        if len(args) == 2 and self.password is None:
             return ErrorReply(
                 "ERR AUTH <password> called without any password configured for the default "
                 "user. Are you sure your configuration is correct?"
             )
-        if args[-1] == self.password and (len(args) == 2 or args[1] == b"default"):
+        username = args[1] if len(args) == 3 else b"default"
+        return self._authenticate(conn, username, args[-1]) or OK
+
+    def _authenticate(
+        self, conn: _Connection, username: bytes, password: bytes
+    ) -> ErrorReply | None:
+        """Authenticate `conn` as the only user, `default` (who needs no password when the
+        node has none); None on success, else the error reply."""
+        if username == b"default" and (
+            self.password is None or hmac.compare_digest(password, self.password)
+        ):
             conn.authenticated = True
-            return OK
+            return None
         return ErrorReply("WRONGPASS invalid username-password pair or user is disabled.")
 
     def _select(self, conn: _Connection, args: list[bytes]) -> Reply:
@@ -380,22 +414,41 @@ class ClientServer:
 
     def _info(self, conn: _Connection, args: list[bytes]) -> Reply:
         sections = [a.decode(errors="replace").lower() for a in args[1:]]
-        return render_info(self.node, self, sections).encode()
+        return Verbatim(render_info(self.node, self, sections).encode())
 
     def _client(self, conn: _Connection, args: list[bytes]) -> Reply:
         sub = args[1].upper() if len(args) > 1 else b""
-        if sub in (b"SETINFO", b"SETNAME"):
+        if sub == b"SETINFO":
             return OK
+        if sub == b"SETNAME":
+            if len(args) != 3:
+                return _arity("client|setname")
+            return check_client_name(args[2]) or self._set_name(conn, args[2])
         if sub == b"GETNAME":
-            return None
+            return conn.name
         if sub == b"ID":
-            return 1
+            return conn.id
         return ErrorReply(f"ERR unknown subcommand '{sub.decode(errors='replace')}'.")
+
+    def _set_name(self, conn: _Connection, name: bytes) -> Reply:
+        conn.name = name or None
+        return OK
+
+    def _config(self, conn: _Connection, args: list[bytes]) -> Reply:
+        if len(args) < 2:
+            return _arity("config")
+        sub = args[1].upper()
+        if sub != b"GET":
+            text = args[1].decode(errors="replace")
+            return ErrorReply(f"ERR unknown subcommand '{text}'. Try CONFIG HELP.")
+        if len(args) < 3:
+            return _arity("config|get")
+        return config_get(args[2:], config_parameters(self.limits, self.node.options.fsync))
 
     async def _raft_status(self, conn: _Connection, args: list[bytes]) -> Reply:
         rows = await self.node.cluster_status()
         return [
-            [item for key, value in row.items() for item in (key.encode(), str(value).encode())]
+            Map(tuple((key.encode(), str(value).encode()) for key, value in row.items()))
             for row in rows
         ]
 
@@ -407,8 +460,22 @@ class ClientServer:
         return SimpleString(f"OK snapshot at index {index}")
 
     def _hello(self, conn: _Connection, args: list[bytes]) -> Reply:
-        # an error keeps clients on RESP2, which is all this server speaks
-        return ErrorReply("ERR unknown command 'HELLO', with args beginning with: ")
+        hello = Hello.parse(args)
+        if isinstance(hello, ErrorReply):
+            return hello
+        if hello.auth is not None:
+            refused = self._authenticate(conn, *hello.auth)
+            if refused is not None:
+                return refused
+        if not conn.authenticated:
+            return NOAUTH_HELLO
+        if hello.name is not None:
+            self._set_name(conn, hello.name)
+        if hello.protocol is not None:
+            conn.resp3 = hello.protocol == 3
+        return hello_reply(
+            protocol=3 if conn.resp3 else 2, client_id=conn.id, leader=self.node.core.is_leader
+        )
 
 
 def _remote_name(stream: trio.SocketStream) -> str:
@@ -419,7 +486,10 @@ def _remote_name(stream: trio.SocketStream) -> str:
     return f"{name[0]}:{name[1]}"
 
 
-def _empty_array(conn: _Connection, args: list[bytes]) -> Reply:
+def _command(conn: _Connection, args: list[bytes]) -> Reply:
+    """No command table: clients do without one. COMMAND DOCS is a map in Redis 7."""
+    if len(args) > 1 and args[1].upper() == b"DOCS":
+        return Map(())
     return []
 
 
