@@ -185,6 +185,11 @@ def test_force_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
             "trioraft init: --client-port and --peer-port must differ",
         ),
         (
+            ["serve", "--config", "x.toml", "--refusal-status", "2"],
+            "trioraft serve: argument --refusal-status: expected a number from 3 to 125, "
+            "got '2' (see trioraft serve --help)",
+        ),
+        (
             ["init", "--out", "x", "--nodes", "3", "--token", ""],
             "trioraft init: --token must not be empty",
         ),
