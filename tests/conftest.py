@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 from procs import Cluster, running_cluster
+
+# Hypothesis's per-example deadline (200 ms) measures how loaded the machine is, not the
+# code under test: on two shared cores a parser example can wait that long for the CPU.
+# Every property here is bounded by its own example count instead.
+settings.register_profile("trioraft", deadline=None)
+settings.load_profile("trioraft")
 
 
 @pytest.fixture(scope="session")
