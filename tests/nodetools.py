@@ -11,10 +11,15 @@ Rules of the harness:
   while a WAL write runs in real time, by as much as the thread takes to get the GIL
   and finish (seen: over 4 s of virtual time for one write, with spurious elections and
   -TIMEOUT replies), so timing would depend on the machine's load.
+- Nodes run as production does, with fsync on (the WAL writer's group commit in a worker
+  thread), every fsync going to a `DiskModel` (diskmodel.py) instead of the disk. Every
+  message that promises durability (a successful append answer, a granted vote) is
+  checked, as it is sent, against the sender's durable log, replayed from the model's
+  durable image.
 - Crash model: `crash` cancels every task of the node and closes its log. Whatever the
   node had queued for its WAL writer is lost; whatever it had written survives, as after
-  kill -9 (the page cache outlives the process). Logs run with fsync off, so closing one
-  syncs nothing.
+  kill -9 (the page cache outlives the process). `power_loss` cuts the node off the
+  network at once and keeps only what it had fsynced (with a torn tail), then stops it.
 - `start` opens the node's directory again and runs a fresh `Node` under the same id: a
   restart from the WAL. The state machine starts empty and is rebuilt by applying the log.
 - While the cluster runs, a monitor records which node led in which term, so a test can
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import math
 import random
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,14 +39,23 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from diskmodel import DiskModel
 from trio.testing import MockClock
 
 from trioraft import kv
-from trioraft.core.messages import Members, NodeId
+from trioraft.core.messages import (
+    AppendEntriesResponse,
+    Members,
+    Message,
+    NodeId,
+    RequestVoteResponse,
+)
 from trioraft.core.raft import RaftConfig
 from trioraft.node import Indeterminate, Node, NodeOptions, Unavailable, error_reply
 from trioraft.replies import Reply
 from trioraft.resp import encode
+from trioraft.storage.fileio import durability
+from trioraft.storage.replay import Replayed, replay
 from trioraft.storage.wal import WriteAheadLog
 from trioraft.transport import MemoryNetwork, MemoryTransport, RpcHandler
 
@@ -59,7 +74,11 @@ LINK_DELAY = 0.001
 
 
 def node_options(
-    node_id: NodeId, ids: Iterable[NodeId], raft: Mapping[str, Any] | None = None
+    node_id: NodeId,
+    ids: Iterable[NodeId],
+    raft: Mapping[str, Any] | None = None,
+    *,
+    fsync: bool = False,
 ) -> NodeOptions:
     """The harness's options; `raft` sets more RaftConfig fields."""
     return NodeOptions(
@@ -71,7 +90,7 @@ def node_options(
         ),
         request_timeout=5.0,
         leader_wait=2.0,
-        fsync=False,
+        fsync=fsync,
     )
 
 
@@ -116,10 +135,17 @@ class Cluster:
         size: int,
         seed: int,
         raft: Mapping[str, Any] | None = None,
+        disk: DiskModel | None = None,
+        fsync: bool | None = None,
     ) -> None:
         self._nursery = nursery
         self._raft = raft
         self._root = root
+        #: with a disk model: power losses, and durable promises checked
+        self.disk = disk
+        self._promises = PromiseChecker(disk, root) if disk is not None else None
+        #: whether nodes fsync (by default, when there is a disk model to see it)
+        self.fsync = disk is not None if fsync is None else fsync
         self._rng = random.Random(seed)
         self.ids = [f"n{k}" for k in range(1, size + 1)]
         self.network = MemoryNetwork(delay=LINK_DELAY)
@@ -133,13 +159,17 @@ class Cluster:
     async def start(self, node_id: NodeId) -> Node:
         """Start `node_id` from its data dir (a restart if it ran before)."""
         assert node_id not in self._running, f"{node_id} is already running"
-        wal, recovery = WriteAheadLog.open(self._root / node_id, fsync=False)
+        fsync = self.fsync
+        wal, recovery = WriteAheadLog.open(self._root / node_id, fsync=fsync)
 
         def transport(handler: RpcHandler) -> MemoryTransport:
-            return self.network.transport(node_id, handler, peers=self.ids)
+            made = self.network.transport(node_id, handler, peers=self.ids)
+            if self._promises is not None:
+                self._promises.watch(made)
+            return made
 
         node = Node(
-            node_options(node_id, self.ids, self._raft),
+            node_options(node_id, self.ids, self._raft, fsync=fsync),
             wal,
             recovery,
             transport,
@@ -167,6 +197,24 @@ class Cluster:
         running = self._running.pop(node_id)
         running.scope.cancel()
         await running.stopped.wait()
+
+    @property
+    def promises_checked(self) -> int:
+        """How many sent messages promising durability were checked against the disk."""
+        return self._promises.checked if self._promises is not None else 0
+
+    async def power_loss(self, node_id: NodeId) -> None:
+        """Cut the power of `node_id`'s host: nothing more leaves it, and its data dir
+        keeps only what it had fsynced (the tail of a file may be torn)."""
+        assert self.disk is not None, "power losses need a disk model"
+        others = [other for other in self.ids if other != node_id]
+        for other in others:
+            self.network.block(node_id, other, both_ways=True)
+        self.disk.power_loss(self._root / node_id)
+        await self.crash(node_id)
+        self.disk.restore()
+        for other in others:
+            self.network.unblock(node_id, other, both_ways=True)
 
     async def crash_all(self) -> None:
         for node_id in list(self._running):
@@ -232,18 +280,74 @@ class Cluster:
         await wait_until(converged, timeout)
 
 
+class PromiseChecker:
+    """Checks each message that promises durability against its sender's durable log."""
+
+    def __init__(self, disk: DiskModel, root: Path) -> None:
+        self._disk = disk
+        self._root = root
+        #: node -> (the model's version, what its durable WAL replays to then)
+        self._replayed: dict[NodeId, tuple[int, Replayed]] = {}
+        #: messages checked, so a test can see the check ran
+        self.checked = 0
+
+    def watch(self, transport: MemoryTransport) -> None:
+        send = transport.send
+
+        def checked_send(msg: Message) -> None:
+            self.check(transport.node_id, msg)
+            send(msg)
+
+        transport.send = checked_send  # type: ignore[method-assign]
+
+    def check(self, node_id: NodeId, msg: Message) -> None:
+        ack = isinstance(msg, AppendEntriesResponse) and msg.success
+        vote = isinstance(msg, RequestVoteResponse) and msg.granted and not msg.pre_vote
+        if not (ack or vote):
+            return
+        self.checked += 1
+        durable = self._durable(node_id)
+        hs = durable.hard_state
+        assert hs.term >= msg.term, f"{node_id} sends {msg} while its durable term is {hs.term}"
+        if vote:
+            assert hs.term > msg.term or hs.vote == msg.dst, f"{node_id} sends {msg}; disk: {hs}"
+        elif hs.term == msg.term:
+            last = durable.entries[-1].index if durable.entries else 0
+            last = max(last, durable.start.index if durable.start else 0)
+            assert msg.index <= last, f"{node_id} sends {msg}; its durable log ends at {last}"
+
+    def _durable(self, node_id: NodeId) -> Replayed:
+        cached = self._replayed.get(node_id)
+        if cached is not None and cached[0] == self._disk.version:
+            return cached[1]
+        with tempfile.TemporaryDirectory() as scratch:
+            for name, data in self._disk.durable_files(self._root / node_id).items():
+                (Path(scratch) / name).write_bytes(data)
+            replayed = replay(Path(scratch))
+        self._replayed[node_id] = (self._disk.version, replayed)
+        return replayed
+
+
 @asynccontextmanager
 async def open_cluster(
-    root: Path, size: int = 3, seed: int = 0, raft: Mapping[str, Any] | None = None
+    root: Path,
+    size: int = 3,
+    seed: int = 0,
+    raft: Mapping[str, Any] | None = None,
+    disk: DiskModel | None = None,
+    fsync: bool | None = None,
 ) -> AsyncIterator[Cluster]:
     """A running cluster of `size` nodes with data dirs under `root` (`raft`: RaftConfig
-    fields to set); every node is crashed when the block ends."""
-    async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery, root, size, seed, raft)
-        nursery.start_soon(cluster.monitor)
-        await cluster.start_all()
-        yield cluster
-        nursery.cancel_scope.cancel()
+    fields to set), fsyncing (unless `fsync` is false) to `disk` or a disk model of its
+    own; every node is crashed when the block ends."""
+    model = disk or DiskModel(root, random.Random(seed))
+    with durability(model):
+        async with trio.open_nursery() as nursery:
+            cluster = Cluster(nursery, root, size, seed, raft, model, fsync)
+            nursery.start_soon(cluster.monitor)
+            await cluster.start_all()
+            yield cluster
+            nursery.cancel_scope.cancel()
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float) -> None:

@@ -4,12 +4,19 @@ Rules: a file made visible under its final name has been fsynced first (write to
 file, fsync, rename); after creating, renaming or deleting a directory entry, the
 directory itself is fsynced so the change survives a power loss. Everything a data dir
 holds is its owner's only: files FILE_MODE, directories DIR_MODE.
+
+Every fsync of the storage package goes through `fsync_fd`, and so through the one
+`Durability` in use: the operating system's, or (in tests) a model of a disk that records
+what was made durable and forgets the rest at a simulated power loss.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from trioraft.storage.errors import FsyncError
 
@@ -19,10 +26,35 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
-def fsync_fd(fd: int, path: Path) -> None:
-    """fsync an open file; `path` is only used to name it in the error."""
-    try:
+class Durability(Protocol):
+    def fsync(self, fd: int, path: Path) -> None:
+        """Make durable what was written to the open file or directory `fd` at `path`;
+        raises OSError on failure."""
+
+
+class SystemDurability:
+    def fsync(self, fd: int, path: Path) -> None:
         os.fsync(fd)
+
+
+_durability: Durability = SystemDurability()
+
+
+@contextmanager
+def durability(model: Durability) -> Iterator[None]:
+    """Route every fsync of the storage package through `model` within the block."""
+    global _durability
+    previous, _durability = _durability, model
+    try:
+        yield
+    finally:
+        _durability = previous
+
+
+def fsync_fd(fd: int, path: Path) -> None:
+    """fsync an open file or directory; `path` names it (in the error, and to the model)."""
+    try:
+        _durability.fsync(fd, path)
     except OSError as e:
         raise FsyncError(f"{path}: fsync failed: {e}") from e
 
