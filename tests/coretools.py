@@ -25,7 +25,7 @@ from trioraft.core.messages import (
     RequestVoteResponse,
     SnapshotMeta,
 )
-from trioraft.core.raft import Raft, RaftConfig, ReadState, Ready, Role
+from trioraft.core.raft import FollowerLostEntries, Raft, RaftConfig, ReadState, Ready, Role
 
 IDS = ("a", "b", "c")
 ELECTION_TICKS = RaftConfig().election_ticks
@@ -136,6 +136,10 @@ class Cluster:
         self.applied: dict[NodeId, list[Entry]] = {node_id: [] for node_id in ids}
         self.reads: dict[NodeId, list[ReadState]] = {node_id: [] for node_id in ids}
         self.dropped_reads: dict[NodeId, list[Hashable]] = {node_id: [] for node_id in ids}
+        #: per node, the followers it found to have lost entries they acknowledged
+        self.lost_entries: dict[NodeId, list[FollowerLostEntries]] = {
+            node_id: [] for node_id in ids
+        }
         #: per node, the Readies taken whose writes are not durable yet
         self._unpersisted: dict[NodeId, list[Ready]] = {node_id: [] for node_id in ids}
         #: nodes whose disk hangs: their writes stay held back until `persist(node_id)`
@@ -172,6 +176,7 @@ class Cluster:
         self.applied[node_id].extend(rd.committed)
         self.reads[node_id].extend(rd.reads)
         self.dropped_reads[node_id].extend(rd.dropped_reads)
+        self.lost_entries[node_id].extend(rd.lost_entries)
         return rd
 
     def persist(self, node_id: NodeId) -> None:

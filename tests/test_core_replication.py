@@ -20,7 +20,7 @@ from trioraft.core.messages import (
     SnapshotMeta,
 )
 from trioraft.core.progress import ReplicationState
-from trioraft.core.raft import Raft, RaftConfig
+from trioraft.core.raft import FollowerLostEntries, Raft, RaftConfig
 
 ONE_ENTRY_PER_MESSAGE = RaftConfig(max_batch_entries=1)
 
@@ -437,6 +437,26 @@ def test_restart_keeps_term_vote_and_log() -> None:
     assert (after.term, after.vote, after.log.entries) == (1, "a", before.log.entries)
     rd = after.ready()
     assert (rd.hard_state, rd.entries) == (None, [])
+
+
+def test_a_follower_that_lost_acknowledged_entries_is_reported_and_repaired() -> None:
+    """Only a disk that lost fsynced writes makes a follower's log shorter than the
+    leader's `match` for it: the leader must say so and replicate to it again, rather
+    than probe the same index forever."""
+    cluster = Cluster()
+    leader = cluster.elect("a")
+    leader.propose([b"x", b"y", b"z"])
+    cluster.stabilize()
+    assert leader.progress["b"].match == 4
+    del cluster.disks["b"].entries[2:]  # the disk kept entries 1 and 2 only
+    cluster.restart("b")
+    leader.propose([b"w"])
+    for _ in range(3):
+        leader.tick()
+        cluster.stabilize()
+    assert cluster.nodes["b"].log.entries == leader.log.entries
+    assert leader.progress["b"].match == 5
+    assert cluster.lost_entries["a"] == [FollowerLostEntries("b", match=4, rejected=4)]
 
 
 # --- snapshots ---------------------------------------------------------------------

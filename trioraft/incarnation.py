@@ -42,10 +42,9 @@ RETRY_PAUSE = 0.2
 
 async def guard(node: Node, incarnation: str, fresh: bool) -> None:
     if node.state.incarnations.get(node.id) != incarnation:
-        node.core.may_vote = False
         await _verify_with_peers(node, incarnation)
-        node.core.may_vote = True
         node.log.info("data dir accepted by the peers", incarnation=incarnation, new=fresh)
+    node.core.allow_voting()
     await _register(node, incarnation)
 
 

@@ -161,6 +161,8 @@ class Node:
             hard_state=recovery.hard_state,
             entries=[e for e in recovery.entries if e.index > after],
             snapshot=meta,
+            # a node that checks its data dir votes only once the check has passed
+            may_vote=incarnation is None,
         )
         self.transport = transport_factory(self._serve_rpc)
         self.snapshotter = (
@@ -289,6 +291,15 @@ class Node:
             waiter = self._reads.pop(ctx, None)
             if waiter is not None:
                 waiter.fail()
+        for lost in rd.lost_entries:
+            self.log.error(
+                "a follower lost entries it had acknowledged: its disk dropped fsynced "
+                "writes, so writes committed with its help may be on too few nodes; "
+                "replicating to it again",
+                follower=lost.peer,
+                acknowledged=lost.match,
+                missing=lost.rejected,
+            )
 
     def queue_wal(self, item: WalItem) -> None:
         self._wal_queue.append(item)

@@ -106,6 +106,20 @@ class ReadState:
     index: int
 
 
+@attrs.frozen
+class FollowerLostEntries:
+    """A follower no longer holds an entry it acknowledged: its disk lost writes it had
+    fsynced (a failing disk, or fsync turned off). Entries committed with its help may be
+    on fewer nodes than a quorum now. The leader replicates to it again from scratch."""
+
+    #: the follower
+    peer: NodeId
+    #: the index the leader knew to match on the follower
+    match: int
+    #: the index the follower rejected: its log does not hold our entry there
+    rejected: int
+
+
 @attrs.define
 class Ready:
     #: a snapshot received from the leader replaces the state machine and the log;
@@ -118,6 +132,8 @@ class Ready:
     committed: list[Entry]
     reads: list[ReadState]
     dropped_reads: list[Hashable]
+    #: leader only: followers found to have lost entries they acknowledged (to report)
+    lost_entries: list[FollowerLostEntries] = attrs.Factory(list)
 
     @property
     def must_sync(self) -> bool:
@@ -133,6 +149,7 @@ class Ready:
             or self.committed
             or self.reads
             or self.dropped_reads
+            or self.lost_entries
         )
 
 
@@ -151,9 +168,11 @@ class Raft:
         hard_state: HardState | None = None,
         entries: Sequence[Entry] = (),
         snapshot: SnapshotMeta | None = None,
+        may_vote: bool = True,
     ) -> None:
         """A node starting from what its storage recovered: the hard state, the snapshot
-        it holds (if any) and the log entries after it, all durable."""
+        it holds (if any) and the log entries after it, all durable. With may_vote False
+        it neither votes nor campaigns until `allow_voting()`."""
         self.id = node_id
         self.config = config or RaftConfig()
         self.rng = rng
@@ -177,7 +196,7 @@ class Raft:
         self.leader_id: NodeId | None = None
         #: False while the runtime has not yet confirmed that this node's storage is the
         #: one the cluster knows (a wiped node must neither vote nor campaign)
-        self.may_vote = True
+        self.may_vote = may_vote
         #: ticks since the last election timeout reset (heard from a leader, voted,
         #: campaigned); for a leader, ticks in the current CheckQuorum period
         self.election_elapsed = 0
@@ -213,6 +232,7 @@ class Raft:
         self._messages_after_persist: list[Message] = []
         self._reads: list[ReadState] = []
         self._dropped_reads: list[Hashable] = []
+        self._lost_entries: list[FollowerLostEntries] = []
         self._snapshot_to_install: SnapshotMeta | None = None
 
     # --- queries ---------------------------------------------------------------------
@@ -242,6 +262,11 @@ class Raft:
             and self.election_elapsed >= self.randomized_timeout
         ):
             self._campaign()
+
+    def allow_voting(self) -> None:
+        """The runtime confirmed that this node's storage is the one the cluster knows:
+        it may vote and campaign from now on."""
+        self.may_vote = True
 
     def propose(self, commands: Sequence[bytes]) -> list[tuple[int, int]]:
         """Append client commands; returns the (index, term) of each. Raises NotLeader,
@@ -363,9 +388,11 @@ class Raft:
             committed=committed,
             reads=self._reads,
             dropped_reads=self._dropped_reads,
+            lost_entries=self._lost_entries,
         )
         self._messages, self._messages_after_persist = [], []
         self._reads, self._dropped_reads = [], []
+        self._lost_entries = []
         self._snapshot_to_install = None
         return rd
 
@@ -659,6 +686,11 @@ class Raft:
             return  # an answer to an earlier probe
         if pr.state is ReplicationState.SNAPSHOT:
             return
+        if m.index <= pr.match:
+            # the answer to the current probe, which follows `match`: the follower lacks
+            # an entry it acknowledged; probing from `match + 1` would repeat forever
+            self._lost_entries.append(FollowerLostEntries(m.src, pr.match, m.index))
+            pr.match = 0
         next_index = m.hint_index
         if m.hint_term:
             # skip the follower's whole conflicting term, or past our own entries of it
