@@ -474,6 +474,145 @@ def test_segment_must_begin_with_the_hard_state(tmp_path: Path) -> None:
     assert info.value.offset == 0
 
 
+#: the unit a disk writes atomically, and the size of a page of the page cache
+SECTOR = 512
+PAGE = 4096
+
+
+def write_many(wal_dir: Path, count: int = 300) -> tuple[Path, list[int]]:
+    """A one-segment log of `count` entries of 40 bytes with no zero byte in them;
+    returns the segment and the start offset of every record, then its size."""
+    entries = [
+        Entry(1, i, EntryKind.COMMAND, bytes([i % 255 + 1]) * 40) for i in range(1, count + 1)
+    ]
+    with WriteAheadLog.open(wal_dir)[0] as wal:
+        for entry in entries:
+            wal.append([entry])
+    [segment] = segments(wal_dir)
+    size = len(encode_hard_state(HardState()))
+    starts = [0]
+    for entry in entries:
+        starts.append(size)
+        size += len(encode_entries([entry]))
+    assert segment.stat().st_size == size
+    return segment, [*starts, size]
+
+
+def zero(path: Path, start: int, length: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[start : start + length] = bytes(len(data[start : start + length]))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("hole_start", "hole_size"),
+    [(PAGE * k, PAGE) for k in (1, 2, 3, 4)]
+    + [(SECTOR * k, SECTOR) for k in (1, 5, 13, 30)]
+    + [(PAGE, 3 * PAGE)],
+)
+def test_a_zero_filled_hole_before_intact_records_is_a_torn_tail(
+    tmp_path: Path, hole_start: int, hole_size: int
+) -> None:
+    """A power loss can keep pages written after a page that never reached the disk
+    (reading as zeros): the records from the one the hole begins in are cut."""
+    segment, starts = write_many(tmp_path)
+    size = starts[-1]
+    assert hole_start + hole_size < size, "intact records must follow the hole"
+    zero(segment, hole_start, hole_size)
+    first_torn = max(k for k, start in enumerate(starts) if start <= hole_start)
+
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    [torn] = recovery.warnings
+    assert (torn.offset, torn.dropped) == (starts[first_torn], size - starts[first_torn])
+    assert [e.index for e in recovery.entries] == list(range(1, first_torn))
+    assert segment.stat().st_size == starts[first_torn]
+    wal.close()
+
+
+def test_zeros_inside_a_damaged_record_that_fill_no_sector_are_damage(tmp_path: Path) -> None:
+    segment, starts = write_many(tmp_path)
+    record = next(start for start in starts if start > PAGE)
+    zero(segment, record + 20, 20)  # within the payload, not a whole sector of it
+    with pytest.raises(CorruptionError, match="payload checksum mismatch") as info:
+        WriteAheadLog.open(tmp_path)
+    assert info.value.offset == record
+
+
+def test_an_all_zero_sector_in_a_record_that_is_intact_is_kept(tmp_path: Path) -> None:
+    """Zeros are only a sign of a torn write in a record that fails its checksum: a
+    record holding zeros of its own is read as written."""
+    data = bytes(3 * SECTOR)
+    with WriteAheadLog.open(tmp_path)[0] as wal:
+        wal.append([Entry(1, 1, EntryKind.COMMAND, data), *make_entries(2, 3)])
+    wal, recovery = WriteAheadLog.open(tmp_path)
+    assert recovery.warnings == []
+    assert recovery.entries[0].data == data
+    wal.close()
+
+
+# --- recovery is made durable -------------------------------------------------------------
+
+
+def record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The path of every file or directory fsynced from now on, in order."""
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced
+
+
+def test_open_makes_what_it_recovers_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a crash left may be in the page cache only: the node must not re-acknowledge
+    entries or re-grant a vote that a power loss would then erase."""
+    wal_dir = tmp_path.resolve() / "wal"
+    with WriteAheadLog.open(wal_dir, fsync=False, segment_bytes=200)[0] as wal:
+        wal.set_hard_state(HardState(3, "n2"))
+        wal.append(make_entries(1, 20))
+    synced = record_fsyncs(monkeypatch)
+    wal, _ = WriteAheadLog.open(wal_dir, segment_bytes=200)
+    assert set(segments(wal_dir)) | {wal_dir, tmp_path.resolve()} <= set(synced)
+    wal.close()
+
+
+def test_a_roll_right_after_open_leaves_no_segment_unsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with WriteAheadLog.open(tmp_path, fsync=False, segment_bytes=200)[0] as wal:
+        wal.append(make_entries(1, 5))
+    [first] = segments(tmp_path)
+    assert first.stat().st_size >= 200, "the next write starts a segment"
+    synced = record_fsyncs(monkeypatch)
+    wal, _ = WriteAheadLog.open(tmp_path, segment_bytes=200)
+    wal.append(make_entries(4, 4))
+    second = segments(tmp_path)[1]
+    assert first.resolve() in synced
+    assert synced.index(first.resolve()) < synced.index(tmp_path.resolve()), (
+        "the first segment is durable before the second one's directory entry"
+    )
+    wal.close()
+    assert second.resolve() in synced
+
+
+def test_opening_the_snapshot_store_syncs_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot renamed into place just before a crash may not have its directory
+    entry on disk yet; the log must not be compacted on the strength of it."""
+    snap_dir = tmp_path.resolve() / "snap"
+    store = SnapshotStore(snap_dir, fsync=False)
+    store.write(SnapshotMeta(5, 1, Members(voters=frozenset({"n1"}))), b"state")
+    synced = record_fsyncs(monkeypatch)
+    SnapshotStore(snap_dir)
+    assert snap_dir in synced
+
+
 # --- fsync failure ------------------------------------------------------------------------
 
 

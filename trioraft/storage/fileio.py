@@ -61,10 +61,19 @@ def fsync_fd(fd: int, path: Path) -> None:
 
 def fsync_dir(path: Path) -> None:
     """fsync a directory so that entries created or removed in it are durable."""
+    _fsync_path(path, os.O_RDONLY | os.O_DIRECTORY, "directory")
+
+
+def fsync_file(path: Path) -> None:
+    """fsync a file that is not open (whoever wrote it may have crashed before fsync)."""
+    _fsync_path(path, os.O_RDONLY, "file")
+
+
+def _fsync_path(path: Path, flags: int, what: str) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(path, flags)
     except OSError as e:
-        raise FsyncError(f"{path}: cannot open the directory to fsync it: {e}") from e
+        raise FsyncError(f"{path}: cannot open the {what} to fsync it: {e}") from e
     try:
         fsync_fd(fd, path)
     finally:

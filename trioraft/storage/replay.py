@@ -19,13 +19,25 @@ and compaction may delete them whatever their indexes were.
 Telling a torn tail (a crash cut the last write short: cut it off) from damage (stop):
 
 - a header too short (fewer than 12 bytes left in the file) is torn;
-- a header whose checksum fails is torn only if at most its first 11 bytes are non-zero
-  and only zero bytes follow to the end of the file (a file extended with zeros);
+- a header whose checksum fails is torn if at most its first 11 bytes are non-zero and
+  only zero bytes follow to the end of the file (a file extended with zeros), or if it
+  lies in a lost sector (below);
 - an intact header whose payload runs past the end of the file is torn;
-- an intact header with a payload that fails its checksum is torn only if the record ends
-  exactly at the end of the file or only zero bytes follow it;
+- an intact header with a payload that fails its checksum is torn if the record ends
+  exactly at the end of the file, or only zero bytes follow it, or it lies in a lost
+  sector;
 - anything else, any record whose checksum matches but whose content makes no sense, and
   any damage in a segment that is not the last is damage (`CorruptionError`).
+
+A record lies in a lost sector when, in some 512-byte sector of the file it overlaps,
+every byte from the record's start (or the sector's start) to the sector's end (or the
+end of the file) is zero; for a header that fails its checksum, only the header's 12
+bytes count as the record. Such a sector never reached the disk: the kernel writes dirty
+pages back in any order, and a power loss can keep later pages of the unsynced end of the
+file while an earlier one reads as zeros. So the tail is cut at that record even though
+intact records follow it, as etcd's WAL decoder does. The price: damage to a synced record
+that ends a sector in zeros (a zero-filled value, say) is taken for a torn write, and the
+records after it are dropped with a warning instead of stopping the node.
 """
 
 from __future__ import annotations
@@ -47,6 +59,8 @@ from trioraft.storage.records import (
 )
 
 SEGMENT_SUFFIX = ".wal"
+#: the unit a disk writes atomically: a torn write leaves whole sectors unwritten
+SECTOR_SIZE = 512
 _SEQUENCE_DIGITS = 16
 
 
@@ -202,7 +216,9 @@ def _scan(
         length, length_crc, payload_crc = HEADER.unpack_from(data, offset)
         if not length_checksum_ok(data, offset, length_crc):
             nonzero_end = len(data.rstrip(b"\0"))
-            torn = nonzero_end - offset < HEADER_SIZE
+            torn = nonzero_end - offset < HEADER_SIZE or _in_lost_sector(
+                data, offset, offset + HEADER_SIZE
+            )
             return offset, max_index, damaged("record header checksum mismatch", torn)
         end = offset + HEADER_SIZE + length
         if end > size:
@@ -210,7 +226,9 @@ def _scan(
             return offset, max_index, damaged(reason, torn=True)
         payload = data[offset + HEADER_SIZE : end]
         if zlib.crc32(payload) != payload_crc:
-            torn = end == size or len(data.rstrip(b"\0")) <= end
+            torn = (
+                end == size or len(data.rstrip(b"\0")) <= end or _in_lost_sector(data, offset, end)
+            )
             return offset, max_index, damaged("payload checksum mismatch", torn)
         try:
             record = decode_payload(payload)
@@ -228,3 +246,15 @@ def _scan(
             raise CorruptionError(path, offset, str(e)) from None
         offset = end
     return offset, max_index, None
+
+
+def _in_lost_sector(data: bytes, start: int, end: int) -> bool:
+    """Whether the record at data[start:end] lies in a lost sector: one it overlaps whose
+    bytes from max(start, the sector's start) to the sector's end are all zeros."""
+    size = len(data)
+    while start < end:
+        sector_end = min(size, (start // SECTOR_SIZE + 1) * SECTOR_SIZE)
+        if data.count(0, start, sector_end) == sector_end - start:
+            return True
+        start = sector_end
+    return False

@@ -373,7 +373,9 @@ class SnapshotStore:
         leftovers = [p for p in path.iterdir() if p.name.endswith((TEMP_SUFFIX, PART_SUFFIX))]
         for leftover in leftovers:
             _remove(leftover)
-        if leftovers and fsync:
+        if fsync:
+            # a snapshot renamed into place just before a crash may have its directory
+            # entry in the page cache only: make it durable before the log is cut for it
             fsync_dir(path)
         self._prune()
 

@@ -42,7 +42,7 @@ import attrs
 from trioraft.closing import ClosedOnExit
 from trioraft.core.messages import Entry, HardState
 from trioraft.storage.errors import FsyncError, StorageError
-from trioraft.storage.fileio import DIR_MODE, FILE_MODE, fsync_dir, fsync_fd
+from trioraft.storage.fileio import DIR_MODE, FILE_MODE, fsync_dir, fsync_fd, fsync_file
 from trioraft.storage.records import LogStart, encode_entries, encode_hard_state, encode_log_start
 from trioraft.storage.replay import TornTail, replay, segment_name
 
@@ -131,7 +131,7 @@ class WriteAheadLog(ClosedOnExit):
         replayed = replay(path)
         torn = replayed.torn_tail
         if torn is not None:
-            _cut(torn, fsync)
+            _cut(torn)
         segments = [_Segment(s.sequence, s.path, s.max_index) for s in replayed.segments]
         new_segment = not segments
         if new_segment:
@@ -157,8 +157,8 @@ class WriteAheadLog(ClosedOnExit):
             start_index=start_index,
         )
         try:
-            if new_segment and fsync:
-                log._fsync_dir()
+            if fsync:
+                log._sync_recovered()
             if size == 0:
                 log._write_raw(encode_hard_state(replayed.hard_state))
                 log.sync()
@@ -319,6 +319,18 @@ class WriteAheadLog(ClosedOnExit):
             self._fsync_dir()
         self._write_raw(encode_hard_state(self._hard_state))
 
+    def _sync_recovered(self) -> None:
+        """Make everything found on disk durable before the node acts on it: what a crash
+        left may be in the page cache only, and a node must not acknowledge entries
+        again, or grant a vote again, that a power loss would then erase. Syncs every
+        segment (one written with fsync off, or before a crash, may not be), a torn tail's
+        cut, the wal directory and the entry of the wal directory in its parent."""
+        for segment in self._segments[:-1]:
+            fsync_file(segment.path)
+        self._fsync_active()
+        self._fsync_dir()
+        fsync_dir(self.path.parent)
+
     def _fsync_active(self) -> None:
         try:
             fsync_fd(self._fd, self._segments[-1].path)
@@ -339,16 +351,14 @@ class WriteAheadLog(ClosedOnExit):
         return error
 
 
-def _cut(torn: TornTail, fsync: bool) -> None:
-    """Truncate a segment at the start of its torn tail, durably."""
+def _cut(torn: TornTail) -> None:
+    """Truncate a segment at the start of its torn tail (`open` then syncs it)."""
     try:
         fd = os.open(torn.path, os.O_WRONLY)
     except OSError as e:
         raise StorageError(f"{torn.path}: cannot open to cut the torn tail: {e}") from e
     try:
         os.ftruncate(fd, torn.offset)
-        if fsync:
-            fsync_fd(fd, torn.path)
     except OSError as e:
         raise StorageError(f"{torn.path}: cannot cut the torn tail: {e}") from e
     finally:
