@@ -24,12 +24,16 @@ Rules of the harness:
   restart from the WAL. The state machine starts empty and is rebuilt by applying the log.
 - While the cluster runs, a monitor records which node led in which term, so a test can
   assert election safety (at most one leader per term) over the whole run.
+- With `check_data_dirs`, every data dir has an incarnation (`n3.1`, then `n3.2` once
+  `wipe` deleted the dir) and the nodes check it with their peers as trioraft does; a node
+  refused as wiped stops, and its refusal is kept in `refusals`.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -54,6 +58,7 @@ from trioraft.core.raft import RaftConfig
 from trioraft.node import Indeterminate, Node, NodeOptions, Unavailable, error_reply
 from trioraft.replies import Reply
 from trioraft.resp import encode
+from trioraft.state import WipedMember
 from trioraft.storage.fileio import durability
 from trioraft.storage.replay import Replayed, replay
 from trioraft.storage.wal import WriteAheadLog
@@ -137,6 +142,7 @@ class Cluster:
         raft: Mapping[str, Any] | None = None,
         disk: DiskModel | None = None,
         fsync: bool | None = None,
+        check_data_dirs: bool = False,
     ) -> None:
         self._nursery = nursery
         self._raft = raft
@@ -146,6 +152,12 @@ class Cluster:
         self._promises = PromiseChecker(disk, root) if disk is not None else None
         #: whether nodes fsync (by default, when there is a disk model to see it)
         self.fsync = disk is not None if fsync is None else fsync
+        self._check_data_dirs = check_data_dirs
+        #: how many data dirs each node has had: the current one's incarnation is
+        #: `<id>.<count>`
+        self._generations: dict[NodeId, int] = {}
+        #: the nodes that stopped because their data dir was refused as wiped
+        self.refusals: dict[NodeId, WipedMember] = {}
         self._rng = random.Random(seed)
         self.ids = [f"n{k}" for k in range(1, size + 1)]
         self.network = MemoryNetwork(delay=LINK_DELAY)
@@ -160,7 +172,12 @@ class Cluster:
         """Start `node_id` from its data dir (a restart if it ran before)."""
         assert node_id not in self._running, f"{node_id} is already running"
         fsync = self.fsync
-        wal, recovery = WriteAheadLog.open(self._root / node_id, fsync=fsync)
+        data_dir = self._root / node_id
+        fresh = not data_dir.exists()
+        if fresh:
+            self._generations[node_id] = self._generations.get(node_id, 0) + 1
+        wal, recovery = WriteAheadLog.open(data_dir, fsync=fsync)
+        incarnation = f"{node_id}.{self._generations[node_id]}"
 
         def transport(handler: RpcHandler) -> MemoryTransport:
             made = self.network.transport(node_id, handler, peers=self.ids)
@@ -174,6 +191,8 @@ class Cluster:
             recovery,
             transport,
             rng=random.Random(self._rng.random()),
+            incarnation=incarnation if self._check_data_dirs else None,
+            fresh=fresh,
         )
         running = _Running(node, trio.CancelScope())
         self._running[node_id] = running
@@ -181,9 +200,14 @@ class Cluster:
         return node
 
     async def _run(self, running: _Running, *, task_status: trio.TaskStatus[None]) -> None:
+        node_id = running.node.id
         try:
             with running.scope:
                 await running.node.run(task_status=task_status)
+        except* WipedMember as refused:
+            [self.refusals[node_id]] = refused.exceptions  # type: ignore[list-item]
+            if self._running.get(node_id) is running:
+                del self._running[node_id]
         finally:
             running.node.wal.close()
             running.stopped.set()
@@ -215,6 +239,11 @@ class Cluster:
         self.disk.restore()
         for other in others:
             self.network.unblock(node_id, other, both_ways=True)
+
+    def wipe(self, node_id: NodeId) -> None:
+        """Delete the data dir of `node_id`, which must be down: it starts afresh."""
+        assert node_id not in self._running, f"{node_id} must be down to be wiped"
+        shutil.rmtree(self._root / node_id)
 
     async def crash_all(self) -> None:
         for node_id in list(self._running):
@@ -336,16 +365,21 @@ async def open_cluster(
     raft: Mapping[str, Any] | None = None,
     disk: DiskModel | None = None,
     fsync: bool | None = None,
+    *,
+    check_data_dirs: bool = False,
+    start: Iterable[NodeId] | None = None,
 ) -> AsyncIterator[Cluster]:
     """A running cluster of `size` nodes with data dirs under `root` (`raft`: RaftConfig
     fields to set), fsyncing (unless `fsync` is false) to `disk` or a disk model of its
-    own; every node is crashed when the block ends."""
+    own, the data dirs checked with the peers when `check_data_dirs`; `start`: only these
+    nodes are started (by default all); every node is crashed when the block ends."""
     model = disk or DiskModel(root, random.Random(seed))
     with durability(model):
         async with trio.open_nursery() as nursery:
-            cluster = Cluster(nursery, root, size, seed, raft, model, fsync)
+            cluster = Cluster(nursery, root, size, seed, raft, model, fsync, check_data_dirs)
             nursery.start_soon(cluster.monitor)
-            await cluster.start_all()
+            for node_id in cluster.ids if start is None else start:
+                await cluster.start(node_id)
             yield cluster
             nursery.cancel_scope.cancel()
 

@@ -4,22 +4,33 @@ Every data dir gets a random incarnation id when it is created. A member's first
 incarnation is recorded in the replicated state (`RAFT.INCARNATION`, see state.py). A node
 started on an empty data dir under an id the cluster knows has forgotten the votes it
 cast and the entries it acknowledged: counting it in a quorum could elect a leader that
-lacks committed writes. So:
+lacks committed writes. So a node neither votes nor campaigns until one of these holds:
 
-- a node whose own state does not record its incarnation (its data dir is new, or holds
-  no snapshot taken after its registration) does not vote or campaign until enough peers
-  (with itself, a quorum) answered what incarnation they have recorded for it; if any has
-  another one, the node stops with a message naming the safe way back;
-- every node then registers its incarnation through the log; a refused registration stops
-  the node the same way.
+1. its own storage (the applied state, or a registration still in its log) records its
+   incarnation: the data dir is the one the cluster knows;
+2. a peer answers that it records this incarnation for the node;
+3. a majority of the other voters answer that they record no incarnation for it. A
+   registration that was committed is held by a quorum of the voters, and without this
+   node by at least a quorum less one of the others; any majority of the others meets
+   that set, so at least one of them would have named the incarnation. An answer of
+   "none recorded" from fewer proves nothing: they may simply lag behind;
+4. the first bootstrap: enough peers to make a quorum with this node answer "none
+   recorded" and have never seen the cluster run (term 0, an empty log), so no leader was
+   ever elected among them.
+
+If any peer records another incarnation, the node stops with a message naming the safe
+way back. Once accepted, every node registers its incarnation through the log (again
+after every start: registering the same incarnation twice changes nothing); a refused
+registration stops the node the same way.
 
 Asking only when the data dir is new would not do: a wiped node that was refused once has
 a data dir again, no longer new, and started a second time it would vote until its
 registration is refused, which needs a leader, which its vote may elect.
 
-A node joining the very first bootstrap late has no record anywhere, so it is accepted.
-The check relies on the peers that answer having applied the record: a peer far behind
-may not know it yet, which is why a majority is asked.
+What the guard cannot see: entries a node acknowledged before its own registration was
+committed (the first seconds of its first start), and a cluster whose every member but
+the wiped one and a node that has never run is down (rule 4 then accepts it). Both take
+a lost data dir and more, beyond the single failure a three-node cluster survives.
 """
 
 from __future__ import annotations
@@ -29,7 +40,9 @@ from typing import TYPE_CHECKING
 import trio
 
 from trioraft import kv
+from trioraft.core.messages import NodeId
 from trioraft.state import REGISTER, WipedMember, wiped_message
+from trioraft.transport.base import Payload
 from trioraft.transport.errors import RpcError
 
 if TYPE_CHECKING:
@@ -41,35 +54,58 @@ RETRY_PAUSE = 0.2
 
 
 async def guard(node: Node, incarnation: str, fresh: bool) -> None:
-    if node.state.incarnations.get(node.id) != incarnation:
+    if node.known_incarnation(node.id) != incarnation:
         await _verify_with_peers(node, incarnation)
         node.log.info("data dir accepted by the peers", incarnation=incarnation, new=fresh)
     node.core.allow_voting()
     await _register(node, incarnation)
 
 
+def answer(node: Node, member: NodeId) -> Payload:
+    """What this node tells `member` asking about itself: the incarnation it records for
+    it (None if none) and whether it has never seen the cluster run."""
+    core = node.core
+    return {
+        "incarnation": node.known_incarnation(member),
+        "blank": core.term == 0 and core.log.last_index == 0,
+    }
+
+
 async def _verify_with_peers(node: Node, incarnation: str) -> None:
     members = node.core.members
     peers = sorted(members.voters - {node.id})
-    needed = members.quorum() - (1 if node.id in members.voters else 0)
-    answered: set[str] = set()
-    while len(answered) < needed:
+    # rule 3: a majority of the other voters; rule 4: a quorum with this node
+    majority_of_peers = len(peers) // 2 + 1 if peers else 0
+    bootstrap_quorum = members.quorum() - (1 if node.id in members.voters else 0)
+    none_recorded: set[str] = set()
+    blank: set[str] = set()
+    vouched = False
 
-        async def ask(peer: str) -> None:
-            try:
-                known = await node.transport.call(peer, "incarnation_of", node.id, ASK_TIMEOUT)
-            except RpcError:
-                return
-            if known is not None and known != incarnation:
-                raise WipedMember(wiped_message(node.id))
-            answered.add(peer)
+    async def ask(peer: str) -> None:
+        nonlocal vouched
+        try:
+            reply = await node.transport.call(peer, "incarnation_of", node.id, ASK_TIMEOUT)
+        except RpcError:
+            return
+        assert isinstance(reply, dict)
+        known = reply["incarnation"]
+        if known is None:
+            none_recorded.add(peer)
+            if reply["blank"]:
+                blank.add(peer)
+        elif known == incarnation:
+            vouched = True
+        else:
+            raise WipedMember(wiped_message(node.id))
 
+    while True:
         async with trio.open_nursery() as nursery:
             for peer in peers:
-                if peer not in answered:
+                if peer not in none_recorded:
                     nursery.start_soon(ask, peer)
-        if len(answered) < needed:
-            await trio.sleep(RETRY_PAUSE)
+        if vouched or len(none_recorded) >= majority_of_peers or len(blank) >= bootstrap_quorum:
+            return
+        await trio.sleep(RETRY_PAUSE)
 
 
 async def _register(node: Node, incarnation: str) -> None:

@@ -597,7 +597,7 @@ class Node:
             return self.status()
         if method == "incarnation_of":
             assert isinstance(payload, str)
-            return self.known_incarnation(payload)
+            return incarnation.answer(self, payload)
         if method.startswith("snapshot_") and self.snapshotter is not None:
             return await self.snapshotter.serve_rpc(src, method, payload)
         raise ValueError(f"unknown method {method!r}")
