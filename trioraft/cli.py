@@ -280,7 +280,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(config.node_id, config.log_level)
     try:
-        serve(config)
+        serve(config, args.config)
     except KeyboardInterrupt:
         raise CliError(EXIT_FAILURE, "interrupted while starting") from None
     except BaseException as exc:  # one line, never a traceback

@@ -17,6 +17,7 @@ import resource
 import signal
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import attrs
 import trio
@@ -91,7 +92,8 @@ def raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, config_file: Path) -> None:
+    """Run the node `config` (read from `config_file`) until SIGTERM or SIGINT."""
     log = NodeLogger(config.node_id, "trioraft.daemon")
     if not config.fsync:
         log.warning("fsync is off: acknowledged writes can be lost in a power failure")
@@ -121,6 +123,8 @@ def serve(config: Config) -> None:
             log.warning("finished installing a snapshot interrupted by a crash")
         with wal:
             snapshot = _load_snapshot(restored, log)
+            if snapshot is not None:
+                _check_members(config_file, node_options(config).members, snapshot[0])
             log.info(
                 "storage recovered",
                 snapshot_index=snapshot[0].index if snapshot else 0,
@@ -155,6 +159,29 @@ def _load_snapshot(
         return meta, ReplicatedState.restore(data)
     except ValueError as exc:
         raise StartupError(f"snapshot {meta.index}: {exc}") from None
+
+
+def _check_members(config_file: Path, listed: Members, snapshot: SnapshotMeta) -> None:
+    """Refuse to start when the snapshot records other members than the config file lists.
+
+    Membership cannot change at run time yet, so the file is not the authority: a node
+    with a snapshot keeps the members it records, the others would take the file's, and
+    the two groups could each elect a leader in one term."""
+    recorded = snapshot.members
+    if recorded == listed:
+        return
+    raise StartupError(
+        f"{config_file}: members lists {_names(listed)}, but this node's data dir records "
+        f"the members {_names(recorded)} (snapshot at index {snapshot.index}): editing "
+        f"members does not change a running cluster's membership; set members back to "
+        f"{_names(recorded)} in this file (the other nodes' files must list the same)"
+    )
+
+
+def _names(members: Members) -> str:
+    voters = ", ".join(sorted(members.voters))
+    learners = ", ".join(sorted(members.learners))
+    return voters + (f" (learners {learners})" if learners else "")
 
 
 async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: NodeLogger) -> None:
