@@ -27,7 +27,10 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trioraft import kv
 from trioraft import node as node_module
+from trioraft.core.messages import Entry
 from trioraft.node import Indeterminate, Node, Unavailable
+from trioraft.storage.records import HEADER_SIZE as WAL_HEADER_SIZE
+from trioraft.storage.records import decode_payload
 from trioraft.transport.base import MAX_HANDLERS
 
 HEARTBEAT = HEARTBEAT_TICKS * TICK
@@ -500,3 +503,42 @@ async def test_more_writes_through_each_follower_than_the_leader_has_handlers(
         assert replies == [OK] * (2 * clients)
         assert set(cluster.leaders_by_term) == {term}
         assert all(node.core.term == term for node in cluster.nodes)
+
+
+def cut_wal_after(wal_dir: Path, last_kept: int) -> None:
+    """Drop every record after the entry `last_kept` from the node's only WAL segment,
+    as a disk that lost writes it had acknowledged would."""
+    [segment] = sorted(wal_dir.glob("*.wal"))
+    data = segment.read_bytes()
+    offset = 0
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "little")
+        end = offset + WAL_HEADER_SIZE + length
+        record = decode_payload(data[offset + WAL_HEADER_SIZE : end])
+        offset = end
+        if isinstance(record, Entry) and record.index == last_kept:
+            segment.write_bytes(data[:offset])
+            return
+    raise AssertionError(f"no entry {last_kept} in {segment}")
+
+
+async def test_a_follower_that_lost_acknowledged_entries_is_reported_and_caught_up(
+    clock: MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        lossy = followers(cluster, leader)[0]
+        for n in range(5):
+            assert await write(leader, b"k%d" % n, b"1") == OK
+        await cluster.wait_converged()
+        last = lossy.core.log.last_index
+        await cluster.crash(lossy.id)
+        cut_wal_after(tmp_path / lossy.id, last - 3)
+
+        restarted = await cluster.start(lossy.id)
+        assert await write(leader, b"after", b"1") == OK
+        await cluster.wait_converged()
+        assert get(restarted, b"k4") == b"1" and get(restarted, b"after") == b"1"
+        [report] = [r for r in caplog.records if "lost entries it had acknowledged" in r.message]
+        assert report.levelname == "ERROR"
+        assert report.fields["follower"] == lossy.id  # type: ignore[attr-defined]
