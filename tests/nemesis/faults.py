@@ -29,10 +29,15 @@ The two condition-driven faults:
   faults that follow. (Restoring an older copy would be unsafe: the node would have
   forgotten votes and acknowledged entries, the very thing the refusal guards against.)
 
+A partition must be seen to take effect before it heals: a node of the minority side (of
+an isolation or a split) must not acknowledge a write of the probe key, and a leader cut
+off in it must step down; both go into the record's notes, and a failure is a finding.
+
 Findings are what the nemesis sees that the contract forbids, independently of the
 history: a node that exits without being killed, or does not serve again after a
-restart; a wiped node that is not refused, or is refused with another status; a cluster
-that acknowledges no write within `RECOVERY_SECONDS` of healing. After a failure to
+restart; a partition that did not take effect; a wiped node that is not refused, or is
+refused with another status; a cluster that acknowledges no write within
+`RECOVERY_SECONDS` of healing. After a failure to
 recover, `run` stops injecting.
 """
 
@@ -257,14 +262,55 @@ class Nemesis:
             {*itertools.chain.from_iterable(sides), *([bridge] if bridge else [])}
         )
         record.description = f"{what}, for {plan.duration} s"
+        leader = record.notes.get("leader", None) if plan.at_leader else await self._leader()
         record.start = time.monotonic()
+        end = trio.current_time() + plan.duration
         await trio.to_thread.run_sync(self.hosts.cut, pairs)
         try:
-            await trio.sleep(plan.duration)
+            minority = min(sides, key=len)
+            if bridge is None and 2 * len(minority) < len(self._ids()):
+                await self._prove_cut_off(record, minority, leader, end)
+            await trio.sleep_until(end)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self.hosts.heal)
         record.healed = time.monotonic()
+
+    async def _prove_cut_off(
+        self, record: FaultRecord, minority: list[str], leader: object, end: float
+    ) -> None:
+        """Show that a partition took effect before it heals: a node of the minority does
+        not acknowledge a write, and a leader cut off in it steps down (CheckQuorum)."""
+        probe = self.cluster[minority[0]]
+
+        async def write_to_minority() -> None:
+            wait = end - trio.current_time() - POLL_SECONDS
+            reply = await self.call(probe, "SET", PROBE_KEY, "minority", timeout=wait)
+            record.notes["minority_acknowledged"] = reply == "OK"
+
+        async def leader_steps_down() -> None:
+            node = self.cluster[str(leader)]
+            while trio.current_time() < end:
+                info = await self._info_or_none(node)
+                if info is not None and info.get("role") != "leader":
+                    record.notes["isolated_leader_stepped_down"] = True
+                    return
+                await trio.sleep(POLL_SECONDS)
+            record.notes["isolated_leader_stepped_down"] = False
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write_to_minority)
+            if leader in minority:
+                nursery.start_soon(leader_steps_down)
+        if record.notes["minority_acknowledged"]:
+            self.findings.append(
+                f"fault #{record.number}: {probe.id}, cut off in a minority, acknowledged a write"
+            )
+        if record.notes.get("isolated_leader_stepped_down") is False:
+            self.findings.append(
+                f"fault #{record.number}: the leader {leader}, cut off in a minority, still "
+                f"led when the partition healed"
+            )
 
     async def _snapshots(self, plan: FaultPlan, record: FaultRecord) -> None:
         record.nodes = self._ids()
