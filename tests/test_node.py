@@ -537,7 +537,7 @@ async def test_a_follower_that_lost_acknowledged_entries_is_reported_and_caught_
 
         restarted = await cluster.start(lossy.id)
         assert await write(leader, b"after", b"1") == OK
-        await cluster.wait_converged()
+        await cluster.wait_converged(timeout=2.0)  # a few heartbeat rounds
         assert get(restarted, b"k4") == b"1" and get(restarted, b"after") == b"1"
         [report] = [r for r in caplog.records if "lost entries it had acknowledged" in r.message]
         assert report.levelname == "ERROR"
