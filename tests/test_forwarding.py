@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from trioraft.core.messages import NodeId
-from trioraft.forwarding import MAX_BATCH_BYTES, MAX_IN_FLIGHT, Forwarder
+from trioraft.forwarding import MAX_BATCH_BYTES, MAX_IN_FLIGHT, WAKE_CHUNK, Forwarder
 from trioraft.transport import Payload, RpcRemoteError, RpcTimeout
 
 
@@ -129,3 +129,35 @@ async def test_a_write_that_times_out_unsent_is_never_sent(autojump_clock: Any) 
         leader.release()
         await trio.testing.wait_all_tasks_blocked()
     assert [commands for _, commands in leader.calls] == [[b"first"]] * MAX_IN_FLIGHT
+
+
+async def test_the_writers_of_one_call_go_on_a_chunk_per_round(autojump_clock: Any) -> None:
+    leader = FakeLeader()
+    rounds = 0
+    resumed_in_round: list[int] = []
+
+    async def count_rounds() -> None:
+        nonlocal rounds
+        while True:
+            rounds += 1
+            await trio.sleep(0)
+
+    async def client(forwarder: Forwarder) -> None:
+        await forwarder.forward("n1", [b"w"], timeout=5)
+        resumed_in_round.append(rounds)
+
+    async with running(leader) as forwarder, trio.open_nursery() as nursery:
+        for _ in range(10 * WAKE_CHUNK):
+            nursery.start_soon(client, forwarder)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(count_rounds)  # from now on, never all tasks blocked
+        leader.release()
+        while len(resumed_in_round) < 10 * WAKE_CHUNK:
+            await trio.sleep(0)
+        nursery.cancel_scope.cancel()
+    assert len(leader.calls) == 1
+    # within a round, the order of tasks is not fixed: a chunk may see the counter of the
+    # round before or after its own, never more than two chunks the same
+    per_round = [resumed_in_round.count(r) for r in set(resumed_in_round)]
+    assert max(per_round) <= 2 * WAKE_CHUNK
+    assert len(per_round) >= 5

@@ -5,6 +5,7 @@ the leader stays: client load waits at the clients, never on the peer links."""
 from __future__ import annotations
 
 import resource
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,8 +17,8 @@ from trioraft.transport.base import MAX_HANDLERS
 
 pytestmark = pytest.mark.processes
 
-#: how long all the clients together may take (they usually need a few seconds)
-DEADLINE = 60.0
+#: how long all the clients together may take (a few seconds on an idle machine)
+DEADLINE = 120.0
 
 
 @contextmanager
@@ -81,12 +82,16 @@ async def check_many_clients(clients: int, writes: int) -> None:
         leader = cluster.wait_for_leader()
         term = leader.info()["term"]
         replies = await write_through_followers(cluster, clients, writes)
-        assert replies == [b"+OK"] * (2 * clients * writes), {
-            reply for reply in replies if reply != b"+OK"
-        }
-        assert [node.info()["term"] for node in cluster.nodes] == [term] * 3
+        terms = [node.info()["term"] for node in cluster.nodes]
+        failed = Counter(reply for reply in replies if reply != b"+OK")
+        assert (len(replies), failed, terms) == (2 * clients * writes, {}, [term] * 3)
         assert cluster.wait_for_leader() is leader
 
 
 async def test_more_clients_through_each_follower_than_the_leader_has_handlers() -> None:
     await check_many_clients(clients=MAX_HANDLERS + 44, writes=3)
+
+
+@pytest.mark.slow
+async def test_a_thousand_clients_through_each_follower() -> None:
+    await check_many_clients(clients=1000, writes=10)

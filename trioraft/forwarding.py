@@ -13,7 +13,9 @@ The queue is bounded by the clients: a client whose write waits here is not read
 rather than on the peer link.
 
 Each write gets the outcome of its call: the replies to its own commands, or the error
-the call raised.
+the call raised. The writers of one call are woken `WAKE_CHUNK` at a time, one chunk per
+round of the event loop: a thousand clients all going on with their work in one round
+would hold up the node's own tasks (the peer links, the timers) past an election timeout.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from trioraft.transport.errors import RpcTimeout
 MAX_IN_FLIGHT = 4
 #: the commands one call carries, in bytes; a single larger write still goes alone
 MAX_BATCH_BYTES = 1024 * 1024
+#: writers woken per round of the event loop when their call ends
+WAKE_CHUNK = 32
 
 #: calls `method` on the leader with a payload and a timeout, as `Node._call_leader`
 LeaderCall = Callable[[NodeId, str, Payload, float], Awaitable[Payload]]
@@ -122,20 +126,27 @@ class Forwarder:
 
     async def _send(self, batch: list[_Write]) -> None:
         try:
-            commands = [command for write in batch for command in write.commands]
-            timeout = max(write.deadline for write in batch) - trio.current_time()
-            try:
-                answer = await self._call(batch[0].leader, "propose", commands, max(timeout, 0.01))
-                assert isinstance(answer, list | tuple) and len(answer) == len(commands)
-            except Exception as exc:  # each writer handles it as if it had called
-                for write in batch:
-                    write.settle(exc)
-                return
-            replies = [bytes(reply) for reply in answer]
-            start = 0
-            for write in batch:
-                end = start + len(write.commands)
-                write.settle(replies[start:end])
-                start = end
+            outcomes = await self._call_for(batch)
+            for k, (write, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+                if k and k % WAKE_CHUNK == 0:
+                    await trio.sleep(0)  # the next chunk goes on in the next round
+                write.settle(outcome)
         finally:
             self._in_flight.release()
+
+    async def _call_for(self, batch: list[_Write]) -> list[list[bytes] | Exception]:
+        """One call for the whole batch: each write's replies, or for each the error."""
+        commands = [command for write in batch for command in write.commands]
+        timeout = max(write.deadline for write in batch) - trio.current_time()
+        try:
+            answer = await self._call(batch[0].leader, "propose", commands, max(timeout, 0.01))
+            assert isinstance(answer, list | tuple) and len(answer) == len(commands)
+        except Exception as exc:  # each writer handles it as if it had called
+            return [exc] * len(batch)
+        replies = [bytes(reply) for reply in answer]
+        outcomes: list[list[bytes] | Exception] = []
+        start = 0
+        for write in batch:
+            outcomes.append(replies[start : start + len(write.commands)])
+            start += len(write.commands)
+        return outcomes
