@@ -59,10 +59,24 @@ class DiskModel:
         info = os.fstat(fd)
         self.version += 1
         if stat.S_ISDIR(info.st_mode):
-            self._entries[Path(path)] = {e.name: e.inode() for e in os.scandir(path)}
+            entries = {e.name: e.inode() for e in os.scandir(path)}
+            before = self._entries.get(Path(path), {})
+            for name, inode in entries.items():
+                if before.get(name) != inode:
+                    self._forget_reused_inode(Path(path) / name, inode)
+            self._entries[Path(path)] = entries
         else:
             assert os.stat(path).st_ino == info.st_ino, f"{path} moved before its fsync"
             self._content[info.st_ino] = Path(path).read_bytes()
+
+    def _forget_reused_inode(self, path: Path, inode: int) -> None:
+        """`path` is new to its directory. Its inode may be one a deleted file had (a WAL
+        segment removed by compaction, say): bytes recorded for that inode are the deleted
+        file's, unless the new file still begins with them (written and fsynced, then
+        renamed into place)."""
+        recorded = self._content.get(inode)
+        if recorded is not None and path.is_file() and not path.read_bytes().startswith(recorded):
+            del self._content[inode]
 
     # --- power loss ----------------------------------------------------------------------
 
