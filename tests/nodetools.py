@@ -53,15 +53,20 @@ from trioraft.core.messages import (
     Message,
     NodeId,
     RequestVoteResponse,
+    SnapshotMeta,
 )
 from trioraft.core.raft import RaftConfig
 from trioraft.node import Indeterminate, Node, NodeOptions, Unavailable, error_reply
 from trioraft.replies import Reply
 from trioraft.resp import encode
-from trioraft.state import WipedMember
+from trioraft.snapshotter import SnapshotPolicy
+from trioraft.state import ReplicatedState, WipedMember
+from trioraft.storage.datadir import WAL_DIR
 from trioraft.storage.fileio import durability
 from trioraft.storage.replay import Replayed, replay
-from trioraft.storage.wal import WriteAheadLog
+from trioraft.storage.snapshots import SnapshotStore
+from trioraft.storage.state import Restored, open_storage
+from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport import MemoryNetwork, MemoryTransport, RpcHandler
 
 OK = b"+OK\r\n"
@@ -84,9 +89,11 @@ def node_options(
     raft: Mapping[str, Any] | None = None,
     *,
     fsync: bool = False,
+    snapshots: SnapshotPolicy | None = None,
 ) -> NodeOptions:
     """The harness's options; `raft` sets more RaftConfig fields."""
     return NodeOptions(
+        snapshot_policy=snapshots or SnapshotPolicy(),
         node_id=node_id,
         members=Members(voters=frozenset(ids)),
         tick_seconds=TICK,
@@ -143,13 +150,17 @@ class Cluster:
         disk: DiskModel | None = None,
         fsync: bool | None = None,
         check_data_dirs: bool = False,
+        snapshots: SnapshotPolicy | None = None,
     ) -> None:
         self._nursery = nursery
         self._raft = raft
         self._root = root
+        #: with a policy, nodes take snapshots (in a data dir laid out as the daemon's)
+        self._snapshots = snapshots
         #: with a disk model: power losses, and durable promises checked
         self.disk = disk
-        self._promises = PromiseChecker(disk, root) if disk is not None else None
+        wal_subdir = "" if snapshots is None else WAL_DIR
+        self._promises = PromiseChecker(disk, root, wal_subdir) if disk is not None else None
         #: whether nodes fsync (by default, when there is a disk model to see it)
         self.fsync = disk is not None if fsync is None else fsync
         self._check_data_dirs = check_data_dirs
@@ -176,7 +187,16 @@ class Cluster:
         fresh = not data_dir.exists()
         if fresh:
             self._generations[node_id] = self._generations.get(node_id, 0) + 1
-        wal, recovery = WriteAheadLog.open(data_dir, fsync=fsync)
+        store: SnapshotStore | None = None
+        snapshot: tuple[SnapshotMeta, ReplicatedState] | None = None
+        recovery: Recovery | Restored
+        if self._snapshots is None:
+            wal, recovery = WriteAheadLog.open(data_dir, fsync=fsync)
+        else:
+            wal, store, recovery = open_storage(data_dir, fsync=fsync)
+            if recovery.snapshot is not None:
+                meta, data = recovery.snapshot
+                snapshot = meta, ReplicatedState.restore(data)
         incarnation = f"{node_id}.{self._generations[node_id]}"
 
         def transport(handler: RpcHandler) -> MemoryTransport:
@@ -186,13 +206,15 @@ class Cluster:
             return made
 
         node = Node(
-            node_options(node_id, self.ids, self._raft, fsync=fsync),
+            node_options(node_id, self.ids, self._raft, fsync=fsync, snapshots=self._snapshots),
             wal,
             recovery,
             transport,
             rng=random.Random(self._rng.random()),
             incarnation=incarnation if self._check_data_dirs else None,
             fresh=fresh,
+            snapshots=store,
+            snapshot=snapshot,
         )
         running = _Running(node, trio.CancelScope())
         self._running[node_id] = running
@@ -312,9 +334,11 @@ class Cluster:
 class PromiseChecker:
     """Checks each message that promises durability against its sender's durable log."""
 
-    def __init__(self, disk: DiskModel, root: Path) -> None:
+    def __init__(self, disk: DiskModel, root: Path, wal_subdir: str) -> None:
         self._disk = disk
         self._root = root
+        #: where a node's WAL is in its data dir
+        self._wal_subdir = wal_subdir
         #: node -> (the model's version, what its durable WAL replays to then)
         self._replayed: dict[NodeId, tuple[int, Replayed]] = {}
         #: messages checked, so a test can see the check ran
@@ -350,7 +374,8 @@ class PromiseChecker:
         if cached is not None and cached[0] == self._disk.version:
             return cached[1]
         with tempfile.TemporaryDirectory() as scratch:
-            for name, data in self._disk.durable_files(self._root / node_id).items():
+            wal_dir = self._root / node_id / self._wal_subdir
+            for name, data in self._disk.durable_files(wal_dir).items():
                 (Path(scratch) / name).write_bytes(data)
             replayed = replay(Path(scratch))
         self._replayed[node_id] = (self._disk.version, replayed)
@@ -368,15 +393,19 @@ async def open_cluster(
     *,
     check_data_dirs: bool = False,
     start: Iterable[NodeId] | None = None,
+    snapshots: SnapshotPolicy | None = None,
 ) -> AsyncIterator[Cluster]:
     """A running cluster of `size` nodes with data dirs under `root` (`raft`: RaftConfig
     fields to set), fsyncing (unless `fsync` is false) to `disk` or a disk model of its
     own, the data dirs checked with the peers when `check_data_dirs`; `start`: only these
-    nodes are started (by default all); every node is crashed when the block ends."""
+    nodes are started (by default all); with `snapshots`, nodes take snapshots as it says
+    (else none); every node is crashed when the block ends."""
     model = disk or DiskModel(root, random.Random(seed))
     with durability(model):
         async with trio.open_nursery() as nursery:
-            cluster = Cluster(nursery, root, size, seed, raft, model, fsync, check_data_dirs)
+            cluster = Cluster(
+                nursery, root, size, seed, raft, model, fsync, check_data_dirs, snapshots
+            )
             nursery.start_soon(cluster.monitor)
             for node_id in cluster.ids if start is None else start:
                 await cluster.start(node_id)

@@ -3,6 +3,7 @@ write-ahead logs in temporary directories, in virtual time (see nodetools.py).""
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from trioraft import kv
 from trioraft import node as node_module
 from trioraft.core.messages import Entry
 from trioraft.node import Indeterminate, Node, Unavailable
+from trioraft.snapshotter import Backoff, SnapshotPolicy, SnapshotRefused
 from trioraft.storage.records import HEADER_SIZE as WAL_HEADER_SIZE
 from trioraft.storage.records import decode_payload
 from trioraft.transport.base import MAX_HANDLERS
@@ -193,7 +195,7 @@ async def test_a_node_whose_disk_hangs_holds_a_bounded_queue_of_messages(
         hang_disk(hung, monkeypatch)
         for k in range(20):
             assert await write(leader, b"k%d" % k, b"v") == OK
-        await trio.sleep(100 * HEARTBEAT)  # the leader keeps asking the hung follower
+        await trio.sleep(40 * HEARTBEAT)  # the leader keeps asking the hung follower
         waiting = sum(len(item.after_persist) for item in hung._wal_queue)
         assert 0 < waiting <= 8
 
@@ -216,6 +218,48 @@ async def test_writes_past_the_uncommitted_bytes_cap_are_refused_with_tryagain(
             assert await write(follower, b"forwarded", b"2") == TRYAGAIN
             nursery.cancel_scope.cancel()
         assert leader.core.log.last_index == leader.core.commit  # nothing refused was kept
+
+
+async def test_a_follower_refusing_snapshots_is_asked_again_after_growing_pauses(
+    clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = SnapshotPolicy(entries=10, catchup_entries=2, retry_first=0.05, retry_most=0.8)
+    async with open_cluster(tmp_path, snapshots=policy) as cluster:
+        leader = await cluster.wait_for_leader()
+        behind = followers(cluster, leader)[0]
+        cluster.network.isolate(behind.id)
+        for k in range(30):
+            assert await write(leader, b"k%d" % k, b"v") == OK
+        await wait_until(lambda: leader.core.log.snapshot_index > behind.core.log.last_index, 1)
+        assert behind.snapshotter is not None
+        asked: list[float] = []
+
+        async def refuse_at_once(src: str, method: str, payload: object) -> None:
+            asked.append(trio.current_time())
+            raise SnapshotRefused("no room for it")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(behind.snapshotter, "serve_rpc", refuse_at_once)
+            cluster.network.heal()
+            await trio.sleep(4.0)
+        pauses = [b - a for a, b in itertools.pairwise(asked)]
+        assert 5 <= len(asked) <= 12, pauses
+        assert max(pauses) <= policy.retry_most + 0.1
+        await wait_until(lambda: behind.applied >= leader.applied, policy.retry_most + 0.5)
+        assert get(behind, b"k29") == b"v"
+
+
+def test_snapshot_backoff_doubles_up_to_its_bound_and_ends_with_a_success() -> None:
+    backoff = Backoff(first=0.1, most=0.5)
+    pauses = []
+    for _ in range(5):
+        backoff.failed()
+        pauses.append(backoff.pause)
+    assert pauses == [0.1, 0.2, 0.4, 0.5, 0.5]
+    backoff.succeeded()
+    assert backoff.pause == 0
+    backoff.failed()
+    assert backoff.pause == 0.1
 
 
 async def test_a_restarted_leader_rejoins_without_disrupting_its_successor(

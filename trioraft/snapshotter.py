@@ -13,7 +13,9 @@ Sending. When the leader's core wants a follower to get a snapshot, one task per
 streams the newest snapshot file in chunks over RPC: `snapshot_begin` (the follower says
 how much of that snapshot it already holds, so a broken transfer resumes where it
 stopped), `snapshot_chunk` ..., `snapshot_install`. A failed transfer is reported to the
-core, which asks again.
+core, which asks again; the next transfer to that follower waits a pause that doubles
+with each failure (up to `policy.retry_most`), so a follower that refuses at once is
+not asked again and again in a tight loop. A success ends the pauses.
 
 Receiving. Chunks go to a partial file. At `snapshot_install` the file is checked and made
 durable, the state is loaded in a worker thread, and InstallSnapshot is stepped into the
@@ -52,10 +54,31 @@ class SnapshotPolicy:
     chunk_bytes: int = 1024 * 1024
     #: how long one transfer step may take (the last one loads the state)
     rpc_timeout: float = 30.0
+    #: after a failed transfer to a follower, the pause before the next one: the first,
+    #: doubled after each failure up to the most, none again after a success
+    retry_first: float = 0.1
+    retry_most: float = 5.0
 
 
 class SnapshotRefused(Exception):
     """A snapshot RPC that does not fit the transfer in progress."""
+
+
+@attrs.define
+class Backoff:
+    """Pauses between attempts: none at first, `first` after a failure, doubled after
+    each further failure up to `most`, none again after a success."""
+
+    first: float
+    most: float
+    #: the pause before the next attempt
+    pause: float = 0.0
+
+    def failed(self) -> None:
+        self.pause = min(self.most, 2 * self.pause) if self.pause else self.first
+
+    def succeeded(self) -> None:
+        self.pause = 0.0
 
 
 class Snapshotter:
@@ -77,6 +100,8 @@ class Snapshotter:
         self._lock = trio.Lock()
         #: followers a snapshot is being sent to
         self._senders: set[NodeId] = set()
+        #: per follower, the pause before the next transfer to it
+        self._backoff: dict[NodeId, Backoff] = {}
         #: the transfer from the leader in progress
         self._receiver: SnapshotReceiver | None = None
         #: a received snapshot and its loaded state, stepped into the core, not yet taken
@@ -146,8 +171,10 @@ class Snapshotter:
 
     async def _send(self, peer: NodeId, term: int) -> None:
         node, policy = self.node, self.policy
+        backoff = self._backoff.setdefault(peer, Backoff(policy.retry_first, policy.retry_most))
         delivered = False
         try:
+            await trio.sleep(backoff.pause)
             meta = await trio.to_thread.run_sync(self.store.latest)
             assert meta is not None, "the log is compacted only after a snapshot is written"
             reader = await trio.to_thread.run_sync(self.store.open_reader, meta)
@@ -180,9 +207,13 @@ class Snapshotter:
                 peer, "snapshot_install", [meta.index, meta.term, term], policy.rpc_timeout
             )
             delivered = True
+            backoff.succeeded()
             node.log.info("snapshot sent", to=peer, index=meta.index)
         except (RpcError, StorageError) as exc:
-            node.log.warning("snapshot transfer failed", to=peer, error=str(exc))
+            backoff.failed()
+            node.log.warning(
+                "snapshot transfer failed", to=peer, error=str(exc), retry_after=backoff.pause
+            )
         finally:
             self._senders.discard(peer)
             node.core.report_snapshot(peer, delivered=delivered)
