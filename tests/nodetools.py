@@ -4,7 +4,9 @@ with a real write-ahead log in its own directory, all in one trio run.
 Rules of the harness:
 
 - Time is virtual (`autojump_clock`); the helpers never sleep for a fixed time, they poll
-  a condition once per tick under a deadline (`wait_until`).
+  a condition once per tick under a deadline (`wait_until`). The nodes' wall clocks, which
+  stamp their proposals, are virtual too: each reads virtual time plus its own offset
+  (`Cluster.clock_offsets_ms`), which a test may set to skew or jump it.
 - Virtual time stands still while a worker thread runs (`hold_clock_during_threads`).
   The autojump clock jumps whenever no task is runnable, and a task waiting for
   `trio.to_thread.run_sync` is not runnable: without the hold, virtual time races on
@@ -79,6 +81,8 @@ HEARTBEAT_TICKS = 5
 #: the shortest and longest election timeout, in seconds
 ELECTION_TIMEOUT_MIN = ELECTION_TICKS * TICK
 ELECTION_TIMEOUT_MAX = 2 * ELECTION_TICKS * TICK
+#: what the nodes' wall clocks read at virtual time 0 (Unix ms)
+WALL_CLOCK_EPOCH_MS = 1_800_000_000_000
 #: one-way delay of every link, in seconds
 LINK_DELAY = 0.001
 
@@ -176,6 +180,8 @@ class Cluster:
         self._running: dict[NodeId, _Running] = {}
         #: every node seen leading, by term, over the whole run
         self.leaders_by_term: dict[int, set[NodeId]] = {}
+        #: how far each node's wall clock is off (ms; absent: 0); a test may move them
+        self.clock_offsets_ms: dict[NodeId, int] = {}
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -215,11 +221,21 @@ class Cluster:
             fresh=fresh,
             snapshots=store,
             snapshot=snapshot,
+            clock=self._wall_clock(node_id),
         )
         running = _Running(node, trio.CancelScope())
         self._running[node_id] = running
         await self._nursery.start(self._run, running)
         return node
+
+    def _wall_clock(self, node_id: NodeId) -> Callable[[], int]:
+        """`node_id`'s wall clock: virtual time from `WALL_CLOCK_EPOCH_MS`, plus its offset."""
+
+        def now_ms() -> int:
+            offset = self.clock_offsets_ms.get(node_id, 0)
+            return WALL_CLOCK_EPOCH_MS + round(trio.current_time() * 1000) + offset
+
+        return now_ms
 
     async def _run(self, running: _Running, *, task_status: trio.TaskStatus[None]) -> None:
         node_id = running.node.id

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+
 from trioraft import kv
-from trioraft.replies import ErrorReply
+from trioraft.replies import ErrorReply, Reply
 from trioraft.state import ReplicatedState, log_command
 
 TOO_LONG = ErrorReply("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+
+
+class Replica(ReplicatedState):
+    """A replicated state fed entries at consecutive indices, all stamped at time 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._indices = itertools.count(1)
+
+    def run(self, args: list[bytes]) -> Reply:
+        return self.apply(args, next(self._indices), 0)
 
 
 def test_append_is_proposed_with_the_value_limit_and_checked_as_it_applies() -> None:
@@ -15,20 +28,20 @@ def test_append_is_proposed_with_the_value_limit_and_checked_as_it_applies() -> 
     first = log_command([b"append", b"k", b"abc"], 10)
     second = log_command([b"APPEND", b"k", b"defgh"], 10)
     assert first == [b"RAFT.APPEND", b"10", b"k", b"abc"]
-    replicas = [ReplicatedState(), ReplicatedState()]
+    replicas = [Replica(), Replica()]
     for state in replicas:
-        state.apply([b"SET", b"k", b"123456"])
-        assert state.apply(kv.decode_command(kv.encode_command(first))) == 9
-        assert state.apply(kv.decode_command(kv.encode_command(second))) == TOO_LONG
-        assert state.apply([b"GET", b"k"]) == b"123456abc"
+        state.run([b"SET", b"k", b"123456"])
+        assert state.run(kv.decode_command(kv.encode_command(first))) == 9
+        assert state.run(kv.decode_command(kv.encode_command(second))) == TOO_LONG
+        assert state.run([b"GET", b"k"]) == b"123456abc"
     assert replicas[0].store.snapshot() == replicas[1].store.snapshot()
 
 
 def test_append_within_the_limit_and_on_a_missing_key() -> None:
-    state = ReplicatedState()
-    assert state.apply(log_command([b"APPEND", b"k", b"0123456789"], 10)) == 10
-    assert state.apply(log_command([b"APPEND", b"new", b"01234567890"], 10)) == TOO_LONG
-    assert state.apply([b"EXISTS", b"new"]) == 0
+    state = Replica()
+    assert state.run(log_command([b"APPEND", b"k", b"0123456789"], 10)) == 10
+    assert state.run(log_command([b"APPEND", b"new", b"01234567890"], 10)) == TOO_LONG
+    assert state.run([b"EXISTS", b"new"]) == 0
 
 
 def test_other_commands_are_proposed_as_they_are() -> None:
@@ -36,8 +49,8 @@ def test_other_commands_are_proposed_as_they_are() -> None:
 
 
 def test_a_malformed_bounded_append_is_an_error_reply() -> None:
-    state = ReplicatedState()
+    state = Replica()
     error = ErrorReply("ERR malformed 'raft.append' command")
-    assert state.apply([b"RAFT.APPEND", b"x", b"k", b"v"]) == error
-    assert state.apply([b"RAFT.APPEND", b"10", b"k"]) == error
-    assert state.apply([b"EXISTS", b"k"]) == 0
+    assert state.run([b"RAFT.APPEND", b"x", b"k", b"v"]) == error
+    assert state.run([b"RAFT.APPEND", b"10", b"k"]) == error
+    assert state.run([b"EXISTS", b"k"]) == 0

@@ -53,6 +53,7 @@ from trioraft.logs import NodeLogger
 from trioraft.replies import ErrorReply, Reply
 from trioraft.resp import encode
 from trioraft.snapshotter import SnapshotPolicy, Snapshotter
+from trioraft.stamps import Stamper, stamp, time_of, unstamp, wall_clock_ms
 from trioraft.state import REGISTER, ReplicatedState
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport.base import Payload, Transport
@@ -143,10 +144,12 @@ class Node:
         snapshot: tuple[SnapshotMeta, ReplicatedState] | None = None,
         incarnation: str | None = None,
         fresh: bool = False,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         """A node resuming from its storage: the newest snapshot (if any) and the log.
         Without a snapshot store the node never snapshots; without an incarnation it
-        does not check that its data dir is the one the cluster knows (tests)."""
+        does not check that its data dir is the one the cluster knows (tests). `clock`
+        is the wall clock (Unix ms) its proposals are stamped with (see stamps.py)."""
         self.options = options
         self.id = options.node_id
         self.log = NodeLogger(options.node_id, "trioraft.node")
@@ -165,6 +168,11 @@ class Node:
             may_vote=incarnation is None,
         )
         self.transport = transport_factory(self._serve_rpc)
+        self._clock = clock
+        #: the stamps of this node's proposals: never below the latest one in its log
+        self._stamper = Stamper(self.state.time)
+        for entry in recovery.entries:
+            self._observe_stamp(entry)
         self.snapshotter = (
             Snapshotter(self, snapshots, meta, options.snapshot_policy) if snapshots else None
         )
@@ -266,11 +274,14 @@ class Node:
         if rd.snapshot is not None:
             assert self.snapshotter is not None
             self.state = self.snapshotter.take_installed(rd.snapshot)
+            self._stamper.observe(self.state.time)
             self.applied = rd.snapshot.index
             reset = (rd.snapshot.index, rd.snapshot.term)
             self.log.info("installed a snapshot from the leader", index=rd.snapshot.index)
         elif self.snapshotter is not None:
             self.snapshotter.drop_installed()
+        for entry in rd.entries:
+            self._observe_stamp(entry)
         if rd.must_sync or rd.messages_after_persist:
             self.queue_wal(
                 WalItem(rd.hard_state, rd.entries, rd.messages_after_persist, reset=reset)
@@ -301,6 +312,10 @@ class Node:
                 missing=lost.rejected,
             )
 
+    def _observe_stamp(self, entry: Entry) -> None:
+        if entry.kind is EntryKind.COMMAND:
+            self._stamper.observe(time_of(entry.data))
+
     def queue_wal(self, item: WalItem) -> None:
         self._wal_queue.append(item)
         self._wal_queue_messages += len(item.after_persist)
@@ -321,7 +336,8 @@ class Node:
         for entry in entries:
             reply: Reply = None
             if entry.kind is EntryKind.COMMAND:
-                reply = self.state.apply(kv.decode_command(entry.data))
+                time_ms, command = unstamp(entry.data)
+                reply = self.state.apply(kv.decode_command(command), entry.index, time_ms)
             waiter = self._waiters.pop(entry.index, None)
             if waiter is not None:
                 if waiter.term == entry.term:
@@ -420,14 +436,15 @@ class Node:
     # --- client work -----------------------------------------------------------------
 
     async def propose(self, commands: list[bytes]) -> list[bytes]:
-        """Append commands as the leader, in one batch, and wait until they are applied.
-        Returns each command's RESP-encoded reply, or its -CLUSTERDOWN or -TRYAGAIN
-        (definitely not applied) or -TIMEOUT (unknown) error. Raises NotLeader when
-        nothing was appended."""
+        """Append commands as the leader, in one batch stamped with its clock, and wait
+        until they are applied. Returns each command's RESP-encoded reply, or its
+        -CLUSTERDOWN or -TRYAGAIN (definitely not applied) or -TIMEOUT (unknown) error.
+        Raises NotLeader when nothing was appended."""
         if self.stopping:
             raise NotLeader(None)
+        time_ms = self._stamper.next(self._clock())
         try:
-            placed = self.core.propose(commands)
+            placed = self.core.propose([stamp(command, time_ms) for command in commands])
         except TransferInProgress:
             raise NotLeader(None) from None
         except TooMuchUncommitted as exc:
@@ -661,7 +678,7 @@ class Node:
             return known
         for entry in self.core.log.slice(self.applied + 1, self.core.log.last_index + 1):
             if entry.kind is EntryKind.COMMAND and REGISTER in entry.data:
-                args = kv.decode_command(entry.data)
+                args = kv.decode_command(unstamp(entry.data)[1])
                 if args[0] == REGISTER and len(args) == 3 and args[1] == node_id.encode():
                     return args[2].decode()
         return None

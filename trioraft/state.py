@@ -64,14 +64,24 @@ def log_command(args: list[bytes], max_value_bytes: int) -> list[bytes]:
 
 class ReplicatedState:
     def __init__(
-        self, store: kv.KVStore | None = None, incarnations: dict[str, str] | None = None
+        self,
+        store: kv.KVStore | None = None,
+        incarnations: dict[str, str] | None = None,
+        time_ms: int = 0,
     ) -> None:
         #: the client-visible keyspace
         self.store = store or kv.KVStore()
         #: each member's data dir incarnation, as first registered
         self.incarnations: dict[str, str] = incarnations or {}
+        #: the time (Unix ms) of the latest stamped entry applied: the state machine's
+        #: only clock (see stamps.py)
+        self.time = time_ms
 
-    def apply(self, args: list[bytes]) -> Reply:
+    def apply(self, args: list[bytes], index: int, time_ms: int | None) -> Reply:
+        """Apply the command of the log entry at `index`, stamped with `time_ms` (None:
+        an entry from before stamps, which leaves the time as it was)."""
+        if time_ms is not None:
+            self.time = time_ms
         if args[0] == REGISTER:
             return self._register(args)
         if args[0] == BOUNDED_APPEND:
