@@ -161,6 +161,26 @@ def test_message_round_trip(msg: Message) -> None:
     assert decode_frame(body(encode_message(msg))) == msg
 
 
+def test_the_wire_format_of_messages_is_fixed() -> None:
+    """Fixed bytes, so a change of the peer protocol's encoding cannot pass unnoticed
+    (nodes of different versions must still understand each other; see
+    docs/data-format.md): a 4-byte big-endian length, then msgpack."""
+    append = AppendEntries(
+        src="n1",
+        dst="n2",
+        term=3,
+        prev_index=7,
+        prev_term=2,
+        entries=(Entry(3, 8, EntryKind.COMMAND, b"set k v"),),
+        commit=6,
+    )
+    vote = RequestVoteResponse(src="n2", dst="n1", term=4, granted=True, pre_vote=False)
+    assert encode_message(append).hex() == (
+        "0000001b990002a26e31a26e32030702069194030800c407736574206b2076"
+    )
+    assert encode_message(vote).hex() == "0000000c970001a26e32a26e3104c3c2"
+
+
 entry_strategy = st.builds(
     Entry,
     term=st.integers(0, 2**63 - 1),

@@ -793,3 +793,19 @@ def test_check_refuses_what_is_not_a_data_dir(tmp_path: Path) -> None:
     with pytest.raises(DataDirError, match="not a trioraft data dir"):
         check_data_dir(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_record_format_is_fixed() -> None:
+    """Fixed bytes, so a change of the on-disk format cannot pass unnoticed (a new
+    version must read an old WAL; see docs/data-format.md): length, header crc, payload
+    crc, then the payload."""
+    entry = encode_entries([Entry(3, 8, EntryKind.COMMAND, b"set k v")])
+    assert entry.hex() == (
+        "1900000009c7550ce2c1f026010300000000000000080000000000000000736574206b2076"
+    )
+    assert encode_hard_state(HardState(4, "n1")).hex() == (
+        "0d000000c1072ed32e46876c02040000000000000002006e31"
+    )
+    assert encode_log_start(LogStart(100, 3)).hex() == (
+        "11000000e6efe1c9da6c8af90364000000000000000300000000000000"
+    )
