@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 import redis.asyncio
-from procs import Cluster, Node
+from procs import Cluster, Node, running_cluster
 
 pytestmark = pytest.mark.processes
 
@@ -147,6 +147,32 @@ def test_redis_py_asyncio_with_its_default_protocol(
     assert (value, missing) == (b"v", None)
     assert isinstance(hello, dict)
     assert hello[b"proto"] == (3 if REDIS_PY_MAJOR >= 8 else 2)
+
+
+@pytest.fixture(scope="module")
+def password_node() -> Iterator[Node]:
+    with running_cluster(1, password="s3cret") as cluster:
+        yield cluster.nodes[0]
+
+
+@pytest.mark.parametrize("protocol", [None, 2])
+def test_redis_py_with_a_password(password_node: Node, protocol: int | None) -> None:
+    # RESP3 authenticates inside HELLO (HELLO 3 AUTH default s3cret), RESP2 with AUTH
+    port = password_node.client_port
+    with redis.Redis(port=port, password="s3cret", protocol=protocol) as client:
+        assert client.set("pw:k", "v") is True
+        assert client.get("pw:k") == b"v"
+    with (
+        redis.Redis(port=port, password="wrong", protocol=protocol) as client,
+        pytest.raises(redis.AuthenticationError, match="invalid username-password pair"),
+    ):
+        client.ping()
+    without_auth = "Authentication required" if protocol == 2 else "HELLO must be called"
+    with (
+        redis.Redis(port=port, protocol=protocol) as client,
+        pytest.raises(redis.AuthenticationError, match=without_auth),
+    ):
+        client.ping()
 
 
 def test_redis_py_in_a_fresh_interpreter_prints_only_the_value(follower: Node) -> None:
