@@ -1,5 +1,6 @@
 """Sessions: `nox` runs tests (all but those marked slow), lint and typecheck; `nox -s slow`
-runs the slow tests; `nox -s sim -- --seeds 20000` runs the long simulation;
+runs the slow tests; `nox -s sim -- --seeds 20000` runs the long simulation; `nox -s
+mutants` measures how many seeds the simulation takes to catch each named bug in the core;
 `nox -s nemesis -- ...` runs the long fault tests against real processes.
 
 Every session installs the exact versions pinned in constraints.txt (every runtime, test
@@ -62,6 +63,15 @@ def sim(session: nox.Session) -> None:
     """The seeded simulation over many seeds: `nox -s sim -- --seeds 20000 [--first-seed N]`."""
     install(session, ".", *DEV)
     session.run("pytest", "tests/test_simulation.py", *session.posargs)
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """The first seed that catches each named mutant of the core, as a table:
+    `nox -s mutants -- [--end-to-end] [SEEDS] [NAME...]` (500 seeds, every mutant by
+    default; --end-to-end turns off the direct checks of the persistence promises)."""
+    install(session, ".", *DEV)
+    session.run("python", "tests/mutants.py", *session.posargs)
 
 
 @nox.session

@@ -30,9 +30,11 @@ depends on the order of a set of node ids, which changes between processes). One
 8. checks the safety properties on every node that had any input.
 
 A crash loses everything not durable: pending writes, the messages waiting on them, the
-state machine and the core. A restart builds a new core from the disk (hard state, snapshot
-meta, the entries after it) and a state machine from the disk's snapshot; entries committed
-but not applied are applied again once the node relearns the commit index. A leader's
+state machine and the core; in profiles where a crash is a power loss of the host, the
+messages it sent that are still on their way die with it too. A restart builds a new core
+from the disk (hard state, snapshot meta, the entries after it) and a state machine from
+the disk's snapshot; entries committed but not applied are applied again once the node
+relearns the commit index. A leader's
 InstallSnapshot carries only meta: the network carries a copy of the sender's snapshot data
 with it, and the receiver stores that durably before its core sees the message.
 
@@ -44,8 +46,16 @@ Properties, checked after every step (the checker remembers across steps and res
   the snapshot) of every leader of a term above t;
 - state machine safety: no two nodes apply different entries at one index, and the state
   after applying index i (or a snapshot at i) is the same everywhere;
+- commit survival: when an entry is first committed, no node whose log lacks it (in memory
+  or on disk) is as up to date as the durable logs of a majority, so no election can ever
+  lose it (Figure 8 of the Raft paper is an entry on a majority that fails this);
+- committed entries stay: no disk ever cuts a committed entry from its log (only a
+  conflict with a leader's entries, or a snapshot the log does not match, cuts entries);
+- acknowledgement: a successful append answer in term t at index i is sent from a log
+  holding, at i, the entry the leader of t holds there;
 - read index safety: a read is released at an index no lower than any commit index seen
   before the read was issued, and by a leader of a term no older than any led in by then;
+- PreVote changes nobody's term: neither the pre-candidate's nor a voter's;
 - the persistence promises the Ready contract exists for: no message but a PreVote or a
   heartbeat answer carries a term that is not durable at its sender, a granted vote is
   durable before it is sent, a successful append acknowledgement is backed by the disk,
@@ -130,6 +140,10 @@ class Profile:
     #: a durable write takes 1 .. fsync steps
     fsync: int = 2
     partition_every: int = 0
+    #: a partition lasts partition_steps[0] .. partition_steps[1] steps
+    partition_steps: tuple[int, int] = (10 * TICK, 150 * TICK)
+    #: the kinds of partition drawn from (see `_random_partition`)
+    partition_kinds: tuple[str, ...] = ("split", "leader", "one-way", "bridge", "flaky")
     crash_every: int = 0
     #: the most nodes down at once
     max_down: int = 1
@@ -138,9 +152,25 @@ class Profile:
     #: probability that a newly elected leader crashes within a few steps, before its
     #: no-op is safely replicated (how Figure 8 of the Raft paper begins)
     kill_new_leader: float = 0.0
+    #: a doomed new leader crashes kill_after .. kill_after + kill_within steps after its
+    #: election
+    kill_after: int = 0
+    kill_within: int = 3 * TICK
+    #: a crash is a power loss of the whole host: the messages it sent that are still on
+    #: their way are lost with it (so a leader's first AppendEntries can die with it, which
+    #: Figure 8 needs)
+    crash_loses_sends: bool = False
     transfer_every: int = 0
     #: a node snapshots once it has applied this many entries past its last snapshot
     snapshot_every: int = 40
+    #: most entries in one AppendEntries, for every run of this profile (None: the plan
+    #: draws it)
+    batch_entries: int | None = None
+    #: the share of gets through read_index, for every run of this profile (None: the plan
+    #: draws it)
+    reads: float | None = None
+    #: a client gives up on an operation (indeterminate) after this many steps
+    op_timeout: int = OP_TIMEOUT
 
 
 PROFILES = (
@@ -157,7 +187,40 @@ PROFILES = (
         max_down=2,
         downtime=30 * TICK,
         kill_new_leader=0.5,
+        crash_loses_sends=True,
         snapshot_every=30,
+    ),
+    # Figure 8 of the Raft paper: a leader dies with its no-op on its own disk only, the
+    # next one too, and the first comes back and, one entry per message, sends its old
+    # term's entry to a majority before its new no-op: committing it then would be unsafe
+    Profile(
+        "figure-8",
+        drop=0.02,
+        latency=6,
+        fsync=1,
+        crash_every=100,
+        max_down=2,
+        downtime=15 * TICK,
+        kill_new_leader=0.6,
+        # once its no-op is durable (fsync takes one step), before it arrives anywhere
+        kill_after=2,
+        kill_within=2,
+        crash_loses_sends=True,
+        batch_entries=1,
+        snapshot_every=30,
+    ),
+    # a leader cut off alone leads on until CheckQuorum deposes it, while the others elect
+    # a new one: clients that give up soon and read a lot keep asking the old leader, so a
+    # read it answers without a heartbeat round a majority answered is a stale read
+    Profile(
+        "deposed",
+        drop=0.02,
+        latency=3,
+        partition_every=50,
+        partition_steps=(25 * TICK, 50 * TICK),
+        partition_kinds=("leader",),
+        reads=0.7,
+        op_timeout=15 * TICK,
     ),
     Profile(
         "laggards",
@@ -178,6 +241,7 @@ PROFILES = (
         crash_every=200,
         max_down=5,
         kill_new_leader=0.2,
+        crash_loses_sends=True,
         transfer_every=400,
         snapshot_every=12,
     ),
@@ -208,19 +272,21 @@ class Plan:
     @classmethod
     def from_seed(cls, seed: int) -> Plan:
         r = random.Random(f"trioraft-plan-{seed}")
+        size = r.choice((3, 3, 5))
+        profile = r.choice(PROFILES)
         return cls(
             seed=seed,
-            size=r.choice((3, 3, 5)),
-            profile=r.choice(PROFILES),
+            size=size,
+            profile=profile,
             fault_steps=r.randrange(1500, 2500),
             clients=r.randint(2, 4),
             keys=r.randint(2, 4),
-            reads=r.choice((0.2, 0.3, 0.5)),
+            reads=profile.reads or r.choice((0.2, 0.3, 0.5)),
             config=RaftConfig(
                 # a narrow timeout range: quick elections, and more split votes
                 election_ticks_max=r.choice((None, None, 12)),
                 heartbeat_ticks=r.choice((1, 2)),
-                max_batch_entries=r.choice((3, 64)),
+                max_batch_entries=profile.batch_entries or r.choice((3, 64)),
                 max_inflight=r.choice((2, 16)),
             ),
         )
@@ -584,8 +650,13 @@ class Report:
 
 
 class Simulation:
-    def __init__(self, plan: Plan, *, core_factory: CoreFactory = Raft) -> None:
+    def __init__(
+        self, plan: Plan, *, core_factory: CoreFactory = Raft, check_promises: bool = True
+    ) -> None:
         self.plan = plan
+        #: check what each message promises about the sender's disk as it leaves (off: only
+        #: the end-to-end properties judge, to show what they catch on their own)
+        self.check_promises = check_promises
         self.profile = plan.profile
         self.core_factory = core_factory
         root = random.Random(f"trioraft-sim-{plan.seed}")
@@ -603,6 +674,8 @@ class Simulation:
         self.now = 0
         self.history = History(clock=lambda: float(self.now))
         self.checker = Checker(self._fail)
+        #: committed indexes up to here were checked to survive any election
+        self.survival_checked = 0
         self.report = Report()
         self.trace: deque[str] = deque(maxlen=40)
         #: messages in flight: (arrival step, sequence number, envelope)
@@ -672,7 +745,13 @@ class Simulation:
             self._arrive(heapq.heappop(in_flight)[2])
         for node in self.nodes:
             if node.core is not None and node.next_tick <= self.now:
+                term = node.core.term
                 node.core.tick()
+                if node.core.role is Role.PRE_CANDIDATE and node.core.term != term:
+                    self._fail(
+                        "prevote",
+                        f"{node.id} went from term {term} to {node.core.term} to ask for PreVotes",
+                    )
                 node.dirty = True
                 drifted = node.rate * self.node_rng.uniform(0.97, 1.03)
                 node.rate = min(max(drifted, 0.8 * TICK), 1.2 * TICK)
@@ -696,6 +775,9 @@ class Simulation:
     # --- the Ready contract ----------------------------------------------------------------
 
     def _handle_ready(self, node: SimNode, core: Raft, rd: Ready) -> None:
+        for m in rd.messages_after_persist:
+            if isinstance(m, AppendEntriesResponse) and m.success and m.term == core.term:
+                self._check_ack(node.id, core, m)
         data = b""
         if rd.snapshot is not None:
             data = self._install(node, rd.snapshot)
@@ -731,6 +813,21 @@ class Simulation:
         if node.released:
             self._serve_reads(node)
 
+    def _check_ack(self, node_id: NodeId, core: Raft, m: AppendEntriesResponse) -> None:
+        """A successful answer in term t at index i says the log holds, at i, the entry the
+        leader of t has there (so, by log matching, the leader's whole log up to i)."""
+        leader_id = self.checker.leaders.get(m.term)
+        leader = self.by_id[leader_id].core if leader_id is not None else None
+        if leader is None or leader.term != m.term or not leader.is_leader:
+            return
+        theirs, ours = leader.log.term(m.index), core.log.term(m.index)
+        if theirs is not None and ours is not None and theirs != ours:
+            self._fail(
+                "acknowledgement",
+                f"{node_id} acknowledges {m.index} in term {m.term} holding term {ours} there; "
+                f"the leader holds term {theirs}",
+            )
+
     def _install(self, node: SimNode, meta: SnapshotMeta) -> bytes:
         """Ready.snapshot: the state machine becomes the snapshot the core switched to."""
         data = node.disk.received.get((meta.index, meta.term))
@@ -752,12 +849,14 @@ class Simulation:
         disk, core = node.disk, node.core
         assert core is not None
         if write.snapshot is not None:
+            self._check_cut(node.id, [e for e in disk.log if e.index > write.snapshot.index], [])
             disk.snapshot, disk.snapshot_data, disk.log = write.snapshot, write.snapshot_data, []
             disk.received = {k: v for k, v in disk.received.items() if k[0] > write.snapshot.index}
         if write.hard_state is not None:
             old, new = disk.hard_state, write.hard_state
-            if new.term < old.term or (
-                new.term == old.term and old.vote is not None and new.vote != old.vote
+            if self.check_promises and (
+                new.term < old.term
+                or (new.term == old.term and old.vote is not None and new.vote != old.vote)
             ):
                 self._fail("persistence", f"{node.id}'s durable hard state went {old} -> {new}")
             disk.hard_state = new
@@ -770,6 +869,7 @@ class Simulation:
                     f"{node.id} writes entries from {first} onto a disk holding "
                     f"{disk.base + 1}..{disk.last_index}",
                 )
+            self._check_cut(node.id, disk.log[first - disk.base - 1 :], entries)
             del disk.log[first - disk.base - 1 :]
             disk.log.extend(entries)
         self._send_all(node, write.after)
@@ -777,10 +877,24 @@ class Simulation:
             core.persisted(entries[-1].index, entries[-1].term)
             node.dirty = True
 
+    def _check_cut(self, node_id: NodeId, removed: list[Entry], written: list[Entry]) -> None:
+        """Entries leave a disk's log only when a leader's conflicting entries replace them
+        or a snapshot that does not match the log does: never a committed one."""
+        committed = self.checker.committed
+        rewritten = {(e.index, e.term) for e in written}
+        for entry in removed:
+            index = entry.index
+            stays = (index, entry.term) in rewritten or index >= len(committed)
+            if not stays and committed[index] == entry.term:
+                self._fail(
+                    "committed entries stay",
+                    f"{node_id} cuts the committed entry ({index}, {entry.term}) from its disk",
+                )
+
     def _apply(self, node: SimNode, entry: Entry) -> None:
         if entry.index != node.applied + 1:
             self._fail("ready contract", f"{node.id} applied {node.applied}, is handed {entry}")
-        if node.disk.term(entry.index) != entry.term:
+        if self.check_promises and node.disk.term(entry.index) != entry.term:
             self._fail("persistence", f"{node.id} is handed {entry} to apply before it is durable")
         output: object = None
         op_id = 0
@@ -856,6 +970,8 @@ class Simulation:
 
     def _check_promises(self, node: SimNode, m: Message) -> None:
         """What a message promises must be on the sender's disk when it leaves."""
+        if not self.check_promises:
+            return
         hs, disk = node.disk.hard_state, node.disk
         pre_vote = isinstance(m, RequestVote | RequestVoteResponse) and m.pre_vote
         # a heartbeat answer only says the sender knew no higher term when the heartbeat
@@ -898,8 +1014,11 @@ class Simulation:
                 dst.disk.received[(m.meta.index, m.meta.term)] = envelope.data
         if lost or dst.core is None:
             return
+        term = dst.core.term
         dst.core.step(m)
         dst.dirty = True
+        if isinstance(m, RequestVote) and m.pre_vote and dst.core.term != term:
+            self._fail("prevote", f"{m} moved {m.dst} from term {term} to {dst.core.term}")
 
     # --- faults ----------------------------------------------------------------------------
 
@@ -939,7 +1058,7 @@ class Simulation:
         r = self.fault_rng
         ids = [n.id for n in self.nodes]
         r.shuffle(ids)
-        kind = r.choice(("split", "leader", "one-way", "bridge", "flaky"))
+        kind = r.choice(self.profile.partition_kinds)
         leader = self.leader()
         if kind == "leader" and leader is not None:
             ids.remove(leader)
@@ -958,7 +1077,9 @@ class Simulation:
             links = {(ids[0], b) for b in ids[2:]} | {(b, ids[0]) for b in ids[2:]}
         else:
             links = {(a, b) for a in ids for b in ids if a != b and r.random() < 0.3}
-        self.partition(links, until=self.now + r.randrange(10 * TICK, 150 * TICK), kind=kind)
+        self.partition(
+            links, until=self.now + r.randrange(*self.profile.partition_steps), kind=kind
+        )
 
     def partition(
         self, links: set[tuple[NodeId, NodeId]], *, until: int | None = None, kind: str = "manual"
@@ -1004,6 +1125,11 @@ class Simulation:
         )
         node.core = None
         node.writes.clear()
+        if self.profile.crash_loses_sends:
+            kept = [f for f in self.in_flight if f[2].msg.src != node_id]
+            self.trace[-1] += f", {len(self.in_flight) - len(kept)} messages lost"
+            self.in_flight = kept
+            heapq.heapify(kept)
         node.kv, node.snapshot = {}, None
         for ops in node.waiting.values():
             for op in ops:
@@ -1094,7 +1220,7 @@ class Simulation:
             kind = Kind.DEL
         client.ops += 1
         handle = self.history.invoke(client.id, key, kind, args)
-        deadline = self.now + OP_TIMEOUT if self.faults else None
+        deadline = self.now + self.profile.op_timeout if self.faults else None
         op = Op(
             next(self.op_ids), client, handle, kind, key, args, via_log, deadline, not self.faults
         )
@@ -1190,14 +1316,51 @@ class Simulation:
                     self._new_leader(node.id, core.term)
                 checker.check_leader(node.id, core, fresh)
             node.dirty = False
-        self.report.max_commit = len(checker.committed) - 1
+        committed = checker.committed
+        for index in range(self.survival_checked + 1, len(committed)):
+            term = committed[index]
+            if term is not None:
+                self._check_survives(index, term)
+        self.survival_checked = len(committed) - 1
+        self.report.max_commit = len(committed) - 1
+
+    def _check_survives(self, index: int, term: int) -> None:
+        """A newly committed entry must survive any election: every node whose log lacks
+        it (in memory or on disk) is less up to date than the durable log of a majority,
+        so it can never win (Raft paper 5.4; Figure 8 shows an entry on a majority that
+        does not survive)."""
+        voters = self.members.voters
+        durable = {
+            n.id: (n.disk.term(n.disk.last_index) or 0, n.disk.last_index)
+            for n in self.nodes
+            if n.id in voters
+        }
+        for node in self.nodes:
+            logs = [(node.disk.base, node.disk.term, node.disk.last_index)]
+            if node.core is not None:
+                log = node.core.log
+                logs.append((log.snapshot_index, log.term, log.last_index))
+            for base, term_at, last_index in logs:
+                if index <= base or term_at(index) == term:
+                    continue
+                last = (term_at(last_index) or 0, last_index)
+                supporters = sorted(v for v, d in durable.items() if last >= d)
+                if len(supporters) >= self.members.quorum():
+                    self._fail(
+                        "commit survival",
+                        f"({index}, {term}) is committed, but {node.id} could still be "
+                        f"elected without it: its log ends at {last}, as up to date as the "
+                        f"durable logs of {supporters}",
+                    )
 
     def _new_leader(self, node_id: NodeId, term: int) -> None:
         self.trace.append(f"{self.now}: {node_id} leads term {term}")
         self.report.max_term = max(self.report.max_term, term)
         r, kill = self.fault_rng, self.profile.kill_new_leader
         if self.faults and kill and r.random() < kill:
-            self.doomed[node_id] = self.now + r.randrange(3 * TICK)
+            self.doomed[node_id] = (
+                self.now + self.profile.kill_after + r.randrange(self.profile.kill_within)
+            )
 
     def _check_history(self) -> None:
         result = check(self.history.operations(), key_budget=30.0)

@@ -6,7 +6,8 @@ scenarios drive a quiet cluster by hand through one situation each and assert wh
 promises about it; they also end with `finish()`, so liveness and linearizability are
 checked there too. Two of them pin down replication stalls the simulation found in the core
 (lost AppendEntries answers, a lost snapshot answer). The last tests check the simulation
-itself: a seed replays exactly, in this process and in others, and a broken core is caught.
+itself: a seed replays exactly, in this process and in others (test_mutants.py proves that
+the seeds catch broken cores).
 """
 
 from __future__ import annotations
@@ -22,13 +23,11 @@ import pytest
 from simulation import (
     QUIET,
     TICK,
-    CoreFactory,
     Plan,
     Simulation,
-    SimulationFailure,
 )
 
-from trioraft.core.messages import Message, NodeId, RequestVoteResponse
+from trioraft.core.messages import NodeId
 from trioraft.core.raft import Raft, RaftConfig
 
 #: the longest election timeout, in steps
@@ -276,30 +275,3 @@ def test_a_seed_replays_exactly_in_another_process() -> None:
         )
         digests.add(run.stdout.strip())
     assert digests == {fingerprint(5)}
-
-
-class VotesBeforeDisk(Raft):
-    """A broken core: vote grants go out before the vote is durable."""
-
-    def _send(self, m: Message) -> None:
-        if isinstance(m, RequestVoteResponse):
-            self._messages.append(m)
-        else:
-            super()._send(m)
-
-
-def first_failure(core: CoreFactory, seeds: range) -> SimulationFailure:
-    for seed in seeds:
-        try:
-            Simulation(Plan.from_seed(seed), core_factory=core).run()
-        except SimulationFailure as failure:
-            return failure
-    pytest.fail(f"no seed in {seeds} caught the broken core")
-
-
-@pytest.mark.parametrize(
-    ("core", "prop"), [(VotesBeforeDisk, "persistence violated")], ids=["votes-before-disk"]
-)
-def test_a_broken_core_is_caught(core: CoreFactory, prop: str) -> None:
-    failure = first_failure(core, range(20))
-    assert prop in str(failure) and "--first-seed" in str(failure)
