@@ -339,9 +339,9 @@ class Cluster:
         def converged() -> bool:
             nodes = self.nodes
             commit = max(node.core.commit for node in nodes)
-            keyspace = nodes[0].store.capture()
+            keyspace = dict(nodes[0].store.items())
             return all(
-                node.applied == commit and node.store.capture() == keyspace for node in nodes
+                node.applied == commit and dict(node.store.items()) == keyspace for node in nodes
             )
 
         await wait_until(converged, timeout)

@@ -34,7 +34,7 @@ def test_append_is_proposed_with_the_value_limit_and_checked_as_it_applies() -> 
         assert state.run(kv.decode_command(kv.encode_command(first))) == 9
         assert state.run(kv.decode_command(kv.encode_command(second))) == TOO_LONG
         assert state.run([b"GET", b"k"]) == b"123456abc"
-    assert replicas[0].store.snapshot() == replicas[1].store.snapshot()
+    assert list(replicas[0].store.items()) == list(replicas[1].store.items())
 
 
 def test_append_within_the_limit_and_on_a_missing_key() -> None:
@@ -54,3 +54,28 @@ def test_a_malformed_bounded_append_is_an_error_reply() -> None:
     assert state.run([b"RAFT.APPEND", b"x", b"k", b"v"]) == error
     assert state.run([b"RAFT.APPEND", b"10", b"k"]) == error
     assert state.run([b"EXISTS", b"k"]) == 0
+
+
+def test_a_capture_is_the_state_when_it_began_whatever_applies_meanwhile() -> None:
+    state = Replica()
+    state.run([b"MSET", *(item for i in range(30_000) for item in (b"k%d" % i, b"%d" % i))])
+    state.run([b"RAFT.INCARNATION", b"n1", b"first"])
+    expected = dict(state.store.items())
+    with state.begin_capture() as capture:
+        steps = 0
+        while not capture.done:
+            capture.step()
+            steps += 1
+            state.run([b"SET", b"k%d" % steps, b"changed"])
+            state.run([b"APPEND", b"k%d" % (steps + 1), b"+"])
+            state.run([b"DEL", b"k%d" % (steps + 2)])
+            state.run([b"SET", b"new%d" % steps, b"new"])
+            state.run([b"RAFT.INCARNATION", b"n%d" % (steps + 1), b"later"])
+            if steps == 2:
+                state.run([b"FLUSHALL"])
+    assert steps >= 3
+    assert capture.keys == len(expected)
+    restored = ReplicatedState.restore(ReplicatedState.serialize(capture))
+    assert dict(restored.store.items()) == expected
+    assert restored.incarnations == {"n1": "first"}
+    assert capture.slices == [], "serializing frees the copy"

@@ -30,30 +30,27 @@ Rules of this module:
   may leave as an argument, so that the limit travels in the log entry and every replica
   checks the same one; the APPEND command itself stops at 512 MiB (Redis's default
   proto-max-bulk-len).
-- SCAN orders keys by `scan_hash`, a stable 64-bit hash, and its cursor is the next hash
-  to visit. A call returns at least COUNT keys (default 10) unless it reaches the end,
-  and always every key sharing the hash of the last one it returns, so a cursor never
-  falls inside a run of colliding keys. Every key present for the whole iteration is
-  returned at least once, however the keyspace changes between calls, and no key is
-  returned twice (each call covers its own range of hashes). MATCH filters the selected
-  keys afterwards, as in Redis. The ordering index is built on the first SCAN (about
-  0.4 s for a million keys) and kept up to date after that.
-- Snapshots and log entries are msgpack. `capture` copies the keyspace (values are
-  immutable bytes, so a shallow copy), cheap enough for the event loop; `serialize` turns
-  a capture into snapshot bytes anywhere, e.g. in a worker thread.
+- SCAN's cursor is a bucket of the keyspace (keyspace.py). A call returns whole buckets
+  until it has COUNT keys (default 10, at most `SCAN_MAX_COUNT`) or reaches the end;
+  every key present for the whole iteration is returned exactly once, however the
+  keyspace changes between calls. MATCH filters the selected keys afterwards, as in
+  Redis. KEYS reads the whole keyspace in one go, as Redis does.
+- Snapshots and log entries are msgpack. `freeze` gives a view of the keyspace that can
+  be read a slice at a time while commands go on; `serialize` turns a slice into
+  snapshot bytes anywhere, e.g. in a worker thread, and `load` puts them back.
 """
 
 from __future__ import annotations
 
 import re
-import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Final, TypeVar
 
 import attrs
 import msgpack  # type: ignore[import-untyped]
 
 from trioraft import glob
+from trioraft.keyspace import FrozenKeyspace, Keyspace
 from trioraft.replies import OK, ErrorReply, Reply, SimpleString
 
 __all__ = [
@@ -62,12 +59,12 @@ __all__ = [
     "CommandSpec",
     "KVStore",
     "decode_command",
+    "deserialize",
     "encode_command",
     "is_data_command",
     "is_write",
     "lookup",
     "parse_int",
-    "scan_hash",
     "serialize",
     "validate",
 ]
@@ -78,6 +75,9 @@ INT64_MAX: Final = (1 << 63) - 1
 MAX_STRING_LENGTH: Final = 512 * 1024 * 1024
 #: SCAN's COUNT when none is given
 DEFAULT_SCAN_COUNT: Final = 10
+#: a larger COUNT counts as this: one call reads at most about this many keys, so that it
+#: holds up the node for milliseconds at most
+SCAN_MAX_COUNT: Final = 10_000
 
 SYNTAX_ERROR: Final = ErrorReply("ERR syntax error")
 NOT_AN_INTEGER: Final = ErrorReply("ERR value is not an integer or out of range")
@@ -122,11 +122,6 @@ def _parse_cursor(arg: bytes) -> int | None:
         return None
     # strtoull negates in unsigned arithmetic
     return (-value) % (1 << 64) if sign == b"-" else value
-
-
-def scan_hash(key: bytes) -> int:
-    """The stable 64-bit SCAN position of `key`: CRC-32 above, Adler-32 below."""
-    return zlib.crc32(key) << 32 | zlib.adler32(key)
 
 
 _T = TypeVar("_T")
@@ -311,76 +306,46 @@ def decode_command(data: bytes) -> list[bytes]:
     return args
 
 
-def serialize(captured: dict[bytes, bytes]) -> bytes:
-    """Snapshot bytes for a keyspace returned by `KVStore.capture`."""
-    payload: bytes = msgpack.packb([_SNAPSHOT_FORMAT, captured], use_bin_type=True)
+def serialize(part: Mapping[bytes, bytes]) -> bytes:
+    """Snapshot bytes for keys and values, e.g. a slice of a `KVStore.freeze` view."""
+    payload: bytes = msgpack.packb([_SNAPSHOT_FORMAT, part], use_bin_type=True)
     return payload
 
 
-_BUCKET_SHIFT: Final = 52
-_BUCKETS: Final = 1 << (64 - _BUCKET_SHIFT)
-
-
-class _ScanIndex:
-    """The keys by `scan_hash`, in buckets by the hash's top 12 bits (each key -> hash)."""
-
-    __slots__ = ("_buckets",)
-
-    def __init__(self, keys: Iterable[bytes]) -> None:
-        buckets: list[dict[bytes, int]] = [{} for _ in range(_BUCKETS)]
-        for key in keys:
-            position = scan_hash(key)
-            buckets[position >> _BUCKET_SHIFT][key] = position
-        self._buckets = buckets
-
-    def add(self, key: bytes) -> None:
-        position = scan_hash(key)
-        self._buckets[position >> _BUCKET_SHIFT][key] = position
-
-    def remove(self, key: bytes) -> None:
-        del self._buckets[scan_hash(key) >> _BUCKET_SHIFT][key]
-
-    def scan(self, cursor: int, count: int) -> tuple[int, list[bytes]]:
-        """At least `count` keys from position `cursor` on (fewer at the end), completing
-        the run of keys that share the last hash; and the next cursor, 0 at the end."""
-        found: list[bytes] = []
-        bucket_no = cursor >> _BUCKET_SHIFT
-        while bucket_no < _BUCKETS:
-            bucket = self._buckets[bucket_no]
-            if bucket:
-                entries = sorted((h, key) for key, h in bucket.items() if h >= cursor)
-                room = count - len(found)
-                stop = len(entries)
-                if stop > room:
-                    last = entries[room - 1][0]
-                    stop = room
-                    while stop < len(entries) and entries[stop][0] == last:
-                        stop += 1
-                found.extend(key for _, key in entries[:stop])
-                if stop < len(entries):
-                    return entries[stop - 1][0] + 1, found
-            bucket_no += 1
-            cursor = bucket_no << _BUCKET_SHIFT
-            if len(found) >= count:
-                return (cursor if bucket_no < _BUCKETS else 0), found
-        return 0, found
+def deserialize(data: bytes) -> dict[bytes, bytes]:
+    """The keys and values in `serialize` bytes; ValueError when they are not that."""
+    try:
+        saved = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ValueError(f"not a keyspace snapshot: {exc}") from exc
+    if type(saved) is not list or len(saved) != 2 or saved[0] != _SNAPSHOT_FORMAT:
+        raise ValueError("not a keyspace snapshot: unknown layout or format version")
+    part = saved[1]
+    if (
+        type(part) is not dict
+        or not all(type(key) is bytes for key in part)
+        or not all(type(value) is bytes for value in part.values())
+    ):
+        raise ValueError("not a keyspace snapshot: expected a map of binary strings")
+    return part
 
 
 class KVStore:
     """The keyspace and the data commands on it."""
 
-    __slots__ = ("_data", "_scan_index")
+    __slots__ = ("_keyspace",)
 
-    def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
-        self._data: dict[bytes, bytes] = {} if data is None else data
-        self._scan_index: _ScanIndex | None = None
+    def __init__(self, data: Mapping[bytes, bytes] | None = None) -> None:
+        self._keyspace = Keyspace()
+        if data:
+            self._keyspace.update(data)
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._keyspace)
 
     def stats(self) -> dict[str, int]:
         """The fields of this keyspace's line under INFO's "# Keyspace" (db0)."""
-        return {"keys": len(self._data), "expires": 0, "avg_ttl": 0}
+        return {"keys": len(self._keyspace), "expires": 0, "avg_ttl": 0}
 
     def apply(self, args: list[bytes]) -> Reply:
         """Run a data command (normally a committed write) and return its reply."""
@@ -398,88 +363,60 @@ class KVStore:
             raise ValueError(f"'{spec.name}' writes: it must go through the log")
         return spec.run(self, args)
 
-    def capture(self) -> dict[bytes, bytes]:
-        """A copy of the keyspace for `serialize`, unaffected by later commands."""
-        return self._data.copy()
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and its value, all at once (for tests and tools)."""
+        return self._keyspace.items()
 
-    def snapshot(self) -> bytes:
-        """The keyspace as snapshot bytes (`serialize(self.capture())`, without the copy)."""
-        return serialize(self._data)
+    def freeze(self) -> FrozenKeyspace:
+        """A view of the keyspace as it is now, for a snapshot: `take` its slices, whatever
+        commands run in between, and close it."""
+        return self._keyspace.freeze()
 
-    @classmethod
-    def restore(cls, data: bytes) -> KVStore:
-        """The store saved in snapshot bytes; ValueError when they are not a snapshot."""
-        try:
-            saved = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise ValueError(f"not a keyspace snapshot: {exc}") from exc
-        if type(saved) is not list or len(saved) != 2 or saved[0] != _SNAPSHOT_FORMAT:
-            raise ValueError("not a keyspace snapshot: unknown layout or format version")
-        keyspace = saved[1]
-        if (
-            type(keyspace) is not dict
-            or not all(type(key) is bytes for key in keyspace)
-            or not all(type(value) is bytes for value in keyspace.values())
-        ):
-            raise ValueError("not a keyspace snapshot: expected a map of binary strings")
-        return cls(keyspace)
-
-    # -- changes: every write goes through these two, which keep the SCAN index
-
-    def _put(self, key: bytes, value: bytes) -> None:
-        if self._scan_index is not None and key not in self._data:
-            self._scan_index.add(key)
-        self._data[key] = value
-
-    def _remove(self, key: bytes) -> bool:
-        try:
-            del self._data[key]
-        except KeyError:
-            return False
-        if self._scan_index is not None:
-            self._scan_index.remove(key)
-        return True
+    def load(self, data: bytes) -> None:
+        """Add the keys saved in `serialize` bytes; ValueError when they are not that."""
+        self._keyspace.update(deserialize(data))
 
     # -- the commands, args as validated by _resolve
 
     def _get(self, args: list[bytes]) -> Reply:
-        return self._data.get(args[1])
+        return self._keyspace.get(args[1])
 
     def _set(self, args: list[bytes]) -> Reply:
         if len(args) == 3:
-            self._put(args[1], args[2])
+            self._keyspace.put(args[1], args[2])
             return OK
         options = _parse_set(args)
         if isinstance(options, ErrorReply):
             return options
-        old = self._data.get(args[1])
+        old = self._keyspace.get(args[1])
         refused = (
             (options.ifeq is not None and old != options.ifeq)
             or (options.nx and old is not None)
             or (options.xx and old is None)
         )
         if not refused:
-            self._put(args[1], args[2])
+            self._keyspace.put(args[1], args[2])
         if options.get:
             return old
         return None if refused else OK
 
     def _del(self, args: list[bytes]) -> Reply:
-        return sum(1 for key in args[1:] if self._remove(key))
+        keys = self._keyspace
+        return sum(1 for key in args[1:] if keys.remove(key))
 
     def _exists(self, args: list[bytes]) -> Reply:
-        data = self._data
-        return sum(1 for key in args[1:] if key in data)
+        keys = self._keyspace
+        return sum(1 for key in args[1:] if key in keys)
 
     def _add(self, key: bytes, delta: int) -> Reply:
-        old = self._data.get(key)
+        old = self._keyspace.get(key)
         current = 0 if old is None else parse_int(old)
         if current is None:
             return NOT_AN_INTEGER
         value = current + delta
         if not INT64_MIN <= value <= INT64_MAX:
             return OVERFLOW
-        self._put(key, b"%d" % value)
+        self._keyspace.put(key, b"%d" % value)
         return value
 
     def _incr(self, args: list[bytes]) -> Reply:
@@ -498,50 +435,49 @@ class KVStore:
 
     def append(self, key: bytes, tail: bytes, max_length: int) -> Reply:
         """APPEND, refused when the value would grow past `max_length` bytes."""
-        old = self._data.get(key, b"")
+        old = self._keyspace.get(key) or b""
         if len(old) + len(tail) > max_length:
             return TOO_LONG
         value = old + tail
-        self._put(key, value)
+        self._keyspace.put(key, value)
         return len(value)
 
     def _append(self, args: list[bytes]) -> Reply:
         return self.append(args[1], args[2], MAX_STRING_LENGTH)
 
     def _strlen(self, args: list[bytes]) -> Reply:
-        return len(self._data.get(args[1], b""))
+        return len(self._keyspace.get(args[1]) or b"")
 
     def _mget(self, args: list[bytes]) -> Reply:
-        data = self._data
-        return [data.get(key) for key in args[1:]]
+        keys = self._keyspace
+        return [keys.get(key) for key in args[1:]]
 
     def _mset(self, args: list[bytes]) -> Reply:
         error = _check_mset(args)
         if error is not None:
             return error
+        keys = self._keyspace
         for i in range(1, len(args), 2):
-            self._put(args[i], args[i + 1])
+            keys.put(args[i], args[i + 1])
         return OK
 
     def _keys(self, args: list[bytes]) -> Reply:
         pattern = args[1]
         found: list[Reply]
         if pattern == b"*":
-            found = list(self._data)
+            found = list(self._keyspace)
         elif glob.is_literal(pattern):
-            found = [pattern] if pattern in self._data else []
+            found = [pattern] if pattern in self._keyspace else []
         else:
             matches = glob.compile_pattern(pattern)
-            found = [key for key in self._data if matches(key)]
+            found = [key for key in self._keyspace if matches(key)]
         return found
 
     def _scan(self, args: list[bytes]) -> Reply:
         parsed = _parse_scan(args)
         if isinstance(parsed, ErrorReply):
             return parsed
-        if self._scan_index is None:
-            self._scan_index = _ScanIndex(self._data)
-        cursor, keys = self._scan_index.scan(parsed.cursor, parsed.count)
+        cursor, keys = self._keyspace.scan(parsed.cursor, min(parsed.count, SCAN_MAX_COUNT))
         found: list[Reply]
         if parsed.pattern is None:
             found = list(keys)
@@ -551,17 +487,16 @@ class KVStore:
         return [b"%d" % cursor, found]
 
     def _dbsize(self, args: list[bytes]) -> Reply:
-        return len(self._data)
+        return len(self._keyspace)
 
     def _type(self, args: list[bytes]) -> Reply:
-        return _STRING if args[1] in self._data else _NONE
+        return _STRING if args[1] in self._keyspace else _NONE
 
     def _flushall(self, args: list[bytes]) -> Reply:
         error = _check_flush(args)
         if error is not None:
             return error
-        self._data = {}
-        self._scan_index = None
+        self._keyspace.clear()
         return OK
 
 

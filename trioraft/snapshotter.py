@@ -1,13 +1,14 @@
 """Snapshots of one node: taking them, sending them to followers, receiving them.
 
 Taking. Once `policy.entries` entries or `policy.bytes` bytes of commands were applied
-since the last snapshot (or on RAFT.SNAPSHOT), the replicated state is captured in the
-event loop (a shallow copy: the pause is short), then serialized and written durably in a
-worker thread. Then the log is compacted: the core drops the entries up to
-`policy.catchup_entries` before the snapshot (a follower only slightly behind still gets
-entries rather than a whole snapshot), and the WAL deletes the segments wholly before
-that, through the WAL writer so that the log is only ever touched by one thread. At most
-one snapshot is taken at a time.
+since the last snapshot (or on RAFT.SNAPSHOT), the replicated state is copied in the
+event loop, a slice per step while commands go on applying (a copy of the state at the
+snapshot's index all the same), then serialized and written durably in a worker thread.
+Then the log is compacted: the core drops the entries up to `policy.catchup_entries`
+before the snapshot (a follower only slightly behind still gets entries rather than a
+whole snapshot), and the WAL deletes the segments wholly before that, through the WAL
+writer so that the log is only ever touched by one thread. At most one snapshot is taken
+at a time.
 
 Sending. When the leader's core wants a follower to get a snapshot, one task per follower
 streams the newest snapshot file in chunks over RPC: `snapshot_begin` (the follower says
@@ -32,7 +33,7 @@ import attrs
 import trio
 
 from trioraft.core.messages import Entry, InstallSnapshot, Members, NodeId, SnapshotMeta
-from trioraft.state import Captured, ReplicatedState
+from trioraft.state import Capture, ReplicatedState
 from trioraft.storage import StorageError
 from trioraft.transport.base import Payload
 from trioraft.transport.errors import RpcError
@@ -58,6 +59,15 @@ class SnapshotPolicy:
     #: doubled after each failure up to the most, none again after a success
     retry_first: float = 0.1
     retry_most: float = 5.0
+
+
+async def capture(state: ReplicatedState) -> Capture:
+    """A copy of `state` as it is when called, taken a slice per event-loop step."""
+    with state.begin_capture() as taken:
+        while not taken.done:
+            taken.step()
+            await trio.lowlevel.checkpoint()
+    return taken
 
 
 class SnapshotRefused(Exception):
@@ -130,8 +140,9 @@ class Snapshotter:
             term = node.core.log.term(index)
             assert term is not None, "the applied index is always in the log or the snapshot"
             meta = SnapshotMeta(index, term, node.core.members)
-            held = [node.state.capture()]
-            keys = len(held[0][1])
+            # the capture begins before the first checkpoint: at the state of `index`
+            held = [await capture(node.state)]
+            keys = held[0].keys
             self._bytes_since = 0
             started = trio.current_time()
             await trio.to_thread.run_sync(self._write, meta, held)
@@ -145,12 +156,12 @@ class Snapshotter:
             self._compact(index - self.policy.catchup_entries)
             return index
 
-    def _write(self, meta: SnapshotMeta, held: list[Captured]) -> None:
+    def _write(self, meta: SnapshotMeta, held: list[Capture]) -> None:
         """In a worker thread: serialize and write the capture held in `held`. It is taken
-        out of the list, so that the copy is freed here when done, not in the event loop
-        (freeing a copy of a large keyspace takes tens of milliseconds)."""
-        captured = held.pop()
-        self.store.write(meta, ReplicatedState.serialize(captured))
+        out of the list, so that the copy is freed here as it is serialized, not in the
+        event loop (freeing a copy of a large keyspace takes tens of milliseconds)."""
+        capture = held.pop()
+        self.store.write(meta, ReplicatedState.serialize(capture))
 
     def _compact(self, index: int) -> None:
         from trioraft.node import WalItem

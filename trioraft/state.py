@@ -13,32 +13,31 @@ Besides client commands, the log carries trioraft's own commands, whose names st
   took the command could not check it, as writes before it may still be in flight.
 
 A snapshot holds both parts: msgpack `[format, incarnations, [keyspace slice, ...]]`, each
-slice the `kv.serialize` bytes of up to `SLICE_KEYS` keys. Slicing bounds how long the
-worker thread that serializes or loads a snapshot holds the GIL at a stretch (msgpack
-does a whole call without letting go): between two slices the event loop gets its turn,
-so a snapshot of a large keyspace pauses clients for milliseconds, not for the whole
-serialization.
+slice the `kv.serialize` bytes of about `SLICE_KEYS` keys. The state is copied for it a
+slice at a time (`Capture`), in the event loop, while commands go on applying: the copy
+is of the state when the capture began all the same (see keyspace.py), and no step of it
+holds the loop up for more than a slice. Slicing also bounds how long the worker thread
+that serializes or loads a snapshot holds the GIL at a stretch (msgpack does a whole call
+without letting go): between two slices the event loop gets its turn.
 """
 
 from __future__ import annotations
 
-import itertools
-from typing import Final, TypeAlias
+from typing import Final
 
 import msgpack  # type: ignore[import-untyped]
 
 from trioraft import kv
+from trioraft.closing import ClosedOnExit
+from trioraft.keyspace import FrozenKeyspace
 from trioraft.replies import OK, ErrorReply, Reply
 
 REGISTER: Final = b"RAFT.INCARNATION"
 BOUNDED_APPEND: Final = b"RAFT.APPEND"
 _SNAPSHOT_FORMAT: Final = 2
-#: keys per keyspace slice: packing or unpacking one takes about a millisecond
+#: keys per keyspace slice: copying one takes well under a millisecond, packing or
+#: unpacking one about a millisecond
 SLICE_KEYS: Final = 10_000
-
-
-#: a copy of the state taken for a snapshot: the incarnations and the keyspace
-Captured: TypeAlias = tuple[dict[str, str], dict[bytes, bytes]]
 
 
 class WipedMember(Exception):
@@ -60,6 +59,35 @@ def log_command(args: list[bytes], max_value_bytes: int) -> list[bytes]:
     if args[0].upper() == b"APPEND":
         return [BOUNDED_APPEND, b"%d" % max_value_bytes, args[1], args[2]]
     return args
+
+
+class Capture(ClosedOnExit):
+    """A copy of the state as it was when `ReplicatedState.begin_capture` was called, taken
+    a slice at a time by `step` while the state goes on changing. Close it once done or
+    abandoned."""
+
+    def __init__(self, incarnations: dict[str, str], keyspace: FrozenKeyspace) -> None:
+        #: the member incarnations
+        self.incarnations = incarnations
+        #: the keyspace slices copied so far, in order, none empty
+        self.slices: list[dict[bytes, bytes]] = []
+        #: the number of keys in `slices`
+        self.keys = 0
+        self._keyspace = keyspace
+
+    @property
+    def done(self) -> bool:
+        return self._keyspace.done
+
+    def step(self) -> None:
+        """Copy the next slice of about `SLICE_KEYS` keys."""
+        part = self._keyspace.take(SLICE_KEYS)
+        if part:
+            self.slices.append(part)
+            self.keys += len(part)
+
+    def close(self) -> None:
+        self._keyspace.close()
 
 
 class ReplicatedState:
@@ -103,24 +131,26 @@ class ReplicatedState:
             return ErrorReply("ERR malformed 'raft.append' command")
         return self.store.append(args[2], args[3], max_length)
 
-    def capture(self) -> Captured:
-        """A copy of the state cheap enough to take in the event loop."""
-        return dict(self.incarnations), self.store.capture()
+    def begin_capture(self) -> Capture:
+        """Start copying the state as it is now, for a snapshot."""
+        return Capture(dict(self.incarnations), self.store.freeze())
 
     @staticmethod
-    def serialize(captured: Captured) -> bytes:
-        """Snapshot bytes of a capture; meant for a worker thread."""
-        incarnations, keyspace = captured
+    def serialize(capture: Capture) -> bytes:
+        """Snapshot bytes of a finished capture; meant for a worker thread. The capture's
+        slices are freed as they are packed, one at a time: freeing them all in one go
+        would hold the GIL, and so the event loop, for as long as that takes."""
         packer = msgpack.Packer(use_bin_type=True)
-        items = iter(keyspace.items())
+        parts = capture.slices
+        parts.reverse()
         slices = []
-        while part := dict(itertools.islice(items, SLICE_KEYS)):
-            slices.append(packer.pack(kv.serialize(part)))
+        while parts:
+            slices.append(packer.pack(kv.serialize(parts.pop())))
         # the outer list is laid out by hand: msgpack would build it in one long call
         head = [
             packer.pack_array_header(3),
             packer.pack(_SNAPSHOT_FORMAT),
-            packer.pack(incarnations),
+            packer.pack(capture.incarnations),
             packer.pack_array_header(len(slices)),
         ]
         return b"".join(head + slices)
@@ -137,7 +167,7 @@ class ReplicatedState:
             raise ValueError(f"unknown snapshot format {version!r}")
         if not isinstance(slices, list) or not all(isinstance(s, bytes) for s in slices):
             raise ValueError("not a trioraft snapshot: the keyspace is not a list of slices")
-        keyspace: dict[bytes, bytes] = {}
+        store = kv.KVStore()
         for part in slices:
-            keyspace.update(kv.KVStore.restore(part).capture())
-        return cls(kv.KVStore(keyspace), incarnations)
+            store.load(part)
+        return cls(store, incarnations)
