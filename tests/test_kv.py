@@ -425,6 +425,24 @@ def test_keys() -> None:
     assert store.read([b"KEYS", b""]) == [b""]
 
 
+def test_a_key_search_finds_the_keys_as_they_were_when_it_began() -> None:
+    store = KVStore({b"k%d" % i: b"" for i in range(10_000)})
+    with store.search_keys(b"k1*") as search:
+        steps = 0
+        while not search.done:
+            search.step()
+            store.apply([b"DEL", b"k1%d" % steps])
+            store.apply([b"SET", b"k1new%d" % steps, b""])
+            steps += 1
+    assert steps > 1
+    assert key_list(search.found) == sorted(
+        b"k%d" % i for i in range(10_000) if str(i).startswith("1")
+    )
+    # a literal pattern is one lookup
+    with store.search_keys(b"k2") as search:
+        assert search.done and search.found == [b"k2"]
+
+
 def test_read_refuses_writes_and_answers_errors() -> None:
     store = KVStore()
     with pytest.raises(ValueError, match="'set' writes"):

@@ -1,33 +1,39 @@
-"""No step of the event loop does work in proportion to the size of the keyspace: SCAN
-and a snapshot's capture of a large keyspace, with writes going on, touch a bounded
+"""No step of the event loop does work in proportion to the size of the keyspace: SCAN,
+KEYS and a snapshot's capture of a large keyspace, with writes going on, touch a bounded
 number of keys per step.
 
 The bound is a count of keys, not a time, so that the tests hold on a loaded machine.
 The time each step took is measured too (wall clock and the event-loop thread's CPU
-time) and printed (`pytest -s`), for the record; `slow` runs the same at 10 million keys.
+time) and printed (`pytest -s`), for the record; `slow` runs the same at 10 million keys,
+and the same commands against the leader of a real cluster holding a million keys,
+whose term must not change.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import attrs
 import pytest
 import trio
+from procs import Arg, Cluster, Node, running_cluster, write_all
 
 from trioraft.keyspace import FrozenKeyspace, Keyspace, bucket_of
-from trioraft.kv import KVStore
+from trioraft.kv import KEYS_SLICE, KVStore
+from trioraft.replies import Reply
 from trioraft.snapshotter import capture
 from trioraft.state import SLICE_KEYS, ReplicatedState
+from trioraft.steps import run_stepwise
 
 SCAN_COUNT = 1000
 
 
 @attrs.define(eq=False)
 class StepMeter(trio.abc.Instrument):
-    """Per task step: how many keys SCAN and snapshot captures touched, and how long the
-    step took; the largest of each."""
+    """Per task step: how many keys SCAN, KEYS and snapshot captures touched, and how long
+    the step took; the largest of each."""
 
     keys: int = 0
     most_keys: int = 0
@@ -56,7 +62,8 @@ class StepMeter(trio.abc.Instrument):
 
 
 def counting_meter(monkeypatch: pytest.MonkeyPatch) -> StepMeter:
-    """A StepMeter that counts the keys every SCAN page and every capture slice holds.
+    """A StepMeter that counts the keys of every SCAN page and of every slice a frozen
+    view gives (snapshot captures and KEYS read through one).
     (Not a fixture: pytest-trio would add it to the run from the start.)"""
     meter = StepMeter()
     take, scan = FrozenKeyspace.take, Keyspace.scan
@@ -90,6 +97,14 @@ def digest(items: Iterable[tuple[bytes, bytes]]) -> tuple[int, int]:
     return count, total % (1 << 64)
 
 
+def digest_keys(reply: Reply) -> tuple[int, int]:
+    """The digest of the keys of a KEYS reply."""
+    assert isinstance(reply, list)
+    keys = [(key, b"") for key in reply if isinstance(key, bytes)]
+    assert len(keys) == len(reply)
+    return digest(keys)
+
+
 def largest_bucket(keys: int) -> int:
     sizes: dict[int, int] = {}
     for i in range(keys):
@@ -102,6 +117,7 @@ async def scan_and_snapshot_while_writing(keys: int, monkeypatch: pytest.MonkeyP
     meter = counting_meter(monkeypatch)
     state = ReplicatedState(KVStore({key(i): b"%d" % i for i in range(keys)}))
     expected = digest(state.store.items())
+    ending_in_7 = digest_keys(state.store.read([b"KEYS", b"*7"]))
     done = trio.Event()
 
     async def writer() -> None:
@@ -125,14 +141,17 @@ async def scan_and_snapshot_while_writing(keys: int, monkeypatch: pytest.MonkeyP
 
     trio.lowlevel.add_instrument(meter)
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(writer)
-            nursery.start_soon(scanner)
-            captured = await capture(state)
-            done.set()
+        with state.store.search_keys(b"*7") as search:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                nursery.start_soon(scanner)
+                nursery.start_soon(run_stepwise, search)
+                captured = await capture(state)
+                done.set()
+            assert search.done
     finally:
         trio.lowlevel.remove_instrument(meter)
-    bound = max(SLICE_KEYS, SCAN_COUNT) + largest_bucket(keys)
+    bound = max(SLICE_KEYS, SCAN_COUNT, KEYS_SLICE) + largest_bucket(keys)
     print(
         f"\n{keys} keys: {meter.steps} steps, at most {meter.most_keys} keys touched in one "
         f"(bound {bound}); longest step {meter.longest * 1e3:.1f} ms wall, "
@@ -140,6 +159,7 @@ async def scan_and_snapshot_while_writing(keys: int, monkeypatch: pytest.MonkeyP
     )
     assert meter.most_keys <= bound
     assert digest(item for part in captured.slices for item in part.items()) == expected
+    assert digest_keys(search.found) == ending_in_7
 
 
 async def test_a_million_keys_are_scanned_and_captured_a_bounded_slice_per_step(
@@ -153,3 +173,67 @@ async def test_ten_million_keys_are_scanned_and_captured_a_bounded_slice_per_ste
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await scan_and_snapshot_while_writing(10_000_000, monkeypatch)
+
+
+class Pinger(threading.Thread):
+    """PINGs `node` back to back until stopped; the longest wait for an answer."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(daemon=True)
+        self.client = node.client(timeout=30.0)
+        self.longest = 0.0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with self.client:
+            while not self.stopping.is_set():
+                started = time.monotonic()
+                assert self.client.call("PING") == "PONG"
+                self.longest = max(self.longest, time.monotonic() - started)
+
+
+def msets(keys: int) -> Iterator[tuple[Arg, ...]]:
+    """MSETs of 1000 keys each, `keys` keys in all."""
+    for start in range(0, keys, 1000):
+        args: list[Arg] = ["MSET"]
+        for i in range(start, min(start + 1000, keys)):
+            args += [key(i), b"v"]
+        yield tuple(args)
+
+
+def terms(cluster: Cluster) -> set[str]:
+    return {node.info()["term"] for node in cluster.running}
+
+
+@pytest.mark.slow
+@pytest.mark.processes
+def test_scans_keys_and_a_snapshot_on_the_leader_of_a_million_keys_keep_its_term() -> None:
+    keys = 1_000_000
+    with running_cluster(3) as cluster:
+        leader = cluster.wait_for_leader()
+        write_all(leader, msets(keys), depth=4, timeout=120.0)
+        cluster.wait_converged()
+        before = terms(cluster)
+        assert len(before) == 1
+        pinger = Pinger(leader)
+        pinger.start()
+        started = time.monotonic()
+        with leader.client(timeout=120.0) as client:
+            cursor = b"0"
+            for _ in range(20):
+                reply = client.call("SCAN", cursor, "COUNT", "1000")
+                assert isinstance(reply, list) and isinstance(reply[0], bytes)
+                cursor = reply[0]
+            found = client.call("KEYS", "*7")
+            assert isinstance(found, list) and len(found) == keys // 10
+            snapshot = client.call("RAFT.SNAPSHOT")
+            assert isinstance(snapshot, str) and snapshot.startswith("OK"), snapshot
+        took = time.monotonic() - started
+        pinger.stopping.set()
+        pinger.join()
+        print(
+            f"\n20 SCANs, KEYS *7 and RAFT.SNAPSHOT of {keys} keys on the leader: {took:.1f} s; "
+            f"longest PING wait meanwhile {pinger.longest * 1e3:.0f} ms"
+        )
+        assert terms(cluster) == before
+        assert cluster.wait_for_leader() is leader

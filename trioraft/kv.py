@@ -50,6 +50,7 @@ import attrs
 import msgpack  # type: ignore[import-untyped]
 
 from trioraft import glob
+from trioraft.closing import ClosedOnExit
 from trioraft.keyspace import FrozenKeyspace, Keyspace
 from trioraft.replies import OK, ErrorReply, Reply, SimpleString
 
@@ -58,6 +59,7 @@ __all__ = [
     "MAX_STRING_LENGTH",
     "CommandSpec",
     "KVStore",
+    "KeySearch",
     "decode_command",
     "deserialize",
     "encode_command",
@@ -73,6 +75,8 @@ INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
 #: the largest string value an APPEND may produce (Redis's default proto-max-bulk-len)
 MAX_STRING_LENGTH: Final = 512 * 1024 * 1024
+#: keys a KEYS step reads: matching each against a pattern takes about a microsecond
+KEYS_SLICE: Final = 2_000
 #: SCAN's COUNT when none is given
 DEFAULT_SCAN_COUNT: Final = 10
 #: a larger COUNT counts as this: one call reads at most about this many keys, so that it
@@ -330,6 +334,40 @@ def deserialize(data: bytes) -> dict[bytes, bytes]:
     return part
 
 
+class KeySearch(ClosedOnExit):
+    """KEYS, a slice of the keyspace per `step`: the keys that matched the pattern when
+    the search began, whatever commands run between the steps. Close it once done or
+    abandoned."""
+
+    def __init__(self, keyspace: Keyspace, pattern: bytes) -> None:
+        #: the keys found so far
+        self.found: list[Reply] = []
+        #: what is left to read (None: nothing, the pattern names one key)
+        self._view: FrozenKeyspace | None = None
+        self._matches: Callable[[bytes], bool] | None = None
+        if glob.is_literal(pattern):
+            self.found = [pattern] if pattern in keyspace else []
+        else:
+            self._view = keyspace.freeze()
+            if pattern != b"*":
+                self._matches = glob.compile_pattern(pattern)
+
+    @property
+    def done(self) -> bool:
+        return self._view is None or self._view.done
+
+    def step(self) -> None:
+        """Read about `KEYS_SLICE` more keys."""
+        assert self._view is not None, "step() only while not done"
+        part = self._view.take(KEYS_SLICE)
+        matches = self._matches
+        self.found.extend(part if matches is None else [key for key in part if matches(key)])
+
+    def close(self) -> None:
+        if self._view is not None:
+            self._view.close()
+
+
 class KVStore:
     """The keyspace and the data commands on it."""
 
@@ -371,6 +409,10 @@ class KVStore:
         """A view of the keyspace as it is now, for a snapshot: `take` its slices, whatever
         commands run in between, and close it."""
         return self._keyspace.freeze()
+
+    def search_keys(self, pattern: bytes) -> KeySearch:
+        """KEYS `pattern`, to be run a step at a time (see KeySearch)."""
+        return KeySearch(self._keyspace, pattern)
 
     def load(self, data: bytes) -> None:
         """Add the keys saved in `serialize` bytes; ValueError when they are not that."""
@@ -462,16 +504,10 @@ class KVStore:
         return OK
 
     def _keys(self, args: list[bytes]) -> Reply:
-        pattern = args[1]
-        found: list[Reply]
-        if pattern == b"*":
-            found = list(self._keyspace)
-        elif glob.is_literal(pattern):
-            found = [pattern] if pattern in self._keyspace else []
-        else:
-            matches = glob.compile_pattern(pattern)
-            found = [key for key in self._keyspace if matches(key)]
-        return found
+        with self.search_keys(args[1]) as search:
+            while not search.done:
+                search.step()
+        return search.found
 
     def _scan(self, args: list[bytes]) -> Reply:
         parsed = _parse_scan(args)

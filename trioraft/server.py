@@ -29,7 +29,7 @@ import itertools
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import trio
@@ -49,7 +49,11 @@ from trioraft.node import Indeterminate, Node, Unavailable, error_reply
 from trioraft.replies import OK, PONG, ErrorReply, Map, Reply, SimpleString, Verbatim
 from trioraft.resp import ProtocolError, RequestParser, encode, encode_into, resp2_to_resp3
 from trioraft.state import log_command
+from trioraft.steps import run_stepwise
 from trioraft.tls import HANDSHAKE_SECONDS, handshake_failure
+
+#: items of an array reply encoded per event-loop step (about a microsecond each)
+_ITEMS_PER_STEP: Final = 5_000
 
 
 @attrs.frozen
@@ -293,11 +297,14 @@ class ClientServer:
     async def _add_reply(
         self, out: bytearray, reply: Reply, resp3: bool, stream: trio.abc.Stream
     ) -> None:
-        """Encode `reply` into `out`, an array item by item, flushing whenever full."""
+        """Encode `reply` into `out`, an array item by item, flushing whenever full, and
+        letting the event loop run other tasks between slices of a long array."""
         if isinstance(reply, list):
             out += b"*%d\r\n" % len(reply)
-            for item in reply:
+            for count, item in enumerate(reply, 1):
                 await self._add_reply(out, item, resp3, stream)
+                if count % _ITEMS_PER_STEP == 0:
+                    await trio.lowlevel.checkpoint()
         else:
             encode_into(out, reply, resp3)
             await self._flush_if_full(out, stream)
@@ -358,7 +365,15 @@ class ClientServer:
                     encode_into(out, problem or error_reply(exc), conn.resp3)
                 return
         for args, problem in zip(batch, problems, strict=True):
-            await self._add_reply(out, problem or self.node.store.read(args), conn.resp3, stream)
+            await self._add_reply(out, problem or await self._read(args), conn.resp3, stream)
+
+    async def _read(self, args: list[bytes]) -> Reply:
+        """Run a valid read; KEYS reads a slice of the keyspace per event-loop step."""
+        if args[0].upper() == b"KEYS":
+            with self.node.store.search_keys(args[1]) as search:
+                await run_stepwise(search)
+            return search.found
+        return self.node.store.read(args)
 
     # --- connection commands ---------------------------------------------------------
 

@@ -34,6 +34,7 @@ import trio
 
 from trioraft.core.messages import Entry, InstallSnapshot, Members, NodeId, SnapshotMeta
 from trioraft.state import Capture, ReplicatedState
+from trioraft.steps import run_stepwise
 from trioraft.storage import StorageError
 from trioraft.transport.base import Payload
 from trioraft.transport.errors import RpcError
@@ -64,9 +65,7 @@ class SnapshotPolicy:
 async def capture(state: ReplicatedState) -> Capture:
     """A copy of `state` as it is when called, taken a slice per event-loop step."""
     with state.begin_capture() as taken:
-        while not taken.done:
-            taken.step()
-            await trio.lowlevel.checkpoint()
+        await run_stepwise(taken)
     return taken
 
 
