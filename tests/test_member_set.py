@@ -26,8 +26,10 @@ def prepare(tmp_path: Path, recorded: frozenset[str], listed: int) -> Path:
     configs = cluster_configs(same_host_members(listed), token=TOKEN, data_root=tmp_path)
     config = attrs.evolve(configs[0], fsync=False)
     DataDir.open(config.data_dir, node_id="n1", cluster_token=TOKEN).close()
-    state = ReplicatedState()
-    data = ReplicatedState.serialize(state.capture())
+    with ReplicatedState().begin_capture() as capture:
+        while not capture.done:
+            capture.step()
+    data = ReplicatedState.serialize(capture)
     SnapshotStore(config.data_dir / "snap", fsync=False).write(
         SnapshotMeta(5, 1, Members(voters=recorded)), data
     )

@@ -11,6 +11,7 @@ whose term must not change.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -123,10 +124,11 @@ async def scan_and_snapshot_while_writing(keys: int, monkeypatch: pytest.MonkeyP
     async def writer() -> None:
         """One write per step, as committed entries would apply, until the capture ends."""
         i = 0
+        indices = itertools.count(1)
         while not done.is_set():
-            state.apply([b"SET", key(i), b"changed"])
-            state.apply([b"DEL", key(i + 1)])
-            state.apply([b"SET", b"new:%d" % i, b"new"])
+            state.apply([b"SET", key(i), b"changed"], next(indices), None)
+            state.apply([b"DEL", key(i + 1)], next(indices), None)
+            state.apply([b"SET", b"new:%d" % i, b"new"], next(indices), None)
             i += 7919
             await trio.lowlevel.checkpoint()
 
