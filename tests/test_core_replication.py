@@ -348,6 +348,20 @@ def test_heartbeat_round_during_a_follower_write_resends_nothing() -> None:
     assert leader.progress["b"].match == 2
 
 
+def test_a_follower_that_never_acknowledges_gets_no_more_than_its_window() -> None:
+    cluster = Cluster(config=RaftConfig(max_batch_entries=1, max_inflight=2))
+    leader = cluster.elect("a")
+    cluster.hung_disks.add("b")  # b answers heartbeats, never AppendEntries
+    delivered: list[Message] = []
+    for k in range(10):
+        leader.propose([b"%d" % k])
+        leader.tick()
+        delivered += cluster.stabilize()
+    sent_to_b = [e.index for m in appends_to("b", delivered) for e in m.entries]
+    assert max(sent_to_b) == 3  # the no-op was acknowledged before; then a window of two
+    assert leader.commit == 11
+
+
 def exchange(cluster: Cluster, follower: str) -> None:
     """Deliver what is in flight to `follower`, its answers back to `a`, and take the
     Readies on the way."""

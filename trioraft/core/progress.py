@@ -10,7 +10,9 @@ A follower is in one of three states:
   something sent before it is still unacknowledged, one more AppendEntries goes out at
   `next` (empty if there is nothing new), beyond the window. A follower that holds
   everything acknowledges it (which also makes up for lost acknowledgements); one that
-  missed an AppendEntries rejects it, and only then does the leader probe again. The
+  missed an AppendEntries rejects it, and only then does the leader probe again. Past a
+  full window it is always empty: a follower that never answers (its disk hangs) gets
+  no more entries than the window holds. The
   heartbeat answer itself cannot tell: it leaves before the follower's disk write, so
   it routinely overtakes the acknowledgements of entries the follower is writing.
 - SNAPSHOT: the entries it needs are compacted away; a snapshot is on its way and
@@ -120,9 +122,12 @@ class Progress:
         self.probe_sent = False
         return True
 
+    def window_full(self, max_inflight: int) -> bool:
+        return self.state is ReplicationState.REPLICATE and len(self.inflight) >= max_inflight
+
     def can_send(self, max_inflight: int) -> bool:
         if self.state is ReplicationState.PROBE:
             return not self.probe_sent
         if self.state is ReplicationState.REPLICATE:
-            return len(self.inflight) < max_inflight or self.check_due
+            return not self.window_full(max_inflight) or self.check_due
         return False

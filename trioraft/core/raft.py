@@ -848,7 +848,8 @@ class Raft:
             if pr.next - 1 < self.log.snapshot_index:
                 self._send_snapshot(peer, pr)
                 return
-            entries = self._batch(pr.next)
+            # past a full window only the empty one asking about loss goes
+            entries = [] if pr.window_full(cfg.max_inflight) else self._batch(pr.next)
             probing = pr.state is ReplicationState.PROBE and pr.match < pr.next - 1
             if not entries and self.commit <= pr.sent_commit and not probing and not pr.check_due:
                 return
