@@ -135,3 +135,15 @@ def test_scan_pages_are_whole_buckets_in_order() -> None:
     assert sorted(seen) == sorted(POOL)
     assert [bucket_of(key) for key in seen] == sorted(bucket_of(key) for key in seen)
     assert space.scan(BUCKETS, 10) == (0, [])
+
+
+def test_clear_sets_the_old_buckets_aside_to_be_freed() -> None:
+    space = Keyspace()
+    space.update({key: b"" for key in POOL})
+    with space.freeze() as view:
+        space.clear()
+        retired = space.take_retired()
+        assert sorted(key for bucket in retired for key in bucket) == sorted(POOL)
+        assert space.take_retired() == []
+        retired.clear()  # freeing them does not disturb the view
+        assert sorted(read_all(view, 10)) == sorted(POOL)

@@ -82,6 +82,19 @@ async def test_writes_on_leader_and_follower_apply_everywhere(
         await wait_until(lambda: has_everywhere(cluster, b"forwarded", b"2"), 1.0)
 
 
+async def test_the_keys_flushall_removes_are_freed_by_the_node(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        assert await write(leader, b"k", b"v") == OK
+        assert await leader.write([kv.encode_command([b"FLUSHALL"])]) == [OK]
+        await cluster.wait_converged()
+        for node in cluster.nodes:
+            # each node took the emptied buckets, to free them a few per step
+            assert len(node.store) == 0 and node.store.take_garbage() == []
+
+
 async def test_a_batch_answers_each_command(clock: MockClock, tmp_path: Path) -> None:
     async with open_cluster(tmp_path) as cluster:
         leader = await cluster.wait_for_leader()

@@ -26,7 +26,7 @@ from trioraft.kv import KEYS_SLICE, KVStore
 from trioraft.replies import Reply
 from trioraft.snapshotter import capture
 from trioraft.state import SLICE_KEYS, ReplicatedState
-from trioraft.steps import run_stepwise
+from trioraft.steps import RELEASE_KEYS, Release, run_stepwise
 
 SCAN_COUNT = 1000
 
@@ -168,6 +168,22 @@ async def test_a_million_keys_are_scanned_and_captured_a_bounded_slice_per_step(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await scan_and_snapshot_while_writing(1_000_000, monkeypatch)
+
+
+def test_the_keys_flushall_removes_are_freed_a_bounded_number_per_step() -> None:
+    keys = 1_000_000
+    store = KVStore({key(i): b"%d" % i for i in range(keys)})
+    store.apply([b"FLUSHALL"])
+    parts = store.take_garbage()
+    assert store.take_garbage() == [] and len(store) == 0
+    sizes = [len(part) for part in parts]
+    assert sum(sizes) == keys
+    release, most = Release(parts), 0
+    while not release.done:
+        before = len(parts)
+        release.step()
+        most = max(most, sum(sizes[len(parts) : before]))
+    assert most <= RELEASE_KEYS + max(sizes)
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ def bucket_of(key: bytes) -> int:
 class Keyspace:
     """Binary keys to binary values, in fixed buckets; see the module's notes."""
 
-    __slots__ = ("_buckets", "_size", "_views")
+    __slots__ = ("_buckets", "_retired", "_size", "_views")
 
     def __init__(self) -> None:
         #: the buckets; a key is in bucket `bucket_of(key)`
@@ -55,6 +55,8 @@ class Keyspace:
         self._size = 0
         #: the frozen views reading these buckets, told of every change before it is made
         self._views: list[FrozenKeyspace] = []
+        #: buckets emptied out by `clear`, not freed yet (see `take_retired`)
+        self._retired: list[dict[bytes, bytes]] = []
 
     def __len__(self) -> int:
         return self._size
@@ -100,11 +102,18 @@ class Keyspace:
             self.put(key, value)
 
     def clear(self) -> None:
-        """Remove every key. The views keep reading the old buckets, which nothing
-        changes any more."""
+        """Remove every key. The old buckets are not freed here (freeing ten million keys
+        takes seconds): they wait in `take_retired` for the caller to free them a few at
+        a time. The views keep reading them; nothing changes them any more."""
+        self._retired.extend(self._buckets)
         self._buckets = [{} for _ in range(BUCKETS)]
         self._size = 0
         self._views = []
+
+    def take_retired(self) -> list[dict[bytes, bytes]]:
+        """The buckets `clear` set aside since the last call, to be freed."""
+        retired, self._retired = self._retired, []
+        return retired
 
     def _before_change(self, number: int, key: bytes, old: bytes | None) -> None:
         for view in self._views:

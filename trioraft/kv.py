@@ -24,7 +24,8 @@ Rules of this module:
   WRONGTYPE. There is no expiry: SET accepts NX, XX, GET, IFEQ (as in Valkey 8.1, not
   together with NX or XX) and KEEPTTL (a no-op, no key has a TTL); EX, PX, EXAT and PXAT
   answer "ERR syntax error". FLUSHDB is FLUSHALL (one database); both accept ASYNC or
-  SYNC, and both empty the keyspace at once.
+  SYNC, and both empty the keyspace at once; the removed keys wait in `take_garbage` for
+  the caller to free them a few at a time.
 - Integers are Redis's: signed 64-bit, written in canonical decimal (no sign other than a
   leading '-', no leading zeros, no blanks). `KVStore.append` takes the longest value it
   may leave as an argument, so that the limit travels in the log entry and every replica
@@ -413,6 +414,17 @@ class KVStore:
     def search_keys(self, pattern: bytes) -> KeySearch:
         """KEYS `pattern`, to be run a step at a time (see KeySearch)."""
         return KeySearch(self._keyspace, pattern)
+
+    def take_garbage(self) -> list[dict[bytes, bytes]]:
+        """The keys FLUSHALL removed since the last call, in parts, for the caller to free
+        a few parts at a time (freeing ten million keys at once takes seconds)."""
+        return self._keyspace.take_retired()
+
+    def discard(self) -> list[dict[bytes, bytes]]:
+        """Remove every key; return them as `take_garbage` does, e.g. to free the state a
+        snapshot from the leader replaced."""
+        self._keyspace.clear()
+        return self._keyspace.take_retired()
 
     def load(self, data: bytes) -> None:
         """Add the keys saved in `serialize` bytes; ValueError when they are not that."""

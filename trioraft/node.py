@@ -55,6 +55,7 @@ from trioraft.resp import encode
 from trioraft.snapshotter import SnapshotPolicy, Snapshotter
 from trioraft.stamps import Stamper, stamp, time_of, unstamp, wall_clock_ms
 from trioraft.state import REGISTER, ReplicatedState
+from trioraft.steps import Release, run_stepwise
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport.base import Payload, Transport
 from trioraft.transport.errors import RpcError, RpcRemoteError, RpcUnavailable
@@ -273,7 +274,8 @@ class Node:
         reset = None
         if rd.snapshot is not None:
             assert self.snapshotter is not None
-            self.state = self.snapshotter.take_installed(rd.snapshot)
+            replaced, self.state = self.state, self.snapshotter.take_installed(rd.snapshot)
+            self.free_stepwise(replaced.store.discard())
             self._stamper.observe(self.state.time)
             self.applied = rd.snapshot.index
             reset = (rd.snapshot.index, rd.snapshot.term)
@@ -346,9 +348,16 @@ class Node:
                     waiter.replaced = True
                 waiter.done.set()
         self.applied = entries[-1].index
+        self.free_stepwise(self.state.store.take_garbage())
         self._signal_progress()
         if self.snapshotter is not None:
             self.snapshotter.applied(entries)
+
+    def free_stepwise(self, parts: list[dict[bytes, bytes]]) -> None:
+        """Free the parts of a keyspace (after FLUSHALL, or a state replaced) a few at a
+        time, so that no step of the event loop frees millions of keys."""
+        if parts and self.nursery is not None:
+            self.nursery.start_soon(run_stepwise, Release(parts))
 
     def _signal_progress(self) -> None:
         self._progress.set()

@@ -298,4 +298,6 @@ class Snapshotter:
     def drop_installed(self) -> None:
         """The core did not take the snapshot it was given (its log already covered it,
         or it came from a stale leader): free the loaded state."""
-        self._installed = None
+        installed, self._installed = self._installed, None
+        if installed is not None:
+            self.node.free_stepwise(installed[1].store.discard())
