@@ -26,9 +26,9 @@ Theory of operation:
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, Mapping
 from typing import Final
+from zlib import crc32
 
 from trioraft.closing import ClosedOnExit
 
@@ -40,7 +40,7 @@ _SHIFT: Final = 32 - BUCKET_BITS
 
 def bucket_of(key: bytes) -> int:
     """The bucket `key` lives in, the same on every replica and in every version."""
-    return zlib.crc32(key) >> _SHIFT
+    return crc32(key) >> _SHIFT
 
 
 class Keyspace:
@@ -62,7 +62,7 @@ class Keyspace:
         return self._size
 
     def __contains__(self, key: bytes) -> bool:
-        return key in self._buckets[zlib.crc32(key) >> _SHIFT]
+        return key in self._buckets[crc32(key) >> _SHIFT]
 
     def __iter__(self) -> Iterator[bytes]:
         for bucket in self._buckets:
@@ -73,10 +73,10 @@ class Keyspace:
             yield from bucket.items()
 
     def get(self, key: bytes) -> bytes | None:
-        return self._buckets[zlib.crc32(key) >> _SHIFT].get(key)
+        return self._buckets[crc32(key) >> _SHIFT].get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
-        number = zlib.crc32(key) >> _SHIFT
+        number = crc32(key) >> _SHIFT
         bucket = self._buckets[number]
         if self._views:
             self._before_change(number, key, bucket.get(key))
@@ -86,7 +86,7 @@ class Keyspace:
 
     def remove(self, key: bytes) -> bool:
         """Remove `key`; whether it was there."""
-        number = zlib.crc32(key) >> _SHIFT
+        number = crc32(key) >> _SHIFT
         bucket = self._buckets[number]
         old = bucket.get(key)
         if old is None:
