@@ -97,9 +97,31 @@ def test_set_ifeq_sets_only_when_the_value_matches(client: RespClient) -> None:
     assert client.call("GET", "ifeq:missing") is None
 
 
+def test_a_key_with_a_ttl_goes_at_its_deadline_on_every_node(
+    shared_cluster: Cluster, client: RespClient
+) -> None:
+    assert client.call("SET", "ttl:k", "v", "PX", "300") == "OK"
+    assert 0 < client.call("PTTL", "ttl:k") <= 300
+    assert client.call("RAFT.REVISION", "ttl:k") > 0
+    wait_until(lambda: client.call("GET", "ttl:k") is None, 10.0, "ttl:k expired")
+    assert client.call("TTL", "ttl:k") == -2
+    assert client.call("RAFT.REVISION", "ttl:k") is None
+    for node in shared_cluster.nodes:
+        with node.client() as local:
+            assert local.call("READONLY") == "OK"
+            wait_until(lambda: local.call("EXISTS", "ttl:k") == 0, 10.0, "deleted everywhere")
+
+
 @pytest.mark.parametrize(
     "options",
-    [("NX", "XX"), ("IFEQ", "x", "NX"), ("XX", "IFEQ", "x"), ("IFEQ",), ("EX", "10"), ("BOGUS",)],
+    [
+        ("NX", "XX"),
+        ("IFEQ", "x", "NX"),
+        ("XX", "IFEQ", "x"),
+        ("IFEQ",),
+        ("EX", "10", "PX", "10"),
+        ("BOGUS",),
+    ],
 )
 def test_set_with_conflicting_or_unknown_options_is_a_syntax_error(
     client: RespClient, options: tuple[str, ...]

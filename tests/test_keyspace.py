@@ -147,3 +147,14 @@ def test_clear_sets_the_old_buckets_aside_to_be_freed() -> None:
         assert space.take_retired() == []
         retired.clear()  # freeing them does not disturb the view
         assert sorted(read_all(view, 10)) == sorted(POOL)
+
+
+def test_swap_answers_the_old_value_and_frozen_views_keep_it() -> None:
+    keys: Keyspace[bytes] = Keyspace()
+    assert keys.swap(b"a", b"1") is None
+    with keys.freeze() as view:
+        assert keys.swap(b"a", b"2") == b"1"
+        assert keys.swap(b"b", b"3") is None
+        assert len(keys) == 2
+        assert view.take(10**6) == {b"a": b"1"}
+    assert dict(keys.items()) == {b"a": b"2", b"b": b"3"}

@@ -61,6 +61,22 @@ def test_table_names_arity_and_write_flags() -> None:
         "scan": (-2, False),
         "dbsize": (1, False),
         "type": (2, False),
+        "raft.revision": (2, False),
+        "setex": (4, True),
+        "psetex": (4, True),
+        "setnx": (3, True),
+        "getset": (3, True),
+        "getdel": (2, True),
+        "getex": (-2, True),
+        "expire": (-3, True),
+        "pexpire": (-3, True),
+        "expireat": (-3, True),
+        "pexpireat": (-3, True),
+        "persist": (2, True),
+        "ttl": (2, False),
+        "pttl": (2, False),
+        "expiretime": (2, False),
+        "pexpiretime": (2, False),
         "flushall": (-1, True),
         "flushdb": (-1, True),
     }
@@ -148,10 +164,10 @@ def test_wrong_number_of_arguments(line: str, name: str) -> None:
     [
         "SET k v NX XX",
         "SET k v XX NX",
-        "SET k v EX 10",
-        "SET k v PX 10",
-        "SET k v EXAT 10",
-        "SET k v PXAT 10",
+        "SET k v EX 10 PX 10",
+        "SET k v EX 10 KEEPTTL",
+        "SET k v KEEPTTL PXAT 10",
+        "SET k v EX",
         "SET k v BOGUS",
         "SET k v IFEQ",
         "SET k v NX IFEQ x",
@@ -427,7 +443,7 @@ def test_keys() -> None:
 
 def test_a_key_search_finds_the_keys_as_they_were_when_it_began() -> None:
     store = KVStore({b"k%d" % i: b"" for i in range(10_000)})
-    with store.search_keys(b"k1*") as search:
+    with store.search_keys(b"k1*", 0) as search:
         steps = 0
         while not search.done:
             search.step()
@@ -439,7 +455,7 @@ def test_a_key_search_finds_the_keys_as_they_were_when_it_began() -> None:
         b"k%d" % i for i in range(10_000) if str(i).startswith("1")
     )
     # a literal pattern is one lookup
-    with store.search_keys(b"k2") as search:
+    with store.search_keys(b"k2", 0) as search:
         assert search.done and search.found == [b"k2"]
 
 
@@ -637,7 +653,7 @@ def test_a_frozen_view_is_the_keyspace_when_frozen() -> None:
         store.apply(cmd("SET a 2"))
         store.apply(cmd("SET c 3"))
         store.apply(cmd("DEL b"))
-        assert view.take(10**6) == {b"a": b"1", b"b": b"2"}
+        assert view.take(10**6) == {b"a": (b"1", 0, 0), b"b": (b"2", 0, 0)}
         assert view.done
     assert dict(store.items()) == {b"a": b"2", b"c": b"3"}
 
@@ -656,7 +672,8 @@ def test_restored_store_keeps_working() -> None:
         b"",
         b"\xc1",
         b"garbage",
-        msgpack.packb([2, {}], use_bin_type=True),
+        msgpack.packb([3, {}], use_bin_type=True),
+        msgpack.packb([2, {b"a": [b"1", 1]}], use_bin_type=True),
         msgpack.packb([1, {"a": b"1"}], use_bin_type=True),
         msgpack.packb([1, {b"a": 1}], use_bin_type=True),
         msgpack.packb([1, [b"a"]], use_bin_type=True),

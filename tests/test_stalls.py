@@ -21,8 +21,8 @@ import pytest
 import trio
 from procs import Arg, Cluster, Node, running_cluster, write_all
 
-from trioraft.keyspace import FrozenKeyspace, Keyspace, bucket_of
-from trioraft.kv import KEYS_SLICE, KVStore
+from trioraft.keyspace import Keyspace, bucket_of
+from trioraft.kv import KEYS_SLICE, FrozenStore, KVStore, Record
 from trioraft.replies import Reply
 from trioraft.snapshotter import capture
 from trioraft.state import SLICE_KEYS, ReplicatedState
@@ -67,9 +67,9 @@ def counting_meter(monkeypatch: pytest.MonkeyPatch) -> StepMeter:
     view gives (snapshot captures and KEYS read through one).
     (Not a fixture: pytest-trio would add it to the run from the start.)"""
     meter = StepMeter()
-    take, scan = FrozenKeyspace.take, Keyspace.scan
+    take, scan = FrozenStore.take, Keyspace.scan
 
-    def counted_take(view: FrozenKeyspace, max_keys: int) -> dict[bytes, bytes]:
+    def counted_take(view: FrozenStore, max_keys: int) -> dict[bytes, Record]:
         part = take(view, max_keys)
         meter.count(len(part))
         return part
@@ -79,7 +79,7 @@ def counting_meter(monkeypatch: pytest.MonkeyPatch) -> StepMeter:
         meter.count(len(keys))
         return cursor, keys
 
-    monkeypatch.setattr(FrozenKeyspace, "take", counted_take)
+    monkeypatch.setattr(FrozenStore, "take", counted_take)
     monkeypatch.setattr(Keyspace, "scan", counted_scan)
     return meter
 
@@ -143,7 +143,7 @@ async def scan_and_snapshot_while_writing(keys: int, monkeypatch: pytest.MonkeyP
 
     trio.lowlevel.add_instrument(meter)
     try:
-        with state.store.search_keys(b"*7") as search:
+        with state.store.search_keys(b"*7", 0) as search:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(writer)
                 nursery.start_soon(scanner)
@@ -160,7 +160,8 @@ async def scan_and_snapshot_while_writing(keys: int, monkeypatch: pytest.MonkeyP
         f"{meter.longest_cpu * 1e3:.1f} ms CPU"
     )
     assert meter.most_keys <= bound
-    assert digest(item for part in captured.slices for item in part.items()) == expected
+    values = ((key, record[0]) for part in captured.slices for key, record in part.items())
+    assert digest(values) == expected
     assert digest_keys(search.found) == ending_in_7
 
 

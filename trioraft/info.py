@@ -74,5 +74,6 @@ def _stats(server: ClientServer) -> dict[str, Any]:
 
 
 def _keyspace(node: Node) -> dict[str, Any]:
-    keys = len(node.store)
-    return {"db0": f"keys={keys},expires=0,avg_ttl=0"} if keys else {}
+    stats = node.store.stats()
+    line = f"keys={stats['keys']},expires={stats['expires']},avg_ttl={stats['avg_ttl']}"
+    return {"db0": line} if stats["keys"] else {}

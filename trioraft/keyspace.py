@@ -27,7 +27,7 @@ Theory of operation:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Final
+from typing import Final, Generic, TypeVar
 from zlib import crc32
 
 from trioraft.closing import ClosedOnExit
@@ -38,25 +38,29 @@ BUCKETS: Final = 1 << BUCKET_BITS
 _SHIFT: Final = 32 - BUCKET_BITS
 
 
+#: what a key maps to
+V = TypeVar("V")
+
+
 def bucket_of(key: bytes) -> int:
     """The bucket `key` lives in, the same on every replica and in every version."""
     return crc32(key) >> _SHIFT
 
 
-class Keyspace:
-    """Binary keys to binary values, in fixed buckets; see the module's notes."""
+class Keyspace(Generic[V]):
+    """Binary keys to values, in fixed buckets; see the module's notes."""
 
     __slots__ = ("_buckets", "_retired", "_size", "_views")
 
     def __init__(self) -> None:
         #: the buckets; a key is in bucket `bucket_of(key)`
-        self._buckets: list[dict[bytes, bytes]] = [{} for _ in range(BUCKETS)]
+        self._buckets: list[dict[bytes, V]] = [{} for _ in range(BUCKETS)]
         #: the number of keys
         self._size = 0
         #: the frozen views reading these buckets, told of every change before it is made
-        self._views: list[FrozenKeyspace] = []
+        self._views: list[FrozenKeyspace[V]] = []
         #: buckets emptied out by `clear`, not freed yet (see `take_retired`)
-        self._retired: list[dict[bytes, bytes]] = []
+        self._retired: list[dict[bytes, V]] = []
 
     def __len__(self) -> int:
         return self._size
@@ -68,14 +72,14 @@ class Keyspace:
         for bucket in self._buckets:
             yield from bucket
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
+    def items(self) -> Iterator[tuple[bytes, V]]:
         for bucket in self._buckets:
             yield from bucket.items()
 
-    def get(self, key: bytes) -> bytes | None:
+    def get(self, key: bytes) -> V | None:
         return self._buckets[crc32(key) >> _SHIFT].get(key)
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: bytes, value: V) -> None:
         number = crc32(key) >> _SHIFT
         bucket = self._buckets[number]
         if self._views:
@@ -83,6 +87,18 @@ class Keyspace:
         size = len(bucket)
         bucket[key] = value
         self._size += len(bucket) - size
+
+    def swap(self, key: bytes, value: V) -> V | None:
+        """Map `key` to `value`; what it mapped to before (None: it was absent)."""
+        number = crc32(key) >> _SHIFT
+        bucket = self._buckets[number]
+        old = bucket.get(key)
+        if self._views:
+            self._before_change(number, key, old)
+        bucket[key] = value
+        if old is None:
+            self._size += 1
+        return old
 
     def remove(self, key: bytes) -> bool:
         """Remove `key`; whether it was there."""
@@ -97,7 +113,7 @@ class Keyspace:
         self._size -= 1
         return True
 
-    def update(self, items: Mapping[bytes, bytes]) -> None:
+    def update(self, items: Mapping[bytes, V]) -> None:
         for key, value in items.items():
             self.put(key, value)
 
@@ -110,12 +126,12 @@ class Keyspace:
         self._size = 0
         self._views = []
 
-    def take_retired(self) -> list[dict[bytes, bytes]]:
+    def take_retired(self) -> list[dict[bytes, V]]:
         """The buckets `clear` set aside since the last call, to be freed."""
         retired, self._retired = self._retired, []
         return retired
 
-    def _before_change(self, number: int, key: bytes, old: bytes | None) -> None:
+    def _before_change(self, number: int, key: bytes, old: V | None) -> None:
         for view in self._views:
             view.record(number, key, old)
 
@@ -129,7 +145,7 @@ class Keyspace:
             cursor += 1
         return (cursor if cursor < BUCKETS else 0), found
 
-    def freeze(self) -> FrozenKeyspace:
+    def freeze(self) -> FrozenKeyspace[V]:
         """A view of the keyspace as it is now; close it once done with it (the keyspace
         records changes for it until then)."""
         view = FrozenKeyspace(self, self._buckets)
@@ -137,12 +153,12 @@ class Keyspace:
         return view
 
 
-class FrozenKeyspace(ClosedOnExit):
+class FrozenKeyspace(ClosedOnExit, Generic[V]):
     """The keyspace as it was when frozen, read bucket by bucket (see the module's notes)."""
 
     __slots__ = ("_buckets", "_keyspace", "_next", "_undo")
 
-    def __init__(self, keyspace: Keyspace, buckets: list[dict[bytes, bytes]]) -> None:
+    def __init__(self, keyspace: Keyspace[V], buckets: list[dict[bytes, V]]) -> None:
         self._keyspace = keyspace
         #: the buckets read: the keyspace's, or the ones a FLUSHALL set aside
         self._buckets = buckets
@@ -150,22 +166,22 @@ class FrozenKeyspace(ClosedOnExit):
         self._next = 0
         #: for each bucket not read yet, the keys changed since the freeze and their value
         #: at the freeze (None: absent)
-        self._undo: dict[int, dict[bytes, bytes | None]] = {}
+        self._undo: dict[int, dict[bytes, V | None]] = {}
 
     @property
     def done(self) -> bool:
         """Whether every bucket was read."""
         return self._next >= BUCKETS
 
-    def record(self, number: int, key: bytes, old: bytes | None) -> None:
+    def record(self, number: int, key: bytes, old: V | None) -> None:
         """`key`, in bucket `number`, is about to change; `old` is its value (None: absent)."""
         if number >= self._next:
             self._undo.setdefault(number, {}).setdefault(key, old)
 
-    def take(self, max_keys: int) -> dict[bytes, bytes]:
+    def take(self, max_keys: int) -> dict[bytes, V]:
         """The keys and values of the next buckets as they were at the freeze: whole
         buckets, until there are at least `max_keys` or every bucket was read."""
-        part: dict[bytes, bytes] = {}
+        part: dict[bytes, V] = {}
         while self._next < BUCKETS and len(part) < max_keys:
             part.update(self._buckets[self._next])
             undo = self._undo.pop(self._next, None)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sized
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -299,7 +299,7 @@ class Node:
         for read in rd.reads:
             waiter = self._reads.pop(read.ctx, None)
             if waiter is not None:
-                waiter.resolve(read.index)
+                waiter.resolve(read.index, self.time_ms())
         for ctx in rd.dropped_reads:
             waiter = self._reads.pop(ctx, None)
             if waiter is not None:
@@ -313,6 +313,11 @@ class Node:
                 acknowledged=lost.match,
                 missing=lost.rejected,
             )
+
+    def time_ms(self) -> int:
+        """What this node's clock reads now (Unix ms), never less than the latest stamp
+        in its log: the stamp a proposal made now would get."""
+        return max(self._clock(), self._stamper.latest)
 
     def _observe_stamp(self, entry: Entry) -> None:
         if entry.kind is EntryKind.COMMAND:
@@ -353,7 +358,7 @@ class Node:
         if self.snapshotter is not None:
             self.snapshotter.applied(entries)
 
-    def free_stepwise(self, parts: list[dict[bytes, bytes]]) -> None:
+    def free_stepwise(self, parts: list[Sized]) -> None:
         """Free the parts of a keyspace (after FLUSHALL, or a state replaced) a few at a
         time, so that no step of the event loop frees millions of keys."""
         if parts and self.nursery is not None:
@@ -477,27 +482,28 @@ class Node:
             return encode(error_reply(Unavailable("leadership changed before the write committed")))
         return encode(waiter.reply)
 
-    async def read_barrier(self) -> None:
-        """Return once a linearizable read may be served from the local state machine.
-        A read lost to a change of leader is asked again (reads are idempotent).
+    async def read_barrier(self) -> int:
+        """Return once a linearizable read may be served from the local state machine,
+        with the leader's time (Unix ms, `time_ms` on the leader) when it confirmed the
+        read. A read lost to a change of leader is asked again (reads are idempotent).
         Raises Unavailable (no leader) or Indeterminate (no answer in time)."""
         with trio.move_on_after(self.options.request_timeout) as scope:
             while True:
                 leader = await self.wait_for_leader()
                 try:
                     if leader == self.id:
-                        index = await self._leader_read_index()
+                        index, time_ms = await self._leader_read_index()
                     else:
-                        index = await self._follower_read_index()
+                        index, time_ms = await self._follower_read_index()
                 except Unavailable:
                     await self._progress.wait()
                     continue
                 await self.wait_applied(index)
-                return
+                return time_ms
         assert scope.cancelled_caught
         raise Indeterminate("read could not be confirmed in time")
 
-    async def _leader_read_index(self) -> int:
+    async def _leader_read_index(self) -> tuple[int, int]:
         ctx = next(self._read_ids)
         waiter = _ReadWaiter()
         try:
@@ -511,7 +517,7 @@ class Node:
         finally:
             self._reads.pop(ctx, None)
 
-    async def _follower_read_index(self) -> int:
+    async def _follower_read_index(self) -> tuple[int, int]:
         waiter = _ReadWaiter()
         self._follower_reads.append(waiter)
         self._follower_reads_wake.set()
@@ -530,16 +536,26 @@ class Node:
             try:
                 if leader is None or leader == self.id:
                     raise Unavailable("no leader")
-                index = await self._call_leader(
+                point = await self._call_leader(
                     leader, "read_index", None, self.options.request_timeout
                 )
-                assert isinstance(index, int)
+                index, time_ms = self._read_point(point)
             except (Unavailable, LeaderChanged, RpcError):
                 for waiter in batch:
                     waiter.fail()
                 continue
             for waiter in batch:
-                waiter.resolve(index)
+                waiter.resolve(index, time_ms)
+
+    def _read_point(self, answer: Payload) -> tuple[int, int]:
+        """The read index and leader time in a leader's answer to "read_index"; a leader
+        from before read times answers only the index, read at this node's time."""
+        if isinstance(answer, int):
+            return answer, self.time_ms()
+        assert isinstance(answer, list | tuple) and len(answer) == 2
+        index, time_ms = answer
+        assert isinstance(index, int) and isinstance(time_ms, int)
+        return index, time_ms
 
     async def wait_applied(self, index: int) -> None:
         while self.applied < index:
@@ -618,7 +634,7 @@ class Node:
             assert isinstance(payload, list | tuple)
             return await self.propose([bytes(command) for command in payload])
         if method == "read_index":
-            return await self._leader_read_index()
+            return list(await self._leader_read_index())
         if method == "status":
             return self.status()
         if method == "incarnation_of":
@@ -728,24 +744,24 @@ class Node:
 
 
 class _ReadWaiter:
-    """A read waiting for its read index."""
+    """A read waiting for its read index and the leader's time when it confirmed it."""
 
     def __init__(self) -> None:
         self._done = trio.Event()
-        self._index: int | None = None
+        self._point: tuple[int, int] | None = None
 
-    def resolve(self, index: int) -> None:
-        self._index = index
+    def resolve(self, index: int, time_ms: int) -> None:
+        self._point = (index, time_ms)
         self._done.set()
 
     def fail(self) -> None:
         self._done.set()
 
-    async def wait(self) -> int:
+    async def wait(self) -> tuple[int, int]:
         await self._done.wait()
-        if self._index is None:
+        if self._point is None:
             raise Unavailable("leadership changed before the read was confirmed")
-        return self._index
+        return self._point
 
 
 def error_reply(exc: Unavailable | Indeterminate | Overloaded) -> ErrorReply:

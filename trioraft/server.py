@@ -34,7 +34,7 @@ from typing import Any, Final
 import attrs
 import trio
 
-from trioraft import kv
+from trioraft import expiry, kv
 from trioraft.handshake import (
     NOAUTH_HELLO,
     Hello,
@@ -52,6 +52,9 @@ from trioraft.state import log_command
 from trioraft.steps import run_stepwise
 from trioraft.tls import HANDSHAKE_SECONDS, handshake_failure
 
+#: how many times a read has the keys it meets past their deadline deleted and waits
+#: again; past it, it answers with them hidden
+_EXPIRY_ROUNDS: Final = 3
 #: items of an array reply encoded per event-loop step (about a microsecond each)
 _ITEMS_PER_STEP: Final = 5_000
 
@@ -163,6 +166,7 @@ class ClientServer:
         self._ssl_context = ssl_context
         self._handshake_timeout = handshake_timeout
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(expiry.sweep, self.node)
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)
             task_status.started(listeners[0].socket.getsockname()[:2])
@@ -357,23 +361,49 @@ class ClientServer:
         stream: trio.abc.Stream,
     ) -> None:
         problems = [kv.validate(args) for args in batch]
+        # READONLY: the local replica, hiding keys past their deadline by the local clock
+        now = self.node.time_ms()
         if not conn.readonly and any(p is None for p in problems):
             try:
-                await self.node.read_barrier()
+                now = await self._read_barrier_expiring(batch, problems)
             except (Unavailable, Indeterminate) as exc:
                 for problem in problems:
                     encode_into(out, problem or error_reply(exc), conn.resp3)
                 return
         for args, problem in zip(batch, problems, strict=True):
-            await self._add_reply(out, problem or await self._read(args), conn.resp3, stream)
+            reply = problem or await self._read(args, now)
+            await self._add_reply(out, reply, conn.resp3, stream)
 
-    async def _read(self, args: list[bytes]) -> Reply:
-        """Run a valid read; KEYS reads a slice of the keyspace per event-loop step."""
+    async def _read_barrier_expiring(
+        self, batch: list[list[bytes]], problems: list[ErrorReply | None]
+    ) -> int:
+        """Wait until the reads may be served linearizably; the leader's time to serve them
+        at. A key they name whose deadline has passed by then is deleted through the log
+        first, and the barrier taken again: so a read never returns such a key, and what
+        it answers stays true for every later read, whichever node serves it (after a
+        few rounds, such keys are only hidden)."""
+        for _ in range(_EXPIRY_ROUNDS):
+            now = await self.node.read_barrier()
+            store = self.node.store
+            expired = [
+                key
+                for args, problem in zip(batch, problems, strict=True)
+                if problem is None and args[0].upper() != b"KEYS"  # KEYS waits for no one
+                for key in store.read_hiding(args, now)[1]
+            ]
+            if not expired:
+                break
+            await expiry.expire_now(self.node, expired)
+        return now
+
+    async def _read(self, args: list[bytes], now: int) -> Reply:
+        """Run a valid read at time `now`; KEYS reads a slice of the keyspace per
+        event-loop step."""
         if args[0].upper() == b"KEYS":
-            with self.node.store.search_keys(args[1]) as search:
+            with self.node.store.search_keys(args[1], now) as search:
                 await run_stepwise(search)
             return search.found
-        return self.node.store.read(args)
+        return self.node.store.read(args, now)
 
     # --- connection commands ---------------------------------------------------------
 

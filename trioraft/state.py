@@ -11,8 +11,13 @@ Besides client commands, the log carries trioraft's own commands, whose names st
   the value size limit of the node that took it. The limit is checked as the entry
   applies, against the value every replica holds at that point of the log: the node that
   took the command could not check it, as writes before it may still be in flight.
+- `RAFT.EXPIRE <key> ...`: the leader's deletion of keys whose deadline passed on its
+  clock (expiry.py). Each key goes if its deadline has passed by the entry's time (at
+  least the leader's clock when it proposed the deletion); a key given a later deadline
+  meanwhile stays.
 
-A snapshot holds both parts: msgpack `[format, incarnations, [keyspace slice, ...]]`, each
+A snapshot holds both parts and the time: msgpack `[format, incarnations, time, [keyspace
+slice, ...]]` (format 3; format 2, from before entries carried a time, has no time), each
 slice the `kv.serialize` bytes of about `SLICE_KEYS` keys. The state is copied for it a
 slice at a time (`Capture`), in the event loop, while commands go on applying: the copy
 is of the state when the capture began all the same (see keyspace.py), and no step of it
@@ -29,12 +34,12 @@ import msgpack  # type: ignore[import-untyped]
 
 from trioraft import kv
 from trioraft.closing import ClosedOnExit
-from trioraft.keyspace import FrozenKeyspace
 from trioraft.replies import OK, ErrorReply, Reply
 
 REGISTER: Final = b"RAFT.INCARNATION"
 BOUNDED_APPEND: Final = b"RAFT.APPEND"
-_SNAPSHOT_FORMAT: Final = 2
+EXPIRE: Final = b"RAFT.EXPIRE"
+_SNAPSHOT_FORMAT: Final = 3
 #: keys per keyspace slice: copying one takes well under a millisecond, packing or
 #: unpacking one about a millisecond
 SLICE_KEYS: Final = 10_000
@@ -66,11 +71,15 @@ class Capture(ClosedOnExit):
     a slice at a time by `step` while the state goes on changing. Close it once done or
     abandoned."""
 
-    def __init__(self, incarnations: dict[str, str], keyspace: FrozenKeyspace) -> None:
+    def __init__(
+        self, incarnations: dict[str, str], time_ms: int, keyspace: kv.FrozenStore
+    ) -> None:
         #: the member incarnations
         self.incarnations = incarnations
+        #: the state machine's time
+        self.time = time_ms
         #: the keyspace slices copied so far, in order, none empty
-        self.slices: list[dict[bytes, bytes]] = []
+        self.slices: list[dict[bytes, kv.Record]] = []
         #: the number of keys in `slices`
         self.keys = 0
         self._keyspace = keyspace
@@ -113,8 +122,10 @@ class ReplicatedState:
         if args[0] == REGISTER:
             return self._register(args)
         if args[0] == BOUNDED_APPEND:
-            return self._bounded_append(args)
-        return self.store.apply(args)
+            return self._bounded_append(args, index)
+        if args[0] == EXPIRE:
+            return self.store.expire(args[1:], self.time)
+        return self.store.apply(args, index, self.time)
 
     def _register(self, args: list[bytes]) -> Reply:
         if len(args) != 3:
@@ -125,15 +136,15 @@ class ReplicatedState:
             return ErrorReply(f"WIPED {wiped_message(node_id)}")
         return OK
 
-    def _bounded_append(self, args: list[bytes]) -> Reply:
+    def _bounded_append(self, args: list[bytes], index: int) -> Reply:
         max_length = kv.parse_int(args[1]) if len(args) == 4 else None
         if max_length is None:
             return ErrorReply("ERR malformed 'raft.append' command")
-        return self.store.append(args[2], args[3], max_length)
+        return self.store.append(args[2], args[3], max_length, index, self.time)
 
     def begin_capture(self) -> Capture:
         """Start copying the state as it is now, for a snapshot."""
-        return Capture(dict(self.incarnations), self.store.freeze())
+        return Capture(dict(self.incarnations), self.time, self.store.freeze())
 
     @staticmethod
     def serialize(capture: Capture) -> bytes:
@@ -148,9 +159,10 @@ class ReplicatedState:
             slices.append(packer.pack(kv.serialize(parts.pop())))
         # the outer list is laid out by hand: msgpack would build it in one long call
         head = [
-            packer.pack_array_header(3),
+            packer.pack_array_header(4),
             packer.pack(_SNAPSHOT_FORMAT),
             packer.pack(capture.incarnations),
+            packer.pack(capture.time),
             packer.pack_array_header(len(slices)),
         ]
         return b"".join(head + slices)
@@ -160,14 +172,23 @@ class ReplicatedState:
         """The state a snapshot holds; ValueError when the bytes are not one. Meant for a
         worker thread."""
         try:
-            version, incarnations, slices = msgpack.unpackb(data, raw=False)
+            saved = msgpack.unpackb(data, raw=False)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise ValueError(f"not a trioraft snapshot: {exc}") from exc
-        if version != _SNAPSHOT_FORMAT or not isinstance(incarnations, dict):
-            raise ValueError(f"unknown snapshot format {version!r}")
+        if not isinstance(saved, list) or not saved:
+            raise ValueError("not a trioraft snapshot: not a list")
+        if saved[0] == _SNAPSHOT_FORMAT and len(saved) == 4:
+            _, incarnations, time_ms, slices = saved
+        elif saved[0] == 2 and len(saved) == 3:  # from before entries carried a time
+            _, incarnations, slices = saved
+            time_ms = 0
+        else:
+            raise ValueError(f"unknown snapshot format {saved[0]!r}")
+        if not isinstance(incarnations, dict) or type(time_ms) is not int:
+            raise ValueError("not a trioraft snapshot: malformed incarnations or time")
         if not isinstance(slices, list) or not all(isinstance(s, bytes) for s in slices):
             raise ValueError("not a trioraft snapshot: the keyspace is not a list of slices")
         store = kv.KVStore()
         for part in slices:
             store.load(part)
-        return cls(store, incarnations)
+        return cls(store, incarnations, time_ms)

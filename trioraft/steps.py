@@ -7,6 +7,7 @@ into slices of bounded size, and the loop gets its turn between two of them.
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from typing import Final, Protocol
 
 import trio
@@ -28,7 +29,7 @@ class Release:
     parts holding about `RELEASE_KEYS` keys per step. Freeing millions of keys in one
     go would hold the event loop up for seconds."""
 
-    def __init__(self, parts: list[dict[bytes, bytes]]) -> None:
+    def __init__(self, parts: list[Sized]) -> None:
         self._parts = parts
 
     @property
