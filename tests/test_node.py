@@ -7,6 +7,7 @@ import itertools
 import random
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 from nodetools import (
@@ -423,6 +424,29 @@ async def test_a_write_without_a_reachable_leader_answers_clusterdown(
             await cut_off.read_barrier()
         waited = trio.current_time() - asked_at
         assert waited == pytest.approx(cut_off.options.leader_wait, abs=TICK)
+
+
+async def test_a_write_waiting_for_a_leader_answers_by_its_request_timeout(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    """However long the leader wait, a write answers by its request timeout, so a client
+    that gave up can count on the node having given up too (the fault runs' final reads
+    rely on it)."""
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        cut_off = followers(cluster, leader)[0]
+        timeout = cut_off.options.request_timeout
+        cut_off.options = attrs.evolve(cut_off.options, leader_wait=3 * timeout)
+        cluster.network.isolate(cut_off.id)
+        await wait_until(lambda: cut_off.core.leader_id is None, 2 * ELECTION_TIMEOUT_MAX)
+
+        asked_at = trio.current_time()
+        reply = await write(cut_off, b"k", b"v")
+        waited = trio.current_time() - asked_at
+
+        assert reply == b"-CLUSTERDOWN no leader\r\n"
+        assert waited == pytest.approx(timeout, abs=TICK)
+        assert get(leader, b"k") is None
 
 
 async def test_shutdown_hands_leadership_to_a_live_follower(

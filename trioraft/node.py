@@ -28,6 +28,7 @@ leader holds too many uncommitted writes to take more), or unknown
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Callable, Hashable, Sized
 from typing import TYPE_CHECKING, Any
@@ -561,11 +562,12 @@ class Node:
         while self.applied < index:
             await self._progress.wait()
 
-    async def wait_for_leader(self) -> NodeId:
-        """The current leader, waiting up to `leader_wait` for one; else Unavailable."""
+    async def wait_for_leader(self, deadline: float = math.inf) -> NodeId:
+        """The current leader, waiting up to `leader_wait` for one, and never past
+        `deadline` (trio time); else Unavailable."""
         if self.core.leader_id is not None:
             return self.core.leader_id  # the common case, without a cancel scope
-        with trio.move_on_after(self.options.leader_wait):
+        with trio.move_on_at(min(trio.current_time() + self.options.leader_wait, deadline)):
             while self.core.leader_id is None:
                 await self._progress.wait()
             return self.core.leader_id
@@ -576,7 +578,7 @@ class Node:
         RESP-encoded reply (see `propose`)."""
         deadline = trio.current_time() + self.options.request_timeout
         while True:
-            leader = await self.wait_for_leader()
+            leader = await self.wait_for_leader(deadline)
             if leader == self.id:
                 try:
                     return await self.propose(commands)
