@@ -90,6 +90,10 @@ class Overloaded(Exception):
     one; it was not applied."""
 
 
+#: how long a client request may wait for its outcome, unless the options say otherwise
+REQUEST_TIMEOUT = 5.0
+
+
 @attrs.frozen
 class NodeOptions:
     node_id: NodeId
@@ -98,7 +102,7 @@ class NodeOptions:
     tick_seconds: float
     raft: RaftConfig
     #: how long a client request may wait for its outcome
-    request_timeout: float = 5.0
+    request_timeout: float = REQUEST_TIMEOUT
     #: how long a follower waits for a leader to appear before answering "no leader"
     leader_wait: float = 2.0
     fsync: bool = True

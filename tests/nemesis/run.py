@@ -7,8 +7,9 @@ A run:
    compaction happen all the time) and starts the cluster;
 2. starts the workload and, beside it, the nemesis, which injects the seeded schedule's
    faults one at a time until the run's time is up;
-3. heals everything, waits for a leader every node knows, stops the clients, and reads
-   every key through every node (these reads join the history);
+3. heals everything, waits for a leader every node knows, stops the clients, waits until
+   no write whose client gave up can still take effect (`SETTLE_SECONDS` after its call),
+   and reads every key through every node (these reads join the history);
 4. checks the whole history for linearizability, counts lost acknowledged writes,
    measures each fault's unavailability, and writes the run folder:
    `history.jsonl`, `summary.json`, `summary.txt`, `nemesis.log` (the faults as they
@@ -47,6 +48,7 @@ import trio
 from linearizability import CheckResult, Kind, Status, Verdict, check
 
 from trioraft.config import RaftConfig
+from trioraft.node import REQUEST_TIMEOUT
 
 from .analysis import (
     acknowledged_writes,
@@ -66,6 +68,10 @@ from .workload import Recorder, Target, Workload, read_everything
 RESULTS = Path(tempfile.gettempdir()) / "trioraft-nemesis"
 #: how long the final reads of one batch may take
 FINAL_READ_SECONDS = 10.0
+#: how long after its call a write whose client gave up may still take effect: a node
+#: gives a write up by its request timeout, and one already in the leader's log commits
+#: within a round of the healed cluster (a second is ample)
+SETTLE_SECONDS = REQUEST_TIMEOUT + 1.0
 #: lost writes and violations shown in the text summary
 SHOWN = 10
 
@@ -209,6 +215,9 @@ async def _drive(
             await nemesis.heal_all()
         finally:
             workload.stop()
+    unsettled = [op.call for op in recorder.operations() if op.status is Status.INFO]
+    if unsettled:
+        await trio.sleep(max(0.0, max(unsettled) + SETTLE_SECONDS - time.monotonic()))
     nemesis.say("healed; clients stopped; reading every key through every node")
     return await read_everything(recorder, targets, workload.keys.all_keys, FINAL_READ_SECONDS)
 
