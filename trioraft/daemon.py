@@ -2,8 +2,9 @@
 
 Start-up loads the TLS files when `[tls]` is set, opens the data dir (locked, identity
 checked), replays the write-ahead log (cutting a torn tail with a warning), then starts
-the peer transport, the node and the client listener; once the peers have confirmed the
-data dir (the incarnation check, the last start check) it tells systemd READY=1.
+the peer transport, the node, the expiry sweep and the client listener; once the peers
+have confirmed the data dir (the incarnation check, the last start check) it tells
+systemd READY=1.
 SIGTERM or SIGINT: stop taking clients, finish the writes in flight, hand leadership over
 when leader, tell systemd STOPPING=1, exit 0. Start-up failures raise `StartupError` with
 one line saying what and where, and whether a restart could fix it (`permanent`).
@@ -22,6 +23,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from trioraft import expiry
 from trioraft.config import Address, Config
 from trioraft.core.messages import Members, SnapshotMeta
 from trioraft.core.raft import RaftConfig
@@ -212,6 +214,7 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await _start(nursery, node.run, "peer_addr", config.peer_addr)
+            nursery.start_soon(expiry.sweep, node)  # deletes due keys while this node leads
             client_scope = trio.CancelScope()
 
             async def serve_clients(*, task_status: trio.TaskStatus[object]) -> None:

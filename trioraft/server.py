@@ -166,7 +166,6 @@ class ClientServer:
         self._ssl_context = ssl_context
         self._handshake_timeout = handshake_timeout
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(expiry.sweep, self.node)
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)
             task_status.started(listeners[0].socket.getsockname()[:2])
