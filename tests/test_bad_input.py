@@ -1,4 +1,4 @@
-"""Bad client input against a running node (CONTRACT section 3, Errors and limits): junk,
+"""Bad client input against a running node (docs/protocol.md, errors and limits): junk,
 malformed RESP, oversized requests, slow and greedy clients, floods of connections.
 
 Every test runs while another client keeps writing to the same node through its own

@@ -1,4 +1,4 @@
-"""Every command of CONTRACT section 3 through a real socket, sent to a follower, with
+"""Every command of docs/protocol.md through a real socket, sent to a follower, with
 Redis's replies and error texts; pipelining; linearizable and READONLY reads.
 
 Most tests share the session's 3-node cluster and use keys under a prefix of their own;

@@ -1,6 +1,6 @@
 """A durable node, as real processes: `trioraft serve` clusters that take writes anywhere,
 survive kill -9, stop cleanly, refuse bad configs and damaged logs; and the `init`,
-`cluster`, `status` and `check` commands around them (CONTRACT sections 1, 4 and 5)."""
+`cluster`, `status` and `check` commands around them (docs/operations.md)."""
 
 from __future__ import annotations
 

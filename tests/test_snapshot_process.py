@@ -1,4 +1,4 @@
-"""Snapshots against real `trioraft serve` processes (CONTRACT section 4, issue 5): the disk
+"""Snapshots against real `trioraft serve` processes: the disk
 stays bounded, RAFT.SNAPSHOT, a follower far behind catches up through InstallSnapshot,
 kill -9 while a snapshot is written, a wiped data dir is refused (also when started again),
 a node joining the first bootstrap late is accepted, a restart from a snapshot plus the log

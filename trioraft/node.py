@@ -19,7 +19,7 @@ Client work: `write()` runs commands on the leader (forwarding them over the pee
 from a follower) and waits until they are applied; `read_barrier()` waits until a
 linearizable read may be served locally (a follower asks the leader for the read index).
 
-Outcomes of a write (CONTRACT section 3): applied (the reply), definitely not applied
+Outcomes of a write (docs/protocol.md, Errors): applied (the reply), definitely not applied
 (`Unavailable`: no leader, or our entry was replaced by another one; `Overloaded`: the
 leader holds too many uncommitted writes to take more), or unknown
 (`Indeterminate`: the wait timed out, or the request was lost in flight).

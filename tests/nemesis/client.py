@@ -6,7 +6,7 @@ connection when the scope expires, since a late reply would otherwise be read as
 answer to the next request. Replies decode as in `procs`: simple string -> `str`, error
 -> `procs.Error`, integer -> `int`, bulk -> `bytes`, null -> `None`, array -> `list`.
 
-`interpret` maps a reply to an outcome in the checker's terms (CONTRACT section 3):
+`interpret` maps a reply to an outcome in the checker's terms (docs/protocol.md):
 
 - the reply the command has when it ran: OK, with the output the model predicts;
 - `-CLUSTERDOWN ...`: definitely not applied: FAIL;

@@ -23,7 +23,7 @@ The two condition-driven faults:
   snapshot; whether it was ("installed a snapshot from the leader" in its log) goes into
   the record's notes.
 - wipe: a follower is killed, its data dir copied aside and deleted, and the node
-  started: it must refuse to run, exiting with status 1 (CONTRACT section 4). Then its
+  started: it must refuse to run, exiting with status 1 (docs/operations.md). Then its
   data dir is put back exactly as it was at the kill and the node restarted: for the
   cluster this is one more kill and restart, and it keeps all its members for the
   faults that follow. (Restoring an older copy would be unsafe: the node would have
