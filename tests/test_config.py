@@ -119,7 +119,7 @@ def test_ticks_round_up() -> None:
 
 def test_every_key_set(tmp_path: Path) -> None:
     text = top(
-        'fsync = false\npassword = "pw"\nlog_level = "debug"',
+        'fsync = false\npassword = "pw"\nlog_level = "debug"\nlog_format = "json"',
         with_table(
             "raft",
             "tick_ms = 5\nheartbeat_ms = 20\nelection_timeout_min_ms = 100\n"
@@ -135,6 +135,7 @@ def test_every_key_set(tmp_path: Path) -> None:
     assert cfg.fsync is False
     assert cfg.password == "pw"
     assert cfg.log_level == "debug"
+    assert cfg.log_format == "json"
     assert cfg.raft == RaftConfig(5, 20, 100, 200, 10, 1000, 1)
     assert cfg.limits == Limits(100, 200, 10, 1000, 5, 60, 4096, 8192)
     assert cfg.tls == TlsConfig(
@@ -287,6 +288,7 @@ def test_empty_file(tmp_path: Path) -> None:
         ('fsync = "yes"', 'fsync: expected true or false, got "yes"'),
         ("password = 1234", "password: expected a string, got 1234"),
         ("log_level = true", "log_level: expected a string, got true"),
+        ("log_format = 1", "log_format: expected a string, got 1"),
         ("raft = 5", "raft: expected a table, got 5"),
         ('limits = "big"', 'limits: expected a table, got "big"'),
         ("tls = []", "tls: expected a table, got an array"),
@@ -471,6 +473,16 @@ def test_idle_timeout_zero_is_allowed(tmp_path: Path) -> None:
             'cluster_token = "secret"',
             'cluster_token = "secret"\nlog_level = "loud"',
             'log_level: expected one of debug, info, warning, error, got "loud"',
+        ),
+        (
+            'cluster_token = "secret"',
+            'cluster_token = "secret"\nlog_format = "jsno"',
+            'log_format: expected one of text, json, got "jsno" (did you mean json?)',
+        ),
+        (
+            'cluster_token = "secret"',
+            'cluster_token = "secret"\nlog_fromat = "json"',
+            "log_fromat: unknown key (did you mean log_format?)",
         ),
         ('id = "n2"', 'id = "n1"', "members[1].id: n1 is also members[0].id"),
         ('id = "n2"', 'id = "n,2"', 'members[1].id: not a valid node id: "n,2"'),

@@ -278,7 +278,7 @@ def _serve(args: argparse.Namespace) -> int:
     from trioraft.state import WipedMember
 
     config = load_config(args.config)
-    setup_logging(config.node_id, config.log_level)
+    setup_logging(config.node_id, config.log_level, fmt=config.log_format)
     try:
         serve(config, args.config)
     except KeyboardInterrupt:

@@ -58,6 +58,8 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 
 #: the levels `log_level` accepts
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: the formats `log_format` accepts
+LOG_FORMATS = ("text", "json")
 
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?")
@@ -235,6 +237,9 @@ class Config:
     password: str | None = attrs.field(default=None, repr=False)
     #: the least severe log level written: debug, info, warning or error
     log_level: str = "info"
+    #: how log lines are written: "text" (`TIME LEVEL NODE event key=value ...`) or "json"
+    #: (one JSON object per line)
+    log_format: str = "text"
     #: the initial cluster; every node's file lists the same members
     members: tuple[Member, ...]
     #: the `[raft]` table: timing and snapshot policy
@@ -436,14 +441,20 @@ def validate_config(cfg: Config) -> list[str]:
         problems.append("cluster_token: must not be empty")
     if cfg.password == "":
         problems.append("password: must not be empty (leave the key out for no password)")
-    if cfg.log_level not in LOG_LEVELS:
-        problems.append(
-            f"log_level: expected one of {', '.join(LOG_LEVELS)}, got {_describe(cfg.log_level)}"
-        )
+    problems += _one_of("log_level", cfg.log_level, LOG_LEVELS)
+    problems += _one_of("log_format", cfg.log_format, LOG_FORMATS)
     problems += _raft_problems(cfg.raft)
     problems += _limits_problems(cfg.limits)
     problems += _members_problems(cfg)
     return problems
+
+
+def _one_of(key: str, value: str, choices: Sequence[str]) -> list[str]:
+    if value in choices:
+        return []
+    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return [f"{key}: expected one of {', '.join(choices)}, got {_describe(value)}{hint}"]
 
 
 def _positive(section: str, obj: object, names: Sequence[str], least: int = 1) -> list[str]:

@@ -1,10 +1,19 @@
-r"""The daemon's log: one line per event on stderr.
+r"""The daemon's log: one line per event on stderr, as text (the default) or JSON.
 
-A line reads `TIMESTAMP LEVEL NODE message key=value key=value`, for example
+A text line reads `TIMESTAMP LEVEL NODE message key=value key=value`, for example
 
     2025-01-31T12:00:00.123Z INFO n1 became leader term=4 members=n1,n2,n3
 
-Rules:
+A JSON line (`log_format = "json"`) is one object holding the same event, for example
+
+    {"time": "2025-01-31T12:00:00.123Z", "level": "INFO", "node": "n1",
+     "event": "became leader", "fields": {"term": 4, "members": ["n1", "n2", "n3"]}}
+
+(on one line). Numbers, bools and null stay JSON values, a list or set an array, a
+client key the text `escape_key` gives, anything else its text; an exception adds the
+fields `error` and `traceback`. JSON lines always carry their time, even to the journal.
+
+Rules of the text format:
 
 - The timestamp is UTC with milliseconds; the node is the record's `node` (set by
   `NodeLogger`) or else the node id given to `setup_logging`. When the stream is the
@@ -24,7 +33,9 @@ Rules:
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import sys
 import time
@@ -94,6 +105,24 @@ def _field_value(value: object) -> str:
     return quote(str(value))
 
 
+def _timestamp(record: logging.LogRecord) -> str:
+    """The record's time in UTC with milliseconds: `2025-01-31T12:00:00.123Z`."""
+    seconds = int(record.created)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    millis = int((record.created - seconds) * 1000)
+    return f"{stamp}.{millis:03d}Z"
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    """The record's fields, plus `error` and `traceback` when it carries an exception."""
+    fields: dict[str, object] = dict(getattr(record, "fields", {}))
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        fields["error"] = f"{type(exc).__name__}: {exc}"
+        fields["traceback"] = "".join(traceback.format_exception(exc))
+    return fields
+
+
 class LineFormatter(logging.Formatter):
     """Formats a record as one log line (see the module docstring)."""
 
@@ -111,17 +140,43 @@ class LineFormatter(logging.Formatter):
             message = "".join(c if c.isprintable() else _escape_char(c) for c in message)
         parts = [record.levelname, str(node), message]
         if self.timestamps:
-            seconds = int(record.created)
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-            millis = int((record.created - seconds) * 1000)
-            parts.insert(0, f"{stamp}.{millis:03d}Z")
-        fields: Mapping[str, object] = getattr(record, "fields", {})
-        parts.extend(f"{k}={_field_value(v)}" for k, v in fields.items())
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            parts.append(f"error={quote(f'{type(exc).__name__}: {exc}')}")
-            parts.append(f"traceback={quote(''.join(traceback.format_exception(exc)))}")
+            parts.insert(0, _timestamp(record))
+        parts.extend(f"{k}={_field_value(v)}" for k, v in _fields(record).items())
         return " ".join(parts)
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or infinity
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes):
+        return escape_key(value)
+    if isinstance(value, set | frozenset):
+        return [_json_value(v) for v in sorted(value, key=str)]
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return str(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object on one line (see the module docstring)."""
+
+    def __init__(self, node_id: str = "-") -> None:
+        super().__init__()
+        #: the node named on lines whose record carries no `node`
+        self.node_id = node_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": _timestamp(record),
+            "level": record.levelname,
+            "node": str(getattr(record, "node", self.node_id)),
+            "event": record.getMessage(),
+            "fields": {k: _json_value(v) for k, v in _fields(record).items()},
+        }
+        # ensure_ascii: a control or non-ASCII character is a \u escape, never a raw byte
+        return json.dumps(line, ensure_ascii=True, allow_nan=False, default=str)
 
 
 class NodeLogger:
@@ -178,16 +233,23 @@ def is_journal(stream: TextIO) -> bool:
 
 
 def setup_logging(
-    node_id: str = "-", level: str = "info", stream: TextIO | None = None
+    node_id: str = "-", level: str = "info", stream: TextIO | None = None, fmt: str = "text"
 ) -> logging.Handler:
     """Send the `trioraft` loggers' lines at `level` and above to `stream` (stderr by
-    default), replacing a handler an earlier call installed. Returns the handler."""
+    default) in the format `fmt` (`text` or `json`), replacing a handler an earlier call
+    installed. Returns the handler."""
     logger = logging.getLogger(ROOT)
-    for old in [h for h in logger.handlers if isinstance(h.formatter, LineFormatter)]:
+    ours = (LineFormatter, JsonFormatter)
+    for old in [h for h in logger.handlers if isinstance(h.formatter, ours)]:
         logger.removeHandler(old)
     stream = stream if stream is not None else sys.stderr
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(LineFormatter(node_id, timestamps=not is_journal(stream)))
+    formatter: logging.Formatter
+    if fmt == "json":
+        formatter = JsonFormatter(node_id)
+    else:
+        formatter = LineFormatter(node_id, timestamps=not is_journal(stream))
+    handler.setFormatter(formatter)
     logger.addHandler(handler)
     logger.setLevel(_LEVELS[level])
     logger.propagate = False
