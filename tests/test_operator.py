@@ -5,6 +5,7 @@ and one-line errors for addresses that cannot be resolved or bound."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -67,12 +68,16 @@ def notify_socket() -> Iterator[NotifySocket]:
             receiver.close()
 
 
-def start_as_unit(node: Node, notify: NotifySocket | None = None) -> subprocess.Popen[bytes]:
+def start_as_unit(
+    node: Node, notify: NotifySocket | None = None, watchdog_usec: int | None = None
+) -> subprocess.Popen[bytes]:
     """Start `node` the way the systemd unit does: `--refusal-status 3`, and with a
-    notification socket when one is given."""
+    notification socket when one is given (and WatchdogSec when `watchdog_usec` is)."""
     env = dict(os.environ)
     if notify is not None:
         env["NOTIFY_SOCKET"] = str(notify.path)
+    if watchdog_usec is not None:
+        env["WATCHDOG_USEC"] = str(watchdog_usec)
     with node.log_path.open("ab") as log:
         node.process = subprocess.Popen(
             [
@@ -158,6 +163,29 @@ def test_a_wiped_node_never_says_ready_and_exits_with_the_refusal_status(
         assert start_as_unit(victim, notify_socket).wait(30.0) == REFUSED
         assert "was part of this cluster with another data dir" in last_line(victim)
         assert "READY=1" not in notify_socket.drain()
+
+
+def test_the_watchdog_pings_and_the_status_says_role_and_term(
+    notify_socket: NotifySocket,
+) -> None:
+    with Cluster.create(1) as single:
+        node = single.nodes[0]
+        start_as_unit(node, notify_socket, watchdog_usec=200_000)  # a ping every 0.1 s
+        wait_until(
+            lambda: notify_socket.drain().count("WATCHDOG=1") >= 3,
+            START_SECONDS,
+            "three watchdog pings",
+            describe=node.log_tail,
+        )
+        wait_until(
+            lambda: any(re.fullmatch(r"STATUS=leader, term \d+", m) for m in notify_socket.drain()),
+            START_SECONDS,
+            "STATUS= saying leader and its term",
+            describe=lambda: str(notify_socket.drain()),
+        )
+        assert node.terminate() == 0
+    statuses = [m for m in notify_socket.drain() if m.startswith("STATUS=")]
+    assert len(statuses) == len(set(statuses))  # said only when it changed
 
 
 # ---- file modes -----------------------------------------------------------------------

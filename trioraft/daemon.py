@@ -4,7 +4,8 @@ Start-up loads the TLS files when `[tls]` is set, opens the data dir (locked, id
 checked), replays the write-ahead log (cutting a torn tail with a warning), then starts
 the peer transport, the node, the expiry sweep and the client listener; once the peers
 have confirmed the data dir (the incarnation check, the last start check) it tells
-systemd READY=1.
+systemd READY=1. Under systemd it also says STATUS= (role and term) whenever they change,
+and pings WATCHDOG=1 from the event loop when the unit sets WatchdogSec.
 SIGTERM or SIGINT: stop taking clients, finish the writes in flight, hand leadership over
 when leader, tell systemd STOPPING=1, exit 0. Start-up failures raise `StartupError` with
 one line saying what and where, and whether a restart could fix it (`permanent`).
@@ -35,7 +36,7 @@ from trioraft.state import ReplicatedState
 from trioraft.storage import DataDir, DataDirLocked, StorageError, WriteAheadLog
 from trioraft.storage.snapshots import SnapshotStore
 from trioraft.storage.state import Restored, open_storage
-from trioraft.systemd import notify
+from trioraft.systemd import StatusLine, notify, watchdog, watchdog_interval
 from trioraft.tls import TlsContexts, TlsError, load_contexts
 from trioraft.transport.base import RpcHandler
 from trioraft.transport.tcp import TcpTransport
@@ -211,8 +212,13 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
         fresh=storage.data_dir.created,
     )
     server = ClientServer(node, server_limits(config), config.password)
+    status = StatusLine()
+    node.role_watchers.append(lambda: status.update(role_and_term(node)))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
+            interval = watchdog_interval()
+            if interval is not None:
+                nursery.start_soon(watchdog, interval)
             await _start(nursery, node.run, "peer_addr", config.peer_addr)
             nursery.start_soon(expiry.sweep, node)  # deletes due keys while this node leads
             client_scope = trio.CancelScope()
@@ -242,6 +248,15 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
                 nursery.cancel_scope.cancel()
                 break
     log.info("stopped")
+
+
+def role_and_term(node: Node) -> str:
+    """The node's role and term for systemd's STATUS: `follower of n2, term 4`."""
+    row = node.status()
+    leader = row["leader_id"]
+    if row["role"] == "follower" and leader:
+        return f"follower of {leader}, term {row['term']}"
+    return f"{row['role']}, term {row['term']}"
 
 
 async def _ready_once_accepted(node: Node, log: NodeLogger) -> None:

@@ -210,6 +210,9 @@ class Node:
         self._follower_reads_wake = trio.Event()
         self._last_role = self.core.role
         self._last_leader: NodeId | None = None
+        self._last_term = self.core.term
+        #: called after the role, the leader or the term changed
+        self.role_watchers: list[Callable[[], None]] = []
         self.stopping = False
         #: this data dir's incarnation id, and whether the data dir was created just now
         self.incarnation = incarnation
@@ -374,8 +377,8 @@ class Node:
         self._progress = trio.Event()
 
     def _notice_role_change(self) -> None:
-        role, leader = self.core.role, self.core.leader_id
-        if role is self._last_role and leader == self._last_leader:
+        role, leader, term = self.core.role, self.core.leader_id, self.core.term
+        if role is self._last_role and leader == self._last_leader and term == self._last_term:
             return
         if role is not self._last_role:
             self.log.info("role changed", role=role.value, term=self.core.term)
@@ -384,8 +387,10 @@ class Node:
         if leader != self._last_leader:
             for scope in self._leader_calls:
                 scope.cancel()
-        self._last_role, self._last_leader = role, leader
+        self._last_role, self._last_leader, self._last_term = role, leader, term
         self._signal_progress()
+        for watcher in self.role_watchers:
+            watcher()
 
     async def _wal_writer(self) -> None:
         while True:
