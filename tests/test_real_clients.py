@@ -75,6 +75,34 @@ def test_redis_py_delete_and_exists(r: redis.Redis) -> None:
     assert r.exists("py:d1") == 0
 
 
+def test_redis_py_string_commands(r: redis.Redis) -> None:
+    assert r.msetnx({"py:s:a": "Hello-World", "py:s:b": "1"}) is True
+    assert r.msetnx({"py:s:a": "x", "py:s:c": "1"}) is False
+    assert r.getrange("py:s:a", -5, -1) == b"World"
+    assert r.setrange("py:s:a", 6, "Redis") == 11
+    assert r.rename("py:s:a", "py:s:r") is True
+    assert r.renamenx("py:s:r", "py:s:b") is False
+    assert r.copy("py:s:r", "py:s:b", replace=True) is True
+    assert r.get("py:s:b") == b"Hello-Redis"
+    assert r.touch("py:s:r", "py:s:b", "py:s:none") == 2
+    assert r.unlink("py:s:r") == 1
+    assert r.randomkey() is not None
+
+
+@pytest.mark.filterwarnings("ignore:Call to .*experimental:UserWarning")
+def test_redis_py_compare_and_set_and_delete(r: redis.Redis) -> None:
+    """redis-py warns that these are experimental in it: not a failure here."""
+    r.set("py:cas", "old")
+    digest = r.digest("py:cas")
+    assert digest == b"0f3ca07a8cc8bf40"
+    assert r.set("py:cas", "new", ifeq="other") is None
+    assert r.set("py:cas", "new", ifdeq=digest.decode().upper()) is True
+    assert r.set("py:cas", "newer", ifne="new") is None
+    assert r.delex("py:cas", ifeq="old") == 0
+    assert r.delex("py:cas", ifeq="new") == 1
+    assert r.exists("py:cas") == 0
+
+
 def test_redis_py_scan_iter_and_keys(r: redis.Redis) -> None:
     wanted = {f"py:scan:{i}".encode() for i in range(50)}
     r.mset(dict.fromkeys(wanted, b"v"))

@@ -27,6 +27,8 @@ Theory of operation:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from itertools import islice
+from random import Random
 from typing import Final, Generic, TypeVar
 from zlib import crc32
 
@@ -144,6 +146,19 @@ class Keyspace(Generic[V]):
             found.extend(buckets[cursor])
             cursor += 1
         return (cursor if cursor < BUCKETS else 0), found
+
+    def random_key(self, rng: Random) -> bytes | None:
+        """A key picked with `rng` (None when there is none): the first of the buckets from
+        a random one on that has keys, then a random key of it. Not uniform (a key in a
+        small bucket after empty ones is likelier), but cheap at any size."""
+        if not self._size:
+            return None
+        buckets = self._buckets
+        number = rng.randrange(BUCKETS)
+        while not buckets[number]:
+            number = (number + 1) % BUCKETS
+        bucket = buckets[number]
+        return next(islice(bucket, rng.randrange(len(bucket)), None))
 
     def freeze(self) -> FrozenKeyspace[V]:
         """A view of the keyspace as it is now; close it once done with it (the keyspace

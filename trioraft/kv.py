@@ -21,19 +21,22 @@ Rules of this module:
   write; both check the command again first, so a bad entry yields its error reply rather
   than an exception.
 - Only the string type exists: TYPE answers "string" or "none", and no command meets
-  WRONGTYPE. SET accepts NX, XX, GET, IFEQ (as in Valkey 8.1, not together with NX or
-  XX), EX, PX, EXAT, PXAT and KEEPTTL; an option given twice counts once (the last
-  value), as in Redis. FLUSHDB is FLUSHALL (one database); both accept ASYNC or SYNC, and
-  both empty the keyspace at once; the removed keys wait in `take_garbage` for
-  the caller to free them a few at a time.
+  WRONGTYPE. SET accepts NX, XX, GET, Redis 8.4's value conditions IFEQ, IFNE, IFDEQ
+  and IFDNE (one of NX, XX and those), EX, PX, EXAT, PXAT and KEEPTTL; an option given
+  twice counts once (the last value), as in Redis. DELEX takes the same value conditions;
+  a digest is DIGEST's, the XXH3 of the value in hex. FLUSHDB is FLUSHALL (one database);
+  both accept ASYNC or SYNC, and both empty the keyspace at once; the removed keys wait
+  in `take_garbage` for the caller to free them a few at a time. COPY knows database 0
+  only. RANDOMKEY is the one command whose reply is random: it is a read, so replicas
+  need not agree on it.
 - Relative TTLs become deadlines at the time of the entry that carries them. Redis's
   range checks that need no clock (a positive TTL whose milliseconds fit in 64 bits) are
   made by `validate`; the one that does (the deadline itself must fit) as it applies.
 - Integers are Redis's: signed 64-bit, written in canonical decimal (no sign other than a
-  leading '-', no leading zeros, no blanks). `KVStore.append` takes the longest value it
-  may leave as an argument, so that the limit travels in the log entry and every replica
-  checks the same one; the APPEND command itself stops at 512 MiB (Redis's default
-  proto-max-bulk-len).
+  leading '-', no leading zeros, no blanks). `KVStore.append` and `KVStore.setrange`
+  take the longest value they may leave as an argument, so that the limit travels in the
+  log entry and every replica checks the same one; the APPEND and SETRANGE commands
+  themselves stop at 512 MiB (Redis's default proto-max-bulk-len).
 - SCAN's cursor is a bucket of the keyspace (keyspace.py). A call returns whole buckets
   until it has COUNT keys (default 10, at most `SCAN_MAX_COUNT`) or reaches the end;
   every key present for the whole iteration is returned exactly once, however the
@@ -61,12 +64,14 @@ Rules of this module:
 from __future__ import annotations
 
 import heapq
+import random
 import re
 from collections.abc import Callable, Iterator, Mapping, Sized
 from typing import Final, TypeAlias, TypeVar
 
 import attrs
 import msgpack  # type: ignore[import-untyped]
+import xxhash
 
 from trioraft import glob
 from trioraft.closing import ClosedOnExit
@@ -97,6 +102,8 @@ INT64_MAX: Final = (1 << 63) - 1
 MAX_STRING_LENGTH: Final = 512 * 1024 * 1024
 #: keys a KEYS step reads: matching each against a pattern takes about a microsecond
 KEYS_SLICE: Final = 2_000
+#: keys RANDOMKEY picks before it gives up finding one not past its deadline
+_RANDOMKEY_TRIES: Final = 100
 #: SCAN's COUNT when none is given
 DEFAULT_SCAN_COUNT: Final = 10
 #: a larger COUNT counts as this: one call reads at most about this many keys, so that it
@@ -216,27 +223,69 @@ def _parse_expiry(option: bytes, arg: bytes, name: str) -> _Expiry | ErrorReply:
     return _Expiry(value * scale, relative)
 
 
+#: the conditions SET and DELEX take on the current value: equal or not to the given
+#: value (IFEQ, IFNE), to the given digest (IFDEQ, IFDNE)
+_CONDITIONS: Final = (b"IFEQ", b"IFNE", b"IFDEQ", b"IFDNE")
+_HEX_DIGEST: Final = re.compile(rb"[0-9a-fA-F]{16}")
+BAD_DIGEST: Final = ErrorReply("ERR must be exactly 16 hexadecimal characters")
+
+
+def digest(value: bytes) -> bytes:
+    """Redis's DIGEST of a value: its XXH3 (64 bits) in 16 lowercase hex digits."""
+    return xxhash.xxh3_64_hexdigest(value).encode()
+
+
+@attrs.frozen
+class _Condition:
+    """IFEQ, IFNE, IFDEQ or IFDNE, and the value or digest (lowercase) it compares with."""
+
+    name: bytes
+    operand: bytes
+
+    def holds(self, current: bytes | None) -> bool:
+        """Whether a key holding `current` (None: missing) meets the condition: a missing
+        key equals nothing, so IFEQ and IFDEQ refuse it, IFNE and IFDNE accept it."""
+        if current is not None and self.name in (b"IFDEQ", b"IFDNE"):
+            current = digest(current)
+        equal = current == self.operand
+        return equal if self.name in (b"IFEQ", b"IFDEQ") else not equal
+
+
+def _parse_condition(name: bytes, operand: bytes) -> _Condition | ErrorReply:
+    if name in (b"IFDEQ", b"IFDNE"):
+        if _HEX_DIGEST.fullmatch(operand) is None:
+            return BAD_DIGEST
+        operand = operand.lower()
+    return _Condition(name, operand)
+
+
 @attrs.frozen
 class _SetOptions:
     nx: bool
     xx: bool
     get: bool
-    ifeq: bytes | None
+    condition: _Condition | None
     keepttl: bool
     expiry: _Expiry | None
+
+    def allow(self, old: bytes | None) -> bool:
+        """Whether SET with these options writes over `old` (None: a missing key)."""
+        if self.condition is not None:
+            return self.condition.holds(old)
+        return not ((self.nx and old is not None) or (self.xx and old is None))
 
 
 def _parse_set(args: list[bytes]) -> _SetOptions | ErrorReply:
     nx = xx = get = keepttl = False
-    ifeq: bytes | None = None
+    condition: tuple[bytes, bytes] | None = None
     expiry: tuple[bytes, bytes] | None = None
     i = 3
     while i < len(args):
         option = args[i].upper()
         has_next = i + 1 < len(args)
-        if option == b"NX" and not xx and ifeq is None:
+        if option == b"NX" and not xx and condition is None:
             nx = True
-        elif option == b"XX" and not nx and ifeq is None:
+        elif option == b"XX" and not nx and condition is None:
             xx = True
         elif option == b"GET":
             get = True
@@ -245,16 +294,28 @@ def _parse_set(args: list[bytes]) -> _SetOptions | ErrorReply:
         elif option in _EXPIRY_OPTIONS and has_next and _may_follow(expiry, option) and not keepttl:
             i += 1
             expiry = (option, args[i])
-        elif option == b"IFEQ" and has_next and not (nx or xx) and ifeq is None:
+        elif option in _CONDITIONS and has_next and not (nx or xx) and condition is None:
             i += 1
-            ifeq = args[i]
+            condition = (option, args[i])
         else:
             return SYNTAX_ERROR
         i += 1
+    parsed_condition = None if condition is None else _parse_condition(*condition)
+    if isinstance(parsed_condition, ErrorReply):
+        return parsed_condition
     parsed = None if expiry is None else _parse_expiry(*expiry, "set")
     if isinstance(parsed, ErrorReply):
         return parsed
-    return _SetOptions(nx, xx, get, ifeq, keepttl, parsed)
+    return _SetOptions(nx, xx, get, parsed_condition, keepttl, parsed)
+
+
+def _parse_delex(args: list[bytes]) -> _Condition | ErrorReply | None:
+    """DELEX's condition (None: none, it deletes as DEL does)."""
+    if len(args) == 2:
+        return None
+    if len(args) != 4 or args[2].upper() not in _CONDITIONS:
+        return SYNTAX_ERROR
+    return _parse_condition(args[2].upper(), args[3])
 
 
 def _may_follow(expiry: tuple[bytes, bytes] | None, option: bytes) -> bool:
@@ -345,6 +406,69 @@ def _parse_decrby(args: list[bytes]) -> int | ErrorReply:
 
 def _check_mset(args: list[bytes]) -> ErrorReply | None:
     return None if len(args) % 2 == 1 else _arity_error("mset")
+
+
+def _check_msetnx(args: list[bytes]) -> ErrorReply | None:
+    return None if len(args) % 2 == 1 else _arity_error("msetnx")
+
+
+def _parse_getrange(args: list[bytes]) -> tuple[int, int] | ErrorReply:
+    start, end = parse_int(args[2]), parse_int(args[3])
+    if start is None or end is None:
+        return NOT_AN_INTEGER
+    return start, end
+
+
+def _substring(value: bytes, start: int, end: int) -> bytes:
+    """GETRANGE's bytes `start` to `end` (both included) of `value`, as Redis 8 counts
+    them: negative positions from the end; an end before the first byte, or a start past
+    the end, selects nothing."""
+    length = len(value)
+    if start < 0 and end < 0 and start > end:
+        return b""
+    start = max(start + length if start < 0 else start, 0)
+    end = end + length if end < 0 else end
+    if end < 0:
+        return b""
+    return value[start : min(end, length - 1) + 1]
+
+
+def _parse_setrange(args: list[bytes]) -> int | ErrorReply:
+    offset = parse_int(args[2])
+    if offset is None:
+        return NOT_AN_INTEGER
+    if offset < 0:
+        return ErrorReply("ERR offset is out of range")
+    if args[3] and offset + len(args[3]) > MAX_STRING_LENGTH:
+        return TOO_LONG
+    return offset
+
+
+def _parse_copy(args: list[bytes]) -> bool | ErrorReply:
+    """Whether COPY may REPLACE the destination; DB is accepted for database 0 only."""
+    replace = False
+    i = 3
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"REPLACE":
+            replace = True
+        elif option == b"DB" and i + 1 < len(args):
+            i += 1
+            number = parse_int(args[i])
+            if number is None:
+                return NOT_AN_INTEGER
+            if not -(1 << 31) <= number < 1 << 31:
+                return ErrorReply(
+                    "ERR value is out of range, value must between -2147483648 and 2147483647"
+                )
+            if number != 0:
+                return ErrorReply("ERR DB index is out of range")
+        else:
+            return SYNTAX_ERROR
+        i += 1
+    if args[1] == args[2]:
+        return ErrorReply("ERR source and destination objects are the same")
+    return replace
 
 
 def _check_flush(args: list[bytes]) -> ErrorReply | None:
@@ -588,6 +712,7 @@ class KVStore:
         "_keyspace",
         "_metas",
         "_now",
+        "_random",
         "_revision",
     )
 
@@ -612,6 +737,8 @@ class KVStore:
         self._applying = False
         #: the keys the last read hid because their deadline had passed
         self._hidden: list[bytes] = []
+        #: RANDOMKEY's choices: a read, so replicas need not agree on them
+        self._random = random.Random()
 
     def __len__(self) -> int:
         return len(self._keyspace)
@@ -796,11 +923,7 @@ class KVStore:
             deadline = computed
         record = self._record(args[1])
         old = None if record is None else record[0]
-        refused = (
-            (options.ifeq is not None and old != options.ifeq)
-            or (options.nx and old is not None)
-            or (options.xx and old is None)
-        )
+        refused = not options.allow(old)
         if not refused:
             if options.keepttl and record is not None:
                 deadline = record[2]
@@ -909,6 +1032,19 @@ class KVStore:
     def _del(self, args: list[bytes]) -> Reply:
         return sum(1 for key in args[1:] if self._record(key) is not None and self._remove(key))
 
+    def _delex(self, args: list[bytes]) -> Reply:
+        condition = _parse_delex(args)
+        if isinstance(condition, ErrorReply):
+            return condition
+        value = self._value(args[1])
+        if value is None or (condition is not None and not condition.holds(value)):
+            return 0
+        return int(self._remove(args[1]))
+
+    def _digest(self, args: list[bytes]) -> Reply:
+        value = self._value(args[1])
+        return None if value is None else digest(value)
+
     def _exists(self, args: list[bytes]) -> Reply:
         return sum(1 for key in args[1:] if self._record(key) is not None)
 
@@ -969,6 +1105,81 @@ class KVStore:
                 self._expiring -= 1
         return OK
 
+    def _msetnx(self, args: list[bytes]) -> Reply:
+        error = _check_msetnx(args)
+        if error is not None:
+            return error
+        if any(self._record(args[i]) is not None for i in range(1, len(args), 2)):
+            return 0
+        for i in range(1, len(args), 2):
+            self._put(args[i], args[i + 1])
+        return 1
+
+    def _getrange(self, args: list[bytes]) -> Reply:
+        bounds = _parse_getrange(args)
+        if isinstance(bounds, ErrorReply):
+            return bounds
+        return _substring(self._value(args[1]) or b"", *bounds)
+
+    def setrange(
+        self, key: bytes, offset: int, part: bytes, max_length: int, revision: int, now: int
+    ) -> Reply:
+        """SETRANGE at `revision` and time `now`: `part` written at `offset` (zero bytes
+        filling any gap), refused when the value would grow past `max_length` bytes. An
+        empty `part` changes nothing, not even a missing key."""
+        self._revision, self._now, self._applying = revision, now, True
+        old = self._value(key)
+        if not part:
+            return len(old or b"")
+        if offset + len(part) > max_length:
+            return TOO_LONG
+        value = (old or b"").ljust(offset, b"\0")
+        value = value[:offset] + part + value[offset + len(part) :]
+        self._put_keeping_deadline(key, value)
+        return len(value)
+
+    def _setrange(self, args: list[bytes]) -> Reply:
+        offset = _parse_setrange(args)
+        if isinstance(offset, ErrorReply):
+            return offset
+        return self.setrange(args[1], offset, args[3], MAX_STRING_LENGTH, self._revision, self._now)
+
+    def _rename(self, args: list[bytes]) -> Reply:
+        """RENAME and RENAMENX: the value and its deadline move to the new name, which gets
+        this command's revision."""
+        only_new = args[0].lower() == b"renamenx"
+        source, target = args[1], args[2]
+        record = self._record(source)
+        if record is None:
+            return ErrorReply("ERR no such key")
+        if source == target:
+            return 0 if only_new else OK
+        if only_new and self._record(target) is not None:
+            return 0
+        self._remove(source)
+        self._put(target, record[0], record[2])
+        return 1 if only_new else OK
+
+    def _copy(self, args: list[bytes]) -> Reply:
+        replace = _parse_copy(args)
+        if isinstance(replace, ErrorReply):
+            return replace
+        record = self._record(args[1])
+        if record is None or (not replace and self._record(args[2]) is not None):
+            return 0
+        self._put(args[2], record[0], record[2])
+        return 1
+
+    def _randomkey(self, args: list[bytes]) -> Reply:
+        """A key picked at random, never one past its deadline: those met on the way are
+        hidden (a read) or deleted (a write), and another is picked, a bounded number of
+        times (as Redis, which gives up after 100 tries when all keys have a deadline)."""
+        for _ in range(_RANDOMKEY_TRIES):
+            key = self._keyspace.random_key(self._random)
+            if key is None or self._record(key) is not None:
+                return key
+        return None
+
     def _keys(self, args: list[bytes]) -> Reply:
         with self.search_keys(args[1], self._now) as search:
             while not search.done:
@@ -1019,6 +1230,8 @@ COMMANDS: Final[Mapping[bytes, CommandSpec]] = {
         CommandSpec("get", 2, False, KVStore._get),
         CommandSpec("set", -3, True, KVStore._set, _errors_of(_parse_set)),
         CommandSpec("del", -2, True, KVStore._del),
+        CommandSpec("delex", -2, True, KVStore._delex, _errors_of(_parse_delex)),
+        CommandSpec("digest", 2, False, KVStore._digest),
         CommandSpec("exists", -2, False, KVStore._exists),
         CommandSpec("incr", 2, True, KVStore._incr),
         CommandSpec("decr", 2, True, KVStore._decr),
@@ -1048,6 +1261,15 @@ COMMANDS: Final[Mapping[bytes, CommandSpec]] = {
         CommandSpec("pttl", 2, False, KVStore._ttl),
         CommandSpec("expiretime", 2, False, KVStore._expiretime),
         CommandSpec("pexpiretime", 2, False, KVStore._expiretime),
+        CommandSpec("msetnx", -3, True, KVStore._msetnx, _check_msetnx),
+        CommandSpec("getrange", 4, False, KVStore._getrange, _errors_of(_parse_getrange)),
+        CommandSpec("setrange", 4, True, KVStore._setrange, _errors_of(_parse_setrange)),
+        CommandSpec("rename", 3, True, KVStore._rename),
+        CommandSpec("renamenx", 3, True, KVStore._rename),
+        CommandSpec("copy", -3, True, KVStore._copy, _errors_of(_parse_copy)),
+        CommandSpec("unlink", -2, True, KVStore._del),
+        CommandSpec("touch", -2, False, KVStore._exists),
+        CommandSpec("randomkey", 1, False, KVStore._randomkey),
         CommandSpec("flushall", -1, True, KVStore._flushall, _check_flush),
         CommandSpec("flushdb", -1, True, KVStore._flushall, _check_flush),
     )

@@ -11,6 +11,8 @@ Besides client commands, the log carries trioraft's own commands, whose names st
   the value size limit of the node that took it. The limit is checked as the entry
   applies, against the value every replica holds at that point of the log: the node that
   took the command could not check it, as writes before it may still be in flight.
+- `RAFT.SETRANGE <max length> <key> <offset> <value>`: a client's SETRANGE, likewise with
+  the value size limit of the node that took it.
 - `RAFT.EXPIRE <key> ...`: the leader's deletion of keys whose deadline passed on its
   clock (expiry.py). Each key goes if its deadline has passed by the entry's time (at
   least the leader's clock when it proposed the deletion); a key given a later deadline
@@ -38,6 +40,7 @@ from trioraft.replies import OK, ErrorReply, Reply
 
 REGISTER: Final = b"RAFT.INCARNATION"
 BOUNDED_APPEND: Final = b"RAFT.APPEND"
+BOUNDED_SETRANGE: Final = b"RAFT.SETRANGE"
 EXPIRE: Final = b"RAFT.EXPIRE"
 _SNAPSHOT_FORMAT: Final = 3
 #: keys per keyspace slice: copying one takes well under a millisecond, packing or
@@ -59,10 +62,13 @@ def wiped_message(node_id: str) -> str:
 
 
 def log_command(args: list[bytes], max_value_bytes: int) -> list[bytes]:
-    """The command to propose for a client's valid data command `args`: APPEND carries the
-    value size limit, the others go as they are."""
-    if args[0].upper() == b"APPEND":
-        return [BOUNDED_APPEND, b"%d" % max_value_bytes, args[1], args[2]]
+    """The command to propose for a client's valid data command `args`: APPEND and SETRANGE
+    carry the value size limit, the others go as they are."""
+    name = args[0].upper()
+    if name == b"APPEND":
+        return [BOUNDED_APPEND, b"%d" % max_value_bytes, *args[1:]]
+    if name == b"SETRANGE":
+        return [BOUNDED_SETRANGE, b"%d" % max_value_bytes, *args[1:]]
     return args
 
 
@@ -123,6 +129,8 @@ class ReplicatedState:
             return self._register(args)
         if args[0] == BOUNDED_APPEND:
             return self._bounded_append(args, index)
+        if args[0] == BOUNDED_SETRANGE:
+            return self._bounded_setrange(args, index)
         if args[0] == EXPIRE:
             return self.store.expire(args[1:], self.time)
         return self.store.apply(args, index, self.time)
@@ -141,6 +149,13 @@ class ReplicatedState:
         if max_length is None:
             return ErrorReply("ERR malformed 'raft.append' command")
         return self.store.append(args[2], args[3], max_length, index, self.time)
+
+    def _bounded_setrange(self, args: list[bytes], index: int) -> Reply:
+        max_length = kv.parse_int(args[1]) if len(args) == 5 else None
+        offset = kv.parse_int(args[3]) if len(args) == 5 else None
+        if max_length is None or offset is None or offset < 0:
+            return ErrorReply("ERR malformed 'raft.setrange' command")
+        return self.store.setrange(args[2], offset, args[4], max_length, index, self.time)
 
     def begin_capture(self) -> Capture:
         """Start copying the state as it is now, for a snapshot."""
