@@ -55,6 +55,7 @@ def test_table_names_arity_and_write_flags() -> None:
         "decr": (2, True),
         "incrby": (3, True),
         "decrby": (3, True),
+        "incrbyfloat": (3, True),
         "append": (3, True),
         "strlen": (2, False),
         "mget": (-2, False),

@@ -87,6 +87,9 @@ def test_redis_py_string_commands(r: redis.Redis) -> None:
     assert r.touch("py:s:r", "py:s:b", "py:s:none") == 2
     assert r.unlink("py:s:r") == 1
     assert r.randomkey() is not None
+    assert r.incrbyfloat("py:s:f", 10.5) == 10.5
+    assert r.incrbyfloat("py:s:f", 0.1) == 10.6
+    assert r.get("py:s:f") == b"10.6"
 
 
 @pytest.mark.filterwarnings("ignore:Call to .*experimental:UserWarning")

@@ -301,3 +301,68 @@ def test_randomkey_finds_every_key(store: Store) -> None:
     store("MSET a 1 b 2 c 3")
     store.kv._random = random.Random(1)
     assert {store("RANDOMKEY") for _ in range(100)} == {b"a", b"b", b"c"}
+
+
+NOT_A_FLOAT = ErrorReply("ERR value is not a valid float")
+NAN_OR_INFINITY = ErrorReply("ERR increment would produce NaN or Infinity")
+
+
+@pytest.mark.parametrize(
+    ("start", "increment", "reply"),
+    [
+        # each reply is what Redis on x86-64 (80-bit long double) answers
+        ("10.50", "0.1", b"10.6"),
+        ("10.6", "-5", b"5.6"),
+        ("5.0e3", "2.0e2", b"5200"),
+        ("0.3", "1e-20", b"0.3"),
+        ("0.3", "-0.30000000000000000001", b"0"),
+        (None, "-0", b"0"),
+        (None, "-1e-30", b"0"),
+        (None, "0x1p3", b"8"),
+        ("8", "0X.8P-1", b"8.25"),
+        ("8.25", "+1.", b"9.25"),
+        ("9.25", ".5", b"9.75"),
+        (None, "3.0000000000000000000000001", b"3"),
+        # a tie at the 18th decimal goes to even, as glibc's printf does
+        (None, "0.000003814697265625", b"0.00000381469726562"),
+        (None, "1.5e-17", b"0.00000000000000002"),
+        (None, "2.5e-17", b"0.00000000000000002"),
+        (None, "123456789012345678901234567890", b"123456789012345678899921813504"),
+        (None, "18446744073709551617", b"18446744073709551616"),
+        (None, "1e00000000000000000000000000001", b"10"),
+        (None, "1.83e-4951", b"0"),  # rounds up to the smallest subnormal
+        (None, "1.82e-4951", NOT_A_FLOAT),  # rounds down to 0: out of range
+        (None, "1e-5000", NOT_A_FLOAT),
+        (None, "1e5000", NOT_A_FLOAT),
+        (None, "1.5e4932", NOT_A_FLOAT),
+        (None, "nan", NOT_A_FLOAT),
+        (None, "1e", NOT_A_FLOAT),
+        (None, "0x", NOT_A_FLOAT),
+        (None, "1,5", NOT_A_FLOAT),
+        ("abc", "1", NOT_A_FLOAT),
+        ("1e5000", "1", NOT_A_FLOAT),
+        (None, "inf", NAN_OR_INFINITY),
+        (None, "-INFINITY", NAN_OR_INFINITY),
+    ],
+)
+def test_incrbyfloat(store: Store, start: str | None, increment: str, reply: Reply) -> None:
+    if start is not None:
+        store(f"SET k {start}")
+    assert store(f"INCRBYFLOAT k {increment}") == reply
+    assert store("GET k") == (reply if isinstance(reply, bytes) else start and start.encode())
+
+
+def test_incrbyfloat_past_the_largest_value_is_refused(store: Store) -> None:
+    store("INCRBYFLOAT k 1e4932")
+    assert store("INCRBYFLOAT k 1e4932") == NAN_OR_INFINITY
+    large = store("GET k")
+    assert isinstance(large, bytes) and len(large) == 4933
+    assert store("INCRBYFLOAT k 1") == large  # 1 is far below its last place
+
+
+def test_incrbyfloat_keeps_the_deadline_and_rejects_a_blank_or_a_nul(store: Store) -> None:
+    store("SET k 1 EX 100")
+    assert store("INCRBYFLOAT k 1.5") == b"2.5"
+    assert store("TTL k") == 100
+    for increment in (b" 1", b"1 ", b"", b"1\0", b"\0"):
+        assert kv.validate([b"INCRBYFLOAT", b"k", increment]) == NOT_A_FLOAT

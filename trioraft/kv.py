@@ -73,7 +73,7 @@ import attrs
 import msgpack  # type: ignore[import-untyped]
 import xxhash
 
-from trioraft import glob
+from trioraft import floats, glob
 from trioraft.closing import ClosedOnExit
 from trioraft.keyspace import FrozenKeyspace, Keyspace
 from trioraft.replies import OK, ErrorReply, Reply, SimpleString
@@ -115,6 +115,8 @@ NOT_AN_INTEGER: Final = ErrorReply("ERR value is not an integer or out of range"
 INVALID_CURSOR: Final = ErrorReply("ERR invalid cursor")
 OVERFLOW: Final = ErrorReply("ERR increment or decrement would overflow")
 DECREMENT_OVERFLOW: Final = ErrorReply("ERR decrement would overflow")
+NOT_A_FLOAT: Final = ErrorReply("ERR value is not a valid float")
+NAN_OR_INFINITY: Final = ErrorReply("ERR increment would produce NaN or Infinity")
 TOO_LONG: Final = ErrorReply("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
 
 _STRING: Final = SimpleString("string")
@@ -402,6 +404,11 @@ def _parse_decrby(args: list[bytes]) -> int | ErrorReply:
     if delta == INT64_MIN:
         return DECREMENT_OVERFLOW
     return -delta
+
+
+def _parse_incrbyfloat(args: list[bytes]) -> floats.Value | ErrorReply:
+    increment = floats.parse(args[2])
+    return NOT_A_FLOAT if increment is None else increment
 
 
 def _check_mset(args: list[bytes]) -> ErrorReply | None:
@@ -1073,6 +1080,23 @@ class KVStore:
         delta = _parse_decrby(args)
         return delta if isinstance(delta, ErrorReply) else self._add(args[1], delta)
 
+    def _incrbyfloat(self, args: list[bytes]) -> Reply:
+        """INCRBYFLOAT, with Redis's long double arithmetic and text (floats.py); the new
+        value is kept as that text, with the key's deadline."""
+        increment = _parse_incrbyfloat(args)
+        if isinstance(increment, ErrorReply):
+            return increment
+        old = self._value(args[1])
+        current = floats.parse(old) if old is not None else floats.ZERO
+        if current is None:
+            return NOT_A_FLOAT
+        total = floats.add(current, increment)
+        if total is None or isinstance(total, floats.Infinite):
+            return NAN_OR_INFINITY
+        value = floats.format_value(total)
+        self._put_keeping_deadline(args[1], value)
+        return value
+
     def append(self, key: bytes, tail: bytes, max_length: int, revision: int, now: int) -> Reply:
         """APPEND at `revision` and time `now`, refused when the value would grow past
         `max_length` bytes."""
@@ -1237,6 +1261,7 @@ COMMANDS: Final[Mapping[bytes, CommandSpec]] = {
         CommandSpec("decr", 2, True, KVStore._decr),
         CommandSpec("incrby", 3, True, KVStore._incrby, _errors_of(_parse_incrby)),
         CommandSpec("decrby", 3, True, KVStore._decrby, _errors_of(_parse_decrby)),
+        CommandSpec("incrbyfloat", 3, True, KVStore._incrbyfloat, _errors_of(_parse_incrbyfloat)),
         CommandSpec("append", 3, True, KVStore._append),
         CommandSpec("strlen", 2, False, KVStore._strlen),
         CommandSpec("mget", -2, False, KVStore._mget),
