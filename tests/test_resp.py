@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioraft.replies import OK, ErrorReply, Map, Reply, SimpleString, Verbatim
+from trioraft.replies import NULL_ARRAY, OK, ErrorReply, Map, Reply, SimpleString, Verbatim
 from trioraft.resp import ProtocolError, RequestParser, encode, encode_into, resp2_to_resp3
 
 
@@ -328,6 +328,7 @@ def test_encode(reply: Reply, wire: bytes) -> None:
         ),
         (Verbatim(b"# Cluster\r\n"), b"$11\r\n# Cluster\r\n\r\n", b"=15\r\ntxt:# Cluster\r\n\r\n"),
         (Verbatim(b""), b"$0\r\n\r\n", b"=4\r\ntxt:\r\n"),
+        (NULL_ARRAY, b"*-1\r\n", b"_\r\n"),
         (OK, b"+OK\r\n", b"+OK\r\n"),
         (ErrorReply("ERR x"), b"-ERR x\r\n", b"-ERR x\r\n"),
         (-1, b":-1\r\n", b":-1\r\n"),
@@ -417,6 +418,8 @@ def decode_reply(data: bytes, pos: int = 0) -> tuple[Reply, int]:
         assert data[pos + size : pos + size + 2] == b"\r\n"
         return data[pos : pos + size], pos + size + 2
     assert kind == b"*"
+    if int(line) < 0:
+        return NULL_ARRAY, pos
     items = []
     for _ in range(int(line)):
         item, pos = decode_reply(data, pos)
@@ -433,7 +436,8 @@ replies = st.recursive(
     | st.builds(ErrorReply, st.text())
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.binary()
-    | st.none(),
+    | st.none()
+    | st.just(NULL_ARRAY),
     lambda children: st.lists(children, max_size=5),
     max_leaves=20,
 )

@@ -201,6 +201,10 @@ class Limits:
     #: the most bytes of writes a leader holds not yet committed and applied; more are
     #: refused with -TRYAGAIN
     max_uncommitted_bytes: int = 64 * MIB
+    #: the most commands one transaction (MULTI ... EXEC) may queue
+    max_transaction_commands: int = 10_000
+    #: the most bytes of arguments one transaction may queue, its watched keys included
+    max_transaction_bytes: int = 16 * MIB
 
 
 @attrs.frozen(slots=True)
@@ -512,6 +516,8 @@ def _limits_problems(limits: Limits) -> list[str]:
             "max_clients",
             "max_unread_reply_bytes",
             "max_uncommitted_bytes",
+            "max_transaction_commands",
+            "max_transaction_bytes",
         ],
     )
     problems += _positive("limits", limits, ["idle_timeout_s"], least=0)

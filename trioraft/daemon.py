@@ -85,6 +85,8 @@ def server_limits(config: Config) -> Limits:
         max_clients=lim.max_clients,
         idle_timeout=float(lim.idle_timeout_s),
         max_unread_reply_bytes=lim.max_unread_reply_bytes,
+        max_transaction_commands=lim.max_transaction_commands,
+        max_transaction_bytes=lim.max_transaction_bytes,
     )
 
 

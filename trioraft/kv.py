@@ -85,6 +85,7 @@ __all__ = [
     "KVStore",
     "KeySearch",
     "Record",
+    "check_known",
     "decode_command",
     "deserialize",
     "encode_command",
@@ -559,6 +560,14 @@ def _resolve(args: list[bytes]) -> CommandSpec | ErrorReply:
     if (spec.arity > 0 and len(args) != spec.arity) or len(args) < -spec.arity:
         return _arity_error(spec.name)
     return spec
+
+
+def check_known(args: list[bytes]) -> ErrorReply | None:
+    """The error for an unknown command or a wrong number of arguments, or None: what
+    Redis checks before queueing a command in a transaction (the other errors come when
+    the transaction runs)."""
+    spec = _resolve(args)
+    return spec if isinstance(spec, ErrorReply) else None
 
 
 def validate(args: list[bytes]) -> ErrorReply | None:

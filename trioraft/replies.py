@@ -2,6 +2,7 @@
 
 A reply is one of: `SimpleString` (+OK), `ErrorReply` (-ERR ...), `int` (:1), `bytes`
 (a bulk string), `None` (null: $-1 in RESP2, _ in RESP3), a `list` of replies (an array),
+`NULL_ARRAY` (the null array of an EXEC whose watched keys changed: *-1 in RESP2, _ in RESP3),
 a `Map` (a flat array of keys and values in RESP2, % in RESP3) or `Verbatim` text (a bulk
 string in RESP2, = in RESP3).
 """
@@ -37,7 +38,15 @@ class Verbatim:
     text: bytes
 
 
-Reply: TypeAlias = "SimpleString | ErrorReply | int | bytes | list[Reply] | Map | Verbatim | None"
+@attrs.frozen(slots=True)
+class NullArray:
+    """The null array: no array at all (EXEC of a transaction that did not run)."""
+
+
+Reply: TypeAlias = (
+    "SimpleString | ErrorReply | int | bytes | list[Reply] | Map | Verbatim | NullArray | None"
+)
 
 OK = SimpleString("OK")
 PONG = SimpleString("PONG")
+NULL_ARRAY = NullArray()

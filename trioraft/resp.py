@@ -27,10 +27,10 @@ Rules of this module:
 - `next_requests` returns, before raising, the complete requests that preceded the bad
   input, so the caller can answer them first; the error comes on the next call.
 - Replies are encoded as RESP2, or as RESP3 for a connection that asked for it: the two
-  differ only in null (`$-1` or `_`), maps (a flat array or `%`) and verbatim text (a bulk
-  string or `=` with the format `txt`). Texts of simple strings and errors are UTF-8
-  (surrogate escapes turn back into the bytes they stand for), with CR and LF replaced by
-  spaces so that a reply can never break the framing.
+  differ only in null (`$-1`, or `*-1` for the null array, or `_`), maps (a flat array
+  or `%`) and verbatim text (a bulk string or `=` with the format `txt`). Texts of simple
+  strings and errors are UTF-8 (surrogate escapes turn back into the bytes they stand
+  for), with CR and LF replaced by spaces so that a reply can never break the framing.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import re
 import sys
 from typing import Final
 
-from trioraft.replies import ErrorReply, Map, Reply, SimpleString, Verbatim
+from trioraft.replies import NULL_ARRAY, ErrorReply, Map, NullArray, Reply, SimpleString, Verbatim
 
 __all__ = ["ProtocolError", "RequestParser", "encode", "encode_into", "resp2_to_resp3"]
 
@@ -346,6 +346,8 @@ def encode_into(out: bytearray, reply: Reply, resp3: bool = False) -> None:
             out += b"$%d\r\n" % len(reply.text)
         out += reply.text
         out += b"\r\n"
+    elif isinstance(reply, NullArray):
+        out += b"_\r\n" if resp3 else b"*-1\r\n"
     else:
         raise TypeError(f"not a reply: {reply!r}")
 
@@ -402,7 +404,7 @@ def decode_reply(data: bytes | bytearray, start: int = 0) -> tuple[Reply, int] |
                 return None
             item, after = decoded
             items.append(item)
-        return (items if count >= 0 else None), after
+        return (items if count >= 0 else NULL_ARRAY), after
     raise ProtocolError(f"unknown reply type {kind!r}")
 
 

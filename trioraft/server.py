@@ -46,9 +46,17 @@ from trioraft.handshake import (
 from trioraft.info import render_info
 from trioraft.logs import NodeLogger
 from trioraft.node import Indeterminate, Node, Unavailable, error_reply
+from trioraft.redis import transaction
 from trioraft.replies import OK, PONG, ErrorReply, Map, Reply, SimpleString, Verbatim
-from trioraft.resp import ProtocolError, RequestParser, encode, encode_into, resp2_to_resp3
-from trioraft.state import log_command
+from trioraft.resp import (
+    ProtocolError,
+    RequestParser,
+    decode_reply,
+    encode,
+    encode_into,
+    resp2_to_resp3,
+)
+from trioraft.state import Transaction, log_command
 from trioraft.steps import run_stepwise
 from trioraft.tls import HANDSHAKE_SECONDS, handshake_failure
 
@@ -72,6 +80,9 @@ class Limits:
     #: seconds a client may take to read its replies before it is disconnected
     reply_timeout: float = 30.0
     max_unread_reply_bytes: int = 64 * 1024 * 1024
+    #: the most commands, and bytes of arguments, one transaction (MULTI) may queue
+    max_transaction_commands: int = 10_000
+    max_transaction_bytes: int = 16 * 1024 * 1024
 
 
 @attrs.define
@@ -117,6 +128,15 @@ class _Connection:
     #: READONLY: serve reads from the local replica without a read barrier
     readonly: bool = False
     closing: bool = False
+    #: MULTI: the commands queued for EXEC (None outside a transaction)
+    queued: transaction.Queue | None = None
+    #: WATCH: each watched key's revision when it was watched (None: missing)
+    watched: dict[bytes, int | None] = attrs.Factory(dict)
+
+    def end_transaction(self) -> None:
+        """Forget the queued commands and the watched keys (EXEC, DISCARD)."""
+        self.queued = None
+        self.watched = {}
 
 
 class ClientServer:
@@ -143,11 +163,16 @@ class ClientServer:
             b"COMMAND": _command,
             b"CONFIG": self._config,
             b"HELLO": self._hello,
+            b"MULTI": self._multi,
+            b"DISCARD": self._discard,
+            b"UNWATCH": self._unwatch,
         }
         #: connection commands that wait for other nodes
         self._local_async: dict[bytes, Callable[[_Connection, list[bytes]], Awaitable[Reply]]] = {
             b"RAFT.STATUS": self._raft_status,
             b"RAFT.SNAPSHOT": self._raft_snapshot,
+            b"WATCH": self._watch,
+            b"EXEC": self._exec,
         }
 
     async def serve(
@@ -314,7 +339,12 @@ class ClientServer:
 
     def _kind(self, conn: _Connection, args: list[bytes]) -> _Kind:
         name = args[0].upper()
-        if name in self._local or name in self._local_async or not conn.authenticated:
+        if (
+            name in self._local
+            or name in self._local_async
+            or not conn.authenticated
+            or conn.queued is not None
+        ):
             return _Kind.LOCAL
         if kv.is_data_command(name) and kv.is_write(args):
             return _Kind.WRITE
@@ -324,6 +354,12 @@ class ClientServer:
         name = args[0].upper()
         if not conn.authenticated and name not in (b"AUTH", b"HELLO", b"QUIT"):
             return ErrorReply("NOAUTH Authentication required.")
+        if conn.queued is not None:
+            if name not in transaction.RUN_AT_ONCE:
+                return conn.queued.add(args)
+            problem = transaction.check_arity(args)
+            if problem is not None:
+                return self._refuse_in_transaction(conn, name, problem)
         waiting = self._local_async.get(name)
         if waiting is not None:
             return await waiting(conn, args)
@@ -403,6 +439,104 @@ class ClientServer:
                 await run_stepwise(search)
             return search.found
         return self.node.store.read(args, now)
+
+    # --- transactions ----------------------------------------------------------------
+
+    def _refuse_in_transaction(
+        self, conn: _Connection, name: bytes, problem: ErrorReply
+    ) -> ErrorReply:
+        """A malformed MULTI, EXEC, DISCARD or WATCH inside a transaction fails it, as in
+        Redis; a malformed EXEC also ends it."""
+        if name == b"EXEC":
+            conn.end_transaction()
+            return transaction.exec_abort(problem)
+        assert conn.queued is not None
+        conn.queued.failed = True
+        return problem
+
+    def _multi(self, conn: _Connection, args: list[bytes]) -> Reply:
+        problem = transaction.check_arity(args)
+        if problem is not None:
+            return problem
+        if conn.queued is not None:
+            return ErrorReply("ERR MULTI calls can not be nested")
+        conn.queued = transaction.Queue(
+            self.limits.max_transaction_commands,
+            self.limits.max_transaction_bytes,
+            # the watched keys travel in the transaction's entry too
+            size=sum(len(key) for key in conn.watched),
+        )
+        return OK
+
+    def _discard(self, conn: _Connection, args: list[bytes]) -> Reply:
+        problem = transaction.check_arity(args)
+        if problem is not None:
+            return problem
+        if conn.queued is None:
+            return ErrorReply("ERR DISCARD without MULTI")
+        conn.end_transaction()
+        return OK
+
+    def _unwatch(self, conn: _Connection, args: list[bytes]) -> Reply:
+        problem = transaction.check_arity(args)
+        if problem is not None:
+            return problem
+        conn.watched = {}
+        return OK
+
+    async def _watch(self, conn: _Connection, args: list[bytes]) -> Reply:
+        """Note the revision of each key as a linearizable read sees it now; EXEC fails
+        if any of them is not the same when its entry applies. A key watched again keeps
+        the revision of its first WATCH, as Redis keeps its first."""
+        problem = transaction.check_arity(args)
+        if problem is not None:
+            return problem
+        if conn.queued is not None:
+            return ErrorReply("ERR WATCH inside MULTI is not allowed")
+        try:
+            now = await self.node.read_barrier()
+        except (Unavailable, Indeterminate) as exc:
+            return error_reply(exc)
+        # no await from the barrier on: every key is read in the state it confirmed
+        store = self.node.store
+        for key in args[1:]:
+            if key not in conn.watched:
+                revision = store.read([b"RAFT.REVISION", key], now)
+                conn.watched[key] = revision if isinstance(revision, int) else None
+        return OK
+
+    async def _exec(self, conn: _Connection, args: list[bytes]) -> Reply:
+        """Propose the queued data commands and the watched revisions as one entry, and
+        answer the array of replies, the connection commands' among them; or the null
+        array (a watched key changed), or the one error of the whole transaction."""
+        problem = transaction.check_arity(args)
+        if problem is not None:
+            return problem
+        queued, watched = conn.queued, conn.watched
+        if queued is None:
+            return ErrorReply("ERR EXEC without MULTI")
+        conn.end_transaction()
+        if queued.failed:
+            return transaction.EXECABORT
+        data = [args for args in queued.commands if kv.is_data_command(args[0])]
+        applied: Reply = []
+        if data or watched:
+            entry = Transaction(
+                watched, [log_command(args, self.limits.max_value_bytes) for args in data]
+            )
+            [reply] = await self.node.write_replies([kv.encode_command(entry.command())])
+            decoded = decode_reply(reply)
+            assert decoded is not None, "a whole reply"
+            applied = decoded[0]
+        if not isinstance(applied, list):
+            return applied  # the null array, or the transaction's one error
+        replies = iter(applied)
+        return [
+            next(replies)
+            if kv.is_data_command(args[0])
+            else self._local[args[0].upper()](conn, args)
+            for args in queued.commands
+        ]
 
     # --- connection commands ---------------------------------------------------------
 

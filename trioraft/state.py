@@ -17,6 +17,9 @@ Besides client commands, the log carries trioraft's own commands, whose names st
   clock (expiry.py). Each key goes if its deadline has passed by the entry's time (at
   least the leader's clock when it proposed the deletion); a key given a later deadline
   meanwhile stays.
+- `RAFT.EXEC <n> (<key> <revision>){n} <command>...`: a client's transaction (MULTI ...
+  EXEC) as one entry, see `Transaction`. It applies whole, on every replica, at its
+  index: nothing else runs between its commands.
 
 A snapshot holds both parts and the time: msgpack `[format, incarnations, time, [keyspace
 slice, ...]]` (format 3; format 2, from before entries carried a time, has no time), each
@@ -30,18 +33,22 @@ without letting go): between two slices the event loop gets its turn.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
+import attrs
 import msgpack  # type: ignore[import-untyped]
 
 from trioraft import kv
 from trioraft.closing import ClosedOnExit
-from trioraft.replies import OK, ErrorReply, Reply
+from trioraft.replies import NULL_ARRAY, OK, ErrorReply, Reply
 
 REGISTER: Final = b"RAFT.INCARNATION"
 BOUNDED_APPEND: Final = b"RAFT.APPEND"
 BOUNDED_SETRANGE: Final = b"RAFT.SETRANGE"
 EXPIRE: Final = b"RAFT.EXPIRE"
+TRANSACTION: Final = b"RAFT.EXEC"
+_REVISION: Final = b"RAFT.REVISION"
 _SNAPSHOT_FORMAT: Final = 3
 #: keys per keyspace slice: copying one takes well under a millisecond, packing or
 #: unpacking one about a millisecond
@@ -70,6 +77,47 @@ def log_command(args: list[bytes], max_value_bytes: int) -> list[bytes]:
     if name == b"SETRANGE":
         return [BOUNDED_SETRANGE, b"%d" % max_value_bytes, *args[1:]]
     return args
+
+
+@attrs.frozen
+class Transaction:
+    """A transaction as its entry carries it: the keys the client watched, each with the
+    revision it saw (None: the key was missing), and the commands it queued (as
+    `log_command` gives them). When the entry applies, a watched key whose revision is
+    not the one seen (written since, deleted, created, or gone past its deadline by the
+    entry's time) makes the whole transaction answer the null array and change nothing;
+    else its commands run one after the other, and it answers the array of their
+    replies (an error among them stops none of the others, as in Redis)."""
+
+    watched: Mapping[bytes, int | None]
+    commands: list[list[bytes]]
+
+    def command(self) -> list[bytes]:
+        """The entry's command: `RAFT.EXEC <n> (<key> <revision or empty>){n}` and each
+        queued command encoded (`kv.encode_command`)."""
+        args = [TRANSACTION, b"%d" % len(self.watched)]
+        for key, revision in self.watched.items():
+            args += [key, b"" if revision is None else b"%d" % revision]
+        args += [kv.encode_command(command) for command in self.commands]
+        return args
+
+    @classmethod
+    def parse(cls, args: list[bytes]) -> Transaction | None:
+        """The transaction in a `command`, or None when `args` is not one."""
+        count = kv.parse_int(args[1]) if len(args) > 1 else None
+        if count is None or count < 0 or len(args) < 2 + 2 * count:
+            return None
+        watched: dict[bytes, int | None] = {}
+        for i in range(2, 2 + 2 * count, 2):
+            revision = kv.parse_int(args[i + 1])
+            if args[i + 1] and revision is None:
+                return None
+            watched[args[i]] = revision
+        try:
+            commands = [kv.decode_command(command) for command in args[2 + 2 * count :]]
+        except ValueError:
+            return None
+        return cls(watched, commands) if all(commands) else None
 
 
 class Capture(ClosedOnExit):
@@ -127,6 +175,12 @@ class ReplicatedState:
             self.time = time_ms
         if args[0] == REGISTER:
             return self._register(args)
+        if args[0] == TRANSACTION:
+            return self._transaction(args, index)
+        return self._apply_command(args, index)
+
+    def _apply_command(self, args: list[bytes], index: int) -> Reply:
+        """A client's command (one alone, or one of a transaction), or an expiry."""
         if args[0] == BOUNDED_APPEND:
             return self._bounded_append(args, index)
         if args[0] == BOUNDED_SETRANGE:
@@ -134,6 +188,16 @@ class ReplicatedState:
         if args[0] == EXPIRE:
             return self.store.expire(args[1:], self.time)
         return self.store.apply(args, index, self.time)
+
+    def _transaction(self, args: list[bytes], index: int) -> Reply:
+        transaction = Transaction.parse(args)
+        if transaction is None:
+            return ErrorReply("ERR malformed 'raft.exec' command")
+        store = self.store
+        for key, seen in transaction.watched.items():
+            if store.apply([_REVISION, key], index, self.time) != seen:
+                return NULL_ARRAY
+        return [self._apply_command(command, index) for command in transaction.commands]
 
     def _register(self, args: list[bytes]) -> Reply:
         if len(args) != 3:
