@@ -123,6 +123,8 @@ class Cluster:
     ) -> None:
         """Nodes `ids` starting from disks holding `logs` (default empty) at `term`."""
         self.ids = tuple(ids)
+        #: the nodes bootstrapped with the configuration `ids` (added ones know none)
+        self.founders = self.ids
         self.config = config
         self.seed = seed
         self.disks = {
@@ -149,13 +151,24 @@ class Cluster:
         disk = self.disks[node_id]
         return make_raft(
             node_id,
-            self.ids,
+            self.founders if node_id in self.founders else (),
             config=self.config,
             hard_state=disk.hard_state,
             entries=disk.entries,
             snapshot=disk.snapshot,
             seed=self.seed,
         )
+
+    def add_node(self, node_id: NodeId) -> Raft:
+        """Start a new node on an empty disk; it knows no configuration until the leader
+        replicates one to it."""
+        self.ids += (node_id,)
+        self.disks[node_id] = Disk()
+        for table in (self.applied, self.reads, self.dropped_reads, self.lost_entries):
+            table[node_id] = []
+        self._unpersisted[node_id] = []
+        self.nodes[node_id] = self._boot(node_id)
+        return self.nodes[node_id]
 
     def restart(self, node_id: NodeId) -> Raft:
         """Crash the node, losing what it did not persist, and start it from its disk."""

@@ -938,7 +938,7 @@ class Simulation:
         term = core.log.term(index)
         if term is None or disk.term(index) != term:
             self._fail("persistence", f"{node.id} applied {index} which is not on its disk")
-        meta = SnapshotMeta(index, term, core.members)
+        meta = SnapshotMeta(index, term, core.members_at(index))
         data = pack_kv(node.kv)
         del disk.log[: index - disk.base]
         disk.snapshot, disk.snapshot_data = meta, data

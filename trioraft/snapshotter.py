@@ -138,7 +138,7 @@ class Snapshotter:
                 return self.index
             term = node.core.log.term(index)
             assert term is not None, "the applied index is always in the log or the snapshot"
-            meta = SnapshotMeta(index, term, node.core.members)
+            meta = SnapshotMeta(index, term, node.core.members_at(index))
             # the capture begins before the first checkpoint: at the state of `index`
             held = [await capture(node.state)]
             keys = held[0].keys

@@ -31,3 +31,13 @@ class TooMuchUncommitted(RaftError):
 
     def __init__(self) -> None:
         super().__init__("too many uncommitted writes")
+
+
+class ChangeNotAllowedYet(RaftError):
+    """The leader cannot take a membership change now: it has not committed an entry of
+    its own term yet, or an earlier change is not committed yet. Retry shortly."""
+
+
+class InvalidChange(RaftError):
+    """The membership change does not fit the current configuration (the message says
+    why)."""

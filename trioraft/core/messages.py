@@ -19,7 +19,7 @@ class EntryKind(enum.IntEnum):
     COMMAND = 0
     #: appended by a new leader so it can commit an entry of its own term (thesis 3.6.2)
     NOOP = 1
-    #: a membership change: `data` is the encoded new member set (see membership.py)
+    #: a membership change: `data` is the encoded new member set (see core/membership.py)
     CONFIG = 2
 
 
@@ -45,16 +45,31 @@ class HardState:
 
 
 @attrs.frozen(slots=True)
+class MemberAddress:
+    """Where a member is reached, each as "host:port"."""
+
+    #: the peer (Raft) address
+    peer: str
+    #: the client (Redis protocol) address
+    client: str
+
+
+@attrs.frozen(slots=True)
 class Members:
     """A cluster configuration: the voters decide elections and commitment; learners only
-    receive the log."""
+    receive the log. `addresses` (sorted by id) says where members are reached; it is
+    empty for a cluster bootstrapped before members carried their addresses."""
 
     voters: frozenset[NodeId]
     learners: frozenset[NodeId] = frozenset()
+    addresses: tuple[tuple[NodeId, MemberAddress], ...] = ()
 
     @property
     def all(self) -> frozenset[NodeId]:
         return self.voters | self.learners
+
+    def address(self, node_id: NodeId) -> MemberAddress | None:
+        return next((a for i, a in self.addresses if i == node_id), None)
 
     def quorum(self) -> int:
         return len(self.voters) // 2 + 1

@@ -60,6 +60,8 @@ class Progress:
         self.check_due = False
         #: the highest commit index sent to this follower
         self.sent_commit = 0
+        #: learners only: ticks this learner has been within a few entries of the leader
+        self.caught_up_ticks = 0
 
     def become_probe(self) -> None:
         # after a snapshot, start probing just past it

@@ -47,8 +47,20 @@ from collections.abc import Hashable, Sequence
 
 import attrs
 
-from trioraft.core.errors import NotLeader, TooMuchUncommitted, TransferInProgress
+from trioraft.core.errors import (
+    ChangeNotAllowedYet,
+    NotLeader,
+    TooMuchUncommitted,
+    TransferInProgress,
+)
 from trioraft.core.log import RaftLog
+from trioraft.core.membership import (
+    ChangeKind,
+    Configurations,
+    MemberChange,
+    apply_change,
+    encode_members,
+)
 from trioraft.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -96,6 +108,10 @@ class RaftConfig:
     #: most command bytes a leader holds proposed but not yet committed and handed out
     #: to apply; beyond it proposals are refused (one is always taken when none is held)
     max_uncommitted_bytes: int = 64 << 20
+    #: a leader promotes a learner to voter once it has stayed within
+    #: `learner_catchup_entries` of the leader's log for an election timeout
+    promote_learners: bool = True
+    learner_catchup_entries: int = 16
 
 
 @attrs.frozen
@@ -134,6 +150,9 @@ class Ready:
     dropped_reads: list[Hashable]
     #: leader only: followers found to have lost entries they acknowledged (to report)
     lost_entries: list[FollowerLostEntries] = attrs.Factory(list)
+    #: the configuration in force, when it changed since the last Ready (an entry was
+    #: appended or cut, or a snapshot installed)
+    members: Members | None = None
 
     @property
     def must_sync(self) -> bool:
@@ -150,6 +169,7 @@ class Ready:
             or self.reads
             or self.dropped_reads
             or self.lost_entries
+            or self.members
         )
 
 
@@ -176,8 +196,8 @@ class Raft:
         self.id = node_id
         self.config = config or RaftConfig()
         self.rng = rng
-        #: the current configuration; voters elect and commit
-        self.members = snapshot.members if snapshot else members
+        #: the configurations the log holds; the newest is in force
+        self.configs = Configurations(snapshot.members if snapshot else members)
         hs = hard_state or HardState()
         #: the latest term seen (persisted)
         self.term = hs.term
@@ -185,6 +205,7 @@ class Raft:
         self.vote: NodeId | None = hs.vote
         self.log = RaftLog(snapshot.index, snapshot.term) if snapshot else RaftLog()
         self.log.append(list(entries))
+        self.configs.appended(entries)
         self.log.unstable_from = self.log.last_index + 1
         #: the last index known durable locally (invariant: <= log.last_index)
         self.persisted_index = self.log.last_index
@@ -228,6 +249,7 @@ class Raft:
         self.disk_wait_elapsed = 0
 
         self._emitted_hard_state = hs
+        self._emitted_members = self.members
         self._messages: list[Message] = []
         self._messages_after_persist: list[Message] = []
         self._reads: list[ReadState] = []
@@ -244,6 +266,22 @@ class Raft:
     @property
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
+
+    @property
+    def members(self) -> Members:
+        """The configuration in force: the newest in the log, committed or not."""
+        return self.configs.current
+
+    def members_at(self, index: int) -> Members:
+        """The configuration once the log up to `index` (at least the snapshot index) is
+        applied: what a snapshot taken there records."""
+        return self.configs.at(index)
+
+    def most_caught_up_voter(self) -> NodeId | None:
+        """Leader only: the other voter whose log matches the most of ours (None if the
+        leader is the only voter)."""
+        others = sorted(self.members.voters - {self.id})
+        return max(others, key=lambda p: self.progress[p].match, default=None)
 
     def committed_in_term(self) -> bool:
         """Whether this leader has committed an entry of its own term."""
@@ -288,6 +326,36 @@ class Raft:
         self.log.append(new)
         return [(entry.index, term) for entry in new]
 
+    def change_members(self, change: MemberChange) -> tuple[int, int]:
+        """Append a configuration entry making `change`; returns its (index, term). It is
+        in force at once; the change is done once that entry is committed. Raises
+        NotLeader, TransferInProgress, ChangeNotAllowedYet or InvalidChange, in which
+        case nothing was appended."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        if self.transfer_target is not None:
+            raise TransferInProgress()
+        refusal = self._change_refusal()
+        if refusal is not None:
+            raise ChangeNotAllowedYet(refusal)
+        data = encode_members(apply_change(self.members, change))
+        entry = Entry(self.term, self.log.last_index + 1, EntryKind.CONFIG, data)
+        self.uncommitted_bytes += len(data)
+        self._append([entry])
+        return entry.index, entry.term
+
+    def _change_refusal(self) -> str | None:
+        """Why this leader may not append a membership change now (None: it may)."""
+        if not self.committed_in_term():
+            # an uncommitted change of an earlier leader could still win over ours
+            return "the leader has not committed an entry of its term yet; retry shortly"
+        if self.configs.last_index > self.commit:
+            return (
+                f"the membership change at index {self.configs.last_index} is not "
+                f"committed yet; one change at a time"
+            )
+        return None
+
     def read_index(self, ctx: Hashable) -> None:
         """Register a linearizable read; it comes back in a later Ready's `reads` (or
         `dropped_reads` if leadership is lost first). Raises NotLeader."""
@@ -317,6 +385,7 @@ class Raft:
         get the snapshot instead."""
         assert index <= self.applied_handed, "compacting entries not yet applied"
         self.log.compact(index)
+        self.configs.compacted(self.log.snapshot_index)
 
     def report_snapshot(self, peer: NodeId, *, delivered: bool) -> None:
         """The runtime finished sending a snapshot to `peer`. Either way the leader
@@ -373,6 +442,8 @@ class Raft:
         hs = self.hard_state
         hard_state = hs if hs != self._emitted_hard_state else None
         self._emitted_hard_state = hs
+        members = self.members if self.members != self._emitted_members else None
+        self._emitted_members = self.members
         entries = self.log.take_unstable()
         apply_to = min(self.commit, self.persisted_index)
         committed = self.log.slice(self.applied_handed + 1, apply_to + 1)
@@ -389,6 +460,7 @@ class Raft:
             reads=self._reads,
             dropped_reads=self._dropped_reads,
             lost_entries=self._lost_entries,
+            members=members,
         )
         self._messages, self._messages_after_persist = [], []
         self._reads, self._dropped_reads = [], []
@@ -491,7 +563,7 @@ class Raft:
             peer: Progress(next_index) for peer in sorted(self.members.all - {self.id})
         }
         # the no-op lets this leader commit, and so learn the commit index (thesis 6.4)
-        self.log.append([Entry(self.term, next_index, EntryKind.NOOP)])
+        self._append([Entry(self.term, next_index, EntryKind.NOOP)])
         self._maybe_commit()
 
     def _tally(self) -> bool | None:
@@ -599,9 +671,13 @@ class Raft:
                 m.src, success=False, index=m.prev_index, hint_index=hint_index, hint_term=hint_term
             )
             return
+        last_before = self.log.last_index
         cut = self.log.merge(m.prev_index, m.entries)
         if cut is not None:
             self.persisted_index = min(self.persisted_index, cut - 1)
+            self.configs.truncated(cut)
+        first_new = cut if cut is not None else last_before + 1
+        self.configs.appended(self.log.slice(first_new, self.log.last_index + 1))
         last_new = m.prev_index + len(m.entries)
         self._commit_to(min(m.commit, last_new))
         self._answer_append(m.src, success=True, index=last_new)
@@ -642,7 +718,7 @@ class Raft:
             self._commit_to(meta.index)
         else:
             self.log.reset(meta.index, meta.term)
-            self.members = meta.members
+            self.configs.reset(meta.members)
             self.commit = self.persisted_index = self.applied_handed = meta.index
             self._snapshot_to_install = meta
             matched = meta.index
@@ -746,6 +822,26 @@ class Raft:
             self._broadcast_heartbeat()
             for pr in self.progress.values():
                 pr.heartbeat_interval_passed(self.read_seq)
+        if self.config.promote_learners:
+            self._promote_caught_up_learner()
+
+    def _promote_caught_up_learner(self) -> None:
+        """Promote a learner that kept within a few entries of this log for an election
+        timeout: a slow new member never counts toward a quorum it would hold up."""
+        lag = self.config.learner_catchup_entries
+        for learner in self.members.learners:
+            pr = self.progress[learner]
+            caught_up = (
+                pr.state is ReplicationState.REPLICATE and self.log.last_index - pr.match <= lag
+            )
+            pr.caught_up_ticks = pr.caught_up_ticks + 1 if caught_up else 0
+        ready = sorted(
+            learner
+            for learner in self.members.learners
+            if self.progress[learner].caught_up_ticks >= self.config.election_ticks
+        )
+        if ready and self.transfer_target is None and self._change_refusal() is None:
+            self.change_members(MemberChange(ChangeKind.PROMOTE, ready[0]))
 
     def _watch_own_disk(self) -> bool:
         """Hand leadership over, then step down, while an own write stays unconfirmed
@@ -758,15 +854,15 @@ class Raft:
             self.disk_wait_index, self.disk_wait_elapsed = self.log.last_index, 0
             return True
         self.disk_wait_elapsed += 1
-        others = sorted(self.members.voters - {self.id})
-        if not others:
+        best = self.most_caught_up_voter()
+        if best is None:
             return True  # nobody to hand over to
         timeout = self.config.election_ticks
         if self.disk_wait_elapsed >= 2 * timeout:
             self._become_follower(self.term, None)
             return False
         if self.disk_wait_elapsed >= timeout and self.transfer_target is None:
-            self.transfer_leadership(max(others, key=lambda p: self.progress[p].match))
+            self.transfer_leadership(best)
         return True
 
     def _broadcast_heartbeat(self) -> None:
@@ -820,6 +916,42 @@ class Raft:
             waiting, self.reads_waiting = self.reads_waiting, []
             for ctx in waiting:
                 self._register_read(ctx)
+        if self.configs.last_index <= self.commit:
+            self._forget_removed_members()
+            if self.id not in self.members.voters:
+                self._leave()
+
+    def _forget_removed_members(self) -> None:
+        for peer in self.progress.keys() - self.members.all:
+            del self.progress[peer]
+
+    def _leave(self) -> None:
+        """This leader's removal is committed: hand leadership to a voter whose log is
+        complete, if there is one, and step down."""
+        best = self.most_caught_up_voter()
+        if best is not None and self.progress[best].match == self.log.last_index:
+            self._send(TimeoutNow(src=self.id, dst=best, term=self.term))
+        self._become_follower(self.term, None)
+
+    def _append(self, entries: list[Entry]) -> None:
+        """Append this leader's own entries; a configuration among them is in force at once."""
+        self.log.append(entries)
+        before = self.members
+        self.configs.appended(entries)
+        if self.members != before:
+            self._members_changed()
+
+    def _members_changed(self) -> None:
+        """Leader only: follow a new configuration: replicate to new members, and count
+        the new quorum (it may be smaller). A removed member is still sent the log until
+        its removal commits, so that it learns it was removed."""
+        for peer in self.members.all - {self.id} - self.progress.keys():
+            self.progress[peer] = Progress(self.log.last_index)
+        if self.transfer_target is not None and self.transfer_target not in self.members.voters:
+            self.transfer_target = None
+            self.timeout_now_sent = False
+        self._maybe_commit()
+        self._release_reads()
 
     def _maybe_send_timeout_now(self) -> None:
         target = self.transfer_target
@@ -882,7 +1014,11 @@ class Raft:
         return entries
 
     def _send_snapshot(self, peer: NodeId, pr: Progress) -> None:
-        meta = SnapshotMeta(self.log.snapshot_index, self.log.snapshot_term, self.members)
+        meta = SnapshotMeta(
+            self.log.snapshot_index,
+            self.log.snapshot_term,
+            self.members_at(self.log.snapshot_index),
+        )
         pr.become_snapshot(meta.index)
         self._send(InstallSnapshot(src=self.id, dst=peer, term=self.term, meta=meta))
 
