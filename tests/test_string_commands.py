@@ -13,7 +13,7 @@ from test_expiry import T0, Store
 
 from trioraft import kv
 from trioraft.replies import OK, ErrorReply, Reply
-from trioraft.state import ReplicatedState, log_command
+from trioraft.state import ReplicatedState, Transaction, log_command
 
 SYNTAX = ErrorReply("ERR syntax error")
 NOT_INT = ErrorReply("ERR value is not an integer or out of range")
@@ -366,3 +366,18 @@ def test_incrbyfloat_keeps_the_deadline_and_rejects_a_blank_or_a_nul(store: Stor
     assert store("TTL k") == 100
     for increment in (b" 1", b"1 ", b"", b"1\0", b"\0"):
         assert kv.validate([b"INCRBYFLOAT", b"k", increment]) == NOT_A_FLOAT
+
+
+def test_randomkey_applied_in_a_transaction_leaves_replicas_alike() -> None:
+    """Inside MULTI it is applied on every replica, each choosing its own key: it must
+    delete nothing, or the replicas would part."""
+    replicas = [ReplicatedState(), ReplicatedState()]
+    for seed, state in enumerate(replicas):
+        state.store._random = random.Random(seed)
+        state.apply([b"SET", b"live", b"v"], 1, T0)
+        for i in range(20):
+            state.apply([b"SET", b"dead%d" % i, b"v", b"PX", b"10"], 2 + i, T0)
+        transaction = Transaction({}, [[b"RANDOMKEY"]] * 10).command()
+        assert state.apply(transaction, 30, T0 + 10) == [b"live"] * 10
+    assert dict(replicas[0].store.records()) == dict(replicas[1].store.records())
+    assert len(replicas[0].store) == 21

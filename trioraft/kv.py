@@ -75,7 +75,7 @@ import xxhash
 
 from trioraft import floats, glob
 from trioraft.closing import ClosedOnExit
-from trioraft.keyspace import FrozenKeyspace, Keyspace
+from trioraft.keyspace import BUCKETS, FrozenKeyspace, Keyspace
 from trioraft.replies import OK, ErrorReply, Reply, SimpleString
 
 __all__ = [
@@ -105,6 +105,8 @@ MAX_STRING_LENGTH: Final = 512 * 1024 * 1024
 KEYS_SLICE: Final = 2_000
 #: keys RANDOMKEY picks before it gives up finding one not past its deadline
 _RANDOMKEY_TRIES: Final = 100
+#: keys RANDOMKEY then reads in a row, at most, looking for one
+_RANDOMKEY_WALK: Final = 10_000
 #: SCAN's COUNT when none is given
 DEFAULT_SCAN_COUNT: Final = 10
 #: a larger COUNT counts as this: one call reads at most about this many keys, so that it
@@ -1204,14 +1206,28 @@ class KVStore:
         return 1
 
     def _randomkey(self, args: list[bytes]) -> Reply:
-        """A key picked at random, never one past its deadline: those met on the way are
-        hidden (a read) or deleted (a write), and another is picked, a bounded number of
-        times (as Redis, which gives up after 100 tries when all keys have a deadline)."""
+        """A key picked at random, never one past its deadline: those met are named for
+        deletion (`read_hiding`) and another is picked. After `_RANDOMKEY_TRIES` picks
+        (most keys are past their deadline), the first live key of up to
+        `_RANDOMKEY_WALK` keys from a random bucket on; None if there is none."""
         for _ in range(_RANDOMKEY_TRIES):
             key = self._keyspace.random_key(self._random)
-            if key is None or self._record(key) is not None:
+            if key is None or self._is_live(key):
                 return key
-        return None
+        cursor, keys = self._keyspace.scan(self._random.randrange(BUCKETS), _RANDOMKEY_WALK)
+        if cursor == 0 and len(keys) < _RANDOMKEY_WALK:
+            keys += self._keyspace.scan(0, _RANDOMKEY_WALK - len(keys))[1]
+        return next((key for key in keys if self._is_live(key)), None)
+
+    def _is_live(self, key: bytes) -> bool:
+        """Whether `key` is before its deadline. One past it is never deleted here, even
+        by a transaction being applied (RANDOMKEY's choice differs between replicas, and
+        so would their states): a read names it for deletion (`read_hiding`)."""
+        if _alive_meta(self._metas.get(key) or 0, self._now):
+            return True
+        if not self._applying:
+            self._hidden.append(key)
+        return False
 
     def _keys(self, args: list[bytes]) -> Reply:
         with self.search_keys(args[1], self._now) as search:
