@@ -36,6 +36,7 @@ from trioraft.core.messages import (
     RequestVoteResponse,
 )
 from trioraft.core.raft import Raft, ReadState, Role
+from trioraft.node import Node
 
 
 class SeamLost(AssertionError):
@@ -147,6 +148,15 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "term-not-persisted",
+        "a term learned from another node's message is written only when the vote changes "
+        "too, so the node answers in a term that a crash forgets",
+        lambda: raft_with(
+            "hard_state = hs if hs != self._emitted_hard_state else None",
+            "hard_state = hs if hs.vote != self._emitted_hard_state.vote else None",
+        ),
+    ),
+    Mutant(
         "ack-before-fsync",
         "a follower acknowledges entries before they are durable",
         lambda: AckBeforeFsync,
@@ -169,6 +179,15 @@ MUTANTS = (
         "a message from an older term is taken like one from a newer term: the node goes "
         "back to that term and acts on it (follows a deposed leader's AppendEntries)",
         lambda: raft_with("if m.term > self.term:", "if m.term != self.term:"),
+    ),
+    Mutant(
+        "stale-append-accepted",
+        "an AppendEntries from an older term is taken without a term change: the node "
+        "follows the deposed leader that sent it and merges its entries",
+        lambda: raft_with(
+            "elif m.term < self.term:",
+            "elif m.term < self.term and not isinstance(m, AppendEntries):",
+        ),
     ),
     Mutant(
         "read-without-quorum",
@@ -206,6 +225,12 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "commit-past-new-entries",
+        "a follower takes the leader's commit index from an AppendEntries without capping it "
+        "at the last entry the message carried",
+        lambda: raft_with("self._commit_to(min(m.commit, last_new))", "self._commit_to(m.commit)"),
+    ),
+    Mutant(
         "heartbeat-commit-uncapped",
         "a heartbeat carries the leader's commit index, not capped at what the follower matches",
         lambda: raft_with("commit=min(pr.match, self.commit),", "commit=self.commit,"),
@@ -213,6 +238,44 @@ MUTANTS = (
 )
 
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}
+
+
+# --- the runtime: the Trio node with one behaviour broken -----------------------------------
+
+
+class FollowerReadsBeforeApplying(Node):
+    async def _follower_read_index(self) -> tuple[int, int]:
+        _, time_ms = await super()._follower_read_index()
+        return self.applied, time_ms  # the leader's read index is dropped: no wait to apply
+
+
+@attrs.frozen
+class RuntimeMutant:
+    name: str
+    bug: str
+    node: type[Node]
+
+
+#: the runtime's own bugs, below the core: `test_mutants.py` runs the runtime test under
+#: random faults with each (tests/test_node.py), which must fail
+RUNTIME_MUTANTS = (
+    RuntimeMutant(
+        "follower-read-before-apply",
+        "a follower serves a linearizable read without waiting to apply the leader's read index",
+        FollowerReadsBeforeApplying,
+    ),
+)
+
+
+def seams_of(cls: type) -> list[str]:
+    """The methods a mutant subclass overrides; each must exist in the class it breaks,
+    or the mutant would add a method nobody calls (SeamLost)."""
+    base = cls.__mro__[1]
+    names = [name for name in vars(cls) if callable(vars(cls)[name]) and name != "__init__"]
+    for name in names:
+        if not hasattr(base, name):
+            raise SeamLost(f"{cls.__name__} overrides {name}, which {base.__name__} lacks")
+    return names
 
 
 @attrs.frozen

@@ -58,7 +58,7 @@ from trioraft.core.messages import (
     SnapshotMeta,
 )
 from trioraft.core.raft import RaftConfig
-from trioraft.node import Indeterminate, Node, NodeOptions, Unavailable, error_reply
+from trioraft.node import Indeterminate, Node, NodeOptions, Unavailable, WalItem, error_reply
 from trioraft.replies import Reply
 from trioraft.resp import encode
 from trioraft.snapshotter import SnapshotPolicy
@@ -456,6 +456,17 @@ async def write(node: Node, key: bytes, value: bytes) -> bytes:
 def get(node: Node, key: bytes) -> Reply:
     """GET from `node`'s local state machine, with no read barrier."""
     return node.store.read([b"GET", key])
+
+
+def slow_disk(node: Node, seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, each of `node`'s WAL writes takes `seconds` longer (a slow disk)."""
+    write_durably = type(node)._write_durably
+
+    async def slowly(batch: list[WalItem]) -> None:
+        await trio.sleep(seconds)
+        await write_durably(node, batch)
+
+    monkeypatch.setattr(node, "_write_durably", slowly)
 
 
 def hang_disk(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -526,6 +526,17 @@ class Checker:
         else:
             self._check_complete(node_id, core, fresh)
 
+    def check_following(self, node_id: NodeId, core: Raft) -> None:
+        """A node knows only the leader of its own term as its leader (it learns of it from
+        that leader's messages); following a deposed one would send it clients' work."""
+        followed = core.leader_id
+        if followed is not None and followed != self.leaders.get(core.term):
+            self.fail(
+                "leader knowledge",
+                f"{node_id} in term {core.term} follows {followed}, but "
+                f"{self.leaders.get(core.term)} leads that term",
+            )
+
     def restarted(self, node_id: NodeId, core: Raft) -> None:
         self.seen_commit[node_id] = core.commit
 
@@ -1315,6 +1326,9 @@ class Simulation:
                 if core.term not in checker.leaders:
                     self._new_leader(node.id, core.term)
                 checker.check_leader(node.id, core, fresh)
+        for node in self.nodes:
+            if node.dirty and node.core is not None:
+                checker.check_following(node.id, node.core)
             node.dirty = False
         committed = checker.committed
         for index in range(self.survival_checked + 1, len(committed)):

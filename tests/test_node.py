@@ -22,6 +22,7 @@ from nodetools import (
     hold_clock_during_threads,
     open_cluster,
     set_command,
+    slow_disk,
     wait_until,
     write,
 )
@@ -472,10 +473,11 @@ async def test_shutdown_hands_leadership_to_a_live_follower(
 
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_under_random_faults_no_acknowledged_write_is_lost_and_no_read_is_stale(
-    clock: MockClock, tmp_path: Path, seed: int
+    clock: MockClock, tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Clients write increasing numbers to a key each, and read them back after a read
-    barrier, on random nodes, while nodes crash and restart and minorities are cut off."""
+    barrier, on random nodes, while nodes crash and restart, minorities are cut off and
+    disks turn slow."""
     rng = random.Random(seed)
     #: per key: the highest number acknowledged, and the highest ever sent
     acknowledged: dict[bytes, int] = {}
@@ -506,8 +508,12 @@ async def test_under_random_faults_no_acknowledged_write_is_lost_and_no_read_is_
         down: list[str] = []
         for _ in range(12):
             await trio.sleep(rng.uniform(0.1, 1.0))
-            fault = rng.choice(["crash", "restart", "partition", "heal"])
-            if fault == "crash" and not down:
+            fault = rng.choice(["crash", "restart", "partition", "heal", "slow disk"])
+            if fault == "slow disk":
+                # it lags behind the commit index: a read through it must wait to apply
+                # (each write well within an election timeout: a slow disk, not a hung one)
+                slow_disk(rng.choice(cluster.nodes), rng.uniform(0.05, 0.2), monkeypatch)
+            elif fault == "crash" and not down:
                 down.append(rng.choice(cluster.ids))
                 await cluster.crash(down[-1])
             elif fault == "restart" and down:
