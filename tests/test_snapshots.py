@@ -72,6 +72,39 @@ def test_write_and_load_round_trip(tmp_path: Path) -> None:
     assert path.stat().st_size == header.data_offset + len(data)
 
 
+#: a snapshot file of 5 bytes of data at (500, 3), voters n1 and n2, learner n4: magic,
+#: format version, header length, index, term, data size, data crc, voter and learner
+#: counts, the ids (each after its length), the header's crc, then the data
+SNAPSHOT_FILE = (
+    "5452494f534e4150"
+    "01000000"
+    "44000000"
+    "f401000000000000"
+    "0300000000000000"
+    "0500000000000000"
+    "fbd293a3"
+    "02000000"
+    "01000000"
+    "02006e31"
+    "02006e32"
+    "02006e34"
+    "a8d04b83"
+    "7374617465"
+)
+
+
+def test_the_file_format_is_fixed(tmp_path: Path) -> None:
+    """Fixed bytes, so a change of the on-disk format cannot pass unnoticed (a new version
+    must read an old snapshot; see docs/data-format.md)."""
+    at = meta(500, 3, Members(frozenset({"n1", "n2"}), frozenset({"n4"})))
+    written = SnapshotStore(tmp_path / "written").write(at, b"state")
+    assert written.read_bytes().hex() == SNAPSHOT_FILE
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / written.name).write_bytes(bytes.fromhex(SNAPSHOT_FILE))
+    assert SnapshotStore(old).load_latest() == (at, b"state")
+
+
 def test_write_from_chunks_and_empty_data(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path)
     chunks = [blob(1000, seed) for seed in range(10)]
