@@ -13,6 +13,7 @@ import resource
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from procs import (
@@ -187,16 +188,23 @@ def send_until_refused(sock: socket.socket, chunk: bytes, limit: int) -> int:
     return sent
 
 
-def test_a_100_mb_line_without_newline_is_cut_off_quickly(
+def socket_buffers_max() -> int:
+    """The most bytes the kernel may hold for one TCP connection: the sender's buffer and
+    the receiver's (loopback carries them in memory), from the kernel's own limits."""
+    limits = (Path("/proc/sys/net/ipv4/tcp_rmem"), Path("/proc/sys/net/ipv4/tcp_wmem"))
+    return sum(int(path.read_text().split()[2]) for path in limits)
+
+
+def test_a_100_mb_line_without_newline_is_cut_off_at_the_line_limit(
     target: Node, writer: BackgroundWriter
 ) -> None:
+    """The node reads at most its 64 KiB line limit before it cuts the client off: the
+    client gets no further than that plus what the sockets' buffers take (how long that
+    takes depends on the machine's load, so it is not measured)."""
     before = target.rss_kib()
-    started = time.monotonic()
     with connect(target) as sock:
         sent = send_until_refused(sock, b"x" * MIB, 100 * MIB)
-    elapsed = time.monotonic() - started
-    assert sent < 100 * MIB
-    assert elapsed < 10
+    assert sent <= 64 * 1024 + socket_buffers_max() + MIB  # MIB: the chunk in flight
     assert target.rss_kib() - before < 32 * 1024
     assert_served_throughout(writer, target)
 

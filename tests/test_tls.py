@@ -414,7 +414,9 @@ async def client_listener(
 async def test_a_tls_handshake_has_a_deadline_and_blocks_no_one(pki: Pki) -> None:
     contexts = load_contexts(pki.nodes["n1"])
     client_context = ssl.create_default_context(cafile=pki.ca)
-    async with client_listener(contexts, handshake_timeout=0.5) as (server, address):
+    # long enough for the other client's handshake on a loaded machine (it must complete
+    # within it too), short enough not to slow the test much
+    async with client_listener(contexts, handshake_timeout=2.0) as (server, address):
         silent = await trio.open_tcp_stream(*address)
         async with silent:
             # a TLS client completes its handshake while the silent one holds its own
