@@ -56,6 +56,7 @@ Properties, checked after every step (the checker remembers across steps and res
 - read index safety: a read is released at an index no lower than any commit index seen
   before the read was issued, and by a leader of a term no older than any led in by then;
 - PreVote changes nobody's term: neither the pre-candidate's nor a voter's;
+- leader knowledge: a node knows as its leader only the one that leads its own term;
 - the persistence promises the Ready contract exists for: no message but a PreVote or a
   heartbeat answer carries a term that is not durable at its sender, a granted vote is
   durable before it is sent, a successful append acknowledgement is backed by the disk,
