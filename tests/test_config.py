@@ -119,7 +119,8 @@ def test_ticks_round_up() -> None:
 
 def test_every_key_set(tmp_path: Path) -> None:
     text = top(
-        'fsync = false\npassword = "pw"\nlog_level = "debug"\nlog_format = "json"',
+        'fsync = false\npassword = "pw"\nlog_level = "debug"\nlog_format = "json"\n'
+        'metrics_addr = "127.0.0.1:9101"',
         with_table(
             "raft",
             "tick_ms = 5\nheartbeat_ms = 20\nelection_timeout_min_ms = 100\n"
@@ -136,6 +137,7 @@ def test_every_key_set(tmp_path: Path) -> None:
     assert cfg.password == "pw"
     assert cfg.log_level == "debug"
     assert cfg.log_format == "json"
+    assert cfg.metrics_addr == Address("127.0.0.1", 9101)
     assert cfg.raft == RaftConfig(5, 20, 100, 200, 10, 1000, 1)
     assert cfg.limits == Limits(100, 200, 10, 1000, 5, 60, 4096, 8192)
     assert cfg.tls == TlsConfig(
@@ -289,6 +291,7 @@ def test_empty_file(tmp_path: Path) -> None:
         ("password = 1234", "password: expected a string, got 1234"),
         ("log_level = true", "log_level: expected a string, got true"),
         ("log_format = 1", "log_format: expected a string, got 1"),
+        ("metrics_addr = 9101", 'metrics_addr: expected an address "host:port", got 9101'),
         ("raft = 5", "raft: expected a table, got 5"),
         ('limits = "big"', 'limits: expected a table, got "big"'),
         ("tls = []", "tls: expected a table, got an array"),
@@ -478,6 +481,11 @@ def test_idle_timeout_zero_is_allowed(tmp_path: Path) -> None:
             'cluster_token = "secret"',
             'cluster_token = "secret"\nlog_format = "jsno"',
             'log_format: expected one of text, json, got "jsno" (did you mean json?)',
+        ),
+        (
+            'cluster_token = "secret"',
+            'cluster_token = "secret"\nmetrics_addr = "0.0.0.0:7001"',
+            "metrics_addr: 0.0.0.0:7001 is also client_addr (127.0.0.1:7001)",
         ),
         (
             'cluster_token = "secret"',

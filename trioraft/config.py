@@ -244,6 +244,8 @@ class Config:
     #: how log lines are written: "text" (`TIME LEVEL NODE event key=value ...`) or "json"
     #: (one JSON object per line)
     log_format: str = "text"
+    #: when set, where the node serves /metrics (Prometheus), /health and /ready over HTTP
+    metrics_addr: Address | None = None
     #: the initial cluster; every node's file lists the same members
     members: tuple[Member, ...]
     #: the `[raft]` table: timing and snapshot policy
@@ -447,6 +449,7 @@ def validate_config(cfg: Config) -> list[str]:
         problems.append("password: must not be empty (leave the key out for no password)")
     problems += _one_of("log_level", cfg.log_level, LOG_LEVELS)
     problems += _one_of("log_format", cfg.log_format, LOG_FORMATS)
+    problems += _metrics_addr_problems(cfg)
     problems += _raft_problems(cfg.raft)
     problems += _limits_problems(cfg.limits)
     problems += _members_problems(cfg)
@@ -459,6 +462,19 @@ def _one_of(key: str, value: str, choices: Sequence[str]) -> list[str]:
     close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return [f"{key}: expected one of {', '.join(choices)}, got {_describe(value)}{hint}"]
+
+
+def _metrics_addr_problems(cfg: Config) -> list[str]:
+    if cfg.metrics_addr is None:
+        return []
+    mine = cfg.metrics_addr
+    problems = []
+    for name in ("client_addr", "peer_addr"):
+        other: Address = getattr(cfg, name)
+        same_host = other.host == mine.host or other.is_wildcard or mine.is_wildcard
+        if other.port == mine.port and same_host:
+            problems.append(f"metrics_addr: {mine} is also {name} ({other})")
+    return problems
 
 
 def _positive(section: str, obj: object, names: Sequence[str], least: int = 1) -> list[str]:

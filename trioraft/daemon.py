@@ -14,6 +14,7 @@ one line saying what and where, and whether a restart could fix it (`permanent`)
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import resource
 import signal
@@ -30,6 +31,8 @@ from trioraft.core.messages import Members, SnapshotMeta
 from trioraft.core.raft import RaftConfig
 from trioraft.logs import NodeLogger
 from trioraft.node import Node, NodeOptions
+from trioraft.ops.health import Endpoint
+from trioraft.ops.metrics import instrument, probe_peers
 from trioraft.server import ClientServer, Limits
 from trioraft.snapshotter import SnapshotPolicy
 from trioraft.state import ReplicatedState
@@ -190,7 +193,10 @@ def _names(members: Members) -> str:
 
 
 async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: NodeLogger) -> None:
-    for key, address in (("peer_addr", config.peer_addr), ("client_addr", config.client_addr)):
+    listening = [("peer_addr", config.peer_addr), ("client_addr", config.client_addr)]
+    if config.metrics_addr is not None:
+        listening.append(("metrics_addr", config.metrics_addr))
+    for key, address in listening:
         await _check_listen_address(key, address, log)
 
     def make_transport(handler: RpcHandler) -> TcpTransport:
@@ -214,6 +220,7 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
         fresh=storage.data_dir.created,
     )
     server = ClientServer(node, server_limits(config), config.password)
+    serving = False
     status = StatusLine()
     node.role_watchers.append(lambda: status.update(role_and_term(node)))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -222,6 +229,14 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
             if interval is not None:
                 nursery.start_soon(watchdog, interval)
             await _start(nursery, node.run, "peer_addr", config.peer_addr)
+            if config.metrics_addr is not None:
+                await _serve_metrics(
+                    nursery,
+                    node,
+                    server,
+                    config.metrics_addr,
+                    lambda: serving and node.accepted.is_set(),
+                )
             nursery.start_soon(expiry.sweep, node)  # deletes due keys while this node leads
             client_scope = trio.CancelScope()
 
@@ -241,6 +256,7 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
                 peer=str(config.peer_addr),
                 tls="on" if tls is not None else "off",
             )
+            serving = True
             nursery.start_soon(_ready_once_accepted, node, log)
             async for signum in signals:
                 log.info("stopping", signal=signal.Signals(signum).name)
@@ -250,6 +266,20 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
                 nursery.cancel_scope.cancel()
                 break
     log.info("stopped")
+
+
+async def _serve_metrics(
+    nursery: trio.Nursery,
+    node: Node,
+    server: ClientServer,
+    address: Address,
+    serving: Callable[[], bool],
+) -> None:
+    """Serve /metrics, /health and /ready at `address`, and probe the peers' round trips."""
+    endpoint = Endpoint(node, instrument(node, server), serving)
+    task = functools.partial(endpoint.serve, address.host, address.port)
+    await _start(nursery, task, "metrics_addr", address)
+    nursery.start_soon(probe_peers, node, node.metrics)
 
 
 def role_and_term(node: Node) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import time
 from collections.abc import Callable, Hashable, Sized
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ from trioraft.core.messages import (
 from trioraft.core.raft import Raft, RaftConfig, Ready, Role
 from trioraft.forwarding import Forwarder
 from trioraft.logs import NodeLogger
+from trioraft.ops.metrics import NodeMetrics
 from trioraft.replies import ErrorReply, Reply
 from trioraft.resp import encode
 from trioraft.snapshotter import SnapshotPolicy, Snapshotter
@@ -157,6 +159,8 @@ class Node:
         does not check that its data dir is the one the cluster knows (tests). `clock`
         is the wall clock (Unix ms) its proposals are stamped with (see stamps.py)."""
         self.options = options
+        #: what happened to the node, counted for /metrics
+        self.metrics = NodeMetrics()
         self.id = options.node_id
         self.log = NodeLogger(options.node_id, "trioraft.node")
         self.wal = wal
@@ -213,6 +217,7 @@ class Node:
         self._last_term = self.core.term
         #: called after the role, the leader or the term changed
         self.role_watchers: list[Callable[[], None]] = []
+        self.metrics.watch(self)
         self.stopping = False
         #: this data dir's incarnation id, and whether the data dir was created just now
         self.incarnation = incarnation
@@ -436,10 +441,12 @@ class Node:
         self._wal_stall_reported = False
 
     async def _write_durably(self, batch: list[WalItem]) -> None:
+        started = time.perf_counter()
         if self.options.fsync:
             await trio.to_thread.run_sync(self._write_batch, batch)
         else:
             self._write_batch(batch)  # no fsync: the writes alone do not block for long
+        self.metrics.wal_fsync.observe(time.perf_counter() - started)
 
     def _write_batch(self, batch: list[WalItem]) -> None:
         """In a worker thread (when fsyncing): write every item in order, then one
@@ -469,9 +476,14 @@ class Node:
         time_ms = self._stamper.next(self._clock())
         try:
             placed = self.core.propose([stamp(command, time_ms) for command in commands])
-        except TransferInProgress:
+        except (NotLeader, TransferInProgress) as exc:
+            self.metrics.proposals_not_leader.inc(len(commands))
+            if isinstance(exc, NotLeader):
+                raise
             raise NotLeader(None) from None
         except TooMuchUncommitted as exc:
+            self.metrics.proposals_overloaded.inc(len(commands))
+            self.metrics.rejected_overloaded.inc(len(commands))
             return [encode(error_reply(Overloaded(str(exc))))] * len(commands)
         waiters = []
         for index, term in placed:
@@ -487,9 +499,12 @@ class Node:
     def _outcome(self, index: int, waiter: _Waiter) -> bytes:
         if not waiter.done.is_set():
             self._waiters.pop(index, None)
+            self.metrics.proposals_timeout.inc()
             return encode(error_reply(Indeterminate("no answer from a majority in time")))
         if waiter.replaced:
+            self.metrics.proposals_lost.inc()
             return encode(error_reply(Unavailable("leadership changed before the write committed")))
+        self.metrics.proposals_applied.inc()
         return encode(waiter.reply)
 
     async def read_barrier(self) -> int:
@@ -516,6 +531,7 @@ class Node:
     async def _leader_read_index(self) -> tuple[int, int]:
         ctx = next(self._read_ids)
         waiter = _ReadWaiter()
+        self.metrics.read_rounds_self.inc()
         try:
             self.core.read_index(ctx)
         except NotLeader:
@@ -546,6 +562,7 @@ class Node:
             try:
                 if leader is None or leader == self.id:
                     raise Unavailable("no leader")
+                self.metrics.read_rounds_leader.inc()
                 point = await self._call_leader(
                     leader, "read_index", None, self.options.request_timeout
                 )
@@ -594,6 +611,7 @@ class Node:
                 except NotLeader:
                     await self._await_progress_until(deadline)
                     continue
+            self.metrics.forwarded.inc(len(commands))
             try:
                 return await self._forwarder.forward(
                     leader, commands, max(deadline - trio.current_time(), 0.01)

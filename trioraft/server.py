@@ -46,6 +46,7 @@ from trioraft.handshake import (
 from trioraft.info import render_info
 from trioraft.logs import NodeLogger
 from trioraft.node import Indeterminate, Node, Unavailable, error_reply
+from trioraft.ops.metrics import UNKNOWN_COMMAND, Timings
 from trioraft.redis import transaction
 from trioraft.replies import OK, PONG, ErrorReply, Map, Reply, SimpleString, Verbatim
 from trioraft.resp import (
@@ -174,6 +175,8 @@ class ClientServer:
             b"WATCH": self._watch,
             b"EXEC": self._exec,
         }
+        #: the request duration histogram of each known command, by upper-case name
+        self._timings: dict[bytes, Timings] = {}
 
     async def serve(
         self,
@@ -216,6 +219,7 @@ class ClientServer:
         self.stats.connections_received += 1
         if self.stats.connected >= self.limits.max_clients:
             self.stats.connections_rejected += 1
+            self.node.metrics.rejected_max_clients.inc()
             with trio.move_on_after(1):  # TLS: the handshake included
                 await stream.send_all(encode(ErrorReply("ERR max number of clients reached")))
             await trio.aclose_forcefully(stream)
@@ -225,8 +229,10 @@ class ClientServer:
             if isinstance(stream, trio.SSLStream):
                 await self._tls_handshake(stream, tcp)
             await self._converse(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except trio.TooSlowError:  # idle, or not reading its replies
+            self.node.metrics.rejected_too_slow.inc()
         finally:
             self.stats.connected -= 1
             await trio.aclose_forcefully(stream)
@@ -279,6 +285,7 @@ class ClientServer:
             out = bytearray()
             await self._run(conn, requests, out, stream)
             if failure is not None:
+                self.node.metrics.rejected_protocol.inc()
                 encode_into(out, ErrorReply(f"ERR Protocol error: {failure}"))
                 conn.closing = True
             if out:
@@ -301,14 +308,30 @@ class ClientServer:
                     end += 1
             batch = requests[k:end]
             self.stats.commands_processed += len(batch)
+            started = time.perf_counter()
             if kind is _Kind.LOCAL:
                 encode_into(out, await self._run_local(conn, batch[0]), conn.resp3)
             elif kind is _Kind.WRITE:
                 await self._run_writes(conn, batch, out)
             else:
                 await self._run_reads(conn, batch, out, stream)
+            seconds = time.perf_counter() - started
+            for args in batch:
+                self._timing(args[0]).observe(seconds)
             k = end
             await self._flush_if_full(out, stream)
+
+    def _timing(self, name: bytes) -> Timings:
+        """The request duration histogram of the command `name`, bound on first use."""
+        upper = name.upper()
+        timing = self._timings.get(upper)
+        if timing is None:
+            if upper in self._local or upper in self._local_async or kv.is_data_command(upper):
+                timing = self.node.metrics.command_timing(upper.decode().lower())
+                self._timings[upper] = timing
+            else:  # not kept: clients could fill the table with made-up names
+                timing = self.node.metrics.command_timing(UNKNOWN_COMMAND)
+        return timing
 
     async def _flush_if_full(self, out: bytearray, stream: trio.abc.Stream) -> None:
         """Send the replies in `out` once they pass the unread-reply limit."""
@@ -353,6 +376,7 @@ class ClientServer:
     async def _run_local(self, conn: _Connection, args: list[bytes]) -> Reply:
         name = args[0].upper()
         if not conn.authenticated and name not in (b"AUTH", b"HELLO", b"QUIT"):
+            self.node.metrics.rejected_noauth.inc()
             return ErrorReply("NOAUTH Authentication required.")
         if conn.queued is not None:
             if name not in transaction.RUN_AT_ONCE:

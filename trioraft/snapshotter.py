@@ -144,23 +144,24 @@ class Snapshotter:
             keys = held[0].keys
             self._bytes_since = 0
             started = trio.current_time()
-            await trio.to_thread.run_sync(self._write, meta, held)
+            size = await trio.to_thread.run_sync(self._write, meta, held)
             self.index = max(self.index, index)
-            node.log.info(
-                "snapshot taken",
-                index=index,
-                keys=keys,
-                seconds=round(trio.current_time() - started, 3),
-            )
+            seconds = trio.current_time() - started
+            node.metrics.snapshot_durations["taken"].observe(seconds)
+            node.metrics.snapshot_bytes["taken"].inc(size)
+            node.log.info("snapshot taken", index=index, keys=keys, seconds=round(seconds, 3))
             self._compact(index - self.policy.catchup_entries)
             return index
 
-    def _write(self, meta: SnapshotMeta, held: list[Capture]) -> None:
-        """In a worker thread: serialize and write the capture held in `held`. It is taken
-        out of the list, so that the copy is freed here as it is serialized, not in the
-        event loop (freeing a copy of a large keyspace takes tens of milliseconds)."""
+    def _write(self, meta: SnapshotMeta, held: list[Capture]) -> int:
+        """In a worker thread: serialize and write the capture held in `held`; returns
+        the data's size. It is taken out of the list, so that the copy is freed here as
+        it is serialized, not in the event loop (freeing a copy of a large keyspace takes
+        tens of milliseconds)."""
         capture = held.pop()
-        self.store.write(meta, ReplicatedState.serialize(capture))
+        data = ReplicatedState.serialize(capture)
+        self.store.write(meta, data)
+        return len(data)
 
     def _compact(self, index: int) -> None:
         from trioraft.node import WalItem
@@ -185,6 +186,7 @@ class Snapshotter:
         delivered = False
         try:
             await trio.sleep(backoff.pause)
+            started = trio.current_time()
             meta = await trio.to_thread.run_sync(self.store.latest)
             assert meta is not None, "the log is compacted only after a snapshot is written"
             reader = await trio.to_thread.run_sync(self.store.open_reader, meta)
@@ -202,6 +204,7 @@ class Snapshotter:
                     peer, "snapshot_begin", header, policy.rpc_timeout
                 )
                 assert isinstance(offset, int)
+                sent_bytes = node.metrics.snapshot_bytes["sent"]
                 while offset < reader.size:
                     chunk = await trio.to_thread.run_sync(reader.read, offset, policy.chunk_bytes)
                     await node.transport.call(
@@ -211,15 +214,18 @@ class Snapshotter:
                         policy.rpc_timeout,
                     )
                     offset += len(chunk)
+                    sent_bytes.inc(len(chunk))
             finally:
                 reader.close()
             await node.transport.call(
                 peer, "snapshot_install", [meta.index, meta.term, term], policy.rpc_timeout
             )
             delivered = True
+            node.metrics.snapshot_durations["sent"].observe(trio.current_time() - started)
             backoff.succeeded()
             node.log.info("snapshot sent", to=peer, index=meta.index)
         except (RpcError, StorageError) as exc:
+            node.metrics.snapshot_send_failures.inc()
             backoff.failed()
             node.log.warning(
                 "snapshot transfer failed", to=peer, error=str(exc), retry_after=backoff.pause
@@ -275,6 +281,7 @@ class Snapshotter:
 
     async def _install(self, leader: NodeId, receiver: SnapshotReceiver, leader_term: int) -> None:
         meta = receiver.meta
+        started = trio.current_time()
         async with self._lock:
             path = await trio.to_thread.run_sync(receiver.finish)
             self._receiver = None
@@ -283,6 +290,9 @@ class Snapshotter:
             )
         self.index = max(self.index, meta.index)
         self._installed = (meta, state)
+        metrics = self.node.metrics
+        metrics.snapshot_durations["installed"].observe(trio.current_time() - started)
+        metrics.snapshot_bytes["installed"].inc(receiver.total_size)
         self.node.core.step(
             InstallSnapshot(src=leader, dst=self.node.id, term=leader_term, meta=meta)
         )
