@@ -21,12 +21,14 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import attrs
 
 from trioraft import __version__
 from trioraft.config import (
+    Address,
+    Config,
     ConfigError,
     Member,
     cluster_configs,
@@ -62,6 +64,10 @@ EXIT_STATUSES = (
         "data, unusable TLS files); the unit does not restart it",
     ),
 )
+
+
+#: the environment variable `backup` takes a node's client password from
+PASSWORD_VARIABLE = "TRIORAFT_PASSWORD"
 
 
 class CliError(Exception):
@@ -202,31 +208,36 @@ def _init_arguments(p: argparse.ArgumentParser, quick_start: bool = False) -> No
 
 
 def _init(args: argparse.Namespace) -> int:
-    members: tuple[Member, ...]
+    members = _members(args)
+    if args.token == "":
+        raise CliError(EXIT_USAGE, "--token must not be empty")
+    token = args.token if args.token is not None else new_token()
+    _write_configs(cluster_configs(members, token=token, data_root=args.data_root), args)
+    return 0
+
+
+def _members(args: argparse.Namespace) -> tuple[Member, ...]:
+    """The members init's options describe."""
     if args.hosts is not None:
         if args.host is not None:
             raise CliError(EXIT_USAGE, "--host goes with --nodes; --hosts names every host")
         if args.client_port == args.peer_port:
             raise CliError(EXIT_USAGE, "--client-port and --peer-port must differ")
-        members = one_per_host_members(args.hosts, args.client_port, args.peer_port)
-    else:
-        last = max(args.client_port, args.peer_port) + args.nodes - 1
-        if last > 65535:
-            raise CliError(EXIT_USAGE, f"--nodes {args.nodes} needs ports up to {last}")
-        if abs(args.client_port - args.peer_port) < args.nodes:
-            raise CliError(
-                EXIT_USAGE,
-                f"--client-port {args.client_port} and --peer-port {args.peer_port} are too "
-                f"close: {args.nodes} nodes need {args.nodes} ports of each kind",
-            )
-        members = same_host_members(
-            args.nodes, args.host or "127.0.0.1", args.client_port, args.peer_port
+        return one_per_host_members(args.hosts, args.client_port, args.peer_port)
+    last = max(args.client_port, args.peer_port) + args.nodes - 1
+    if last > 65535:
+        raise CliError(EXIT_USAGE, f"--nodes {args.nodes} needs ports up to {last}")
+    if abs(args.client_port - args.peer_port) < args.nodes:
+        raise CliError(
+            EXIT_USAGE,
+            f"--client-port {args.client_port} and --peer-port {args.peer_port} are too "
+            f"close: {args.nodes} nodes need {args.nodes} ports of each kind",
         )
-    if args.token == "":
-        raise CliError(EXIT_USAGE, "--token must not be empty")
-    token = args.token if args.token is not None else new_token()
-    configs = cluster_configs(members, token=token, data_root=args.data_root)
+    return same_host_members(args.nodes, args.host or "127.0.0.1", args.client_port, args.peer_port)
 
+
+def _write_configs(configs: Sequence[Config], args: argparse.Namespace) -> None:
+    """Write each config to `--out`/ID.toml, refusing to overwrite one without `--force`."""
     out: Path = args.out
     paths = [out / f"{cfg.node_id}.toml" for cfg in configs]
     if not args.force:
@@ -241,7 +252,6 @@ def _init(args: argparse.Namespace) -> int:
         raise CliError(EXIT_FAILURE, f"cannot write {e.filename or out}: {e.strerror}") from None
     for path in paths:
         print(f"wrote {path}")
-    return 0
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -319,9 +329,11 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status_arguments(p: argparse.ArgumentParser) -> None:
+def _status_arguments(p: argparse.ArgumentParser, timeout: float = 5.0) -> None:
     p.add_argument("address", metavar="ADDR", help="a node's client address, host:port")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    p.add_argument(
+        "--timeout", type=float, default=timeout, help=f"seconds to wait (default {timeout:g})"
+    )
     p.add_argument(
         "--cacert",
         metavar="FILE",
@@ -330,18 +342,139 @@ def _status_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _status(args: argparse.Namespace) -> int:
-    from trioraft.status import print_cluster_status
-
+def _node_address(args: argparse.Namespace) -> tuple[Address, ssl.SSLContext | None]:
+    """The node that `_status_arguments` name, and the TLS to speak to it."""
     try:
         address = parse_address(args.address)
     except ValueError as e:
         raise CliError(EXIT_USAGE, str(e)) from None
     try:
         tls = ssl.create_default_context(cafile=args.cacert) if args.cacert else None
+    except OSError as exc:
+        raise CliError(EXIT_USAGE, f"--cacert {args.cacert}: {describe(exc)}") from None
+    return address, tls
+
+
+def _status(args: argparse.Namespace) -> int:
+    from trioraft.status import print_cluster_status
+
+    address, tls = _node_address(args)
+    try:
         print_cluster_status(address.host, address.port, args.timeout, tls)
     except (OSError, ValueError) as exc:
         raise CliError(EXIT_FAILURE, f"{address}: {describe(exc)}") from None
+    return 0
+
+
+# ---- backup, restore ----------------------------------------------------------------
+
+
+def _backup_arguments(p: argparse.ArgumentParser) -> None:
+    _status_arguments(p, timeout=60.0)
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        type=Path,
+        required=True,
+        help="write the backup to FILE (through FILE.tmp, renamed once checked); a node "
+        f"with a password is sent AUTH with the password in ${PASSWORD_VARIABLE}",
+    )
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from trioraft.ops.backup import BackupError, fetch_backup
+    from trioraft.storage import StorageError
+
+    address, tls = _node_address(args)
+    progress = _Progress(sys.stderr)
+    try:
+        header = fetch_backup(
+            address.host,
+            address.port,
+            args.out,
+            timeout=args.timeout,
+            tls=tls,
+            password=os.environ.get(PASSWORD_VARIABLE),
+            progress=progress.show,
+        )
+    except (OSError, BackupError, StorageError) as exc:
+        progress.end()
+        raise CliError(EXIT_FAILURE, f"{address}: {describe(exc)}") from None
+    progress.end()
+    print(
+        f"wrote {args.out}: the state at index {header.meta.index} (term {header.meta.term}), "
+        f"{header.size} bytes, checksum verified"
+    )
+    return 0
+
+
+class _Progress:
+    """One progress line on a terminal, rewritten in place; nothing on anything else."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.shown = False
+
+    def show(self, received: int, total: int) -> None:
+        if self.stream.isatty():
+            percent = 100 * received // total if total else 100
+            mib = 1024 * 1024
+            self.stream.write(
+                f"\rreceived {received / mib:.1f} of {total / mib:.1f} MiB ({percent}%)"
+            )
+            self.stream.flush()
+            self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.shown = False
+
+
+def _restore_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("backup", metavar="FILE", type=Path, help="a file written by trioraft backup")
+    _init_arguments(p)
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from trioraft.ops.backup import (
+        BackupError,
+        read_backup,
+        refuse_used_data_dirs,
+        write_data_dirs,
+    )
+    from trioraft.storage import StorageError
+
+    if args.token is not None:
+        raise CliError(
+            EXIT_USAGE,
+            "--token: a restored cluster always gets a new random token, so that no node "
+            "of the old cluster can ever talk to it",
+        )
+    members = _members(args)
+    configs = cluster_configs(members, token=new_token(), data_root=args.data_root)
+    # where the nodes will find their data dirs: relative to the folder of their configs
+    placed = [attrs.evolve(c, data_dir=args.out.absolute() / c.data_dir) for c in configs]
+    try:
+        meta, state = read_backup(args.backup)
+        refuse_used_data_dirs(placed)
+    except (BackupError, StorageError) as exc:
+        raise CliError(EXIT_FAILURE, str(exc)) from None
+    except OSError as exc:
+        raise CliError(EXIT_FAILURE, f"{args.backup}: {describe(exc)}") from None
+    keys = len(state.store)
+    _write_configs(configs, args)
+    try:
+        write_data_dirs(meta, state, placed)
+    except StorageError as exc:
+        raise CliError(EXIT_FAILURE, str(exc)) from None
+    for config in placed:
+        print(f"wrote {config.data_dir}")
+    print(
+        f"restored the state at index {meta.index} ({keys} keys) into a new cluster of "
+        f"{len(placed)} nodes with a new cluster token; start every node with "
+        f"trioraft serve --config {args.out}/nK.toml"
+    )
     return 0
 
 
@@ -427,6 +560,18 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("status", "show the cluster as a node sees it", _status_arguments, _status),
     Command("check", "check a data dir offline", _check_arguments, _check),
+    Command(
+        "backup",
+        "save a consistent copy of a running cluster's keys to a file",
+        _backup_arguments,
+        _backup,
+    ),
+    Command(
+        "restore",
+        "write the configs and data dirs of a new cluster starting from a backup",
+        _restore_arguments,
+        _restore,
+    ),
 )
 
 

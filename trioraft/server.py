@@ -29,7 +29,7 @@ import itertools
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import attrs
 import trio
@@ -46,6 +46,7 @@ from trioraft.handshake import (
 from trioraft.info import render_info
 from trioraft.logs import NodeLogger
 from trioraft.node import Indeterminate, Node, Unavailable, error_reply
+from trioraft.ops.backup import BACKUP_COMMAND, backup_stream, take_backup
 from trioraft.ops.metrics import UNKNOWN_COMMAND, Timings
 from trioraft.redis import transaction
 from trioraft.replies import OK, PONG, ErrorReply, Map, Reply, SimpleString, Verbatim
@@ -140,6 +141,12 @@ class _Connection:
         self.watched = {}
 
 
+#: a command that sends its reply itself: (connection, args, replies so far, stream)
+_StreamingHandler: TypeAlias = Callable[
+    [_Connection, list[bytes], bytearray, trio.abc.Stream], Awaitable[None]
+]
+
+
 class ClientServer:
     def __init__(self, node: Node, limits: Limits, password: str | None = None) -> None:
         self.node = node
@@ -175,6 +182,8 @@ class ClientServer:
             b"WATCH": self._watch,
             b"EXEC": self._exec,
         }
+        #: connection commands that stream their reply themselves
+        self._streaming: dict[bytes, _StreamingHandler] = {BACKUP_COMMAND: self._raft_backup}
         #: the request duration histogram of each known command, by upper-case name
         self._timings: dict[bytes, Timings] = {}
 
@@ -309,7 +318,10 @@ class ClientServer:
             batch = requests[k:end]
             self.stats.commands_processed += len(batch)
             started = time.perf_counter()
-            if kind is _Kind.LOCAL:
+            streaming = self._streaming_command(conn, batch[0])
+            if streaming is not None:
+                await streaming(conn, batch[0], out, stream)
+            elif kind is _Kind.LOCAL:
                 encode_into(out, await self._run_local(conn, batch[0]), conn.resp3)
             elif kind is _Kind.WRITE:
                 await self._run_writes(conn, batch, out)
@@ -326,12 +338,23 @@ class ClientServer:
         upper = name.upper()
         timing = self._timings.get(upper)
         if timing is None:
-            if upper in self._local or upper in self._local_async or kv.is_data_command(upper):
+            if self._knows(upper):
                 timing = self.node.metrics.command_timing(upper.decode().lower())
                 self._timings[upper] = timing
             else:  # not kept: clients could fill the table with made-up names
                 timing = self.node.metrics.command_timing(UNKNOWN_COMMAND)
         return timing
+
+    def _streaming_command(self, conn: _Connection, args: list[bytes]) -> _StreamingHandler | None:
+        """The handler of a command that streams its reply, run now (not queued)."""
+        if not conn.authenticated or conn.queued is not None:
+            return None
+        return self._streaming.get(args[0].upper())
+
+    def _knows(self, upper: bytes) -> bool:
+        """Whether `upper` names a command of this server."""
+        commands = (self._local, self._local_async, self._streaming)
+        return any(upper in table for table in commands) or kv.is_data_command(upper)
 
     async def _flush_if_full(self, out: bytearray, stream: trio.abc.Stream) -> None:
         """Send the replies in `out` once they pass the unread-reply limit."""
@@ -362,12 +385,8 @@ class ClientServer:
 
     def _kind(self, conn: _Connection, args: list[bytes]) -> _Kind:
         name = args[0].upper()
-        if (
-            name in self._local
-            or name in self._local_async
-            or not conn.authenticated
-            or conn.queued is not None
-        ):
+        local = name in self._local or name in self._local_async or name in self._streaming
+        if local or not conn.authenticated or conn.queued is not None:
             return _Kind.LOCAL
         if kv.is_data_command(name) and kv.is_write(args):
             return _Kind.WRITE
@@ -660,6 +679,25 @@ class ClientServer:
         except Unavailable as exc:
             return error_reply(exc)
         return SimpleString(f"OK snapshot at index {index}")
+
+    async def _raft_backup(
+        self, conn: _Connection, args: list[bytes], out: bytearray, stream: trio.abc.Stream
+    ) -> None:
+        """RAFT.BACKUP: a consistent copy of the state, as an array streamed a chunk at a
+        time after the replies before it (ops/backup.py)."""
+        if len(args) != 1:
+            encode_into(out, _arity("raft.backup"), conn.resp3)
+            return
+        try:
+            backup = await take_backup(self.node)
+        except (Unavailable, Indeterminate) as exc:
+            encode_into(out, error_reply(exc), conn.resp3)
+            return
+        self.log.info("streaming a backup", index=backup.meta.index, bytes=len(backup.data))
+        for piece in backup_stream(backup):
+            out += piece
+            await self._send(stream, out)
+            out.clear()
 
     def _hello(self, conn: _Connection, args: list[bytes]) -> Reply:
         hello = Hello.parse(args)
