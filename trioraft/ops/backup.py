@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, BinaryIO, Final
 import attrs
 import trio
 
-from trioraft.core.messages import HardState, Members, SnapshotMeta
+from trioraft.core.messages import HardState, SnapshotMeta
 from trioraft.snapshotter import capture
 from trioraft.state import Capture, ReplicatedState
 from trioraft.storage import DataDir, StorageError, WriteAheadLog
@@ -242,8 +242,10 @@ def refuse_used_data_dirs(configs: Sequence[Config]) -> None:
 def write_data_dirs(meta: SnapshotMeta, state: ReplicatedState, configs: Sequence[Config]) -> None:
     """Write the data dir of every config (all of one new cluster, data dirs empty or
     missing) so that the cluster starts from `state` at `meta`'s index."""
-    members = Members(voters=frozenset(config.node_id for config in configs))
-    restored = SnapshotMeta(meta.index, meta.term, members)
+    from trioraft.daemon import node_options  # not at the top: the daemon imports us
+
+    # the members as a node started with these configs takes them, so that it agrees
+    restored = SnapshotMeta(meta.index, meta.term, node_options(configs[0]).members)
     incarnations = {}
     for config in configs:  # first every identity: the state records their incarnations
         with _open_data_dir(config) as data_dir:
