@@ -30,8 +30,14 @@ from procs import (
 pytestmark = pytest.mark.processes
 
 MIB = 1024 * 1024
-#: the longest a writer may wait for one acknowledgement while a node is under attack
+#: the longest a writer may wait for one acknowledgement while a node is under attack, on
+#: a quiet machine; on a loaded one, STALL_FACTOR times the longest wait the same writer
+#: saw before the attack, when that is more (a real stall, such as a parser holding the
+#: loop, lasts far longer than either)
 LONGEST_STALL = 3.0
+STALL_FACTOR = 4
+#: acknowledgements a writer gets before the attack, to measure its pace on this machine
+BASELINE_ACKS = 20
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +52,27 @@ def target(attack_cluster: Cluster) -> Node:
     return attack_cluster.followers()[0]
 
 
-def start_writer(node: Node, request: pytest.FixtureRequest) -> BackgroundWriter:
-    writer = BackgroundWriter(node.client_port, f"writer:{request.node.name}:")
+class MeasuredWriter(BackgroundWriter):
+    #: the longest gap between two acknowledgements before the test's mischief
+    gap_before_attack = 0.0
+
+
+def start_writer(node: Node, request: pytest.FixtureRequest) -> MeasuredWriter:
+    writer = MeasuredWriter(node.client_port, f"writer:{request.node.name}:")
     writer.start()
     try:
         writer.wait_acked(5)
+        writer.longest_gap = 0.0  # the first requests connect and find the leader
+        writer.wait_acked(len(writer.acked) + BASELINE_ACKS)
     except BaseException:
         writer.stop()
         raise
+    writer.gap_before_attack, writer.longest_gap = writer.longest_gap, 0.0
     return writer
 
 
 @pytest.fixture
-def writer(target: Node, request: pytest.FixtureRequest) -> Iterator[BackgroundWriter]:
+def writer(target: Node, request: pytest.FixtureRequest) -> Iterator[MeasuredWriter]:
     """A client writing to the target node all through the test."""
     running = start_writer(target, request)
     try:
@@ -67,10 +81,15 @@ def writer(target: Node, request: pytest.FixtureRequest) -> Iterator[BackgroundW
         running.stop()
 
 
-def assert_served_throughout(writer: BackgroundWriter, node: Node) -> None:
+def assert_served_throughout(
+    writer: MeasuredWriter, node: Node, stall: float = LONGEST_STALL
+) -> None:
+    """The writer got on: no failure, no wait longer than `stall` or than STALL_FACTOR
+    times its longest before the attack, and the node still runs."""
     writer.wait_acked(len(writer.acked) + 20)
     assert writer.failure is None
-    assert writer.longest_gap < LONGEST_STALL
+    baseline = writer.gap_before_attack
+    assert writer.longest_gap < max(stall, STALL_FACTOR * baseline), baseline
     assert node.running
 
 
@@ -95,7 +114,7 @@ def read_until_closed(sock: socket.socket) -> bytes:
 
 
 def test_a_junk_line_is_an_unknown_command_and_the_connection_lives(
-    target: Node, writer: BackgroundWriter
+    target: Node, writer: MeasuredWriter
 ) -> None:
     with target.client() as client:
         reply = client.inline(b"\x80\xff\x01junk\xfe more\x7f")
@@ -106,7 +125,7 @@ def test_a_junk_line_is_an_unknown_command_and_the_connection_lives(
     assert_served_throughout(writer, target)
 
 
-def test_nul_bytes_are_ordinary_bytes(target: Node, writer: BackgroundWriter) -> None:
+def test_nul_bytes_are_ordinary_bytes(target: Node, writer: MeasuredWriter) -> None:
     with target.client() as client:
         assert client.inline(b"SET nul:inline a\x00b") == "OK"
         assert client.call("SET", b"nul:\x00key", b"\x00\x00") == "OK"
@@ -118,7 +137,7 @@ def test_nul_bytes_are_ordinary_bytes(target: Node, writer: BackgroundWriter) ->
 
 @pytest.mark.parametrize("prefix", [b"", b"*", b"*3\r\n$"], ids=["inline", "star", "bulk"])
 def test_random_bytes_do_not_hurt_the_node(
-    target: Node, writer: BackgroundWriter, prefix: bytes
+    target: Node, writer: MeasuredWriter, prefix: bytes
 ) -> None:
     junk = prefix + random.Random(prefix).randbytes(256 * 1024)
     with connect(target) as sock:
@@ -154,7 +173,7 @@ def test_random_bytes_do_not_hurt_the_node(
     ],
 )
 def test_malformed_resp_is_a_protocol_error_then_the_connection_closes(
-    target: Node, writer: BackgroundWriter, request_bytes: bytes, problem: str
+    target: Node, writer: MeasuredWriter, request_bytes: bytes, problem: str
 ) -> None:
     with connect(target) as sock:
         sock.sendall(b"PING\r\n" + request_bytes + b"PING\r\n")
@@ -164,7 +183,7 @@ def test_malformed_resp_is_a_protocol_error_then_the_connection_closes(
     assert_served_throughout(writer, target)
 
 
-def test_a_value_of_max_value_bytes_is_accepted(target: Node, writer: BackgroundWriter) -> None:
+def test_a_value_of_max_value_bytes_is_accepted(target: Node, writer: MeasuredWriter) -> None:
     value = b"v" * MIB
     with target.client() as client:
         assert client.call("SET", "maxvalue:k", value) == "OK"
@@ -196,7 +215,7 @@ def socket_buffers_max() -> int:
 
 
 def test_a_100_mb_line_without_newline_is_cut_off_at_the_line_limit(
-    target: Node, writer: BackgroundWriter
+    target: Node, writer: MeasuredWriter
 ) -> None:
     """The node reads at most its 64 KiB line limit before it cuts the client off: the
     client gets no further than that plus what the sockets' buffers take (how long that
@@ -209,16 +228,14 @@ def test_a_100_mb_line_without_newline_is_cut_off_at_the_line_limit(
     assert_served_throughout(writer, target)
 
 
-def test_a_line_without_newline_gets_an_error(target: Node, writer: BackgroundWriter) -> None:
+def test_a_line_without_newline_gets_an_error(target: Node, writer: MeasuredWriter) -> None:
     with connect(target) as sock:
         sock.sendall(b"x" * (64 * 1024 + 1))
         assert read_until_closed(sock) == b"-ERR Protocol error: too big inline request\r\n"
     assert_served_throughout(writer, target)
 
 
-def test_a_request_over_max_request_bytes_is_cut_off(
-    target: Node, writer: BackgroundWriter
-) -> None:
+def test_a_request_over_max_request_bytes_is_cut_off(target: Node, writer: MeasuredWriter) -> None:
     before = target.rss_kib()
     with connect(target) as sock:
         sock.sendall(b"*1000\r\n$4\r\nMSET\r\n")
@@ -230,7 +247,7 @@ def test_a_request_over_max_request_bytes_is_cut_off(
 
 
 def test_clients_sending_a_byte_every_100_ms_are_served_and_hold_up_nobody(
-    target: Node, writer: BackgroundWriter
+    target: Node, writer: MeasuredWriter
 ) -> None:
     socks = [connect(target) for _ in range(20)]
     try:
@@ -257,7 +274,7 @@ def test_clients_sending_a_byte_every_100_ms_are_served_and_hold_up_nobody(
 
 
 def test_a_client_that_never_reads_its_replies_keeps_memory_bounded(
-    target: Node, writer: BackgroundWriter
+    target: Node, writer: MeasuredWriter
 ) -> None:
     assert target.call("SET", "greedy:big", b"g" * (256 * 1024)) == "OK"
     before = target.rss_kib()
@@ -277,7 +294,7 @@ def test_a_client_that_never_reads_its_replies_keeps_memory_bounded(
 
 
 def test_one_huge_mget_that_is_never_read_keeps_memory_bounded(
-    target: Node, writer: BackgroundWriter
+    target: Node, writer: MeasuredWriter
 ) -> None:
     assert target.call("SET", "hugemget:k", b"h" * (64 * 1024)) == "OK"
     before = target.rss_kib()
@@ -289,7 +306,7 @@ def test_one_huge_mget_that_is_never_read_keeps_memory_bounded(
 
 
 def test_2000_connections_at_once_while_another_client_is_served(
-    target: Node, writer: BackgroundWriter
+    target: Node, writer: MeasuredWriter
 ) -> None:
     count = 2000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -298,18 +315,23 @@ def test_2000_connections_at_once_while_another_client_is_served(
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, count + 100), hard))
     socks: list[socket.socket] = []
     try:
+        started = time.monotonic()
         for _ in range(count):
             socks.append(connect(target))
         for sock in socks:
             sock.sendall(b"PING\r\n")
         assert all(sock.recv(100) == b"+PONG\r\n" for sock in socks)
+        crowd_seconds = time.monotonic() - started
         with target.client() as client:
             assert client.call("SET", "crowd:k", "v") == "OK"
     finally:
         for sock in socks:
             sock.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert_served_throughout(writer, target)
+    # the crowd's work takes the node's loop for a while, the longer the less CPU it gets
+    # (its answers took crowd_seconds): the writer must wait less than all of it, not be
+    # queued behind the whole crowd
+    assert_served_throughout(writer, target, stall=max(LONGEST_STALL, crowd_seconds))
 
 
 # ---- configured limits: one node of its own -----------------------------------------
@@ -327,7 +349,7 @@ def limited() -> Iterator[Node]:
 
 
 @pytest.fixture
-def limited_writer(limited: Node, request: pytest.FixtureRequest) -> Iterator[BackgroundWriter]:
+def limited_writer(limited: Node, request: pytest.FixtureRequest) -> Iterator[MeasuredWriter]:
     running = start_writer(limited, request)
     try:
         yield running
@@ -336,7 +358,7 @@ def limited_writer(limited: Node, request: pytest.FixtureRequest) -> Iterator[Ba
 
 
 def test_a_client_past_max_clients_is_told_and_closed(
-    limited: Node, limited_writer: BackgroundWriter
+    limited: Node, limited_writer: MeasuredWriter
 ) -> None:
     clients = [RespClient(limited.client_port) for _ in range(3)]  # the writer is the 4th
     try:
@@ -357,7 +379,7 @@ def test_a_client_past_max_clients_is_told_and_closed(
 
 
 def test_an_idle_connection_is_closed_after_the_idle_timeout(
-    limited: Node, limited_writer: BackgroundWriter
+    limited: Node, limited_writer: MeasuredWriter
 ) -> None:
     with connect(limited, timeout=IDLE_TIMEOUT + 10) as sock:
         sock.sendall(b"PING\r\n")
@@ -369,7 +391,7 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(
 
 
 def test_the_configured_max_request_bytes_is_enforced(
-    limited: Node, limited_writer: BackgroundWriter
+    limited: Node, limited_writer: MeasuredWriter
 ) -> None:
     value = b"m" * MIB
     with connect(limited) as sock:
