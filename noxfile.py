@@ -60,7 +60,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def sim(session: nox.Session) -> None:
-    """The seeded simulation over many seeds: `nox -s sim -- --seeds 20000 [--first-seed N]`."""
+    """The seeded simulation over many seeds: `nox -s sim -- --seeds 20000 [--first-seed N]
+    [--clock-seeds N]` (the last for the runs with expiry and drifting, jumping clocks)."""
     install(session, ".", *DEV)
     session.run("pytest", "tests/test_simulation.py", *session.posargs)
 

@@ -27,3 +27,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("simulation", "the seeded cluster simulation (test_simulation.py)")
     group.addoption("--seeds", type=int, default=500, help="how many seeds to simulate")
     group.addoption("--first-seed", type=int, default=0, help="the first seed to simulate")
+    group.addoption(
+        "--clock-seeds",
+        type=int,
+        default=4,
+        help="how many seeds to simulate with drifting and jumping clocks (expiry)",
+    )

@@ -13,6 +13,12 @@ operations and their sequential meaning:
 * ``set_if_equal(key, expected, value) -> bool``: stores ``value`` only if the current value
   equals ``expected`` (``expected=None`` means "only if the key is absent"), returning whether
   it stored.
+* ``expire(key, value)``: the deletion of ``value`` when its deadline passes: removes the key
+  if it still holds ``value`` (not a later value), else changes nothing. A write that gives a
+  key a deadline (with values unique to each write) is recorded together with an
+  indeterminate ``expire`` of its value, called when the write is: the key may vanish at
+  one instant after that, or never, and nowhere else; a read after that instant never sees
+  the value again.
 
 Histories. A history lists `Operation` records: who called what on which key, when it was
 called, and how it ended. ``OK``: it returned ``output`` at ``ret``. ``FAIL``: it definitely
@@ -94,6 +100,7 @@ class Kind(enum.Enum):
     DEL = "del"
     INCR = "incr"
     SET_IF_EQUAL = "set_if_equal"
+    EXPIRE = "expire"
 
 
 class Status(enum.Enum):
@@ -154,6 +161,9 @@ def _transition(kind: Kind, args: tuple[Arg, ...]) -> Transition:
             return current + by, b"%d" % (current + by)
 
         return incr
+    if kind is Kind.EXPIRE:
+        doomed = _bytes_arg(kind, *_arguments(kind, args, 1))
+        return lambda state: (None, None if state == doomed else state)
     first, second = _arguments(kind, args, 2)
     expected = _bytes_arg(kind, first, absent_ok=True)
     replacement = _bytes_arg(kind, second)
@@ -163,7 +173,7 @@ def _transition(kind: Kind, args: tuple[Arg, ...]) -> Transition:
 def _check_output(kind: Kind, output: object) -> None:
     if kind is Kind.GET:
         valid = output is None or isinstance(output, bytes)
-    elif kind is Kind.SET:
+    elif kind in (Kind.SET, Kind.EXPIRE):
         valid = True
     elif kind is Kind.INCR:
         valid = output is None or isinstance(output, int)
@@ -362,8 +372,9 @@ class _KeySearch:
         ops.sort(key=lambda op: op.call)
         self.ops = ops
         self.transitions = [_transition(op.kind, op.args) for op in ops]
-        # A set's reply is not checked: expect what its transition returns.
-        self.expected = [None if op.kind is Kind.SET else op.output for op in ops]
+        # A set's (and an expire's) reply is not checked: expect what its transition returns.
+        unchecked = (Kind.SET, Kind.EXPIRE)
+        self.expected = [None if op.kind in unchecked else op.output for op in ops]
         self.observer = [_observes(op) for op in ops]
         events = sorted(
             (time_, is_return, index)

@@ -62,6 +62,18 @@ Properties, checked after every step (the checker remembers across steps and res
   durable before it is sent, a successful append acknowledgement is backed by the disk,
   entries are applied only once durable and in order, and a durable vote never changes
   within a term.
+Expiry runs (`EXPIRY_PROFILES`, kept apart so that the seeds of `PROFILES` stay as they
+are): every node has a wall clock that drifts (its own rate) and jumps by seconds,
+forwards or backwards; a proposal is stamped as trioraft's runtime stamps it
+(`trioraft.stamps.Stamper`: the proposer's clock, never below a stamp in its log), and the
+state machine takes its time from the stamps: a key whose deadline has passed by an
+entry's time is deleted as the entry applies. Clients give some values a TTL; leaders
+propose the deletion of keys past their deadline on their own clock; a read that meets
+such a key on the serving leader's clock goes through the log instead, so it waits for
+the deletion. Further properties: stamps never go back along the log, no read returns a
+key past its deadline on the clock of the leader that served it, and (with each TTL value
+recorded as possibly vanishing at one instant, see `linearizability`) the history stays
+linearizable; the state compared across replicas includes deadlines and time.
 At the end all faults heal; within bounded steps a leader must commit in its term, every
 operation issued after healing must end definitely, and all state machines must converge to
 the same state at the same index (once clients stop, the simulation proposes fillers while
@@ -101,6 +113,7 @@ from trioraft.core.messages import (
     SnapshotMeta,
 )
 from trioraft.core.raft import Raft, RaftConfig, Ready, Role
+from trioraft.stamps import Stamper, stamp, time_of, unstamp
 
 #: steps between two ticks of a node running at its nominal rate
 TICK = 4
@@ -113,6 +126,12 @@ HEALED_TRAFFIC = 60 * TICK
 #: then every operation must end and every node converge within this many steps
 SETTLE_BOUND = 150 * TICK
 REPLAY = "python -m pytest tests/test_simulation.py --seeds 1 --first-seed {seed}"
+#: expiry runs: wall-clock milliseconds per step at a node's nominal clock rate, and the
+#: Unix time at step 0
+STEP_MS = 10
+EPOCH_MS = 1_800_000_000_000
+#: the leader looks for keys past their deadline every this many steps
+SWEEP_STEPS = TICK
 
 KV: TypeAlias = dict[bytes, bytes]
 CoreFactory: TypeAlias = Callable[..., Raft]
@@ -172,6 +191,13 @@ class Profile:
     reads: float | None = None
     #: a client gives up on an operation (indeterminate) after this many steps
     op_timeout: int = OP_TIMEOUT
+    #: the share of writes of a string key that give it a deadline (0: no expiry at all, and
+    #: entries carry no time)
+    ttl: float = 0.0
+    #: a node's wall clock jumps (forwards or backwards) every this many steps, on average
+    clock_jump_every: int = 0
+    #: by this many milliseconds, at least and at most
+    clock_jump_ms: tuple[int, int] = (1000, 5000)
 
 
 PROFILES = (
@@ -251,6 +277,32 @@ PROFILES = (
 #: no fault at all: the named scenarios inject their own
 QUIET = Profile("quiet", snapshot_every=1000)
 
+#: expiry decided through the log, with wall clocks that drift apart and jump (seconds,
+#: backwards too) while leaders change: kept apart from PROFILES, whose seeds are pinned
+EXPIRY_PROFILES = (
+    Profile(
+        "clocks",
+        drop=0.02,
+        latency=4,
+        ttl=0.6,
+        clock_jump_every=150,
+        transfer_every=150,
+        crash_every=300,
+        snapshot_every=20,
+    ),
+    Profile(
+        "clocks-partitions",
+        drop=0.05,
+        latency=5,
+        ttl=0.6,
+        clock_jump_every=100,
+        partition_every=250,
+        partition_kinds=("leader", "split"),
+        transfer_every=300,
+        snapshot_every=12,
+    ),
+)
+
 
 @attrs.frozen
 class Plan:
@@ -271,10 +323,10 @@ class Plan:
     replay: str | None = None
 
     @classmethod
-    def from_seed(cls, seed: int) -> Plan:
+    def from_seed(cls, seed: int, profiles: tuple[Profile, ...] = PROFILES) -> Plan:
         r = random.Random(f"trioraft-plan-{seed}")
         size = r.choice((3, 3, 5))
-        profile = r.choice(PROFILES)
+        profile = r.choice(profiles)
         return cls(
             seed=seed,
             size=size,
@@ -322,9 +374,45 @@ def _decimal(value: bytes) -> int | None:
     return number
 
 
-def apply_command(kv: KV, kind: Kind, key: bytes, args: list[object]) -> object:
+#: where the state keeps a key's deadline (Unix ms, decimal) and its time (the latest
+#: entry's stamp): in the same map, so that snapshots and state comparisons include them
+DEADLINE = b"\0deadline:"
+TIME = b"\0time"
+
+
+def deadline_of(kv: KV, key: bytes) -> int:
+    """The key's deadline (Unix ms), 0 for none."""
+    return int(kv.get(DEADLINE + key, b"0"))
+
+
+def time_of_state(kv: KV) -> int:
+    return int(kv.get(TIME, b"0"))
+
+
+def apply_entry(kv: KV, data: bytes) -> tuple[int, object, list[bytes]]:
+    """Apply a command entry, as trioraft's state machine treats time: the entry's stamp
+    (if any) is the state's time; a key whose deadline has passed by then is deleted before
+    the command sees it. Returns the op id (0 for none), the reply, and the keys that went
+    past their deadline here."""
+    time_ms, command = unstamp(data)
+    if time_ms is not None:
+        kv[TIME] = b"%d" % time_ms
+    op_id, kind, key, args = decode_command(command)
+    now = time_of_state(kv)
+    # EXPIRE: the leader's deletion of keys past their deadline, named in its arguments
+    keys = [arg for arg in args if isinstance(arg, bytes)] if kind is Kind.EXPIRE else [key]
+    expired = [k for k in keys if k in kv and 0 < deadline_of(kv, k) <= now]
+    for gone in expired:
+        del kv[gone], kv[DEADLINE + gone]
+    if kind is Kind.EXPIRE:
+        return op_id, None, expired
+    return op_id, apply_command(kv, kind, key, args, now), expired
+
+
+def apply_command(kv: KV, kind: Kind, key: bytes, args: list[object], now: int = 0) -> object:
     """Apply one command to the key-value state; returns its reply. The meaning of each
-    kind is the model of `linearizability`."""
+    kind is the model of `linearizability`. A set with a second argument, a TTL in ms,
+    gives the key the deadline `now` + TTL; any other set drops the deadline."""
     current = kv.get(key)
     if kind is Kind.GET:
         return current
@@ -332,8 +420,14 @@ def apply_command(kv: KV, kind: Kind, key: bytes, args: list[object]) -> object:
         value = args[0]
         assert isinstance(value, bytes)
         kv[key] = value
+        kv.pop(DEADLINE + key, None)
+        if len(args) == 2:
+            ttl = args[1]
+            assert isinstance(ttl, int)
+            kv[DEADLINE + key] = b"%d" % (now + ttl)
         return None
     if kind is Kind.DEL:
+        kv.pop(DEADLINE + key, None)
         return 0 if kv.pop(key, None) is None else 1
     if kind is Kind.INCR:
         by = args[0]
@@ -348,6 +442,7 @@ def apply_command(kv: KV, kind: Kind, key: bytes, args: list[object]) -> object:
     if current != expected:
         return False
     kv[key] = value
+    kv.pop(DEADLINE + key, None)
     return True
 
 
@@ -363,6 +458,10 @@ def unpack_kv(data: bytes) -> KV:
 
 EMPTY_KV = pack_kv({})
 FILLER = encode_command(0, Kind.GET, b"", ())
+
+
+def _stamp_of(entry: Entry) -> int | None:
+    return time_of(entry.data) if entry.kind is EntryKind.COMMAND else None
 
 
 # --- nodes ---------------------------------------------------------------------------------
@@ -473,6 +572,12 @@ class SimNode:
         self.next_tick = 0.0
         #: the step it restarts at, while down
         self.restart_at: int | None = None
+        #: its wall clock (expiry runs): ms per step relative to nominal, and an offset
+        #: that jumps
+        self.clock_rate = 1.0
+        self.clock_offset_ms = 0
+        #: the stamps its proposals get (its clock, never below a stamp in its log)
+        self.stamper = Stamper()
         #: had input since the last Ready and check
         self.dirty = False
 
@@ -659,6 +764,11 @@ class Report:
     snapshots_installed: int = 0
     max_term: int = 0
     max_commit: int = 0
+    #: expiry runs: keys deleted past their deadline (counted at every node), reads that
+    #: met one and went through the log, clock jumps
+    expired: int = 0
+    expired_reads: int = 0
+    clock_jumps: int = 0
 
 
 class Simulation:
@@ -677,6 +787,9 @@ class Simulation:
         self.fault_rng = random.Random(root.getrandbits(64))
         self.client_rng = random.Random(root.getrandbits(64))
         self.node_rng = random.Random(root.getrandbits(64))
+        #: wall clocks and TTLs (expiry runs only)
+        self.clock_rng = random.Random(root.getrandbits(64))
+        self.expiry = plan.profile.ttl > 0
         ids = [f"n{k}" for k in range(1, plan.size + 1)]
         self.members = Members(voters=frozenset(ids))
         self.nodes = [SimNode(i, TICK * self.node_rng.uniform(0.9, 1.1)) for i in ids]
@@ -701,6 +814,10 @@ class Simulation:
         self.faults = True
         self.clients_on = True
         self.op_ids = itertools.count(1)
+        if self.expiry:
+            for node in self.nodes:
+                node.clock_rate = self.clock_rng.uniform(0.98, 1.02)
+                node.clock_offset_ms = self.clock_rng.randint(-500, 500)
         for node in self.nodes:
             self._start(node)
 
@@ -772,6 +889,8 @@ class Simulation:
             self._client_step(client)
         if not self.clients_on and self.now % TICK == 0:
             self._keep_log_moving()
+        if self.expiry and self.now % SWEEP_STEPS == 0:
+            self._sweep()
         for node in self.nodes:
             core = node.core
             if core is not None:
@@ -848,6 +967,7 @@ class Simulation:
         node.kv = unpack_kv(data)
         node.applied = meta.index
         node.snapshot = (meta, data)
+        node.stamper.observe(time_of_state(node.kv))
         self.checker.check_state(node.id, meta.index, node.kv)
         self.report.snapshots_installed += 1
         self.trace.append(f"{self.now}: {node.id} installs the snapshot at {meta.index}")
@@ -884,6 +1004,8 @@ class Simulation:
             self._check_cut(node.id, disk.log[first - disk.base - 1 :], entries)
             del disk.log[first - disk.base - 1 :]
             disk.log.extend(entries)
+            for entry in entries:
+                node.stamper.observe(_stamp_of(entry))
         self._send_all(node, write.after)
         if entries:
             core.persisted(entries[-1].index, entries[-1].term)
@@ -911,8 +1033,20 @@ class Simulation:
         output: object = None
         op_id = 0
         if entry.kind is EntryKind.COMMAND:
-            op_id, kind, key, args = decode_command(entry.data)
-            output = apply_command(node.kv, kind, key, args)
+            before = time_of_state(node.kv)
+            stamped = _stamp_of(entry)
+            if stamped is not None and stamped < before:
+                self._fail(
+                    "monotonic stamps",
+                    f"{node.id} applies {entry} stamped {stamped}, after a stamp of {before}",
+                )
+            _, command = unstamp(entry.data)
+            _, kind, key, _ = decode_command(command)
+            deadline = deadline_of(node.kv, key)
+            op_id, output, expired = apply_entry(node.kv, entry.data)
+            self.report.expired += len(expired)
+            if kind is Kind.GET:
+                self._check_unexpired(node.id, key, output, deadline, time_of_state(node.kv))
         node.applied = entry.index
         self.checker.check_apply(node.id, entry, node.kv)
         for op in node.waiting.pop(entry.index, ()):
@@ -935,10 +1069,80 @@ class Simulation:
             if op.done:
                 continue
             if index <= node.applied:
-                self._end_ok(op, node.kv.get(op.key))
+                value, deadline = node.kv.get(op.key), deadline_of(node.kv, op.key)
+                served_at = self.time_ms(node)
+                if self.expiry and value is not None and 0 < deadline <= served_at:
+                    self.report.expired_reads += 1
+                    self._read_through_log(node, op)
+                    continue
+                self._check_unexpired(node.id, op.key, value, deadline, served_at)
+                self._end_ok(op, value)
             else:
                 waiting.append((index, op))
         node.released = waiting
+
+    def _check_unexpired(
+        self, node_id: NodeId, key: bytes, value: object, deadline: int, served_at: int
+    ) -> None:
+        """A read served at `served_at` (the serving leader's time) never returns a key
+        whose deadline had passed by then."""
+        if value is not None and 0 < deadline <= served_at:
+            self._fail(
+                "expiry",
+                f"{node_id} answers {value!r} for {key!r} at {served_at}, past its deadline "
+                f"{deadline}",
+            )
+
+    def _read_through_log(self, node: SimNode, op: Op) -> None:
+        """A read that meets a key past its deadline on the serving leader's clock waits
+        for the key's deletion: it goes through the log, stamped at least that late, so
+        the key is gone when it applies (as trioraft's server has the deletion committed
+        before it answers)."""
+        core = node.core
+        assert core is not None
+        try:
+            [(op.index, op.term)] = self._propose(
+                node, core, [encode_command(op.id, Kind.GET, op.key, ())]
+            )
+        except (NotLeader, TransferInProgress):
+            self._end_failed(op)
+            return
+        op.via_log = True
+        node.waiting.setdefault(op.index, []).append(op)
+        node.dirty = True
+
+    def clock_ms(self, node: SimNode) -> int:
+        """What the node's wall clock reads now (Unix ms)."""
+        return EPOCH_MS + int(self.now * STEP_MS * node.clock_rate) + node.clock_offset_ms
+
+    def time_ms(self, node: SimNode) -> int:
+        """The node's time: its clock, never below the latest stamp in its log."""
+        return max(self.clock_ms(node), node.stamper.latest)
+
+    def _propose(self, node: SimNode, core: Raft, commands: list[bytes]) -> list[tuple[int, int]]:
+        """Propose on `node`, each command stamped with its time in expiry runs."""
+        if self.expiry:
+            commands = [stamp(c, node.stamper.next(self.clock_ms(node))) for c in commands]
+        return core.propose(commands)
+
+    def _sweep(self) -> None:
+        """Every leader proposes the deletion of the keys past their deadline on its clock."""
+        for node in self.nodes:
+            core = node.core
+            if core is None or not core.is_leader:
+                continue
+            now = self.time_ms(node)
+            due = tuple(
+                key[len(DEADLINE) :]
+                for key, deadline in sorted(node.kv.items())
+                if key.startswith(DEADLINE) and int(deadline) <= now
+            )
+            if due:
+                try:
+                    self._propose(node, core, [encode_command(0, Kind.EXPIRE, b"", due)])
+                except TransferInProgress:
+                    continue
+                node.dirty = True
 
     def _compact(self, node: SimNode, core: Raft) -> None:
         """Snapshot the state machine at the applied index, durably, then cut the log. Not
@@ -1056,6 +1260,20 @@ class Simulation:
             if leader is not None:
                 target = r.choice([n.id for n in self.nodes if n.id != leader])
                 self.transfer(leader, target)
+        if p.clock_jump_every and self.clock_rng.random() * p.clock_jump_every < 1:
+            self._jump_clock()
+
+    def _jump_clock(self) -> None:
+        """Move a node's wall clock by seconds, forwards or backwards (the leader's, often)."""
+        r = self.clock_rng
+        leader = self.leader()
+        node = (
+            self.by_id[leader] if leader is not None and r.random() < 0.5 else r.choice(self.nodes)
+        )
+        jump = r.randint(*self.profile.clock_jump_ms) * r.choice((-1, 1))
+        node.clock_offset_ms += jump
+        self.report.clock_jumps += 1
+        self.trace.append(f"{self.now}: {node.id}'s clock jumps by {jump} ms")
 
     def _crash_fault(self, node_id: NodeId) -> None:
         """Crash a node for a random while, unless too many are down already."""
@@ -1174,6 +1392,9 @@ class Simulation:
         node.incarnation += 1
         node.restart_at = None
         node.kv = unpack_kv(disk.snapshot_data)
+        node.stamper = Stamper(time_of_state(node.kv))
+        for entry in disk.log:
+            node.stamper.observe(_stamp_of(entry))
         node.applied = disk.base
         node.snapshot = (disk.snapshot, disk.snapshot_data) if disk.snapshot else None
         node.next_tick = self.now + node.rate * self.node_rng.random()
@@ -1231,7 +1452,13 @@ class Simulation:
         else:
             kind = Kind.DEL
         client.ops += 1
+        ttl = 0
+        if kind is Kind.SET and slot % 2 == 1 and self.clock_rng.random() < self.profile.ttl:
+            ttl = self.clock_rng.randint(20, 800)
         handle = self.history.invoke(client.id, key, kind, args)
+        if ttl:
+            # the value may vanish at one instant from now on, when its deletion commits
+            self.history.invoke("expiry", key, Kind.EXPIRE, args)
         deadline = self.now + self.profile.op_timeout if self.faults else None
         op = Op(
             next(self.op_ids), client, handle, kind, key, args, via_log, deadline, not self.faults
@@ -1246,7 +1473,8 @@ class Simulation:
         node.dirty = True
         try:
             if via_log:
-                [(op.index, op.term)] = core.propose([encode_command(op.id, kind, key, args)])
+                command = encode_command(op.id, kind, key, (*args, ttl) if ttl else args)
+                [(op.index, op.term)] = self._propose(node, core, [command])
                 node.waiting.setdefault(op.index, []).append(op)
             else:
                 op.floor, op.term_floor = len(self.checker.committed) - 1, self.report.max_term
@@ -1267,7 +1495,7 @@ class Simulation:
             core = self.by_id[leader].core
             assert core is not None
             try:
-                core.propose([FILLER])
+                self._propose(self.by_id[leader], core, [FILLER])
             except TransferInProgress:
                 return
             self.by_id[leader].dirty = True

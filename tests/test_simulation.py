@@ -1,7 +1,9 @@
 """The seeded cluster simulation (simulation.py): many seeds, and a few named scenarios.
 
 `test_seed` runs one whole seeded run per seed: `--seeds N` (default 500) seeds from
-`--first-seed` (default 0); a failure names the seed and the command that replays it. The
+`--first-seed` (default 0); a failure names the seed and the command that replays it.
+`test_expiry_with_clocks_that_drift_and_jump` does the same with the expiry profiles,
+`--clock-seeds N` (default 4) seeds. The
 scenarios drive a quiet cluster by hand through one situation each and assert what Raft
 promises about it; they also end with `finish()`, so liveness and linearizability are
 checked there too. Two of them pin down replication stalls the simulation found in the core
@@ -21,6 +23,7 @@ import sys
 import attrs
 import pytest
 from simulation import (
+    EXPIRY_PROFILES,
     QUIET,
     TICK,
     Plan,
@@ -39,6 +42,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         first = metafunc.config.getoption("first_seed")
         count = metafunc.config.getoption("seeds")
         metafunc.parametrize("seed", range(first, first + count), ids=str)
+    if "clock_seed" in metafunc.fixturenames:
+        first = metafunc.config.getoption("first_seed")
+        count = metafunc.config.getoption("clock_seeds")
+        metafunc.parametrize("clock_seed", range(first, first + count), ids=str)
 
 
 def test_seed(seed: int) -> None:
@@ -275,3 +282,51 @@ def test_a_seed_replays_exactly_in_another_process() -> None:
         )
         digests.add(run.stdout.strip())
     assert digests == {fingerprint(5)}
+
+
+# --- expiry with wall clocks that drift and jump ------------------------------------------
+
+
+def test_expiry_with_clocks_that_drift_and_jump(clock_seed: int) -> None:
+    """Keys with deadlines while nodes' clocks drift apart and jump by seconds (backwards
+    too) and leaders change: replicas agree on every state, stamps never go back along the
+    log, no read returns a key past its deadline on the clock of the leader that served it,
+    and the history, where each value with a deadline may vanish at one instant, is
+    linearizable."""
+    plan = attrs.evolve(
+        Plan.from_seed(clock_seed, EXPIRY_PROFILES),
+        replay="python -m pytest tests/test_simulation.py -k clocks_that_drift --seeds 0 "
+        f"--clock-seeds 1 --first-seed {clock_seed}",
+    )
+    report = Simulation(plan).run()
+    assert report.ops_ok > 0 and report.expired > 0 and report.clock_jumps > 0
+
+
+def test_a_read_past_a_deadline_waits_for_the_deletion_across_a_leader_change() -> None:
+    """The leader's clock runs seconds ahead of the next leader's: a read it serves that
+    meets a key past its deadline (by its clock only) must not answer "gone" before the
+    deletion commits, or the next leader, whose clock says the key lives, would serve it
+    again. Leadership goes back and forth between the two while clients write values with
+    deadlines and read them."""
+    plan = attrs.evolve(
+        Plan.from_seed(0, EXPIRY_PROFILES),
+        size=3,
+        profile=attrs.evolve(QUIET, ttl=1.0, snapshot_every=40),
+        clients=3,
+        keys=2,
+        reads=0.7,
+        replay="python -m pytest tests/test_simulation.py -k across_a_leader_change",
+    )
+    sim = Simulation(plan)
+    sim.run_until(lambda: leader_committed(sim), 10 * ELECTION, "a first leader")
+    for _ in range(12):
+        ahead = sim.leader()
+        assert ahead is not None
+        behind = others(sim, ahead)[0]
+        sim.by_id[ahead].clock_offset_ms = sim.by_id[behind].clock_offset_ms + 2000
+        sim.run_steps(40 * TICK)
+        sim.transfer(ahead, behind)
+        sim.run_until(lambda: leader_committed(sim), 10 * ELECTION, "a leader")
+        sim.run_steps(10 * TICK)
+    assert sim.report.expired_reads > 0
+    sim.finish()
