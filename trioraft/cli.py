@@ -397,7 +397,10 @@ def _backup(args: argparse.Namespace) -> int:
             password=os.environ.get(PASSWORD_VARIABLE),
             progress=progress.show,
         )
-    except (OSError, BackupError, StorageError) as exc:
+    except (BackupError, StorageError) as exc:
+        progress.end()
+        raise CliError(EXIT_FAILURE, f"{address}: {exc}") from None
+    except OSError as exc:
         progress.end()
         raise CliError(EXIT_FAILURE, f"{address}: {describe(exc)}") from None
     progress.end()

@@ -107,7 +107,7 @@ class Endpoint:
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
             with trio.move_on_after(REQUEST_SECONDS):
-                head = await _read_head(stream)
+                head = await read_head(stream)
                 if head is None:
                     status, kind, body = 400, _TEXT, b"bad request\n"
                 else:
@@ -119,7 +119,7 @@ class Endpoint:
             await trio.aclose_forcefully(stream)
 
 
-async def _read_head(stream: trio.SocketStream) -> tuple[str, str] | None:
+async def read_head(stream: trio.abc.ReceiveStream) -> tuple[str, str] | None:
     """The method and path of the request on `stream`, None when it is not HTTP or too
     long. Headers and body are not used."""
     data = bytearray()
