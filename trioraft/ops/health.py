@@ -41,6 +41,7 @@ _REASONS: Final = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -104,6 +105,15 @@ class Endpoint:
             return 200, _TEXT, b"ok\n"
         return 503, _TEXT, problem.encode() + b"\n"
 
+    def _answer_safely(self, method: str, path: str) -> tuple[int, str, bytes]:
+        """`answer`, with a failure logged and answered 500: the node must not stop
+        because one scrape failed."""
+        try:
+            return self.answer(method, path)
+        except Exception:
+            self.log.exception("answering an HTTP request failed", path=path)
+            return 500, _TEXT, b"internal error: see the node's log\n"
+
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
             with trio.move_on_after(REQUEST_SECONDS):
@@ -111,7 +121,7 @@ class Endpoint:
                 if head is None:
                     status, kind, body = 400, _TEXT, b"bad request\n"
                 else:
-                    status, kind, body = self.answer(*head)
+                    status, kind, body = self._answer_safely(*head)
                 await stream.send_all(_response(status, kind, body))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
