@@ -291,12 +291,19 @@ class History:
         self._ends: list[Operation | None] = []
 
     def invoke(
-        self, client: ClientId, key: Key, kind: Kind | str, args: Sequence[Arg] = ()
+        self,
+        client: ClientId,
+        key: Key,
+        kind: Kind | str,
+        args: Sequence[Arg] = (),
+        at: float | None = None,
     ) -> Handle:
+        """Record a call, made now (or, for an operation that cannot take effect before
+        some time, e.g. an expire, at time `at`)."""
         kind = Kind(kind)
         arguments = tuple(args)
         _transition(kind, arguments)
-        self._calls.append((client, key, kind, arguments, self._clock()))
+        self._calls.append((client, key, kind, arguments, self._clock() if at is None else at))
         self._ends.append(None)
         return Handle(len(self._calls) - 1)
 

@@ -30,6 +30,7 @@ import pytest
 from linearizability import Kind, Operation, Status, Verdict, check
 from nemesis.analysis import availability, load_history, lost_writes, write_history
 from nemesis.faults import FaultRecord
+from nemesis.locks import Grant, Resource, check_locks
 from nemesis.run import Options, Result, Unsupported, run
 from nemesis.schedule import FaultKind, FaultPlan, parse_kinds, schedule
 from nemesis.workload import Recorder
@@ -150,6 +151,32 @@ def test_replies_are_parsed_whole_or_not_at_all() -> None:
     assert parse_reply(b"-TIMEOUT late\r\n:5\r\n") == (Error("TIMEOUT late"), 15)
 
 
+def _grant(client: int, fence: int, requested: float, granted: float, **kw: float) -> Grant:
+    return Grant("lock:0", client, f"t{fence}", fence, requested, granted, 1.0, **kw)
+
+
+def test_the_lock_checker_accepts_grants_in_order_and_catches_the_others() -> None:
+    fine = [
+        _grant(1, 10, 0.0, 0.1, released=0.5),
+        _grant(2, 14, 0.4, 0.6),  # after a release
+        _grant(1, 20, 1.2, 1.7),  # after an expiry (0.4 + 1.0)
+    ]
+    resource = Resource()
+    assert resource.write("lock:0", 10) and resource.write("lock:0", 20)
+    assert not resource.write("lock:0", 14)  # overtaken by 20, granted before
+    assert check_locks(fine, resource) == []
+    early = [_grant(1, 10, 0.0, 0.1), _grant(2, 14, 0.4, 0.6)]  # 1's lock valid to 0.9
+    assert any("was valid until" in p for p in check_locks(early, Resource()))
+    backwards = [_grant(1, 10, 2.0, 2.1), _grant(2, 14, 0.0, 0.1, released=0.2)]
+    assert any("before token" in p for p in check_locks(backwards, Resource()))
+    twice = [_grant(1, 10, 0.0, 0.1, released=0.2), _grant(2, 10, 0.3, 0.4)]
+    assert any("share a fencing token" in p for p in check_locks(twice, Resource()))
+    wrongly = Resource()
+    wrongly.highest["lock:0"] = 99
+    assert not wrongly.write("lock:0", 10)
+    assert any("no later grant" in p for p in check_locks(fine[:1], wrongly))
+
+
 # --- real runs ------------------------------------------------------------------------------
 
 #: a run ends after its `max_faults`; its time only stops one that cannot get through them,
@@ -236,3 +263,5 @@ def test_loopback_runs_without_namespaces(tmp_path_factory: pytest.TempPathFacto
     )
     assert result.summary["hosts"] == "loopback"
     assert result.summary["faults_injected"] == {"kill-leader": 1, "pause": 1}
+    assert result.summary["locks"]["grants"] > 0, result.summary["locks"]
+    assert result.summary["operations"]["by_kind"]["expire"] > 0

@@ -79,16 +79,19 @@ def lost_writes(
         for key, value in values.items():
             finals.setdefault(key, set()).add(value)
     writers: dict[str, list[Operation]] = {}
+    expiring: set[tuple[str, Arg]] = set()
     for op in operations:
         if isinstance(op.key, str) and op.key in finals and changed_something(op):
             writers.setdefault(op.key, []).append(op)
+        if op.kind is Kind.EXPIRE and isinstance(op.key, str):
+            expiring.add((op.key, op.args[0]))
     lost = []
     for key, ops in writers.items():
         by_end = sorted(ops, key=lambda op: op.ret, reverse=True)
         for op in ops:
             value = written_value(op)
-            if value is None or value in finals[key]:
-                continue
+            if value is None or value in finals[key] or (key, value) in expiring:
+                continue  # a value with a deadline may be gone by its expiry
             latest_other = next((other.ret for other in by_end if other is not op), -math.inf)
             if latest_other <= op.call:
                 lost.append(op)
@@ -198,7 +201,7 @@ def load_history(path: Path) -> list[Operation]:
             kind = Kind(line["kind"])
             raw = line["args"]
             args: tuple[Arg, ...]
-            if kind is Kind.SET:
+            if kind in (Kind.SET, Kind.EXPIRE):
                 args = (_decode_bytes(raw[0]),)
             elif kind is Kind.INCR:
                 args = (int(raw[0]),)

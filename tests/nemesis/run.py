@@ -61,6 +61,7 @@ from .analysis import (
 )
 from .faults import Nemesis
 from .hosts import Hosts, LoopbackHosts, NetnsHosts, build_cluster, netns_problem
+from .locks import LockClients, check_locks, lock_summary
 from .schedule import NETWORK_KINDS, FaultKind, parse_kinds, schedule
 from .workload import Recorder, Target, Workload, read_everything
 
@@ -92,6 +93,9 @@ class Options:
     max_faults: int | None = None
     nodes: int = 5
     clients: int = 8
+    #: clients competing for locks (docs/locks.md), and the locks
+    lock_clients: int = 3
+    locks: int = 2
     #: seconds one client request may take
     timeout: float = 2.0
     #: keys in use at once, and operations per key before it is retired
@@ -176,10 +180,19 @@ def run(options: Options) -> Result:
             keys=options.keys,
             uses=options.key_ops,
         )
+        lockers = LockClients(
+            targets,
+            seed=options.seed,
+            clients=options.lock_clients,
+            locks=options.locks,
+            timeout=options.timeout,
+        )
         nemesis = Nemesis(cluster, hosts, options.seed, say)
         t0 = time.monotonic()
         try:
-            final, read_problems = trio.run(_drive, options, workload, nemesis, recorder, targets)
+            final, read_problems = trio.run(
+                _drive, options, workload, lockers, nemesis, recorder, targets
+            )
         finally:
             write_history(options.out / "history.jsonl", recorder, t0)
         end = time.monotonic()
@@ -188,6 +201,7 @@ def run(options: Options) -> Result:
         mode="loopback" if problem else "netns",
         recorder=recorder,
         workload=workload,
+        lockers=lockers,
         nemesis=nemesis,
         final=final,
         read_problems=read_problems,
@@ -203,6 +217,7 @@ def run(options: Options) -> Result:
 async def _drive(
     options: Options,
     workload: Workload,
+    lockers: LockClients,
     nemesis: Nemesis,
     recorder: Recorder,
     targets: list[Target],
@@ -210,16 +225,26 @@ async def _drive(
     plans = schedule(options.seed, options.kinds, options.nodes)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(workload.run)
+        nursery.start_soon(lockers.run)
         try:
             await nemesis.run(plans, time.monotonic() + options.time, options.max_faults)
             await nemesis.heal_all()
         finally:
             workload.stop()
-    unsettled = [op.call for op in recorder.operations() if op.status is Status.INFO]
-    if unsettled:
-        await trio.sleep(max(0.0, max(unsettled) + SETTLE_SECONDS - time.monotonic()))
+            lockers.stop()
+    unsettled = [
+        op.call
+        for op in recorder.operations()
+        if op.status is Status.INFO and op.kind is not Kind.EXPIRE
+    ]
+    # every write whose client gave up has settled, and every deadline given has passed
+    settled = max([*unsettled, -SETTLE_SECONDS]) + SETTLE_SECONDS
+    await trio.sleep(
+        max(0.0, settled - time.monotonic(), workload.deadlines_over - time.monotonic())
+    )
     nemesis.say("healed; clients stopped; reading every key through every node")
-    return await read_everything(recorder, targets, workload.keys.all_keys, FINAL_READ_SECONDS)
+    keys = workload.keys.all_keys + workload.ttl_keys.all_keys
+    return await read_everything(recorder, targets, keys, FINAL_READ_SECONDS)
 
 
 def summarize(
@@ -228,6 +253,7 @@ def summarize(
     mode: str,
     recorder: Recorder,
     workload: Workload,
+    lockers: LockClients,
     nemesis: Nemesis,
     final: dict[str, dict[str, bytes | None]],
     read_problems: list[str],
@@ -245,6 +271,7 @@ def summarize(
     acks = acknowledged_writes(op for op in operations if not str(op.client).startswith("final"))
     rows = [fault_row(record, acks, t0, end) for record in nemesis.records]
     disagreements = _disagreements(final)
+    lock_problems = check_locks(lockers.grants, lockers.resource)
     failures = []
     if result.verdict is Verdict.VIOLATION:
         failures.append("the history is not linearizable")
@@ -258,6 +285,8 @@ def summarize(
         failures.append(f"{workload.stats.unexpected_count} reply(ies) the contract does not allow")
     if nemesis.findings:
         failures.append(f"{len(nemesis.findings)} finding(s) of the nemesis")
+    if lock_problems:
+        failures.append(f"{len(lock_problems)} lock problem(s)")
     if failures:
         verdict = "fail"
     elif result.verdict is Verdict.UNKNOWN:
@@ -278,7 +307,8 @@ def summarize(
         "clients": options.clients,
         "request_timeout_s": options.timeout,
         "operations": _operation_counts(operations),
-        "keys": len(workload.keys.all_keys),
+        "keys": len(workload.keys.all_keys) + len(workload.ttl_keys.all_keys),
+        "locks": lock_summary(lockers, lock_problems),
         "checker": _checker_summary(result, check_seconds),
         "lost_writes": {
             "count": len(lost),
@@ -354,6 +384,9 @@ def render_text(summary: dict[str, Any]) -> str:
         + ", ".join(f"{kind} {count}" for kind, count in ops["by_kind"].items()),
         f"checker: {checker['verdict']} in {checker['seconds']} s; keys {checker['keys']}",
         f"lost acknowledged writes: {summary['lost_writes']['count']}",
+        f"locks: {summary['locks']['grants']} granted, "
+        f"{summary['locks']['resource_refusals']} stale holder(s) refused by the resource",
+        *(f"  {problem}" for problem in summary["locks"]["problems"]),
         *(f"  {example}" for example in summary["lost_writes"]["examples"]),
         f"faults injected: {', '.join(f'{k} {n}' for k, n in summary['faults_injected'].items())}"
         f"; snapshots forced: {summary['snapshots_forced']}",

@@ -10,6 +10,13 @@ a short pause. Clients stop between requests once told to.
 Operations, on a small set of keys: GET (30%), SET of a fresh value (25%), INCR (15%),
 DEL (5%) and SET-if-equal (25%: `SET k v IFEQ old`, where `old` is the last value any
 client saw for the key; a plain SET when none is known, since IFEQ never creates a key).
+A quarter of the requests go to keys with deadlines instead (their own rotating set):
+GET (40%), `SET k v PX ttl` (35%), `SET k v IFEQ old PX ttl` (15%) and DEL (10%), with
+TTLs of 0.3 to 2 s; every write there sets a new deadline, so a value vanishes only by
+its own expiry, which the history records as an indeterminate `expire` of the value,
+called at the write's call plus its TTL, less `EXPIRY_MARGIN` (the leader's clock and the
+harness's are the same machine's): the checker then proves that no value vanishes before
+its deadline nor in any way but once and for good.
 Every value a SET writes is unique in the run and a multiple of 1000, and with the
 default rotation a key sees far fewer than 1000 INCRs, so a value read names the one
 write that wrote it (directly or through the INCRs that followed it).
@@ -27,6 +34,7 @@ keeps, per operation, the node it went to and what ended it (the error reply,
 
 from __future__ import annotations
 
+import abc
 import itertools
 import random
 import time
@@ -49,8 +57,14 @@ READ_BATCH = 50
 READ_ATTEMPTS = 5
 #: how many unexpected replies are kept as examples
 EXAMPLES_KEPT = 20
+#: the share of requests that go to keys with deadlines, and their TTLs (ms)
+TTL_SHARE = 0.25
+TTL_MS = (300, 2000)
+#: how much earlier than call + TTL a value may vanish: the wall clock the leader stamps
+#: entries with and the monotonic clock of the history may drift a little apart
+EXPIRY_MARGIN = 0.1
 
-_BROKEN = (OSError, ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
+BROKEN = (OSError, ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 @attrs.frozen
@@ -73,9 +87,15 @@ class Recorder:
         self.notes: list[str] = []
 
     def invoke(
-        self, client: int | str, node: str, key: str, kind: Kind, args: tuple[Arg, ...]
+        self,
+        client: int | str,
+        node: str,
+        key: str,
+        kind: Kind,
+        args: tuple[Arg, ...],
+        at: float | None = None,
     ) -> Handle:
-        handle = self.history.invoke(client, key, kind, args)
+        handle = self.history.invoke(client, key, kind, args, at)
         self.nodes.append(node)
         self.notes.append("")
         return handle
@@ -96,14 +116,15 @@ class Recorder:
 class KeyRing:
     """The keys in use; see the module docstring."""
 
-    def __init__(self, width: int, uses: int) -> None:
+    def __init__(self, width: int, uses: int, prefix: str = "k") -> None:
         self.uses = uses
+        self.prefix = prefix
         self._numbers = itertools.count()
         self.active = [self._fresh() for _ in range(width)]
         self._used = dict.fromkeys(self.active, 0)
 
     def _fresh(self) -> str:
-        return f"k{next(self._numbers)}"
+        return f"{self.prefix}{next(self._numbers)}"
 
     @property
     def all_keys(self) -> list[str]:
@@ -129,7 +150,28 @@ class WorkloadStats:
     unexpected_count: int = 0
 
 
-class Workload:
+class ClientTasks(abc.ABC):
+    """`clients` concurrent Trio tasks, each running `_client` until `stop`."""
+
+    def __init__(self, clients: int) -> None:
+        self.clients = clients
+        self._stop = trio.Event()
+
+    def stop(self) -> None:
+        """Clients stop after their current request."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for number in range(self.clients):
+                nursery.start_soon(self._client, number)
+
+    @abc.abstractmethod
+    async def _client(self, number: int) -> None:
+        """Client `number`'s loop, until `_stop` is set."""
+
+
+class Workload(ClientTasks):
     """Concurrent clients over real sockets; see the module docstring."""
 
     def __init__(
@@ -143,26 +185,20 @@ class Workload:
         keys: int,
         uses: int,
     ) -> None:
+        super().__init__(clients)
         self.targets = list(targets)
         self.recorder = recorder
         self.seed = seed
-        self.clients = clients
         self.timeout = timeout
         self.keys = KeyRing(keys, uses)
+        #: the keys that get deadlines (never INCR: every write there sets a deadline)
+        self.ttl_keys = KeyRing(max(1, keys // 2), uses, prefix="t")
+        #: the monotonic time by which every deadline given so far has passed
+        self.deadlines_over = 0.0
         self.stats = WorkloadStats()
         #: the last value any client saw for each key (what IFEQ expects)
         self.last_seen: dict[str, bytes | None] = {}
         self._values = itertools.count(1)
-        self._stop = trio.Event()
-
-    def stop(self) -> None:
-        """Clients stop after their current request."""
-        self._stop.set()
-
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for number in range(self.clients):
-                nursery.start_soon(self._client, number)
 
     async def _client(self, number: int) -> None:
         rng = random.Random(f"{self.seed}/{number}")
@@ -204,6 +240,8 @@ class Workload:
     ) -> tuple[Kind, tuple[Arg, ...], tuple[Word, ...]]:
         """(kind, checker arguments, command) of a random operation on `key`."""
         roll = rng.random()
+        if key.startswith(self.ttl_keys.prefix):
+            return self._ttl_operation(rng, key, roll)
         if roll < 0.30:
             return Kind.GET, (), ("GET", key)
         if roll < 0.45:
@@ -216,18 +254,44 @@ class Workload:
             return Kind.SET, (value,), ("SET", key, value)
         return Kind.SET_IF_EQUAL, (expected, value), ("SET", key, value, "IFEQ", expected)
 
+    def _ttl_operation(
+        self, rng: random.Random, key: str, roll: float
+    ) -> tuple[Kind, tuple[Arg, ...], tuple[Word, ...]]:
+        """An operation on a key with deadlines: every write gives it a new one."""
+        if roll < 0.40:
+            return Kind.GET, (), ("GET", key)
+        if roll < 0.50:
+            return Kind.DEL, (), ("DEL", key)
+        value = b"%d" % (next(self._values) * 1000)
+        ttl = b"%d" % rng.randint(*TTL_MS)
+        expected = self.last_seen.get(key)
+        if roll < 0.85 or expected is None:
+            return Kind.SET, (value,), ("SET", key, value, "PX", ttl)
+        command = ("SET", key, value, "IFEQ", expected, "PX", ttl)
+        return Kind.SET_IF_EQUAL, (expected, value), command
+
+    def _record_expiry(self, key: str, value: Arg, ttl: Word) -> None:
+        """The written value may vanish, once, from its deadline on (see the docstring)."""
+        now = time.monotonic()
+        after = now + int(ttl) / 1000
+        self.recorder.invoke("expiry", "", key, Kind.EXPIRE, (value,), at=after - EXPIRY_MARGIN)
+        self.deadlines_over = max(self.deadlines_over, after)
+
     async def _request(
         self, rng: random.Random, number: int, target: Target, connection: Connection
     ) -> bool:
         """Run one random operation; False when the connection must be dropped."""
-        key = self.keys.pick(rng)
+        use_ttl = rng.random() < TTL_SHARE
+        key = (self.ttl_keys if use_ttl else self.keys).pick(rng)
         kind, args, command = self._operation(rng, key)
         handle = self.recorder.invoke(number, target.node_id, key, kind, args)
+        if "PX" in command:
+            self._record_expiry(key, args[-1], command[-1])
         reply: Reply = None
         with trio.move_on_after(self.timeout) as scope:
             try:
                 reply = await connection.call(*command)
-            except (*_BROKEN, ValueError) as exc:
+            except (*BROKEN, ValueError) as exc:
                 self.recorder.end(handle, Status.INFO, note=f"connection lost: {exc}")
                 return False
         if scope.cancelled_caught:
@@ -305,7 +369,7 @@ async def _read_batch(
                 reply = await connection.call("MGET", *keys)
             finally:
                 await connection.aclose()
-        except (*_BROKEN, ValueError) as exc:
+        except (*BROKEN, ValueError) as exc:
             problem = f"connection lost: {exc}"
     if scope.cancelled_caught:
         problem = "timeout"
