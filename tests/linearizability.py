@@ -19,6 +19,12 @@ operations and their sequential meaning:
   indeterminate ``expire`` of its value, called when the write is: the key may vanish at
   one instant after that, or never, and nowhere else; a read after that instant never sees
   the value again.
+* ``transaction(keys, reads, commands) -> tuple``: one operation on several keys, at one
+  instant: it fits only where each key of ``reads`` (``((key, value), ...)``) holds that value,
+  then runs ``commands`` (``((key, kind, args), ...)``, each a single-key operation above) in
+  order, and returns the tuple of their outputs. ``keys`` (the operation's key) is the tuple of
+  every key it reads or writes. A WATCH/MULTI/EXEC transaction that ran is one: its reads are
+  the values it saw after WATCH; one with no commands is an atomic read of several keys (MGET).
 
 Histories. A history lists `Operation` records: who called what on which key, when it was
 called, and how it ended. ``OK``: it returned ``output`` at ``ret``. ``FAIL``: it definitely
@@ -32,7 +38,8 @@ ones that never took effect) that respects real time -- an operation that return
 another was called comes first -- and in which every output equals what the sequential model
 produces. Operations on distinct keys commute, so a history is linearizable exactly when each
 key's sub-history is (locality, Herlihy and Wing; the P-compositionality of Horn and Kroening).
-`check` therefore checks key by key.
+`check` therefore checks key by key; keys that transactions tie together are checked together,
+as one register whose value is the tuple of theirs.
 
 Search. For one key the checker runs Wing and Gong's depth-first search: repeatedly pick an
 operation that may take effect next, apply it to the model, and backtrack when no pick fits.
@@ -84,8 +91,10 @@ import attrs
 
 Key: TypeAlias = bytes | str
 ClientId: TypeAlias = int | str
-State: TypeAlias = bytes | None
-Arg: TypeAlias = bytes | int | None
+#: one key's value, or the tuple of the values of keys checked together
+State: TypeAlias = "bytes | tuple[bytes | None, ...] | None"
+#: an argument; a transaction's are tuples of them
+Arg: TypeAlias = "bytes | int | tuple[Arg, ...] | None"
 Transition: TypeAlias = Callable[[State], tuple[object, State]]
 
 _INT64_MIN = -(2**63)
@@ -101,6 +110,7 @@ class Kind(enum.Enum):
     INCR = "incr"
     SET_IF_EQUAL = "set_if_equal"
     EXPIRE = "expire"
+    TRANSACTION = "transaction"
 
 
 class Status(enum.Enum):
@@ -139,7 +149,10 @@ def _arguments(kind: Kind, args: tuple[Arg, ...], arity: int) -> tuple[Arg, ...]
 
 
 def _transition(kind: Kind, args: tuple[Arg, ...]) -> Transition:
-    """Validate ``args`` and return the operation's sequential meaning: state -> (output, state)."""
+    """Validate ``args`` and return the operation's sequential meaning: state -> (output, state);
+    for a transaction, on the tuple of the values of its keys, in the order of ``keys``."""
+    if kind is Kind.TRANSACTION:
+        return _transaction(args)
     if kind is Kind.GET:
         _arguments(kind, args, 0)
         return lambda state: (state, state)
@@ -170,8 +183,72 @@ def _transition(kind: Kind, args: tuple[Arg, ...]) -> Transition:
     return lambda state: (True, replacement) if state == expected else (False, state)
 
 
+def _transaction(args: tuple[Arg, ...]) -> Transition:
+    keys, reads, commands = _arguments(Kind.TRANSACTION, args, 3)
+    if not isinstance(keys, tuple) or not isinstance(reads, tuple):
+        raise ValueError(f"transaction: expected tuples of keys and reads, got {args!r}")
+    if not isinstance(commands, tuple):
+        raise ValueError(f"transaction: expected a tuple of commands, got {commands!r}")
+    slot = {key: position for position, key in enumerate(keys)}
+    expected = [(slot[key], value) for key, value in _pairs(reads, slot)]
+    steps = [
+        (slot[_key_in(command, slot)], _transition(Kind(command[1]), command[2]))  # type: ignore[index, arg-type]
+        for command in commands
+    ]
+
+    def run(state: State) -> tuple[object, State]:
+        assert isinstance(state, tuple)
+        if any(state[position] != value for position, value in expected):
+            return _DOES_NOT_FIT, state
+        values = list(state)
+        outputs = []
+        for position, step in steps:
+            output, values[position] = step(values[position])  # type: ignore[assignment]
+            outputs.append(output)
+        return tuple(outputs), tuple(values)
+
+    return run
+
+
+def _pairs(reads: tuple[Arg, ...], slot: Mapping[Arg, int]) -> list[tuple[Arg, Arg]]:
+    if not all(isinstance(read, tuple) and len(read) == 2 and read[0] in slot for read in reads):
+        raise ValueError(f"transaction: reads must be (key, value) of its keys, got {reads!r}")
+    return [(read[0], read[1]) for read in reads]  # type: ignore[index]
+
+
+def _key_in(command: Arg, slot: Mapping[Arg, int]) -> Arg:
+    if not isinstance(command, tuple) or len(command) != 3 or command[0] not in slot:
+        raise ValueError(f"transaction: a command is (key, kind, args), got {command!r}")
+    return command[0]
+
+
+#: what a transaction returns where its reads do not hold: no output ever equals it
+_DOES_NOT_FIT = object()
+
+
+def _expected(op: Operation) -> object:
+    """The output the search expects of ``op``: a set's (and an expire's) reply is not
+    checked."""
+    if op.kind in (Kind.SET, Kind.EXPIRE):
+        return None
+    if op.kind is Kind.TRANSACTION and isinstance(op.output, tuple):
+        commands = op.args[2]
+        assert isinstance(commands, tuple)
+        return tuple(
+            None if command[1] == Kind.SET.value else output  # type: ignore[index]
+            for command, output in zip(commands, op.output, strict=True)
+        )
+    return op.output
+
+
+def _keys(op: Operation) -> tuple[Key, ...]:
+    return op.key if isinstance(op.key, tuple) else (op.key,)
+
+
 def _check_output(kind: Kind, output: object) -> None:
-    if kind is Kind.GET:
+    if kind is Kind.TRANSACTION:
+        valid = isinstance(output, tuple)
+    elif kind is Kind.GET:
         valid = output is None or isinstance(output, bytes)
     elif kind in (Kind.SET, Kind.EXPIRE):
         valid = True
@@ -195,17 +272,21 @@ def _observes(op: Operation) -> bool:
         return op.output is None
     if op.kind is Kind.SET_IF_EQUAL:
         return op.output == 0 or op.args[0] == op.args[1]
+    if op.kind is Kind.TRANSACTION:  # a read of several keys at once
+        commands = op.args[2]
+        assert isinstance(commands, tuple)
+        return all(command[1] == Kind.GET.value for command in commands)  # type: ignore[index]
     return False
 
 
 @attrs.frozen(slots=True)
 class Operation:
     """One call in a history. ``args`` per kind: get (), set (value,), del (), incr (by,),
-    set_if_equal (expected, value). ``output`` matters only for OK; an INFO operation's ``ret``
-    must be ``math.inf``."""
+    set_if_equal (expected, value), transaction (keys, reads, commands), whose ``key`` is
+    ``keys``. ``output`` matters only for OK; an INFO operation's ``ret`` must be ``math.inf``."""
 
     client: ClientId
-    key: Key
+    key: Key | tuple[Key, ...]
     kind: Kind
     args: tuple[Arg, ...]
     output: object
@@ -215,6 +296,8 @@ class Operation:
 
     def __attrs_post_init__(self) -> None:
         _transition(self.kind, self.args)
+        if self.kind is Kind.TRANSACTION and self.args[0] != self.key:
+            raise ValueError(f"a transaction's key is its keys {self.args[0]!r}, not {self.key!r}")
         if self.status is Status.OK:
             _check_output(self.kind, self.output)
         if self.status is Status.INFO and self.ret != math.inf:
@@ -246,7 +329,7 @@ class KeyResult:
     the longest linearizable prefix found for a violation; ``unplaced`` lists the operations
     that could have come next after that prefix, none of which fit."""
 
-    key: Key
+    key: Key | tuple[Key, ...]
     verdict: Verdict
     operations: int
     linearization: tuple[Placement, ...]
@@ -259,7 +342,8 @@ class CheckResult:
     """The overall verdict: a violation on any key decides it, then any unknown key."""
 
     verdict: Verdict
-    keys: Mapping[Key, KeyResult]
+    #: by key, or by the tuple of keys checked together
+    keys: Mapping[Key | tuple[Key, ...], KeyResult]
 
     @property
     def ok(self) -> bool:
@@ -287,13 +371,13 @@ class History:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._calls: list[tuple[ClientId, Key, Kind, tuple[Arg, ...], float]] = []
+        self._calls: list[tuple[ClientId, Key | tuple[Key, ...], Kind, tuple[Arg, ...], float]] = []
         self._ends: list[Operation | None] = []
 
     def invoke(
         self,
         client: ClientId,
-        key: Key,
+        key: Key | tuple[Key, ...],
         kind: Kind | str,
         args: Sequence[Arg] = (),
         at: float | None = None,
@@ -344,21 +428,71 @@ def check(
 ) -> CheckResult:
     """Check ``history`` for linearizability, key by key, each within ``key_budget`` seconds
     and all within ``total_budget`` seconds of ``clock`` (``None``: unlimited)."""
-    by_key: dict[Key, list[Operation]] = {}
-    for operation in history:
-        by_key.setdefault(operation.key, []).append(operation)
     start = clock()
     overall = math.inf if total_budget is None else start + total_budget
-    results: dict[Key, KeyResult] = {}
-    for key, operations in by_key.items():
+    results: dict[Key | tuple[Key, ...], KeyResult] = {}
+    for keys, operations in _groups(history).items():
         now = clock()
         deadline = min(overall, math.inf if key_budget is None else now + key_budget)
-        results[key] = _KeySearch(key, operations).run(deadline, clock)
+        alone = len(keys) == 1 and all(op.kind is not Kind.TRANSACTION for op in operations)
+        search = _KeySearch(keys[0] if alone else keys, operations)
+        results[search.key] = search.run(deadline, clock)
     verdicts = {result.verdict for result in results.values()}
     for verdict in (Verdict.VIOLATION, Verdict.UNKNOWN):
         if verdict in verdicts:
             return CheckResult(verdict, results)
     return CheckResult(Verdict.OK, results)
+
+
+def _groups(history: Iterable[Operation]) -> dict[tuple[Key, ...], list[Operation]]:
+    """The operations by the keys that must be checked together: those transactions tie."""
+    operations = list(history)
+    group: dict[Key, Key] = {}  # union-find: a key's parent, a root its own
+
+    def root(key: Key) -> Key:
+        while group.setdefault(key, key) != key:
+            group[key] = group[group[key]]
+            key = group[key]
+        return key
+
+    for op in operations:
+        first, *others = _keys(op)
+        for other in [first, *others]:
+            group[root(other)] = root(first)
+    members: dict[Key, list[Key]] = {}
+    for key in list(group):
+        members.setdefault(root(key), []).append(key)
+    by_group: dict[tuple[Key, ...], list[Operation]] = {}
+    for op in operations:
+        keys = tuple(members[root(_keys(op)[0])])
+        by_group.setdefault(keys, []).append(op)
+    return by_group
+
+
+def _lifted(op: Operation, keys: tuple[Key, ...]) -> Transition:
+    """The meaning of ``op`` on the tuple of the values of ``keys``."""
+    if op.kind is Kind.TRANSACTION:
+        own = _transition(op.kind, op.args)
+        positions = [keys.index(key) for key in _keys(op)]
+
+        def on_group(state: State) -> tuple[object, State]:
+            assert isinstance(state, tuple)
+            output, after = own(tuple(state[position] for position in positions))
+            values = list(state)
+            for position, value in zip(positions, after, strict=True):  # type: ignore[arg-type]
+                values[position] = value
+            return output, tuple(values)
+
+        return on_group
+    single = _transition(op.kind, op.args)
+    position = keys.index(op.key)  # type: ignore[arg-type]
+
+    def on_one(state: State) -> tuple[object, State]:
+        assert isinstance(state, tuple)
+        output, value = single(state[position])
+        return output, (*state[:position], value, *state[position + 1 :])  # type: ignore[misc]
+
+    return on_one
 
 
 # Entry kinds in the search lists.
@@ -368,7 +502,9 @@ _CALL, _RETURN, _INFO, _DONE, _END = range(5)
 class _KeySearch:
     """The search over one key's operations; see the module docstring."""
 
-    def __init__(self, key: Key, operations: list[Operation]) -> None:
+    def __init__(self, key: Key | tuple[Key, ...], operations: list[Operation]) -> None:
+        """The search over one key's operations, or (``key`` a tuple) over those of keys
+        checked together, each missing at first."""
         self.key = key
         # FAIL operations took no effect; an indeterminate get constrains nothing.
         ops = [
@@ -378,10 +514,13 @@ class _KeySearch:
         ]
         ops.sort(key=lambda op: op.call)
         self.ops = ops
-        self.transitions = [_transition(op.kind, op.args) for op in ops]
-        # A set's (and an expire's) reply is not checked: expect what its transition returns.
-        unchecked = (Kind.SET, Kind.EXPIRE)
-        self.expected = [None if op.kind in unchecked else op.output for op in ops]
+        if isinstance(key, tuple):
+            self.initial: State = (None,) * len(key)
+            self.transitions = [_lifted(op, key) for op in ops]
+        else:
+            self.initial = None
+            self.transitions = [_transition(op.kind, op.args) for op in ops]
+        self.expected = [_expected(op) for op in ops]
         self.observer = [_observes(op) for op in ops]
         events = sorted(
             (time_, is_return, index)
@@ -472,14 +611,14 @@ class _KeySearch:
         # seen: (base, rest, value) -> the `taken` sets that configuration was reached with.
         seen: dict[tuple[int, int, State], list[int]] = {}
         stack: list[tuple[int, State, int, int, int, float, bool]] = []
-        state: State = None
+        state: State = self.initial
         base = rest = taken = 0
         limit = -math.inf  # return time of the first completed operation not yet placed
         deepest = 0
         stale = True  # the deepest prefix reached has not been recorded yet
         prefix: list[tuple[int, State]] = []
         unchanged = 0  # the stack still begins with prefix[:unchanged]
-        prefix_state: State = None
+        prefix_state: State = self.initial
         frontier: tuple[list[int], int] = ([], -1)
         steps = 0
         entry = nxt[main_head]

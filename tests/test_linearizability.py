@@ -32,6 +32,8 @@ from linearizability import (
 )
 
 K = b"k"
+#: the operations on one key (the property tests' histories are made of them)
+SINGLE_KEY_KINDS = [kind for kind in Kind if kind is not Kind.TRANSACTION]
 
 
 def ok(
@@ -486,7 +488,7 @@ def arguments(kind: Kind) -> st.SearchStrategy[tuple[Arg, ...]]:
 
 @st.composite
 def calls(draw: st.DrawFn, keys: tuple[Key, ...] = KEYS) -> tuple[Key, Kind, tuple[Arg, ...]]:
-    kind = draw(st.sampled_from(Kind))
+    kind = draw(st.sampled_from(SINGLE_KEY_KINDS))
     return draw(st.sampled_from(keys)), kind, draw(arguments(kind))
 
 
@@ -634,7 +636,7 @@ def _workload(seed: int, operations: int, keys: int, clients: int) -> Iterator[O
         call = free[client] + rng.random() * 0.001
         instant = call + rng.random() * 0.01
         free[client] = ret = instant + rng.random() * 0.01
-        kind = rng.choice(list(Kind))
+        kind = rng.choice(SINGLE_KEY_KINDS)
         value = rng.choice(VALUES)
         choices: dict[Kind, tuple[Arg, ...]] = {
             Kind.SET: (value,),
@@ -690,3 +692,95 @@ def test_a_value_with_a_deadline_vanishes_at_one_instant_or_never() -> None:
     assert not check(back).ok
     without_deadline = [fine[0], *fine[2:4]]
     assert not check(without_deadline).ok
+
+
+# --- transactions: one operation on several keys ------------------------------------------
+
+A, B, C = b"a", b"b", b"c"
+
+
+def tx(
+    client: int,
+    reads: tuple[tuple[bytes, bytes | None], ...],
+    commands: tuple[tuple[bytes, str, tuple[Arg, ...]], ...],
+    output: tuple[object, ...] | None,
+    call: float,
+    ret: float,
+    status: Status = Status.OK,
+) -> Operation:
+    keys = tuple(dict.fromkeys([key for key, _ in reads] + [key for key, *_ in commands]))
+    return Operation(
+        client, keys, Kind.TRANSACTION, (keys, reads, commands), output, call, ret, status
+    )
+
+
+def transfer(client: int, seen: tuple[int, int], amount: int, call: float, ret: float) -> Operation:
+    """WATCH a b; MGET a b -> seen; MULTI; INCRBY a -amount; INCRBY b amount; EXEC."""
+    reads = ((A, b"%d" % seen[0]), (B, b"%d" % seen[1]))
+    commands = ((A, "incr", (-amount,)), (B, "incr", (amount,)))
+    return tx(client, reads, commands, (seen[0] - amount, seen[1] + amount), call, ret)
+
+
+def mget(client: int, values: tuple[bytes | None, ...], call: float, ret: float) -> Operation:
+    return tx(client, (), ((A, "get", ()), (B, "get", ())), values, call, ret)
+
+
+def opening(call: float = 0, ret: float = 1) -> Operation:
+    return tx(0, (), ((A, "set", (b"10",)), (B, "set", (b"0",))), (b"OK", b"OK"), call, ret)
+
+
+def test_transfers_and_atomic_reads_that_fit() -> None:
+    history = [
+        opening(),
+        transfer(1, (10, 0), 3, 2, 6),
+        transfer(2, (7, 3), 2, 4, 8),  # concurrent with the first: ordered after it
+        mget(3, (b"5", b"5"), 9, 10),
+        Operation(4, A, Kind.GET, (), b"10", 1.5, 2.5),  # a single-key read beside them
+    ]
+    result = check(history)
+    assert result.ok, result.explain()
+    assert list(result.keys) == [(A, B)]  # checked together: one register of two values
+
+
+def test_a_half_applied_transfer_is_caught() -> None:
+    history = [opening(), transfer(1, (10, 0), 3, 2, 3), mget(2, (b"7", b"0"), 4, 5)]
+    assert verdict(*history) is Verdict.VIOLATION
+
+
+def test_a_lost_transfer_is_caught() -> None:
+    history = [opening(), transfer(1, (10, 0), 3, 2, 3), mget(2, (b"10", b"0"), 4, 5)]
+    assert verdict(*history) is Verdict.VIOLATION
+
+
+def test_a_transfer_that_ran_on_values_changed_since_is_caught() -> None:
+    # both saw (10, 0) and both ran: the WATCH check failed to stop the second
+    history = [opening(), transfer(1, (10, 0), 3, 2, 3), transfer(2, (10, 0), 1, 4, 5)]
+    assert verdict(*history) is Verdict.VIOLATION
+
+
+def test_an_indeterminate_transfer_applies_whole_or_not_at_all() -> None:
+    unknown = attrs.evolve(
+        transfer(1, (10, 0), 3, 2, 3), output=None, ret=math.inf, status=Status.INFO
+    )
+    assert verdict(opening(), unknown, mget(2, (b"7", b"3"), 4, 5)) is Verdict.OK
+    assert verdict(opening(), unknown, mget(2, (b"10", b"0"), 4, 5)) is Verdict.OK
+    assert verdict(opening(), unknown, mget(2, (b"7", b"0"), 4, 5)) is Verdict.VIOLATION
+
+
+def test_keys_tied_by_transactions_are_checked_together_and_the_others_alone() -> None:
+    history = [
+        tx(1, (), ((A, "set", (b"1",)), (B, "set", (b"1",))), (b"OK", b"OK"), 0, 1),
+        tx(2, (), ((B, "incr", (1,)), (C, "incr", (1,))), (2, 1), 2, 3),
+        ok(3, "set", (b"x",), b"OK", 0, 1),  # on K, alone
+    ]
+    result = check(history)
+    assert result.ok, result.explain()
+    assert {tuple(sorted(keys)) if isinstance(keys, tuple) else keys for keys in result.keys} == {
+        (A, B, C),
+        K,
+    }
+
+
+def test_a_transaction_must_name_its_keys() -> None:
+    with pytest.raises(ValueError, match="its keys"):
+        Operation(1, A, Kind.TRANSACTION, ((A,), (), ((A, "get", ()),)), (None,), 0, 1)
