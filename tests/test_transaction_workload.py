@@ -299,3 +299,49 @@ async def test_longer_runs_of_transactions_under_faults(
 ) -> None:
     workload = await run_workload(tmp_path, seed, clients=8, operations=80, faults=True)
     judge(workload)
+
+
+async def exec_reply(conn: Connection, *commands: tuple[bytes, ...]) -> Reply:
+    assert await conn.call(b"MULTI") == OK
+    for command in commands:
+        assert await conn.call(*command) == QUEUED
+    return await conn.call(b"EXEC")
+
+
+async def test_exec_answers_one_error_for_the_whole_transaction(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    """Without a leader, EXEC answers -CLUSTERDOWN (nothing applied); a leader cut off
+    after proposing answers -TIMEOUT, and the transaction is then found applied whole or
+    not at all on every node."""
+    moves = ((b"INCRBY", ACCOUNTS[0], b"-5"), (b"INCRBY", ACCOUNTS[1], b"5"))
+    async with open_cluster(tmp_path) as cluster, trio.open_nursery() as nursery:
+        leader = await cluster.wait_for_leader()
+        follower = next(node for node in cluster.nodes if node is not leader)
+        servers = {node.id: ClientServer(node, Limits()) for node in cluster.nodes}
+        to_leader = Connection(servers[leader.id], nursery)
+        assert await exec_reply(to_leader, (b"MSET", ACCOUNTS[0], b"100", ACCOUNTS[1], b"0")) == [
+            OK
+        ]
+        to_follower = Connection(servers[follower.id], nursery)
+        cluster.network.isolate(follower.id)
+        await trio.sleep(3)  # an election timeout: it knows of no leader
+        reply = await exec_reply(to_follower, *moves)
+        assert isinstance(reply, ErrorReply) and reply.text.startswith("CLUSTERDOWN"), reply
+        assert isinstance(await to_follower.call(b"WATCH", ACCOUNTS[0]), ErrorReply)
+        cluster.network.heal()
+        leader = await cluster.wait_for_leader()
+        to_leader = Connection(ClientServer(leader, Limits()), nursery)
+        cluster.network.isolate(leader.id)
+        reply = await exec_reply(to_leader, *moves)
+        assert isinstance(reply, ErrorReply) and reply.text.startswith("TIMEOUT"), reply
+        cluster.network.heal()
+        await cluster.wait_for_leader()
+        await trio.sleep(1)
+        await cluster.wait_converged()
+        for node in cluster.nodes:
+            records = dict(node.store.records())
+            first, second = records[ACCOUNTS[0]], records[ACCOUNTS[1]]
+            assert (first[0], second[0]) in {(b"100", b"0"), (b"95", b"5")}
+            assert first[1] == second[1]  # both written by the same entry
+        nursery.cancel_scope.cancel()
