@@ -97,7 +97,7 @@ def lock(session: nox.Session) -> None:
     """Pin the newest releases of everything the sessions install into constraints.txt,
     resolved in a new Python 3.11 environment on this machine; run `nox` on the result
     before committing."""
-    session.install(".", *DEV, *TOOLS)
+    session.install(".[plot]", *DEV, *TOOLS)
     with CONSTRAINTS.open("w") as pins:
         pins.write(
             "# Every package the nox sessions install, at exact versions, resolved on\n"

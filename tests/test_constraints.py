@@ -1,5 +1,5 @@
 """constraints.txt, which the nox sessions install from, pins every dependency the package
-declares (runtime and dev) at one exact version that the declaration allows."""
+declares (runtime, dev and the plot extra) at one exact version that the declaration allows."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def pins() -> dict[str, Version]:
 
 def declared() -> list[Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"].values()
+    requirements = project["dependencies"] + [r for extra in extras for r in extra]
     return [Requirement(requirement) for requirement in requirements]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import ssl
 import sys
@@ -545,6 +546,146 @@ def _refuse_to_orphan_data(args: argparse.Namespace) -> None:
             )
 
 
+# ---- bench ----------------------------------------------------------------------------
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of bytes, got {text!r}")
+    return int(text)
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("address", metavar="ADDR", help="a node's client address, host:port")
+    p.add_argument("-c", "--connections", metavar="N", type=_count, default=50, help="(default 50)")
+    p.add_argument(
+        "-P",
+        "--pipeline",
+        metavar="N",
+        type=_count,
+        default=1,
+        help="requests each connection sends before waiting for their replies (default 1)",
+    )
+    p.add_argument(
+        "--reads",
+        metavar="F",
+        type=_fraction,
+        default=0.0,
+        help="the fraction of requests that are GETs, the rest SETs (default 0: all SETs)",
+    )
+    p.add_argument(
+        "-r",
+        "--keyspace",
+        metavar="N",
+        type=_count,
+        default=100_000,
+        help="how many distinct keys, picked at random (default 100000)",
+    )
+    p.add_argument(
+        "-d", "--value-size", metavar="BYTES", type=_size, default=100, help="(default 100)"
+    )
+    bound = p.add_mutually_exclusive_group()
+    bound.add_argument(
+        "--duration", metavar="SECONDS", type=_seconds, help="how long to run (default 10)"
+    )
+    bound.add_argument(
+        "-n", "--requests", metavar="N", type=_count, help="run until N requests are answered"
+    )
+    p.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=10.0,
+        help="a batch with replies missing after this long counts them as errors (default 10)",
+    )
+    p.add_argument("--password", metavar="PW", help="AUTH with PW on every connection")
+    p.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=_seconds,
+        default=1.0,
+        help="the step of the timeline in --json and --plot (default 1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="of the random keys and commands")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument(
+        "--plot",
+        metavar="FILE",
+        type=Path,
+        help="draw throughput and latency over time into FILE (PNG; needs matplotlib: "
+        "pip install 'trioraft[plot]')",
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import trio
+
+    from trioraft.ops.bench import (
+        BenchError,
+        BenchSpec,
+        check_plot_available,
+        print_result,
+        run_bench,
+        write_plot,
+    )
+
+    try:
+        address = parse_address(args.address)
+    except ValueError as e:
+        raise CliError(EXIT_USAGE, str(e)) from None
+    spec = BenchSpec(
+        host=address.host,
+        port=address.port,
+        connections=args.connections,
+        pipeline=args.pipeline,
+        reads=args.reads,
+        keyspace=args.keyspace,
+        value_size=args.value_size,
+        duration=None if args.requests is not None else (args.duration or 10.0),
+        requests=args.requests,
+        timeout=args.timeout,
+        password=args.password,
+        interval=args.interval,
+        seed=args.seed,
+    )
+    progress = sys.stderr if sys.stderr.isatty() else None
+    try:
+        if args.plot is not None:
+            check_plot_available()
+        result = trio.run(run_bench, spec, progress)
+        print_result(result, args.json)
+        if args.plot is not None:
+            write_plot([(str(address), result.as_json())], args.plot)
+    except BenchError as exc:
+        raise CliError(EXIT_FAILURE, str(exc)) from None
+    except OSError as exc:
+        raise CliError(EXIT_FAILURE, describe(exc)) from None
+    failed = result.recorder.error_count
+    if failed:
+        raise CliError(EXIT_FAILURE, f"{failed:,} requests failed (see the errors above)")
+    return 0
+
+
 def describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -575,6 +716,7 @@ COMMANDS: tuple[Command, ...] = (
         _restore_arguments,
         _restore,
     ),
+    Command("bench", "measure throughput and latency against a node", _bench_arguments, _bench),
 )
 
 
