@@ -1,7 +1,8 @@
 """Sessions: `nox` runs tests (all but those marked slow), lint and typecheck; `nox -s slow`
 runs the slow tests; `nox -s sim -- --seeds 20000` runs the long simulation; `nox -s
 mutants` measures how many seeds the simulation takes to catch each named bug in the core;
-`nox -s nemesis -- ...` runs the long fault tests against real processes.
+`nox -s nemesis -- ...` runs the long fault tests against real processes; `nox -s bench`
+measures the standard benchmark matrix against redis-server.
 
 Every session installs the exact versions pinned in constraints.txt (every runtime, test
 and tool package with their own dependencies, resolved on Python 3.11), so that a new
@@ -82,6 +83,17 @@ def nemesis(session: nox.Session) -> None:
     docs/testing.md says what a run does and where its results go."""
     install(session, ".", *DEV)
     session.run("python", "-m", "nemesis", *session.posargs, env={"PYTHONPATH": "tests"})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark matrix (P1/P16, c1/c50, SET/GET, leader/follower) of a 3-node cluster
+    with fsync on, beside redis-server with appendfsync always where it is installed:
+    `nox -s bench -- [--duration S] [--out DIR] [--baseline OTHER_CHECKOUT]` writes
+    bench.md (figures and ratios), bench.json and bench.png; docs/performance.md says how
+    to read them."""
+    install(session, ".[plot]", *DEV)
+    session.run("python", "tests/perf/matrix.py", *session.posargs, env={"PYTHONPATH": "tests"})
 
 
 @nox.session

@@ -188,7 +188,7 @@ def test_short_bench_against_a_follower_as_json(
     latencies = [figures["latency_ms"][label] for label in ("p50", "p90", "p99", "p99.9", "max")]
     assert latencies == sorted(latencies) and latencies[0] > 0
     assert sum(point["requests"] for point in figures["timeline"]) == 400
-    assert set(figures["timeline"][0]) == {"t", "requests", "errors", "p50_ms", "p99_ms"}
+    assert set(figures["timeline"][0]) == {"t", "seconds", "requests", "errors", "p50_ms", "p99_ms"}
     assert node.call("GET", "key:000000000007") in (None, b"x" * 100)
 
 
@@ -260,6 +260,8 @@ def test_plot_without_matplotlib_says_how_to_install_it(
 
 def test_plot_draws_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the plot extra is not installed")
-    timeline = [{"t": 1.0, "requests": 500, "errors": 0, "p50_ms": 1.0, "p99_ms": 3.0}]
+    timeline = [
+        {"t": 1.0, "seconds": 1.0, "requests": 500, "errors": 0, "p50_ms": 1.0, "p99_ms": 3.0}
+    ]
     write_plot([("leader", {"timeline": timeline})], tmp_path / "run.png")
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -333,13 +333,16 @@ class BenchResult:
             },
             "timeline": [
                 {
-                    "t": round((step + 1) * spec.interval, 6),
+                    "t": round(end, 6),
+                    "seconds": round(end - step * spec.interval, 6),
                     "requests": interval.requests,
                     "errors": interval.errors,
                     "p50_ms": interval.latency.percentile(0.5) / 1000,
                     "p99_ms": interval.latency.percentile(0.99) / 1000,
                 }
                 for step, interval in enumerate(recorder.timeline)
+                # the last interval ends with the run
+                for end in [min((step + 1) * spec.interval, self.elapsed)]
             ],
         }
 
@@ -702,9 +705,9 @@ def write_plot(results: Iterable[tuple[str, dict[str, Any]]], path: Path) -> Non
     figure, (rate_axes, latency_axes) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
     for label, figures in results:
         timeline = figures["timeline"]
-        step = timeline[0]["t"] if timeline else 1.0
         times = [point["t"] for point in timeline]
-        rate_axes.plot(times, [p["requests"] / step for p in timeline], label=label)
+        rates = [p["requests"] / p["seconds"] if p["seconds"] else 0 for p in timeline]
+        rate_axes.plot(times, rates, label=label)
         (p50,) = latency_axes.plot(times, [p["p50_ms"] for p in timeline], label=f"{label} p50")
         latency_axes.plot(
             times, [p["p99_ms"] for p in timeline], linestyle="--", color=p50.get_color()

@@ -1,0 +1,267 @@
+"""The standard benchmark matrix, as `nox -s bench` runs it: a 3-node cluster with fsync
+on and, where it is installed, redis-server with `appendfsync always`, each measured with
+`trioraft bench` at P1/P16, c1/c50, SET/GET, on the leader and on a follower, in one run.
+
+The machine is shared and noisy, so every setting measures its targets back to back
+(redis-server, then the leader, then a follower, then the same on the `--baseline`
+cluster if given) and the table reports ratios beside the figures. redis-benchmark, where
+installed, measures the c50 P1 SET cell of redis-server and of the leader again, as a
+check on the client.
+
+    PYTHONPATH=tests python tests/perf/matrix.py --out DIR [--duration S] [--baseline DIR]
+
+writes DIR/bench.md, DIR/bench.json and, with matplotlib, DIR/bench.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+from procs import Cluster, free_ports, wait_until
+
+from trioraft.ops.bench import BenchError, BenchSpec, run_bench, write_plot
+
+#: the matrix: (command, connections, pipeline)
+SETTINGS = [
+    (command, connections, pipeline)
+    for pipeline in (1, 16)
+    for connections in (50, 1)
+    for command in ("SET", "GET")
+]
+KEYSPACE = 100_000
+VALUE_SIZE = 100
+
+
+@attrs.frozen
+class Target:
+    name: str
+    port: int
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[Target | None]:
+    """redis-server with the AOF fsynced before every reply, or None if not installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    (port,) = free_ports(1)
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as folder:
+        process = subprocess.Popen(
+            [
+                *(binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", folder),
+                *("--appendonly", "yes", "--appendfsync", "always", "--save", ""),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(lambda: _answers(port), 10.0, "redis-server answers")
+            yield Target("redis-server", port)
+        finally:
+            process.kill()
+            process.wait()
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), "PING"], capture_output=True, timeout=2
+        )
+        return done.stdout.strip() == b"PONG"
+    return False
+
+
+@contextlib.contextmanager
+def cluster(label: str, checkout: Path | None) -> Iterator[list[Target]]:
+    """A 3-node cluster with fsync on, run from this checkout or from `checkout`: its
+    leader and a follower, as targets named `label leader` and `label follower`."""
+    with Cluster.create(3, fsync=True) as nodes:
+        if checkout is not None:
+            for node in nodes.nodes:
+                # `python -m` imports from the working directory first
+                node.launcher = ("sh", "-c", 'cd "$0" && exec "$@"', str(checkout))
+        nodes.start_all()
+        leader = nodes.wait_for_leader()
+        follower = nodes.followers()[0]
+        yield [
+            Target(f"{label} leader", leader.client_port),
+            Target(f"{label} follower", follower.client_port),
+        ]
+
+
+def measure(target: Target, setting: tuple[str, int, int], duration: float) -> dict[str, Any]:
+    command, connections, pipeline = setting
+    spec = BenchSpec(
+        host="127.0.0.1",
+        port=target.port,
+        connections=connections,
+        pipeline=pipeline,
+        reads=1.0 if command == "GET" else 0.0,
+        keyspace=KEYSPACE,
+        value_size=VALUE_SIZE,
+        duration=duration,
+    )
+    figures = trio.run(run_bench, spec).as_json()
+    print(
+        f"{_label(setting):<14} {target.name:<22} {figures['throughput']:>10,.0f}/s  "
+        f"p50 {figures['latency_ms']['p50']:.3f} ms  errors {figures['errors']}",
+        flush=True,
+    )
+    return figures
+
+
+def redis_benchmark(target: Target, requests: int) -> float | None:
+    """redis-benchmark's SET/s at c50 P1 against `target`, or None if not installed."""
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return None
+    done = subprocess.run(
+        [
+            *(binary, "-p", str(target.port), "-t", "set", "-n", str(requests), "-c", "50"),
+            *("-d", str(VALUE_SIZE), "-r", str(KEYSPACE), "--csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1].split(",")[1].strip('"'))
+
+
+def _label(setting: tuple[str, int, int]) -> str:
+    command, connections, pipeline = setting
+    return f"{command} c{connections} P{pipeline}"
+
+
+def _cell(figures: dict[str, Any] | None) -> str:
+    if figures is None:
+        return ""
+    errors = f", {figures['errors']:,} errors" if figures["errors"] else ""
+    return f"{figures['throughput']:,.0f} ({figures['latency_ms']['p50']:.2f} ms{errors})"
+
+
+def _ratio(numerator: dict[str, Any] | None, denominator: dict[str, Any] | None) -> str:
+    if numerator is None or denominator is None or not denominator["throughput"]:
+        return ""
+    return f"{numerator['throughput'] / denominator['throughput']:.2f}x"
+
+
+def report(
+    results: dict[str, dict[str, dict[str, Any]]],
+    names: list[str],
+    checks: list[tuple[str, float | None, float]],
+    context: list[str],
+) -> str:
+    """The markdown page: context, then one row per setting."""
+    baseline = any(name.startswith("baseline") for name in names)
+    columns = [name for name in names if not name.startswith("baseline")]
+    header = [*columns, "leader / redis", "follower / leader"]
+    if baseline:
+        header += ["baseline leader", "baseline follower", "leader / baseline", "follower / b."]
+    lines = [
+        "# trioraft benchmark matrix",
+        "",
+        *context,
+        "",
+        "Each cell: requests/s answered (p50 latency). Ratios are of requests/s, measured "
+        "back to back in this run.",
+        "",
+        "| workload | " + " | ".join(header) + " |",
+        "|---|" + "---:|" * len(header),
+    ]
+    for setting in SETTINGS:
+        row = results[_label(setting)]
+        cells = [_cell(row.get(name)) for name in columns]
+        cells += [
+            _ratio(row.get("trioraft leader"), row.get("redis-server")),
+            _ratio(row.get("trioraft follower"), row.get("trioraft leader")),
+        ]
+        if baseline:
+            cells += [_cell(row.get("baseline leader")), _cell(row.get("baseline follower"))]
+            cells += [
+                _ratio(row.get("trioraft leader"), row.get("baseline leader")),
+                _ratio(row.get("trioraft follower"), row.get("baseline follower")),
+            ]
+        lines.append(f"| {_label(setting)} | " + " | ".join(cells) + " |")
+    if checks:
+        lines += [
+            "",
+            "The client checked: SET c50 P1, redis-benchmark then trioraft bench, back to back.",
+            "",
+            "| target | redis-benchmark | trioraft bench |",
+            "|---|---:|---:|",
+        ]
+        for name, theirs, ours in checks:
+            lines.append(f"| {name} | {theirs or 0:,.0f} | {ours:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(out: Path, duration: float, baseline: Path | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    started = datetime.datetime.now(datetime.UTC)
+    results: dict[str, dict[str, dict[str, Any]]] = {_label(s): {} for s in SETTINGS}
+    checks: list[tuple[str, float | None, float]] = []
+    with contextlib.ExitStack() as stack:
+        targets = [t for t in [stack.enter_context(redis_server())] if t is not None]
+        targets += stack.enter_context(cluster("trioraft", None))
+        if baseline is not None:
+            targets += stack.enter_context(cluster("baseline", baseline))
+        for setting in SETTINGS:
+            for target in targets:
+                results[_label(setting)][target.name] = measure(target, setting, duration)
+        for target in targets[:2]:
+            ours = measure(target, SETTINGS[0], duration)
+            rate = ours["throughput"]
+            theirs = redis_benchmark(target, max(1000, int(rate * duration)))
+            checks.append((target.name, theirs, rate))
+    load_after = os.getloadavg()
+    context = [
+        f"{started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; load average {_load(load_before)} before, "
+        f"{_load(load_after)} after.",
+        f"3 local nodes with fsync on; {VALUE_SIZE}-byte values, {KEYSPACE:,} random keys; "
+        f"{duration:g} s per cell; the client is `trioraft bench` (one process).",
+    ]
+    if not any(t.name == "redis-server" for t in targets):
+        context.append("redis-server is not installed: no reference column.")
+    names = [t.name for t in targets]
+    (out / "bench.md").write_text(report(results, names, checks, context))
+    (out / "bench.json").write_text(json.dumps(results, indent=1))
+    with contextlib.suppress(BenchError):
+        cell = results[_label(SETTINGS[0])]
+        write_plot([(f"{name}, SET c50 P1", cell[name]) for name in names], out / "bench.png")
+    print(f"wrote {out / 'bench.md'}", flush=True)
+
+
+def _load(figures: tuple[float, float, float]) -> str:
+    return "/".join(f"{figure:.1f}" for figure in figures)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of trioraft to measure beside this one",
+    )
+    args = parser.parse_args()
+    run(args.out, args.duration, args.baseline)
+
+
+if __name__ == "__main__":
+    main()
