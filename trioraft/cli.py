@@ -144,7 +144,11 @@ def _check_host(host: str) -> None:
 _INIT_DEFAULTS = {"nodes": 3, "client_port": 7001, "peer_port": 8001, "data_root": Path("data")}
 
 
-def _init_arguments(p: argparse.ArgumentParser, quick_start: bool = False) -> None:
+def _init_arguments(
+    p: argparse.ArgumentParser, quick_start: bool = False, token: bool = True
+) -> None:
+    """init's options; the quick start's defaults are unset, and `token=False` leaves
+    `--token` out (a restored cluster always gets a new one)."""
     if quick_start:
         p.add_argument(
             "--out",
@@ -199,7 +203,8 @@ def _init_arguments(p: argparse.ArgumentParser, quick_start: bool = False) -> No
         default=None if quick_start else _INIT_DEFAULTS["data_root"],
         help="node nK keeps its data in D/nK; a relative D is relative to DIR (default data)",
     )
-    p.add_argument("--token", metavar="T", help="the cluster token (default: a random one)")
+    if token:
+        p.add_argument("--token", metavar="T", help="the cluster token (default: a random one)")
     p.add_argument(
         "--force",
         action="store_true",
@@ -437,7 +442,7 @@ class _Progress:
 
 def _restore_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("backup", metavar="FILE", type=Path, help="a file written by trioraft backup")
-    _init_arguments(p)
+    _init_arguments(p, token=False)
 
 
 def _restore(args: argparse.Namespace) -> int:
@@ -449,13 +454,8 @@ def _restore(args: argparse.Namespace) -> int:
     )
     from trioraft.storage import StorageError
 
-    if args.token is not None:
-        raise CliError(
-            EXIT_USAGE,
-            "--token: a restored cluster always gets a new random token, so that no node "
-            "of the old cluster can ever talk to it",
-        )
     members = _members(args)
+    # a new token, always: no node of the old cluster can ever talk to the new one
     configs = cluster_configs(members, token=new_token(), data_root=args.data_root)
     # where the nodes will find their data dirs: relative to the folder of their configs
     placed = [attrs.evolve(c, data_dir=args.out.absolute() / c.data_dir) for c in configs]
