@@ -24,7 +24,7 @@ from nodetools import Cluster, hold_clock_during_threads, open_cluster
 from trio.testing import MockClock
 
 from trioraft.core.messages import EntryKind
-from trioraft.redis.transaction import QUEUED
+from trioraft.redis.transaction import EXECABORT, QUEUED
 from trioraft.replies import NULL_ARRAY, OK, ErrorReply, Reply
 from trioraft.resp import decode_reply, encode
 from trioraft.server import ClientServer, Limits
@@ -344,4 +344,28 @@ async def test_exec_answers_one_error_for_the_whole_transaction(
             first, second = records[ACCOUNTS[0]], records[ACCOUNTS[1]]
             assert (first[0], second[0]) in {(b"100", b"0"), (b"95", b"5")}
             assert first[1] == second[1]  # both written by the same entry
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_transaction_past_the_limits_is_discarded(clock: MockClock, tmp_path: Path) -> None:
+    limits = Limits(max_transaction_commands=2, max_transaction_bytes=30)
+    async with open_cluster(tmp_path) as cluster, trio.open_nursery() as nursery:
+        leader = await cluster.wait_for_leader()
+        follower = next(node for node in cluster.nodes if node is not leader)
+        conn = Connection(ClientServer(follower, limits), nursery)
+        too_many = ErrorReply(
+            "ERR transaction too large: more than 2 commands queued "
+            "(limits.max_transaction_commands)"
+        )
+        assert await conn.call(b"MULTI") == OK
+        assert [await conn.call(b"INCR", b"n") for _ in range(3)] == [QUEUED, QUEUED, too_many]
+        assert await conn.call(b"EXEC") == EXECABORT
+        # the watched keys count towards the bytes
+        assert await conn.call(b"WATCH", b"k" * 20) == OK
+        assert await conn.call(b"MULTI") == OK
+        assert await conn.call(b"SET", b"a", b"0123456") == ErrorReply(
+            "ERR transaction too large: more than 30 bytes queued (limits.max_transaction_bytes)"
+        )
+        assert await conn.call(b"EXEC") == EXECABORT
+        assert await conn.call(b"EXISTS", b"n", b"a") == 0
         nursery.cancel_scope.cancel()
