@@ -64,7 +64,7 @@ async def test_the_routes(clock: MockClock, tmp_path: Path) -> None:
         }
         assert samples[("trioraft_role", (("role", "leader"),))] == 1
         assert samples[("trioraft_proposals_total", (("outcome", "applied"),))] >= 1
-        assert samples[("trioraft_leader_changes_total", ())] == 1
+        assert samples[("trioraft_leader_changes_total", ())] >= 1
         assert samples[("trioraft_wal_fsync_duration_seconds_count", ())] >= 1
 
 
