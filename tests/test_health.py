@@ -51,9 +51,10 @@ async def test_the_routes(clock: MockClock, tmp_path: Path) -> None:
         )
         assert endpoint.answer("GET", "/nothing")[0] == 404
         assert endpoint.answer("POST", "/health")[0] == 405
+        counted = node.metrics.leader_changes.value
         node.metrics.leader_changes.value = "broken"  # type: ignore[assignment]
         assert endpoint._answer_safely("GET", "/metrics")[0] == 500  # logged, not raised
-        node.metrics.leader_changes.value = 1
+        node.metrics.leader_changes.value = counted
         assert await write(node, b"k", b"v") == OK
         status, kind, body = endpoint.answer("GET", "/metrics")
         assert status == 200 and kind.startswith("text/plain; version=")
