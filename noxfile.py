@@ -64,7 +64,7 @@ def sim(session: nox.Session) -> None:
     """The seeded simulation over many seeds: `nox -s sim -- --seeds 20000 [--first-seed N]
     [--clock-seeds N]` (the last for the runs with expiry and drifting, jumping clocks)."""
     install(session, ".", *DEV)
-    session.run("pytest", "tests/test_simulation.py", *session.posargs)
+    session.run("pytest", "tests/sim/test_simulation.py", *session.posargs)
 
 
 @nox.session
@@ -73,7 +73,7 @@ def mutants(session: nox.Session) -> None:
     `nox -s mutants -- [--end-to-end] [SEEDS] [NAME...]` (500 seeds, every mutant by
     default; --end-to-end turns off the direct checks of the persistence promises)."""
     install(session, ".", *DEV)
-    session.run("python", "tests/mutants.py", *session.posargs)
+    session.run("python", "-m", "sim.mutants", *session.posargs, env={"PYTHONPATH": "tests"})
 
 
 @nox.session

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from harness.process_cluster import Cluster, running_cluster
 from hypothesis import settings
-from procs import Cluster, running_cluster
 
 # Hypothesis's per-example deadline (200 ms) measures how loaded the machine is, not the
 # code under test: on two shared cores a parser example can wait that long for the CPU.

@@ -2,6 +2,6 @@
 
 import sys
 
-from trioraft.cli import main
+from trioraft.ops.cli import main
 
 sys.exit(main())

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from linearizability import Arg, Kind, Operation, Status
+from sim.linearizability import Arg, Kind, Operation, Status
 
 from .faults import FaultRecord
 from .schedule import FaultKind

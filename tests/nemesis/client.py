@@ -3,8 +3,9 @@
 `Connection` sends one request and reads its reply over a `trio.SocketStream`; it has no
 timeout of its own: the caller wraps each call in a cancel scope and drops the
 connection when the scope expires, since a late reply would otherwise be read as the
-answer to the next request. Replies decode as in `procs`: simple string -> `str`, error
--> `procs.Error`, integer -> `int`, bulk -> `bytes`, null -> `None`, array -> `list`.
+answer to the next request. Replies decode as in `harness.process_cluster`: simple
+string -> `str`, error -> `Error`, integer -> `int`, bulk -> `bytes`, null -> `None`,
+array -> `list`.
 
 `interpret` maps a reply to an outcome in the checker's terms (docs/protocol.md):
 
@@ -21,8 +22,8 @@ answer to the next request. Replies decode as in `procs`: simple string -> `str`
 from __future__ import annotations
 
 import trio
-from linearizability import Kind, Status
-from procs import Arg, ConnectionClosed, Error, Reply, encode_request, parse_reply
+from harness.process_cluster import Arg, ConnectionClosed, Error, Reply, encode_request, parse_reply
+from sim.linearizability import Kind, Status
 
 
 class UnexpectedReply(Exception):

@@ -52,9 +52,9 @@ from pathlib import Path
 
 import attrs
 import trio
-from procs import Arg, Cluster, ConnectionClosed, Error, Node, Reply, wait_until
+from harness.process_cluster import Arg, Cluster, ConnectionClosed, Error, Node, Reply, wait_until
 
-from trioraft.snapshotter import SnapshotPolicy
+from trioraft.runtime.snapshotter import SnapshotPolicy
 
 from .client import Connection
 from .hosts import Hosts

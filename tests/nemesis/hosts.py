@@ -45,10 +45,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import attrs
-from procs import HOST, Cluster, Node, free_ports
+from harness.process_cluster import HOST, Cluster, Node, free_ports
 
 from trioraft.closing import ClosedOnExit
-from trioraft.config import Address, Member, RaftConfig, cluster_configs, render_config
+from trioraft.ops.config import Address, Member, RaftSection, cluster_configs, render_config
 
 #: client and peer ports inside a namespace (each namespace has its own port space)
 NETNS_CLIENT_PORT = 7001
@@ -327,7 +327,7 @@ class LoopbackHosts(ClosedOnExit):
 Hosts = NetnsHosts | LoopbackHosts
 
 
-def build_cluster(hosts: Hosts, log_dir: Path, raft: RaftConfig) -> Cluster:
+def build_cluster(hosts: Hosts, log_dir: Path, raft: RaftSection) -> Cluster:
     """Configs and data dirs for one node per host in a new temp dir (removed by
     `Cluster.close`), with the node logs in `log_dir`; nothing is started."""
     remove_stale_dirs()

@@ -45,10 +45,10 @@ from typing import Any
 
 import attrs
 import trio
-from linearizability import CheckResult, Kind, Status, Verdict, check
+from sim.linearizability import CheckResult, Kind, Status, Verdict, check
 
-from trioraft.config import RaftConfig
-from trioraft.node import REQUEST_TIMEOUT
+from trioraft.ops.config import RaftSection
+from trioraft.runtime.node import REQUEST_TIMEOUT
 
 from .analysis import (
     acknowledged_writes,
@@ -160,7 +160,7 @@ def run(options: Options) -> Result:
         progress.flush()
 
     ids = [f"n{k}" for k in range(1, options.nodes + 1)]
-    raft = RaftConfig(snapshot_entries=options.snapshot_entries)
+    raft = RaftSection(snapshot_entries=options.snapshot_entries)
     recorder = Recorder()
     with contextlib.ExitStack() as stack:
         stack.callback(progress.close)

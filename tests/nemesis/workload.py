@@ -42,9 +42,9 @@ from collections.abc import Sequence
 
 import attrs
 import trio
-from linearizability import Arg, Handle, History, Kind, Operation, Status
-from procs import Arg as Word
-from procs import ConnectionClosed, Error, Reply
+from harness.process_cluster import Arg as Word
+from harness.process_cluster import ConnectionClosed, Error, Reply
+from sim.linearizability import Arg, Handle, History, Kind, Operation, Status
 
 from .client import Connection, UnexpectedReply, interpret
 

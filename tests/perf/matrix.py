@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 import trio
-from procs import Cluster, free_ports, wait_until
+from harness.process_cluster import Cluster, free_ports, wait_until
 
 from trioraft.ops.bench import BenchError, BenchSpec, run_bench, write_plot
 

@@ -37,15 +37,15 @@ import attrs
 import trio
 
 from trioraft.core.messages import HardState, SnapshotMeta
-from trioraft.snapshotter import capture
-from trioraft.state import Capture, ReplicatedState
+from trioraft.kvstore.replicated import Capture, ReplicatedState
+from trioraft.runtime.snapshotter import capture
 from trioraft.storage import DataDir, StorageError, WriteAheadLog
 from trioraft.storage.fileio import FILE_MODE, fsync_dir, fsync_fd
 from trioraft.storage.snapshots import SnapshotHeader, SnapshotStore, encode_header, verify_snapshot
 
 if TYPE_CHECKING:
-    from trioraft.config import Config
-    from trioraft.node import Node
+    from trioraft.ops.config import Config
+    from trioraft.runtime.node import Node
 
 #: the bytes of state in one bulk string of the backup stream
 CHUNK_BYTES: Final = 1024 * 1024
@@ -242,7 +242,7 @@ def refuse_used_data_dirs(configs: Sequence[Config]) -> None:
 def write_data_dirs(meta: SnapshotMeta, state: ReplicatedState, configs: Sequence[Config]) -> None:
     """Write the data dir of every config (all of one new cluster, data dirs empty or
     missing) so that the cluster starts from `state` at `meta`'s index."""
-    from trioraft.daemon import node_options  # not at the top: the daemon imports us
+    from trioraft.ops.daemon import node_options  # not at the top: the daemon imports us
 
     # the members as a node started with these configs takes them, so that it agrees
     restored = SnapshotMeta(meta.index, meta.term, node_options(configs[0]).members)

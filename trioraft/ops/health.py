@@ -24,10 +24,10 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from trioraft.core.raft import Role
-from trioraft.logs import NodeLogger
+from trioraft.ops.logs import NodeLogger
 
 if TYPE_CHECKING:
-    from trioraft.node import Node
+    from trioraft.runtime.node import Node
 
 #: how far the applied index may trail the commit index for the node to be healthy
 MAX_APPLY_LAG: Final = 1000

@@ -42,8 +42,8 @@ from trioraft.core.raft import Role
 from trioraft.transport.errors import RpcError
 
 if TYPE_CHECKING:
-    from trioraft.node import Node
-    from trioraft.server import ClientServer
+    from trioraft.redis.server import ClientServer
+    from trioraft.runtime.node import Node
 
 #: durations from half a millisecond (an fsync on a good SSD) to 10 s (a stalled disk)
 SECONDS_BUCKETS: Final = (

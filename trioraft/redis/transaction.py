@@ -21,8 +21,8 @@ from typing import Final
 
 import attrs
 
-from trioraft import kv
-from trioraft.replies import ErrorReply, Reply, SimpleString
+from trioraft.kvstore import kv
+from trioraft.redis.replies import ErrorReply, Reply, SimpleString
 
 QUEUED: Final = SimpleString("QUEUED")
 EXECABORT: Final = ErrorReply("EXECABORT Transaction discarded because of previous errors.")

@@ -53,7 +53,7 @@ from typing import TypeAlias
 import trio
 
 from trioraft.core.messages import Message, NodeId
-from trioraft.tls import PeerContexts, handshake_failure
+from trioraft.ops.tls import PeerContexts, handshake_failure
 from trioraft.transport.base import (
     Address,
     HandlerSlots,

@@ -1,0 +1,128 @@
+"""Expiry through the log, in a runtime cluster (harness/node_cluster.py): the leader's sweep
+deletes keys by its clock, every replica at the same index, whatever the replicas' own clocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+from harness.node_cluster import Cluster, hold_clock_during_threads, open_cluster, wait_until
+from trio.testing import MockClock
+
+from trioraft.core.messages import EntryKind
+from trioraft.kvstore import expiry, kv
+from trioraft.kvstore.replicated import EXPIRE, ReplicatedState
+from trioraft.kvstore.stamps import unstamp
+from trioraft.redis.server import ClientLimits, ClientServer
+from trioraft.runtime.node import Node
+
+OK = b"+OK\r\n"
+
+
+@pytest.fixture
+def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
+    hold_clock_during_threads(autojump_clock, monkeypatch)
+    return autojump_clock
+
+
+def start_sweeps(cluster: Cluster, nursery: trio.Nursery) -> None:
+    for node in cluster.nodes:
+        nursery.start_soon(expiry.sweep, node)
+
+
+def has(node: Node, key: bytes) -> bool:
+    return key in dict(node.store.records())
+
+
+def vanished_at(node: Node, key: bytes) -> int | None:
+    """The index of the entry in `node`'s log whose applying deletes `key`, replaying the
+    whole log into a fresh state (the log holds every entry in these tests)."""
+    state = ReplicatedState()
+    log = node.core.log
+    for entry in log.slice(log.first_index, log.last_index + 1):
+        if entry.kind is not EntryKind.COMMAND:
+            continue
+        held = key in dict(state.store.records())
+        time_ms, command = unstamp(entry.data)
+        state.apply(kv.decode_command(command), entry.index, time_ms)
+        if held and key not in dict(state.store.records()):
+            return entry.index
+    return None
+
+
+async def test_a_key_expires_by_the_leaders_clock_at_one_index_everywhere(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster, trio.open_nursery() as nursery:
+        leader = await cluster.wait_for_leader()
+        fast = next(node for node in cluster.nodes if node is not leader)
+        # a follower whose clock is an hour ahead: by its own clock the key is long gone
+        cluster.clock_offsets_ms[fast.id] = 3_600_000
+        start_sweeps(cluster, nursery)
+        [reply] = await leader.write([kv.encode_command([b"SET", b"k", b"v", b"PX", b"2000"])])
+        assert reply == OK
+        await cluster.wait_converged()
+        assert all(has(node, b"k") for node in cluster.nodes)
+        await trio.sleep(1.5)
+        assert has(fast, b"k")  # replicas never delete by their own clock
+        await wait_until(lambda: not any(has(node, b"k") for node in cluster.nodes), 5.0)
+        await cluster.wait_converged()
+        indices = {vanished_at(node, b"k") for node in cluster.nodes}
+        assert len(indices) == 1 and None not in indices, indices
+        [index] = indices
+        deletion = kv.decode_command(unstamp(leader.core.log.entry(index).data)[1])
+        assert deletion[0] == EXPIRE and b"k" in deletion[1:]
+        nursery.cancel_scope.cancel()
+
+
+async def test_many_keys_expiring_at_once_go_in_bounded_entries_under_one_leader(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    # 5 entries' worth: the harness checks every acknowledgement against a replay of the
+    # WAL, which makes long logs slow here (kv-level measurements cover a million keys)
+    count = 5 * expiry.KEYS_PER_ENTRY
+    async with open_cluster(tmp_path) as cluster, trio.open_nursery() as nursery:
+        leader = await cluster.wait_for_leader()
+        term = leader.core.term
+        start_sweeps(cluster, nursery)
+        deadline = leader.time_ms() + 5_000
+        for first in range(0, count, 1000):
+            batch = [
+                kv.encode_command([b"SET", b"k%d" % i, b"v", b"PXAT", b"%d" % deadline])
+                for i in range(first, first + 1000)
+            ]
+            assert await leader.write(batch) == [OK] * len(batch)
+        assert leader.store.stats()["expires"] == count
+        await wait_until(lambda: all(len(node.store) == 0 for node in cluster.nodes), 30.0)
+        assert leader.core.is_leader and leader.core.term == term
+        cluster.assert_election_safety()
+        log = leader.core.log
+        sizes = [
+            len(kv.decode_command(unstamp(entry.data)[1])) - 1
+            for entry in log.slice(log.first_index, log.last_index + 1)
+            if entry.kind is EntryKind.COMMAND and EXPIRE in entry.data
+        ]
+        assert sum(sizes) == count and max(sizes) <= expiry.KEYS_PER_ENTRY
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_read_of_an_expired_key_waits_for_its_deletion(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        follower = next(node for node in cluster.nodes if node is not leader)
+        commands = [[b"SET", b"k", b"v", b"PX", b"100"], [b"SET", b"other", b"w"]]
+        assert await leader.write([kv.encode_command(c) for c in commands]) == [OK, OK]
+        await cluster.wait_converged()
+        await trio.sleep(0.2)  # no sweep runs: the key is past its deadline, still here
+        assert has(follower, b"k")
+        server = ClientServer(follower, ClientLimits())
+        reads = [[b"GET", b"k"], [b"GET", b"other"], [b"PTTL", b"k"]]
+        now = await server._read_barrier_expiring(reads, [None] * len(reads))
+        assert [await server._read(args, now) for args in reads] == [None, b"w", -2]
+        # answered only once the deletion applied here, and it is in every log
+        assert not has(follower, b"k")
+        await cluster.wait_converged()
+        assert {vanished_at(node, b"k") for node in cluster.nodes} != {None}

@@ -1,0 +1,1 @@
+"""The seeded cluster simulation, the linearizability checker and the core's mutants."""

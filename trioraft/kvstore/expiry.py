@@ -1,0 +1,51 @@
+"""Expiry through the log: the leader proposes the deletion of keys whose deadline passed.
+
+Replicas never delete a key by their own clock. The leader looks for keys whose deadline
+has passed on its clock and proposes `RAFT.EXPIRE key ...` for them; every replica
+deletes them when it applies that entry, at the same index (see replicated.py).
+
+- Actively (`sweep`): every `SWEEP_SECONDS` the leader takes the due keys, at most
+  `KEYS_PER_ENTRY` to an entry and `ENTRIES_PER_ROUND` entries, each proposed and awaited
+  before the next. So a million keys that expire at once go in bounded steps: no step
+  holds the event loop (and the heartbeats) for more than about a millisecond, and the
+  log takes one entry at a time.
+- On access (`expire_now`): a linearizable read that meets a key past its deadline on
+  the leader's clock has it deleted through the log and reads again (server.py).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import trio
+
+from trioraft.kvstore import kv
+from trioraft.kvstore.replicated import EXPIRE
+from trioraft.runtime.node import Node
+
+SWEEP_SECONDS: Final = 0.1
+KEYS_PER_ENTRY: Final = 1000
+ENTRIES_PER_ROUND: Final = 10
+
+
+async def expire_now(node: Node, keys: list[bytes]) -> bool:
+    """Propose the deletion of `keys` (those still past their deadline when it applies)
+    and wait for it; whether it was applied."""
+    [reply] = await node.write_replies([kv.encode_command([EXPIRE, *keys])])
+    return not reply.startswith(b"-")
+
+
+async def sweep(node: Node, interval: float = SWEEP_SECONDS) -> None:
+    """While this node leads, delete the keys whose deadline passed, through the log."""
+    while True:
+        await trio.sleep(interval)
+        for _ in range(ENTRIES_PER_ROUND):
+            if not node.core.is_leader:
+                break
+            store = node.store
+            keys = store.due(node.time_ms(), KEYS_PER_ENTRY)
+            if not keys:
+                break
+            if not await expire_now(node, keys):
+                store.requeue(keys)
+                break

@@ -1,0 +1,1326 @@
+"""The replicated state machine: one flat keyspace of binary-safe strings, Redis data commands.
+
+Rules of this module:
+
+- Deterministic and sans-I/O. A command is the argument list a client sent (`list[bytes]`,
+  the name in any case); its effect and its reply depend only on the arguments and the
+  current state, so every replica that applies the same log ends in the same state and
+  gives the same replies.
+- `COMMANDS` lists every data command with its Redis arity (positive: exact count with the
+  name; negative: at least that many) and whether it writes. `validate` rejects, before
+  anything is proposed to the log, what Redis would reject whatever the data: unknown
+  commands, wrong argument counts, bad options, malformed integers and cursors, all with
+  Redis's error texts. Errors that depend on the data (INCR of a non-integer, overflow)
+  come from `KVStore.apply`, which replicas compute identically.
+- An unknown command is answered as Redis 7 and Valkey word it, the arguments always
+  listed: `ERR unknown command '<name>', with args beginning with: '<a1>' '<a2>' ` (name
+  up to 128 bytes, arguments quoted until 128 bytes of them are shown, each cut at a NUL
+  as C prints it, CR and LF turned into spaces; bytes that are not UTF-8 travel as
+  surrogate escapes, which the RESP encoder turns back into the same bytes).
+- `KVStore.apply` runs any data command and `KVStore.read` only the commands that do not
+  write; both check the command again first, so a bad entry yields its error reply rather
+  than an exception.
+- Only the string type exists: TYPE answers "string" or "none", and no command meets
+  WRONGTYPE. SET accepts NX, XX, GET, Redis 8.4's value conditions IFEQ, IFNE, IFDEQ
+  and IFDNE (one of NX, XX and those), EX, PX, EXAT, PXAT and KEEPTTL; an option given
+  twice counts once (the last value), as in Redis. DELEX takes the same value conditions;
+  a digest is DIGEST's, the XXH3 of the value in hex. FLUSHDB is FLUSHALL (one database);
+  both accept ASYNC or SYNC, and both empty the keyspace at once; the removed keys wait
+  in `take_garbage` for the caller to free them a few at a time. COPY knows database 0
+  only. RANDOMKEY is the one command whose reply is random: it is a read, so replicas
+  need not agree on it.
+- Relative TTLs become deadlines at the time of the entry that carries them. Redis's
+  range checks that need no clock (a positive TTL whose milliseconds fit in 64 bits) are
+  made by `validate`; the one that does (the deadline itself must fit) as it applies.
+- Integers are Redis's: signed 64-bit, written in canonical decimal (no sign other than a
+  leading '-', no leading zeros, no blanks). `KVStore.append` and `KVStore.setrange`
+  take the longest value they may leave as an argument, so that the limit travels in the
+  log entry and every replica checks the same one; the APPEND and SETRANGE commands
+  themselves stop at 512 MiB (Redis's default proto-max-bulk-len).
+- SCAN's cursor is a bucket of the keyspace (keyspace.py). A call returns whole buckets
+  until it has COUNT keys (default 10, at most `SCAN_MAX_COUNT`) or reaches the end;
+  every key present for the whole iteration is returned exactly once, however the
+  keyspace changes between calls. MATCH filters the selected keys afterwards, as in
+  Redis. KEYS reads the whole keyspace in one go, as Redis does.
+- Every key has a revision: the log index of the entry that last wrote it (`apply`'s
+  `revision`), readable with RAFT.REVISION (nil for a missing key), as etcd's
+  mod_revision. Log indices only grow, whoever leads, so a key's revision only grows
+  too: it serves as a lock's fencing token. The values and the metadata (revision and
+  deadline packed into one int) are two parallel keyspaces with the same keys: no
+  object per key that the garbage collector would have to visit (a tuple per key makes
+  the dicts holding them tracked, and a full collection then walks every key: hundreds
+  of milliseconds at a million keys, enough to lose the leadership). `Record` is the
+  three together, as commands and snapshots see them.
+- Deadlines are absolute (Unix ms). Time comes only from the caller: `apply` takes the
+  time of the entry being applied, `read` the time to read at. A key whose deadline has
+  passed by then counts as missing; a command being applied deletes it (the same on
+  every replica: it is the entry's time), a read only hides it and says so
+  (`read_hiding`), so that the leader can have it deleted through the log (expiry.py).
+- Snapshots and log entries are msgpack. `freeze` gives a view of the keyspace that can
+  be read a slice at a time while commands go on; `serialize` turns a slice into
+  snapshot bytes anywhere, e.g. in a worker thread, and `load` puts them back.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import re
+from collections.abc import Callable, Iterator, Mapping, Sized
+from typing import Final, TypeAlias, TypeVar
+
+import attrs
+import msgpack  # type: ignore[import-untyped]
+import xxhash
+
+from trioraft.closing import ClosedOnExit
+from trioraft.kvstore import floats, glob
+from trioraft.kvstore.keyspace import BUCKETS, FrozenKeyspace, Keyspace
+from trioraft.redis.replies import OK, ErrorReply, Reply, SimpleString
+
+__all__ = [
+    "COMMANDS",
+    "MAX_STRING_LENGTH",
+    "CommandSpec",
+    "KVStore",
+    "KeySearch",
+    "Record",
+    "check_known",
+    "decode_command",
+    "deserialize",
+    "encode_command",
+    "is_data_command",
+    "is_write",
+    "lookup",
+    "parse_int",
+    "serialize",
+    "validate",
+]
+
+INT64_MIN: Final = -(1 << 63)
+INT64_MAX: Final = (1 << 63) - 1
+#: the largest string value an APPEND may produce (Redis's default proto-max-bulk-len)
+MAX_STRING_LENGTH: Final = 512 * 1024 * 1024
+#: keys a KEYS step reads: matching each against a pattern takes about a microsecond
+KEYS_SLICE: Final = 2_000
+#: keys RANDOMKEY picks before it gives up finding one not past its deadline
+_RANDOMKEY_TRIES: Final = 100
+#: keys RANDOMKEY then reads in a row, at most, looking for one
+_RANDOMKEY_WALK: Final = 10_000
+#: SCAN's COUNT when none is given
+DEFAULT_SCAN_COUNT: Final = 10
+#: a larger COUNT counts as this: one call reads at most about this many keys, so that it
+#: holds up the node for milliseconds at most
+SCAN_MAX_COUNT: Final = 10_000
+
+SYNTAX_ERROR: Final = ErrorReply("ERR syntax error")
+NOT_AN_INTEGER: Final = ErrorReply("ERR value is not an integer or out of range")
+INVALID_CURSOR: Final = ErrorReply("ERR invalid cursor")
+OVERFLOW: Final = ErrorReply("ERR increment or decrement would overflow")
+DECREMENT_OVERFLOW: Final = ErrorReply("ERR decrement would overflow")
+NOT_A_FLOAT: Final = ErrorReply("ERR value is not a valid float")
+NAN_OR_INFINITY: Final = ErrorReply("ERR increment would produce NaN or Infinity")
+TOO_LONG: Final = ErrorReply("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+
+_STRING: Final = SimpleString("string")
+_NONE: Final = SimpleString("none")
+
+#: what Redis's string2ll accepts: "0", or an optional '-' then digits without a leading 0
+_CANONICAL_INT: Final = re.compile(rb"0|-?[1-9][0-9]*")
+#: what strtoull accepts, Redis's fallback for cursors
+_STRTOULL: Final = re.compile(rb"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
+
+#: 1: key -> value; 2: key -> [value, revision, deadline]
+_SNAPSHOT_FORMAT: Final = 2
+
+#: a key's value, its revision (the log index of its last write) and its deadline (Unix
+#: ms; 0 when it has none)
+Record: TypeAlias = tuple[bytes, int, int]
+
+
+def parse_int(arg: bytes) -> int | None:
+    """The signed 64-bit integer `arg` spells canonically, or None (Redis's string2ll)."""
+    if len(arg) > 20 or _CANONICAL_INT.fullmatch(arg) is None:
+        return None
+    value = int(arg)
+    return value if INT64_MIN <= value <= INT64_MAX else None
+
+
+def _parse_cursor(arg: bytes) -> int | None:
+    """An unsigned 64-bit cursor as Redis reads one (string2ull), or None."""
+    value = parse_int(arg)
+    if value is not None:
+        return value if value >= 0 else None
+    spelled = _STRTOULL.fullmatch(arg)
+    if spelled is None:
+        return None
+    sign, digits = spelled.groups()
+    digits = digits.lstrip(b"0")
+    if len(digits) > 20:  # also keeps int() away from its limit on digits
+        return None
+    value = int(digits or b"0")
+    if value >= 1 << 64:
+        return None
+    # strtoull negates in unsigned arithmetic
+    return (-value) % (1 << 64) if sign == b"-" else value
+
+
+_T = TypeVar("_T")
+_Run = Callable[["KVStore", list[bytes]], Reply]
+_Check = Callable[[list[bytes]], ErrorReply | None]
+
+
+@attrs.frozen
+class CommandSpec:
+    """One data command: its lowercase name (as error texts spell it), arity, write flag."""
+
+    name: str
+    arity: int
+    write: bool
+    run: _Run = attrs.field(repr=False)
+    #: the argument checks that need no data, beyond the arity
+    check: _Check | None = attrs.field(default=None, repr=False)
+
+
+def _errors_of(parse: Callable[[list[bytes]], _T | ErrorReply]) -> _Check:
+    def check(args: list[bytes]) -> ErrorReply | None:
+        parsed = parse(args)
+        return parsed if isinstance(parsed, ErrorReply) else None
+
+    return check
+
+
+def _invalid_expire(name: str) -> ErrorReply:
+    return ErrorReply(f"ERR invalid expire time in '{name}' command")
+
+
+@attrs.frozen
+class _Expiry:
+    """A deadline as a command gives it: EX, PX (relative) or EXAT, PXAT (absolute)."""
+
+    #: milliseconds, as given (a relative one is added to the entry's time as it applies)
+    ms: int
+    relative: bool
+
+    def deadline(self, now: int) -> int | None:
+        """The deadline in Unix ms at time `now`; None when it overflows."""
+        deadline = self.ms + now if self.relative else self.ms
+        return deadline if deadline <= INT64_MAX else None
+
+
+_EXPIRY_OPTIONS: Final = {
+    b"EX": (1000, True),
+    b"PX": (1, True),
+    b"EXAT": (1000, False),
+    b"PXAT": (1, False),
+}
+
+
+def _parse_expiry(option: bytes, arg: bytes, name: str) -> _Expiry | ErrorReply:
+    """EX/PX/EXAT/PXAT `arg` as SET, SETEX and GETEX check it: a positive integer whose
+    milliseconds fit in 64 bits."""
+    scale, relative = _EXPIRY_OPTIONS[option]
+    value = parse_int(arg)
+    if value is None:
+        return NOT_AN_INTEGER
+    if value <= 0 or value > INT64_MAX // scale:
+        return _invalid_expire(name)
+    return _Expiry(value * scale, relative)
+
+
+#: the conditions SET and DELEX take on the current value: equal or not to the given
+#: value (IFEQ, IFNE), to the given digest (IFDEQ, IFDNE)
+_CONDITIONS: Final = (b"IFEQ", b"IFNE", b"IFDEQ", b"IFDNE")
+_HEX_DIGEST: Final = re.compile(rb"[0-9a-fA-F]{16}")
+BAD_DIGEST: Final = ErrorReply("ERR must be exactly 16 hexadecimal characters")
+
+
+def digest(value: bytes) -> bytes:
+    """Redis's DIGEST of a value: its XXH3 (64 bits) in 16 lowercase hex digits."""
+    return xxhash.xxh3_64_hexdigest(value).encode()
+
+
+@attrs.frozen
+class _Condition:
+    """IFEQ, IFNE, IFDEQ or IFDNE, and the value or digest (lowercase) it compares with."""
+
+    name: bytes
+    operand: bytes
+
+    def holds(self, current: bytes | None) -> bool:
+        """Whether a key holding `current` (None: missing) meets the condition: a missing
+        key equals nothing, so IFEQ and IFDEQ refuse it, IFNE and IFDNE accept it."""
+        if current is not None and self.name in (b"IFDEQ", b"IFDNE"):
+            current = digest(current)
+        equal = current == self.operand
+        return equal if self.name in (b"IFEQ", b"IFDEQ") else not equal
+
+
+def _parse_condition(name: bytes, operand: bytes) -> _Condition | ErrorReply:
+    if name in (b"IFDEQ", b"IFDNE"):
+        if _HEX_DIGEST.fullmatch(operand) is None:
+            return BAD_DIGEST
+        operand = operand.lower()
+    return _Condition(name, operand)
+
+
+@attrs.frozen
+class _SetOptions:
+    nx: bool
+    xx: bool
+    get: bool
+    condition: _Condition | None
+    keepttl: bool
+    expiry: _Expiry | None
+
+    def allow(self, old: bytes | None) -> bool:
+        """Whether SET with these options writes over `old` (None: a missing key)."""
+        if self.condition is not None:
+            return self.condition.holds(old)
+        return not ((self.nx and old is not None) or (self.xx and old is None))
+
+
+def _parse_set(args: list[bytes]) -> _SetOptions | ErrorReply:
+    nx = xx = get = keepttl = False
+    condition: tuple[bytes, bytes] | None = None
+    expiry: tuple[bytes, bytes] | None = None
+    i = 3
+    while i < len(args):
+        option = args[i].upper()
+        has_next = i + 1 < len(args)
+        if option == b"NX" and not xx and condition is None:
+            nx = True
+        elif option == b"XX" and not nx and condition is None:
+            xx = True
+        elif option == b"GET":
+            get = True
+        elif option == b"KEEPTTL" and expiry is None:
+            keepttl = True
+        elif option in _EXPIRY_OPTIONS and has_next and _may_follow(expiry, option) and not keepttl:
+            i += 1
+            expiry = (option, args[i])
+        elif option in _CONDITIONS and has_next and not (nx or xx) and condition is None:
+            i += 1
+            condition = (option, args[i])
+        else:
+            return SYNTAX_ERROR
+        i += 1
+    parsed_condition = None if condition is None else _parse_condition(*condition)
+    if isinstance(parsed_condition, ErrorReply):
+        return parsed_condition
+    parsed = None if expiry is None else _parse_expiry(*expiry, "set")
+    if isinstance(parsed, ErrorReply):
+        return parsed
+    return _SetOptions(nx, xx, get, parsed_condition, keepttl, parsed)
+
+
+def _parse_delex(args: list[bytes]) -> _Condition | ErrorReply | None:
+    """DELEX's condition (None: none, it deletes as DEL does)."""
+    if len(args) == 2:
+        return None
+    if len(args) != 4 or args[2].upper() not in _CONDITIONS:
+        return SYNTAX_ERROR
+    return _parse_condition(args[2].upper(), args[3])
+
+
+def _may_follow(expiry: tuple[bytes, bytes] | None, option: bytes) -> bool:
+    """Whether the expiry `option` may come after `expiry`: Redis takes the same option
+    again (the last one counts), never two different ones."""
+    return expiry is None or expiry[0] == option
+
+
+def _parse_setex(args: list[bytes]) -> _Expiry | ErrorReply:
+    name = args[0].lower().decode()
+    return _parse_expiry(b"EX" if name == "setex" else b"PX", args[2], name)
+
+
+def _parse_getex(args: list[bytes]) -> _Expiry | bool | ErrorReply:
+    """GETEX's option: the new deadline, True for PERSIST, False for none."""
+    expiry: tuple[bytes, bytes] | None = None
+    persist = False
+    i = 2
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"PERSIST" and expiry is None:
+            persist = True
+        elif option in _EXPIRY_OPTIONS and i + 1 < len(args) and _may_follow(expiry, option):
+            if persist:
+                return SYNTAX_ERROR
+            i += 1
+            expiry = (option, args[i])
+        else:
+            return SYNTAX_ERROR
+        i += 1
+    if expiry is None:
+        return persist
+    return _parse_expiry(*expiry, "getex")
+
+
+@attrs.frozen
+class _ExpireArgs:
+    #: the deadline as given, in ms: relative for EXPIRE and PEXPIRE
+    ms: int
+    relative: bool
+    #: NX, XX, GT, LT
+    flags: frozenset[bytes]
+
+
+_EXPIRE_SCALES: Final = {
+    "expire": (1000, True),
+    "pexpire": (1, True),
+    "expireat": (1000, False),
+    "pexpireat": (1, False),
+}
+_EXPIRE_FLAGS: Final = (b"NX", b"XX", b"GT", b"LT")
+
+
+def _parse_expire(args: list[bytes]) -> _ExpireArgs | ErrorReply:
+    flags: set[bytes] = set()
+    for arg in args[3:]:
+        flag = arg.upper()
+        if flag not in _EXPIRE_FLAGS:
+            return ErrorReply(f"ERR Unsupported option {arg.decode('utf-8', 'surrogateescape')}")
+        flags.add(flag)
+    if b"NX" in flags and len(flags) > 1:
+        return ErrorReply("ERR NX and XX, GT or LT options at the same time are not compatible")
+    if b"GT" in flags and b"LT" in flags:
+        return ErrorReply("ERR GT and LT options at the same time are not compatible")
+    name = args[0].lower().decode()
+    scale, relative = _EXPIRE_SCALES[name]
+    value = parse_int(args[2])
+    if value is None:
+        return NOT_AN_INTEGER
+    if not INT64_MIN // scale <= value <= INT64_MAX // scale:
+        return _invalid_expire(name)
+    return _ExpireArgs(value * scale, relative, frozenset(flags))
+
+
+def _parse_incrby(args: list[bytes]) -> int | ErrorReply:
+    delta = parse_int(args[2])
+    return NOT_AN_INTEGER if delta is None else delta
+
+
+def _parse_decrby(args: list[bytes]) -> int | ErrorReply:
+    delta = parse_int(args[2])
+    if delta is None:
+        return NOT_AN_INTEGER
+    if delta == INT64_MIN:
+        return DECREMENT_OVERFLOW
+    return -delta
+
+
+def _parse_incrbyfloat(args: list[bytes]) -> floats.Value | ErrorReply:
+    increment = floats.parse(args[2])
+    return NOT_A_FLOAT if increment is None else increment
+
+
+def _check_mset(args: list[bytes]) -> ErrorReply | None:
+    return None if len(args) % 2 == 1 else _arity_error("mset")
+
+
+def _check_msetnx(args: list[bytes]) -> ErrorReply | None:
+    return None if len(args) % 2 == 1 else _arity_error("msetnx")
+
+
+def _parse_getrange(args: list[bytes]) -> tuple[int, int] | ErrorReply:
+    start, end = parse_int(args[2]), parse_int(args[3])
+    if start is None or end is None:
+        return NOT_AN_INTEGER
+    return start, end
+
+
+def _substring(value: bytes, start: int, end: int) -> bytes:
+    """GETRANGE's bytes `start` to `end` (both included) of `value`, as Redis 8 counts
+    them: negative positions from the end; an end before the first byte, or a start past
+    the end, selects nothing."""
+    length = len(value)
+    if start < 0 and end < 0 and start > end:
+        return b""
+    start = max(start + length if start < 0 else start, 0)
+    end = end + length if end < 0 else end
+    if end < 0:
+        return b""
+    return value[start : min(end, length - 1) + 1]
+
+
+def _parse_setrange(args: list[bytes]) -> int | ErrorReply:
+    offset = parse_int(args[2])
+    if offset is None:
+        return NOT_AN_INTEGER
+    if offset < 0:
+        return ErrorReply("ERR offset is out of range")
+    if args[3] and offset + len(args[3]) > MAX_STRING_LENGTH:
+        return TOO_LONG
+    return offset
+
+
+def _parse_copy(args: list[bytes]) -> bool | ErrorReply:
+    """Whether COPY may REPLACE the destination; DB is accepted for database 0 only."""
+    replace = False
+    i = 3
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"REPLACE":
+            replace = True
+        elif option == b"DB" and i + 1 < len(args):
+            i += 1
+            number = parse_int(args[i])
+            if number is None:
+                return NOT_AN_INTEGER
+            if not -(1 << 31) <= number < 1 << 31:
+                return ErrorReply(
+                    "ERR value is out of range, value must between -2147483648 and 2147483647"
+                )
+            if number != 0:
+                return ErrorReply("ERR DB index is out of range")
+        else:
+            return SYNTAX_ERROR
+        i += 1
+    if args[1] == args[2]:
+        return ErrorReply("ERR source and destination objects are the same")
+    return replace
+
+
+def _check_flush(args: list[bytes]) -> ErrorReply | None:
+    if len(args) == 1 or (len(args) == 2 and args[1].lower() in (b"sync", b"async")):
+        return None
+    return SYNTAX_ERROR
+
+
+@attrs.frozen
+class _ScanArgs:
+    cursor: int
+    count: int
+    #: None when every key is wanted (no MATCH, or MATCH *)
+    pattern: bytes | None
+
+
+def _parse_scan(args: list[bytes]) -> _ScanArgs | ErrorReply:
+    cursor = _parse_cursor(args[1])
+    if cursor is None:
+        return INVALID_CURSOR
+    count = DEFAULT_SCAN_COUNT
+    pattern: bytes | None = None
+    i = 2
+    while i < len(args):
+        option = args[i].lower()
+        if option == b"count" and i + 1 < len(args):
+            parsed = parse_int(args[i + 1])
+            if parsed is None:
+                return NOT_AN_INTEGER
+            if parsed < 1:
+                return SYNTAX_ERROR
+            count = parsed
+        elif option == b"match" and i + 1 < len(args):
+            pattern = args[i + 1]
+        else:
+            return SYNTAX_ERROR
+        i += 2
+    return _ScanArgs(cursor, count, None if pattern == b"*" else pattern)
+
+
+def _arity_error(name: str) -> ErrorReply:
+    return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
+
+
+def _as_c_string(arg: bytes) -> bytes:
+    """What C's printf shows of `arg`: the bytes before the first NUL."""
+    return arg.partition(b"\0")[0]
+
+
+def _unknown_command(args: list[bytes]) -> ErrorReply:
+    shown = b""
+    for arg in args[1:]:
+        if len(shown) >= 128:
+            break
+        shown += b"'" + _as_c_string(arg)[: 128 - len(shown)] + b"' "
+    name = _as_c_string(args[0] if args else b"")[:128]
+    raw = b"ERR unknown command '" + name + b"', with args beginning with: " + shown
+    text = raw.decode("utf-8", "surrogateescape")
+    return ErrorReply(text.replace("\r", " ").replace("\n", " "))
+
+
+def lookup(name: bytes) -> CommandSpec | None:
+    """The data command called `name` (any case), or None."""
+    return COMMANDS.get(name.lower())
+
+
+def is_data_command(name: bytes) -> bool:
+    """Whether `name` (any case) is a data command."""
+    return name.lower() in COMMANDS
+
+
+def is_write(args: list[bytes]) -> bool:
+    """Whether the data command `args` writes; KeyError when it is not a data command."""
+    return COMMANDS[args[0].lower()].write
+
+
+def _resolve(args: list[bytes]) -> CommandSpec | ErrorReply:
+    spec = COMMANDS.get(args[0].lower()) if args else None
+    if spec is None:
+        return _unknown_command(args)
+    if (spec.arity > 0 and len(args) != spec.arity) or len(args) < -spec.arity:
+        return _arity_error(spec.name)
+    return spec
+
+
+def check_known(args: list[bytes]) -> ErrorReply | None:
+    """The error for an unknown command or a wrong number of arguments, or None: what
+    Redis checks before queueing a command in a transaction (the other errors come when
+    the transaction runs)."""
+    spec = _resolve(args)
+    return spec if isinstance(spec, ErrorReply) else None
+
+
+def validate(args: list[bytes]) -> ErrorReply | None:
+    """The error Redis would answer whatever the data, or None when `args` may be run."""
+    spec = _resolve(args)
+    if isinstance(spec, ErrorReply):
+        return spec
+    return None if spec.check is None else spec.check(args)
+
+
+def encode_command(args: list[bytes]) -> bytes:
+    """The log entry payload for a command."""
+    payload: bytes = msgpack.packb(args, use_bin_type=True)
+    return payload
+
+
+def decode_command(data: bytes) -> list[bytes]:
+    """The command in a log entry payload; ValueError when it holds anything else."""
+    try:
+        args = msgpack.unpackb(data, raw=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ValueError(f"not an encoded command: {exc}") from exc
+    if type(args) is not list or not all(type(arg) is bytes for arg in args):
+        raise ValueError("not an encoded command: expected an array of binary strings")
+    return args
+
+
+def serialize(part: Mapping[bytes, Record]) -> bytes:
+    """Snapshot bytes for keys and their records, e.g. a slice of a `KVStore.freeze` view."""
+    payload: bytes = msgpack.packb([_SNAPSHOT_FORMAT, part], use_bin_type=True)
+    return payload
+
+
+def deserialize(data: bytes) -> dict[bytes, Record]:
+    """The keys and records in `serialize` bytes; ValueError when they are not that."""
+    try:
+        saved = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ValueError(f"not a keyspace snapshot: {exc}") from exc
+    return _records(saved)
+
+
+def _is_record(saved: object) -> bool:
+    return (
+        type(saved) is list
+        and len(saved) == 3
+        and type(saved[0]) is bytes
+        and type(saved[1]) is int
+        and type(saved[2]) is int
+    )
+
+
+def _records(saved: object) -> dict[bytes, Record]:
+    """The keyspace in a snapshot's `[format, keyspace]`; ValueError when it is not one."""
+    if type(saved) is not list or len(saved) != 2 or saved[0] not in (1, _SNAPSHOT_FORMAT):
+        raise ValueError("not a keyspace snapshot: unknown layout or format version")
+    version, keyspace = saved
+    if type(keyspace) is not dict or not all(type(key) is bytes for key in keyspace):
+        raise ValueError("not a keyspace snapshot: expected a map of binary strings")
+    if version == 1:  # values only, from before revisions: revision 0, no deadline
+        if not all(type(value) is bytes for value in keyspace.values()):
+            raise ValueError("not a keyspace snapshot: expected a map of binary strings")
+        return {key: (value, 0, 0) for key, value in keyspace.items()}
+    if not all(_is_record(saved) for saved in keyspace.values()):
+        raise ValueError("not a keyspace snapshot: expected [value, revision, deadline]")
+    return {
+        key: (value, revision, deadline) for key, (value, revision, deadline) in keyspace.items()
+    }
+
+
+def _alive(record: Record, now: int) -> bool:
+    """Whether a key with `record` is there at time `now`: no deadline, or a later one."""
+    return not record[2] or record[2] > now
+
+
+def _alive_meta(meta: int, now: int) -> bool:
+    deadline = meta & _DEADLINE_MASK
+    return not deadline or deadline > now
+
+
+_DEADLINE_MASK: Final = (1 << 64) - 1
+
+
+def _pack_meta(revision: int, deadline: int) -> int:
+    return revision << 64 | deadline
+
+
+class FrozenStore(ClosedOnExit):
+    """A store's keys and records as they were when frozen, read a slice at a time while
+    the store changes. Its two keyspaces hold the same keys in the same buckets, so their
+    frozen views give the same keys slice by slice."""
+
+    def __init__(self, values: FrozenKeyspace[bytes], metas: FrozenKeyspace[int]) -> None:
+        self._values = values
+        self._metas = metas
+
+    @property
+    def done(self) -> bool:
+        return self._values.done
+
+    def take(self, max_keys: int) -> dict[bytes, Record]:
+        """The keys and records of the next buckets (see `FrozenKeyspace.take`)."""
+        metas = self._metas.take(max_keys)
+        return {
+            key: (value, metas[key] >> 64, metas[key] & _DEADLINE_MASK)
+            for key, value in self._values.take(max_keys).items()
+        }
+
+    def close(self) -> None:
+        self._values.close()
+        self._metas.close()
+
+
+class KeySearch(ClosedOnExit):
+    """KEYS, a slice of the keyspace per `step`: the keys that matched the pattern when
+    the search began, whatever commands run between the steps, except those whose deadline
+    had passed by `now`. Close it once done or abandoned."""
+
+    def __init__(self, store: KVStore, pattern: bytes, now: int) -> None:
+        #: the keys found so far
+        self.found: list[Reply] = []
+        #: what is left to read (None: nothing, the pattern names one key)
+        self._view: FrozenStore | None = None
+        self._matches: Callable[[bytes], bool] | None = None
+        self._now = now
+        if glob.is_literal(pattern):
+            self.found = [pattern] if store.read([b"EXISTS", pattern], now) else []
+        else:
+            self._view = store.freeze()
+            if pattern != b"*":
+                self._matches = glob.compile_pattern(pattern)
+
+    @property
+    def done(self) -> bool:
+        return self._view is None or self._view.done
+
+    def step(self) -> None:
+        """Read about `KEYS_SLICE` more keys."""
+        assert self._view is not None, "step() only while not done"
+        now = self._now
+        live = [key for key, record in self._view.take(KEYS_SLICE).items() if _alive(record, now)]
+        matches = self._matches
+        self.found.extend(live if matches is None else [key for key in live if matches(key)])
+
+    def close(self) -> None:
+        if self._view is not None:
+            self._view.close()
+
+
+class KVStore:
+    """The keyspace and the data commands on it."""
+
+    __slots__ = (
+        "_applying",
+        "_deadlines",
+        "_expiring",
+        "_hidden",
+        "_keyspace",
+        "_metas",
+        "_now",
+        "_random",
+        "_revision",
+    )
+
+    def __init__(self, data: Mapping[bytes, bytes] | None = None) -> None:
+        """A store holding `data` (revision 0, no deadlines), or empty."""
+        #: the values, and each key's revision and deadline (`_pack_meta`)
+        self._keyspace: Keyspace[bytes] = Keyspace()
+        self._metas: Keyspace[int] = Keyspace()
+        if data:
+            self._keyspace.update(data)
+            self._metas.update(dict.fromkeys(data, 0))
+        #: (deadline, key) of the keys with a deadline, smallest first; an item whose key
+        #: has another deadline by now (or is gone) is stale, and dropped when met
+        self._deadlines: list[tuple[int, bytes]] = []
+        #: how many keys have a deadline
+        self._expiring = 0
+        #: the revision and the time (Unix ms) of the command being run
+        self._revision = 0
+        self._now = 0
+        #: whether that command is applied (it may delete keys past their deadline) or
+        #: only read (it must change nothing, and only hides them)
+        self._applying = False
+        #: the keys the last read hid because their deadline had passed
+        self._hidden: list[bytes] = []
+        #: RANDOMKEY's choices: a read, so replicas need not agree on them
+        self._random = random.Random()
+
+    def __len__(self) -> int:
+        return len(self._keyspace)
+
+    def stats(self) -> dict[str, int]:
+        """The fields of this keyspace's line under INFO's "# Keyspace" (db0)."""
+        return {"keys": len(self._keyspace), "expires": self._expiring, "avg_ttl": 0}
+
+    def apply(self, args: list[bytes], revision: int = 0, now: int = 0) -> Reply:
+        """Run a data command (normally a committed write) and return its reply. The keys
+        it writes get `revision`, the log index of its entry (0 outside a log); `now` is
+        the entry's time (Unix ms), which turns relative TTLs into deadlines, and at
+        which keys whose deadline has passed count as gone."""
+        spec = _resolve(args)
+        if isinstance(spec, ErrorReply):
+            return spec
+        self._revision, self._now, self._applying = revision, now, True
+        return spec.run(self, args)
+
+    def read(self, args: list[bytes], now: int = 0) -> Reply:
+        """Run a data command that does not write, at time `now` (Unix ms): keys whose
+        deadline has passed by then count as gone. ValueError for one that writes."""
+        return self.read_hiding(args, now)[0]
+
+    def read_hiding(self, args: list[bytes], now: int) -> tuple[Reply, list[bytes]]:
+        """`read`, and the keys named in `args` that it answered as gone because their
+        deadline had passed (they are still here until their deletion applies)."""
+        spec = _resolve(args)
+        if isinstance(spec, ErrorReply):
+            return spec, []
+        if spec.write:
+            raise ValueError(f"'{spec.name}' writes: it must go through the log")
+        self._now, self._applying, self._hidden = now, False, []
+        return spec.run(self, args), self._hidden
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and its value, all at once (for tests and tools)."""
+        return self._keyspace.items()
+
+    def records(self) -> Iterator[tuple[bytes, Record]]:
+        """Every key and its record, all at once (for tests and tools)."""
+        metas = self._metas
+        for key, value in self._keyspace.items():
+            meta = metas.get(key) or 0
+            yield key, (value, meta >> 64, meta & _DEADLINE_MASK)
+
+    def freeze(self) -> FrozenStore:
+        """A view of the keyspace as it is now, for a snapshot: `take` its slices, whatever
+        commands run in between, and close it."""
+        return FrozenStore(self._keyspace.freeze(), self._metas.freeze())
+
+    def search_keys(self, pattern: bytes, now: int) -> KeySearch:
+        """KEYS `pattern` at time `now`, to be run a step at a time (see KeySearch)."""
+        return KeySearch(self, pattern, now)
+
+    def take_garbage(self) -> list[Sized]:
+        """The keys FLUSHALL removed since the last call, in parts, for the caller to free
+        a few parts at a time (freeing ten million keys at once takes seconds)."""
+        return [*self._keyspace.take_retired(), *self._metas.take_retired()]
+
+    def discard(self) -> list[Sized]:
+        """Remove every key; return them as `take_garbage` does, e.g. to free the state a
+        snapshot from the leader replaced."""
+        self._keyspace.clear()
+        self._metas.clear()
+        return self.take_garbage()
+
+    def load(self, data: bytes) -> None:
+        """Add the keys saved in `serialize` bytes; ValueError when they are not that."""
+        for key, record in deserialize(data).items():
+            self._keyspace.put(key, record[0])
+            self._metas.put(key, _pack_meta(record[1], record[2]))
+            if record[2]:
+                self._expiring += 1
+                heapq.heappush(self._deadlines, (record[2], key))
+
+    # -- expiry
+
+    def due(self, now: int, limit: int) -> list[bytes]:
+        """Up to `limit` keys whose deadline has passed by `now`, taken out of the deadline
+        index (`requeue` puts back the ones whose deletion did not happen)."""
+        found: list[bytes] = []
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now and len(found) < limit:
+            deadline, key = heapq.heappop(deadlines)
+            if self._deadline(key) == deadline:
+                found.append(key)
+        return found
+
+    def requeue(self, keys: list[bytes]) -> None:
+        """Put back into the deadline index the keys of `keys` that still have a deadline."""
+        for key in keys:
+            deadline = self._deadline(key)
+            if deadline:
+                heapq.heappush(self._deadlines, (deadline, key))
+
+    def expire(self, keys: list[bytes], now: int) -> int:
+        """Delete the keys of `keys` whose deadline has passed by `now` (the time of the
+        entry that carries the deletion); how many went."""
+        gone = 0
+        for key in keys:
+            deadline = self._deadline(key)
+            if deadline and deadline <= now:
+                gone += self._remove(key)
+        return gone
+
+    def _deadline(self, key: bytes) -> int:
+        meta = self._metas.get(key)
+        return 0 if meta is None else meta & _DEADLINE_MASK
+
+    # -- changes: every write goes through these, which keep the SCAN and deadline indexes
+
+    def _record(self, key: bytes) -> Record | None:
+        """The record of `key` unless it is missing or past its deadline at `_now`: a
+        command being applied deletes such a key (at the same index on every replica); a
+        read only counts it as gone."""
+        value = self._keyspace.get(key)
+        if value is None:
+            return None
+        meta = self._metas.get(key) or 0
+        deadline = meta & _DEADLINE_MASK
+        if not deadline or deadline > self._now:
+            return value, meta >> 64, deadline
+        if self._applying:
+            self._remove(key)
+        else:
+            self._hidden.append(key)
+        return None
+
+    def _value(self, key: bytes) -> bytes | None:
+        record = self._record(key)
+        return None if record is None else record[0]
+
+    def _put(self, key: bytes, value: bytes, deadline: int = 0) -> None:
+        self._keyspace.put(key, value)
+        old = self._metas.swap(key, _pack_meta(self._revision, deadline))
+        old_deadline = 0 if old is None else old & _DEADLINE_MASK
+        if old_deadline:
+            self._expiring -= 1
+        if deadline:
+            self._expiring += 1
+            if old_deadline != deadline:
+                heapq.heappush(self._deadlines, (deadline, key))
+
+    def _put_keeping_deadline(self, key: bytes, value: bytes) -> None:
+        """Set the value of `key`, keeping its deadline (INCR, APPEND)."""
+        self._put(key, value, self._deadline(key))
+
+    def _set_deadline(self, key: bytes, record: Record, deadline: int) -> None:
+        """Give the live `key` a new deadline (0: none); one that has passed deletes it."""
+        if deadline and deadline <= self._now:
+            self._remove(key)
+        else:
+            self._put(key, record[0], deadline)
+
+    def _remove(self, key: bytes) -> bool:
+        if not self._keyspace.remove(key):
+            return False
+        meta = self._metas.get(key) or 0
+        self._metas.remove(key)
+        if meta & _DEADLINE_MASK:
+            self._expiring -= 1
+        return True
+
+    # -- the commands, args as validated by _resolve
+
+    def _get(self, args: list[bytes]) -> Reply:
+        return self._value(args[1])
+
+    def _set(self, args: list[bytes]) -> Reply:
+        if len(args) == 3:
+            self._put(args[1], args[2])
+            return OK
+        options = _parse_set(args)
+        if isinstance(options, ErrorReply):
+            return options
+        deadline = 0
+        if options.expiry is not None:
+            computed = options.expiry.deadline(self._now)
+            if computed is None:
+                return _invalid_expire("set")
+            deadline = computed
+        record = self._record(args[1])
+        old = None if record is None else record[0]
+        refused = not options.allow(old)
+        if not refused:
+            if options.keepttl and record is not None:
+                deadline = record[2]
+            self._put(args[1], args[2], deadline)
+            if deadline and deadline <= self._now:
+                self._remove(args[1])
+        if options.get:
+            return old
+        return None if refused else OK
+
+    def _setex(self, args: list[bytes]) -> Reply:
+        expiry = _parse_setex(args)
+        if isinstance(expiry, ErrorReply):
+            return expiry
+        deadline = expiry.deadline(self._now)
+        if deadline is None:
+            return _invalid_expire(args[0].lower().decode())
+        self._put(args[1], args[3], deadline)
+        return OK
+
+    def _setnx(self, args: list[bytes]) -> Reply:
+        if self._record(args[1]) is not None:
+            return 0
+        self._put(args[1], args[2])
+        return 1
+
+    def _getset(self, args: list[bytes]) -> Reply:
+        old = self._value(args[1])
+        self._put(args[1], args[2])
+        return old
+
+    def _getdel(self, args: list[bytes]) -> Reply:
+        old = self._value(args[1])
+        if old is not None:
+            self._remove(args[1])
+        return old
+
+    def _getex(self, args: list[bytes]) -> Reply:
+        option = _parse_getex(args)
+        if isinstance(option, ErrorReply):
+            return option
+        record = self._record(args[1])
+        if record is None or option is False:
+            return None if record is None else record[0]
+        if option is True:
+            if record[2]:
+                self._put(args[1], record[0])
+            return record[0]
+        deadline = option.deadline(self._now)
+        if deadline is None:
+            return _invalid_expire("getex")
+        self._set_deadline(args[1], record, deadline)
+        return record[0]
+
+    def _expire(self, args: list[bytes]) -> Reply:
+        parsed = _parse_expire(args)
+        if isinstance(parsed, ErrorReply):
+            return parsed
+        if parsed.relative and parsed.ms > INT64_MAX - self._now:
+            return _invalid_expire(args[0].lower().decode())
+        deadline = parsed.ms + self._now if parsed.relative else parsed.ms
+        record = self._record(args[1])
+        if record is None:
+            return 0
+        current = record[2]
+        flags = parsed.flags
+        refused = (
+            (b"NX" in flags and current)
+            or (b"XX" in flags and not current)
+            or (b"GT" in flags and (not current or deadline <= current))
+            or (b"LT" in flags and current and deadline >= current)
+        )
+        if refused:
+            return 0
+        # a deadline at or before the entry's time deletes the key (also a negative one)
+        if deadline <= self._now:
+            self._remove(args[1])
+        else:
+            self._put(args[1], record[0], deadline)
+        return 1
+
+    def _persist(self, args: list[bytes]) -> Reply:
+        record = self._record(args[1])
+        if record is None or not record[2]:
+            return 0
+        self._put(args[1], record[0])
+        return 1
+
+    def _ttl(self, args: list[bytes]) -> Reply:
+        record = self._record(args[1])
+        if record is None:
+            return -2
+        if not record[2]:
+            return -1
+        left = max(record[2] - self._now, 0)
+        return left if args[0].lower() == b"pttl" else (left + 500) // 1000
+
+    def _expiretime(self, args: list[bytes]) -> Reply:
+        record = self._record(args[1])
+        if record is None:
+            return -2
+        if not record[2]:
+            return -1
+        return record[2] if args[0].lower() == b"pexpiretime" else record[2] // 1000
+
+    def _del(self, args: list[bytes]) -> Reply:
+        return sum(1 for key in args[1:] if self._record(key) is not None and self._remove(key))
+
+    def _delex(self, args: list[bytes]) -> Reply:
+        condition = _parse_delex(args)
+        if isinstance(condition, ErrorReply):
+            return condition
+        value = self._value(args[1])
+        if value is None or (condition is not None and not condition.holds(value)):
+            return 0
+        return int(self._remove(args[1]))
+
+    def _digest(self, args: list[bytes]) -> Reply:
+        value = self._value(args[1])
+        return None if value is None else digest(value)
+
+    def _exists(self, args: list[bytes]) -> Reply:
+        return sum(1 for key in args[1:] if self._record(key) is not None)
+
+    def _add(self, key: bytes, delta: int) -> Reply:
+        old = self._value(key)
+        current = 0 if old is None else parse_int(old)
+        if current is None:
+            return NOT_AN_INTEGER
+        value = current + delta
+        if not INT64_MIN <= value <= INT64_MAX:
+            return OVERFLOW
+        self._put_keeping_deadline(key, b"%d" % value)
+        return value
+
+    def _incr(self, args: list[bytes]) -> Reply:
+        return self._add(args[1], 1)
+
+    def _decr(self, args: list[bytes]) -> Reply:
+        return self._add(args[1], -1)
+
+    def _incrby(self, args: list[bytes]) -> Reply:
+        delta = _parse_incrby(args)
+        return delta if isinstance(delta, ErrorReply) else self._add(args[1], delta)
+
+    def _decrby(self, args: list[bytes]) -> Reply:
+        delta = _parse_decrby(args)
+        return delta if isinstance(delta, ErrorReply) else self._add(args[1], delta)
+
+    def _incrbyfloat(self, args: list[bytes]) -> Reply:
+        """INCRBYFLOAT, with Redis's long double arithmetic and text (floats.py); the new
+        value is kept as that text, with the key's deadline."""
+        increment = _parse_incrbyfloat(args)
+        if isinstance(increment, ErrorReply):
+            return increment
+        old = self._value(args[1])
+        current = floats.parse(old) if old is not None else floats.ZERO
+        if current is None:
+            return NOT_A_FLOAT
+        total = floats.add(current, increment)
+        if total is None or isinstance(total, floats.Infinite):
+            return NAN_OR_INFINITY
+        value = floats.format_value(total)
+        self._put_keeping_deadline(args[1], value)
+        return value
+
+    def append(self, key: bytes, tail: bytes, max_length: int, revision: int, now: int) -> Reply:
+        """APPEND at `revision` and time `now`, refused when the value would grow past
+        `max_length` bytes."""
+        self._revision, self._now, self._applying = revision, now, True
+        old = self._value(key) or b""
+        if len(old) + len(tail) > max_length:
+            return TOO_LONG
+        value = old + tail
+        self._put_keeping_deadline(key, value)
+        return len(value)
+
+    def _append(self, args: list[bytes]) -> Reply:
+        return self.append(args[1], args[2], MAX_STRING_LENGTH, self._revision, self._now)
+
+    def _strlen(self, args: list[bytes]) -> Reply:
+        return len(self._value(args[1]) or b"")
+
+    def _mget(self, args: list[bytes]) -> Reply:
+        return [self._value(key) for key in args[1:]]
+
+    def _mset(self, args: list[bytes]) -> Reply:
+        error = _check_mset(args)
+        if error is not None:
+            return error
+        put, swap, meta = self._keyspace.put, self._metas.swap, _pack_meta(self._revision, 0)
+        for i in range(1, len(args), 2):
+            put(args[i], args[i + 1])
+            old = swap(args[i], meta)
+            if old is not None and old & _DEADLINE_MASK:
+                self._expiring -= 1
+        return OK
+
+    def _msetnx(self, args: list[bytes]) -> Reply:
+        error = _check_msetnx(args)
+        if error is not None:
+            return error
+        if any(self._record(args[i]) is not None for i in range(1, len(args), 2)):
+            return 0
+        for i in range(1, len(args), 2):
+            self._put(args[i], args[i + 1])
+        return 1
+
+    def _getrange(self, args: list[bytes]) -> Reply:
+        bounds = _parse_getrange(args)
+        if isinstance(bounds, ErrorReply):
+            return bounds
+        return _substring(self._value(args[1]) or b"", *bounds)
+
+    def setrange(
+        self, key: bytes, offset: int, part: bytes, max_length: int, revision: int, now: int
+    ) -> Reply:
+        """SETRANGE at `revision` and time `now`: `part` written at `offset` (zero bytes
+        filling any gap), refused when the value would grow past `max_length` bytes. An
+        empty `part` changes nothing, not even a missing key."""
+        self._revision, self._now, self._applying = revision, now, True
+        old = self._value(key)
+        if not part:
+            return len(old or b"")
+        if offset + len(part) > max_length:
+            return TOO_LONG
+        value = (old or b"").ljust(offset, b"\0")
+        value = value[:offset] + part + value[offset + len(part) :]
+        self._put_keeping_deadline(key, value)
+        return len(value)
+
+    def _setrange(self, args: list[bytes]) -> Reply:
+        offset = _parse_setrange(args)
+        if isinstance(offset, ErrorReply):
+            return offset
+        return self.setrange(args[1], offset, args[3], MAX_STRING_LENGTH, self._revision, self._now)
+
+    def _rename(self, args: list[bytes]) -> Reply:
+        """RENAME and RENAMENX: the value and its deadline move to the new name, which gets
+        this command's revision."""
+        only_new = args[0].lower() == b"renamenx"
+        source, target = args[1], args[2]
+        record = self._record(source)
+        if record is None:
+            return ErrorReply("ERR no such key")
+        if source == target:
+            return 0 if only_new else OK
+        if only_new and self._record(target) is not None:
+            return 0
+        self._remove(source)
+        self._put(target, record[0], record[2])
+        return 1 if only_new else OK
+
+    def _copy(self, args: list[bytes]) -> Reply:
+        replace = _parse_copy(args)
+        if isinstance(replace, ErrorReply):
+            return replace
+        record = self._record(args[1])
+        if record is None or (not replace and self._record(args[2]) is not None):
+            return 0
+        self._put(args[2], record[0], record[2])
+        return 1
+
+    def _randomkey(self, args: list[bytes]) -> Reply:
+        """A key picked at random, never one past its deadline: those met are named for
+        deletion (`read_hiding`) and another is picked. After `_RANDOMKEY_TRIES` picks
+        (most keys are past their deadline), the first live key of up to
+        `_RANDOMKEY_WALK` keys from a random bucket on; None if there is none."""
+        for _ in range(_RANDOMKEY_TRIES):
+            key = self._keyspace.random_key(self._random)
+            if key is None or self._is_live(key):
+                return key
+        cursor, keys = self._keyspace.scan(self._random.randrange(BUCKETS), _RANDOMKEY_WALK)
+        if cursor == 0 and len(keys) < _RANDOMKEY_WALK:
+            keys += self._keyspace.scan(0, _RANDOMKEY_WALK - len(keys))[1]
+        return next((key for key in keys if self._is_live(key)), None)
+
+    def _is_live(self, key: bytes) -> bool:
+        """Whether `key` is before its deadline. One past it is never deleted here, even
+        by a transaction being applied (RANDOMKEY's choice differs between replicas, and
+        so would their states): a read names it for deletion (`read_hiding`)."""
+        if _alive_meta(self._metas.get(key) or 0, self._now):
+            return True
+        if not self._applying:
+            self._hidden.append(key)
+        return False
+
+    def _keys(self, args: list[bytes]) -> Reply:
+        with self.search_keys(args[1], self._now) as search:
+            while not search.done:
+                search.step()
+        return search.found
+
+    def _scan(self, args: list[bytes]) -> Reply:
+        parsed = _parse_scan(args)
+        if isinstance(parsed, ErrorReply):
+            return parsed
+        cursor, keys = self._keyspace.scan(parsed.cursor, min(parsed.count, SCAN_MAX_COUNT))
+        metas, now = self._metas, self._now
+        live = [key for key in keys if _alive_meta(metas.get(key) or 0, now)]
+        found: list[Reply]
+        if parsed.pattern is None:
+            found = list(live)
+        else:
+            matches = glob.compile_pattern(parsed.pattern)
+            found = [key for key in live if matches(key)]
+        return [b"%d" % cursor, found]
+
+    def _revision_of(self, args: list[bytes]) -> Reply:
+        record = self._record(args[1])
+        return None if record is None else record[1]
+
+    def _dbsize(self, args: list[bytes]) -> Reply:
+        # as Redis: keys past their deadline count until their deletion
+        return len(self._keyspace)
+
+    def _type(self, args: list[bytes]) -> Reply:
+        return _STRING if self._record(args[1]) is not None else _NONE
+
+    def _flushall(self, args: list[bytes]) -> Reply:
+        error = _check_flush(args)
+        if error is not None:
+            return error
+        self._keyspace.clear()
+        self._metas.clear()
+        self._deadlines = []
+        self._expiring = 0
+        return OK
+
+
+#: every data command by lowercase name
+COMMANDS: Final[Mapping[bytes, CommandSpec]] = {
+    spec.name.encode(): spec
+    for spec in (
+        CommandSpec("get", 2, False, KVStore._get),
+        CommandSpec("set", -3, True, KVStore._set, _errors_of(_parse_set)),
+        CommandSpec("del", -2, True, KVStore._del),
+        CommandSpec("delex", -2, True, KVStore._delex, _errors_of(_parse_delex)),
+        CommandSpec("digest", 2, False, KVStore._digest),
+        CommandSpec("exists", -2, False, KVStore._exists),
+        CommandSpec("incr", 2, True, KVStore._incr),
+        CommandSpec("decr", 2, True, KVStore._decr),
+        CommandSpec("incrby", 3, True, KVStore._incrby, _errors_of(_parse_incrby)),
+        CommandSpec("decrby", 3, True, KVStore._decrby, _errors_of(_parse_decrby)),
+        CommandSpec("incrbyfloat", 3, True, KVStore._incrbyfloat, _errors_of(_parse_incrbyfloat)),
+        CommandSpec("append", 3, True, KVStore._append),
+        CommandSpec("strlen", 2, False, KVStore._strlen),
+        CommandSpec("mget", -2, False, KVStore._mget),
+        CommandSpec("mset", -3, True, KVStore._mset, _check_mset),
+        CommandSpec("keys", 2, False, KVStore._keys),
+        CommandSpec("scan", -2, False, KVStore._scan, _errors_of(_parse_scan)),
+        CommandSpec("dbsize", 1, False, KVStore._dbsize),
+        CommandSpec("type", 2, False, KVStore._type),
+        CommandSpec("raft.revision", 2, False, KVStore._revision_of),
+        CommandSpec("setex", 4, True, KVStore._setex, _errors_of(_parse_setex)),
+        CommandSpec("psetex", 4, True, KVStore._setex, _errors_of(_parse_setex)),
+        CommandSpec("setnx", 3, True, KVStore._setnx),
+        CommandSpec("getset", 3, True, KVStore._getset),
+        CommandSpec("getdel", 2, True, KVStore._getdel),
+        CommandSpec("getex", -2, True, KVStore._getex, _errors_of(_parse_getex)),
+        CommandSpec("expire", -3, True, KVStore._expire, _errors_of(_parse_expire)),
+        CommandSpec("pexpire", -3, True, KVStore._expire, _errors_of(_parse_expire)),
+        CommandSpec("expireat", -3, True, KVStore._expire, _errors_of(_parse_expire)),
+        CommandSpec("pexpireat", -3, True, KVStore._expire, _errors_of(_parse_expire)),
+        CommandSpec("persist", 2, True, KVStore._persist),
+        CommandSpec("ttl", 2, False, KVStore._ttl),
+        CommandSpec("pttl", 2, False, KVStore._ttl),
+        CommandSpec("expiretime", 2, False, KVStore._expiretime),
+        CommandSpec("pexpiretime", 2, False, KVStore._expiretime),
+        CommandSpec("msetnx", -3, True, KVStore._msetnx, _check_msetnx),
+        CommandSpec("getrange", 4, False, KVStore._getrange, _errors_of(_parse_getrange)),
+        CommandSpec("setrange", 4, True, KVStore._setrange, _errors_of(_parse_setrange)),
+        CommandSpec("rename", 3, True, KVStore._rename),
+        CommandSpec("renamenx", 3, True, KVStore._rename),
+        CommandSpec("copy", -3, True, KVStore._copy, _errors_of(_parse_copy)),
+        CommandSpec("unlink", -2, True, KVStore._del),
+        CommandSpec("touch", -2, False, KVStore._exists),
+        CommandSpec("randomkey", 1, False, KVStore._randomkey),
+        CommandSpec("flushall", -1, True, KVStore._flushall, _check_flush),
+        CommandSpec("flushdb", -1, True, KVStore._flushall, _check_flush),
+    )
+}

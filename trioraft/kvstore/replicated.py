@@ -1,0 +1,273 @@
+"""The node's replicated state: the key-value store plus the cluster's own records.
+
+Besides client commands, the log carries trioraft's own commands, whose names start with
+`RAFT.` so they can never clash with a client's:
+
+- `RAFT.INCARNATION <node id> <incarnation>`: records the incarnation (the random id a
+  data dir is given when it is created) of a member the first time it joins. A member
+  whose data dir was wiped comes back with a new incarnation; its registration is refused,
+  because it has forgotten votes and acknowledged entries (see node.py).
+- `RAFT.APPEND <max length> <key> <tail>`: a client's APPEND as the log carries it, with
+  the value size limit of the node that took it. The limit is checked as the entry
+  applies, against the value every replica holds at that point of the log: the node that
+  took the command could not check it, as writes before it may still be in flight.
+- `RAFT.SETRANGE <max length> <key> <offset> <value>`: a client's SETRANGE, likewise with
+  the value size limit of the node that took it.
+- `RAFT.EXPIRE <key> ...`: the leader's deletion of keys whose deadline passed on its
+  clock (expiry.py). Each key goes if its deadline has passed by the entry's time (at
+  least the leader's clock when it proposed the deletion); a key given a later deadline
+  meanwhile stays.
+- `RAFT.EXEC <n> (<key> <revision>){n} <command>...`: a client's transaction (MULTI ...
+  EXEC) as one entry, see `Transaction`. It applies whole, on every replica, at its
+  index: nothing else runs between its commands.
+
+A snapshot holds both parts and the time: msgpack `[format, incarnations, time, [keyspace
+slice, ...]]` (format 3; format 2, from before entries carried a time, has no time), each
+slice the `kv.serialize` bytes of about `SLICE_KEYS` keys. The state is copied for it a
+slice at a time (`Capture`), in the event loop, while commands go on applying: the copy
+is of the state when the capture began all the same (see keyspace.py), and no step of it
+holds the loop up for more than a slice. Slicing also bounds how long the worker thread
+that serializes or loads a snapshot holds the GIL at a stretch (msgpack does a whole call
+without letting go): between two slices the event loop gets its turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import attrs
+import msgpack  # type: ignore[import-untyped]
+
+from trioraft.closing import ClosedOnExit
+from trioraft.kvstore import kv
+from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Reply
+
+REGISTER: Final = b"RAFT.INCARNATION"
+BOUNDED_APPEND: Final = b"RAFT.APPEND"
+BOUNDED_SETRANGE: Final = b"RAFT.SETRANGE"
+EXPIRE: Final = b"RAFT.EXPIRE"
+TRANSACTION: Final = b"RAFT.EXEC"
+_REVISION: Final = b"RAFT.REVISION"
+_SNAPSHOT_FORMAT: Final = 3
+#: keys per keyspace slice: copying one takes well under a millisecond, packing or
+#: unpacking one about a millisecond
+SLICE_KEYS: Final = 10_000
+
+
+class WipedMember(Exception):
+    """A member came back with a data dir other than the one the cluster knows."""
+
+
+def wiped_message(node_id: str) -> str:
+    return (
+        f"node {node_id} was part of this cluster with another data dir: its data dir was "
+        "deleted or replaced, so it has forgotten its votes and the writes it acknowledged. "
+        "Restore its original data dir, or rebuild the cluster from a backup; do not "
+        "restart it with an empty data dir under the same id"
+    )
+
+
+def log_command(args: list[bytes], max_value_bytes: int) -> list[bytes]:
+    """The command to propose for a client's valid data command `args`: APPEND and SETRANGE
+    carry the value size limit, the others go as they are."""
+    name = args[0].upper()
+    if name == b"APPEND":
+        return [BOUNDED_APPEND, b"%d" % max_value_bytes, *args[1:]]
+    if name == b"SETRANGE":
+        return [BOUNDED_SETRANGE, b"%d" % max_value_bytes, *args[1:]]
+    return args
+
+
+@attrs.frozen
+class Transaction:
+    """A transaction as its entry carries it: the keys the client watched, each with the
+    revision it saw (None: the key was missing), and the commands it queued (as
+    `log_command` gives them). When the entry applies, a watched key whose revision is
+    not the one seen (written since, deleted, created, or gone past its deadline by the
+    entry's time) makes the whole transaction answer the null array and change nothing;
+    else its commands run one after the other, and it answers the array of their
+    replies (an error among them stops none of the others, as in Redis)."""
+
+    watched: Mapping[bytes, int | None]
+    commands: list[list[bytes]]
+
+    def command(self) -> list[bytes]:
+        """The entry's command: `RAFT.EXEC <n> (<key> <revision or empty>){n}` and each
+        queued command encoded (`kv.encode_command`)."""
+        args = [TRANSACTION, b"%d" % len(self.watched)]
+        for key, revision in self.watched.items():
+            args += [key, b"" if revision is None else b"%d" % revision]
+        args += [kv.encode_command(command) for command in self.commands]
+        return args
+
+    @classmethod
+    def parse(cls, args: list[bytes]) -> Transaction | None:
+        """The transaction in a `command`, or None when `args` is not one."""
+        count = kv.parse_int(args[1]) if len(args) > 1 else None
+        if count is None or count < 0 or len(args) < 2 + 2 * count:
+            return None
+        watched: dict[bytes, int | None] = {}
+        for i in range(2, 2 + 2 * count, 2):
+            revision = kv.parse_int(args[i + 1])
+            if args[i + 1] and revision is None:
+                return None
+            watched[args[i]] = revision
+        try:
+            commands = [kv.decode_command(command) for command in args[2 + 2 * count :]]
+        except ValueError:
+            return None
+        return cls(watched, commands) if all(commands) else None
+
+
+class Capture(ClosedOnExit):
+    """A copy of the state as it was when `ReplicatedState.begin_capture` was called, taken
+    a slice at a time by `step` while the state goes on changing. Close it once done or
+    abandoned."""
+
+    def __init__(
+        self, incarnations: dict[str, str], time_ms: int, keyspace: kv.FrozenStore
+    ) -> None:
+        #: the member incarnations
+        self.incarnations = incarnations
+        #: the state machine's time
+        self.time = time_ms
+        #: the keyspace slices copied so far, in order, none empty
+        self.slices: list[dict[bytes, kv.Record]] = []
+        #: the number of keys in `slices`
+        self.keys = 0
+        self._keyspace = keyspace
+
+    @property
+    def done(self) -> bool:
+        return self._keyspace.done
+
+    def step(self) -> None:
+        """Copy the next slice of about `SLICE_KEYS` keys."""
+        part = self._keyspace.take(SLICE_KEYS)
+        if part:
+            self.slices.append(part)
+            self.keys += len(part)
+
+    def close(self) -> None:
+        self._keyspace.close()
+
+
+class ReplicatedState:
+    def __init__(
+        self,
+        store: kv.KVStore | None = None,
+        incarnations: dict[str, str] | None = None,
+        time_ms: int = 0,
+    ) -> None:
+        #: the client-visible keyspace
+        self.store = store or kv.KVStore()
+        #: each member's data dir incarnation, as first registered
+        self.incarnations: dict[str, str] = incarnations or {}
+        #: the time (Unix ms) of the latest stamped entry applied: the state machine's
+        #: only clock (see stamps.py)
+        self.time = time_ms
+
+    def apply(self, args: list[bytes], index: int, time_ms: int | None) -> Reply:
+        """Apply the command of the log entry at `index`, stamped with `time_ms` (None:
+        an entry from before stamps, which leaves the time as it was)."""
+        if time_ms is not None:
+            self.time = time_ms
+        if args[0] == REGISTER:
+            return self._register(args)
+        if args[0] == TRANSACTION:
+            return self._transaction(args, index)
+        return self._apply_command(args, index)
+
+    def _apply_command(self, args: list[bytes], index: int) -> Reply:
+        """A client's command (one alone, or one of a transaction), or an expiry."""
+        if args[0] == BOUNDED_APPEND:
+            return self._bounded_append(args, index)
+        if args[0] == BOUNDED_SETRANGE:
+            return self._bounded_setrange(args, index)
+        if args[0] == EXPIRE:
+            return self.store.expire(args[1:], self.time)
+        return self.store.apply(args, index, self.time)
+
+    def _transaction(self, args: list[bytes], index: int) -> Reply:
+        transaction = Transaction.parse(args)
+        if transaction is None:
+            return ErrorReply("ERR malformed 'raft.exec' command")
+        store = self.store
+        for key, seen in transaction.watched.items():
+            if store.apply([_REVISION, key], index, self.time) != seen:
+                return NULL_ARRAY
+        return [self._apply_command(command, index) for command in transaction.commands]
+
+    def _register(self, args: list[bytes]) -> Reply:
+        if len(args) != 3:
+            return ErrorReply("ERR wrong number of arguments for 'raft.incarnation' command")
+        node_id, incarnation = args[1].decode(), args[2].decode()
+        known = self.incarnations.setdefault(node_id, incarnation)
+        if known != incarnation:
+            return ErrorReply(f"WIPED {wiped_message(node_id)}")
+        return OK
+
+    def _bounded_append(self, args: list[bytes], index: int) -> Reply:
+        max_length = kv.parse_int(args[1]) if len(args) == 4 else None
+        if max_length is None:
+            return ErrorReply("ERR malformed 'raft.append' command")
+        return self.store.append(args[2], args[3], max_length, index, self.time)
+
+    def _bounded_setrange(self, args: list[bytes], index: int) -> Reply:
+        max_length = kv.parse_int(args[1]) if len(args) == 5 else None
+        offset = kv.parse_int(args[3]) if len(args) == 5 else None
+        if max_length is None or offset is None or offset < 0:
+            return ErrorReply("ERR malformed 'raft.setrange' command")
+        return self.store.setrange(args[2], offset, args[4], max_length, index, self.time)
+
+    def begin_capture(self) -> Capture:
+        """Start copying the state as it is now, for a snapshot."""
+        return Capture(dict(self.incarnations), self.time, self.store.freeze())
+
+    @staticmethod
+    def serialize(capture: Capture) -> bytes:
+        """Snapshot bytes of a finished capture; meant for a worker thread. The capture's
+        slices are freed as they are packed, one at a time: freeing them all in one go
+        would hold the GIL, and so the event loop, for as long as that takes."""
+        packer = msgpack.Packer(use_bin_type=True)
+        parts = capture.slices
+        parts.reverse()
+        slices = []
+        while parts:
+            slices.append(packer.pack(kv.serialize(parts.pop())))
+        # the outer list is laid out by hand: msgpack would build it in one long call
+        head = [
+            packer.pack_array_header(4),
+            packer.pack(_SNAPSHOT_FORMAT),
+            packer.pack(capture.incarnations),
+            packer.pack(capture.time),
+            packer.pack_array_header(len(slices)),
+        ]
+        return b"".join(head + slices)
+
+    @classmethod
+    def restore(cls, data: bytes) -> ReplicatedState:
+        """The state a snapshot holds; ValueError when the bytes are not one. Meant for a
+        worker thread."""
+        try:
+            saved = msgpack.unpackb(data, raw=False)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise ValueError(f"not a trioraft snapshot: {exc}") from exc
+        if not isinstance(saved, list) or not saved:
+            raise ValueError("not a trioraft snapshot: not a list")
+        if saved[0] == _SNAPSHOT_FORMAT and len(saved) == 4:
+            _, incarnations, time_ms, slices = saved
+        elif saved[0] == 2 and len(saved) == 3:  # from before entries carried a time
+            _, incarnations, slices = saved
+            time_ms = 0
+        else:
+            raise ValueError(f"unknown snapshot format {saved[0]!r}")
+        if not isinstance(incarnations, dict) or type(time_ms) is not int:
+            raise ValueError("not a trioraft snapshot: malformed incarnations or time")
+        if not isinstance(slices, list) or not all(isinstance(s, bytes) for s in slices):
+            raise ValueError("not a trioraft snapshot: the keyspace is not a list of slices")
+        store = kv.KVStore()
+        for part in slices:
+            store.load(part)
+        return cls(store, incarnations, time_ms)

@@ -1,0 +1,120 @@
+"""Refusing a member whose data dir was wiped.
+
+Every data dir gets a random incarnation id when it is created. A member's first
+incarnation is recorded in the replicated state (`RAFT.INCARNATION`, see replicated.py). A node
+started on an empty data dir under an id the cluster knows has forgotten the votes it
+cast and the entries it acknowledged: counting it in a quorum could elect a leader that
+lacks committed writes. So a node neither votes nor campaigns until one of these holds:
+
+1. its own storage (the applied state, or a registration still in its log) records its
+   incarnation: the data dir is the one the cluster knows;
+2. a peer answers that it records this incarnation for the node;
+3. a majority of the other voters answer that they record no incarnation for it. A
+   registration that was committed is held by a quorum of the voters, and without this
+   node by at least a quorum less one of the others; any majority of the others meets
+   that set, so at least one of them would have named the incarnation. An answer of
+   "none recorded" from fewer proves nothing: they may simply lag behind;
+4. the first bootstrap: enough peers to make a quorum with this node answer "none
+   recorded" and have never seen the cluster run (term 0, an empty log), so no leader was
+   ever elected among them.
+
+If any peer records another incarnation, the node stops with a message naming the safe
+way back. Once accepted, every node registers its incarnation through the log (again
+after every start: registering the same incarnation twice changes nothing); a refused
+registration stops the node the same way.
+
+Asking only when the data dir is new would not do: a wiped node that was refused once has
+a data dir again, no longer new, and started a second time it would vote until its
+registration is refused, which needs a leader, which its vote may elect.
+
+What the guard cannot see: entries a node acknowledged before its own registration was
+committed (the first seconds of its first start), and a cluster whose every member but
+the wiped one and a node that has never run is down (rule 4 then accepts it). Both take
+a lost data dir and more, beyond the single failure a three-node cluster survives.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from trioraft.core.messages import NodeId
+from trioraft.kvstore import kv
+from trioraft.kvstore.replicated import REGISTER, WipedMember, wiped_message
+from trioraft.transport.base import Payload
+from trioraft.transport.errors import RpcError
+
+if TYPE_CHECKING:
+    from trioraft.runtime.node import Node
+
+#: how long one question to a peer may take, and the pause between rounds
+ASK_TIMEOUT = 1.0
+RETRY_PAUSE = 0.2
+
+
+async def guard(node: Node, incarnation: str, fresh: bool) -> None:
+    if node.known_incarnation(node.id) != incarnation:
+        await _verify_with_peers(node, incarnation)
+        node.log.info("data dir accepted by the peers", incarnation=incarnation, new=fresh)
+    node.core.allow_voting()
+    await _register(node, incarnation)
+
+
+def answer(node: Node, member: NodeId) -> Payload:
+    """What this node tells `member` asking about itself: the incarnation it records for
+    it (None if none) and whether it has never seen the cluster run."""
+    core = node.core
+    return {
+        "incarnation": node.known_incarnation(member),
+        "blank": core.term == 0 and core.log.last_index == 0,
+    }
+
+
+async def _verify_with_peers(node: Node, incarnation: str) -> None:
+    members = node.core.members
+    peers = sorted(members.voters - {node.id})
+    # rule 3: a majority of the other voters; rule 4: a quorum with this node
+    majority_of_peers = len(peers) // 2 + 1 if peers else 0
+    bootstrap_quorum = members.quorum() - (1 if node.id in members.voters else 0)
+    none_recorded: set[str] = set()
+    blank: set[str] = set()
+    vouched = False
+
+    async def ask(peer: str) -> None:
+        nonlocal vouched
+        try:
+            reply = await node.transport.call(peer, "incarnation_of", node.id, ASK_TIMEOUT)
+        except RpcError:
+            return
+        assert isinstance(reply, dict)
+        known = reply["incarnation"]
+        if known is None:
+            none_recorded.add(peer)
+            if reply["blank"]:
+                blank.add(peer)
+        elif known == incarnation:
+            vouched = True
+        else:
+            raise WipedMember(wiped_message(node.id))
+
+    while True:
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                if peer not in none_recorded:
+                    nursery.start_soon(ask, peer)
+        if vouched or len(none_recorded) >= majority_of_peers or len(blank) >= bootstrap_quorum:
+            return
+        await trio.sleep(RETRY_PAUSE)
+
+
+async def _register(node: Node, incarnation: str) -> None:
+    command = kv.encode_command([REGISTER, node.id.encode(), incarnation.encode()])
+    while True:
+        [reply] = await node.write_replies([command])
+        if reply == b"+OK\r\n":
+            node.log.info("incarnation registered", incarnation=incarnation)
+            return
+        if reply.startswith(b"-WIPED"):
+            raise WipedMember(wiped_message(node.id))
+        await trio.sleep(RETRY_PAUSE)

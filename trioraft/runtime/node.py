@@ -1,0 +1,802 @@
+"""The Trio runtime of one node: it owns a Raft core, its storage and its transport.
+
+Tasks, all in one nursery:
+- the driver: the only task that calls `ready()`; it wakes whenever something was fed to
+  the core (a peer message, a tick, a proposal, a read, a confirmed write), takes one
+  Ready and acts on it without awaiting in between, so each Ready is handled whole;
+- the ticker: one `tick()` every tick interval;
+- the pump: moves peer messages from the transport into the core;
+- the WAL writer: writes and fsyncs the Readys queued by the driver, in order, in a worker
+  thread; everything that arrived while an fsync ran goes into the next one (group
+  commit); then it releases the messages that promised durability and confirms the
+  write to the core;
+- the follower read batcher: asks the leader for one read index for every read that
+  arrived since the previous question;
+- the forwarder: sends a follower's writes to the leader, many in one call
+  (`forwarding.py`).
+
+Client work: `write()` runs commands on the leader (forwarding them over the peer link
+from a follower) and waits until they are applied; `read_barrier()` waits until a
+linearizable read may be served locally (a follower asks the leader for the read index).
+
+Outcomes of a write (docs/protocol.md, Errors): applied (the reply), definitely not applied
+(`Unavailable`: no leader, or our entry was replaced by another one; `Overloaded`: the
+leader holds too many uncommitted writes to take more), or unknown
+(`Indeterminate`: the wait timed out, or the request was lost in flight).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import time
+from collections.abc import Callable, Hashable, Sized
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from trioraft.core.errors import NotLeader, TooMuchUncommitted, TransferInProgress
+from trioraft.core.messages import (
+    Entry,
+    EntryKind,
+    HardState,
+    InstallSnapshot,
+    Members,
+    Message,
+    NodeId,
+    SnapshotMeta,
+)
+from trioraft.core.raft import Raft, RaftConfig, Ready, Role
+from trioraft.kvstore import kv
+from trioraft.kvstore.replicated import REGISTER, ReplicatedState
+from trioraft.kvstore.stamps import Stamper, stamp, time_of, unstamp, wall_clock_ms
+from trioraft.kvstore.steps import Release, run_stepwise
+from trioraft.ops.logs import NodeLogger
+from trioraft.ops.metrics import NodeMetrics
+from trioraft.redis.replies import ErrorReply, Reply
+from trioraft.redis.resp import encode
+from trioraft.runtime import incarnation
+from trioraft.runtime.forwarding import Forwarder
+from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
+from trioraft.storage.wal import Recovery, WriteAheadLog
+from trioraft.transport.base import Payload, Transport
+from trioraft.transport.errors import RpcError, RpcRemoteError, RpcUnavailable
+
+if TYPE_CHECKING:
+    from trioraft.storage.snapshots import SnapshotStore
+    from trioraft.storage.state import Restored
+
+
+#: most messages held back for the WAL writer; past it the oldest are dropped (a disk
+#: that hangs must not fill the memory: Raft copes with lost messages, and a leader asks
+#: again)
+MAX_MESSAGES_WAITING_FOR_DISK = 1024
+
+
+class Unavailable(Exception):
+    """Definite: the request was not applied and will not be (no leader, or lost to a
+    new leader's log)."""
+
+
+class LeaderChanged(Exception):
+    """A call to the leader was abandoned: this node learned of another leader."""
+
+
+class Indeterminate(Exception):
+    """The request may or may not take effect."""
+
+
+class Overloaded(Exception):
+    """Definite: the leader holds too many writes not yet committed and refused this
+    one; it was not applied."""
+
+
+#: how long a client request may wait for its outcome, unless the options say otherwise
+REQUEST_TIMEOUT = 5.0
+
+
+@attrs.frozen
+class NodeOptions:
+    node_id: NodeId
+    members: Members
+    #: the interval of the core's clock
+    tick_seconds: float
+    raft: RaftConfig
+    #: how long a client request may wait for its outcome
+    request_timeout: float = REQUEST_TIMEOUT
+    #: how long a follower waits for a leader to appear before answering "no leader"
+    leader_wait: float = 2.0
+    fsync: bool = True
+    snapshot_policy: SnapshotPolicy = attrs.Factory(SnapshotPolicy)
+
+
+@attrs.define
+class _Waiter:
+    """A proposal waiting to be applied at `index`."""
+
+    term: int
+    done: trio.Event = attrs.Factory(trio.Event)
+    reply: Reply = None
+    #: set when a different entry was applied at the index: definitely not ours
+    replaced: bool = False
+
+
+@attrs.define
+class WalItem:
+    """One Ready's durable part, queued to the WAL writer; or a compaction."""
+
+    hard_state: HardState | None = None
+    entries: list[Entry] = attrs.Factory(list)
+    after_persist: list[Message] = attrs.Factory(list)
+    #: the log restarts after this (index, term): a snapshot from the leader was installed
+    reset: tuple[int, int] | None = None
+    #: delete the segments wholly at or below this index (after the sync)
+    compact_to: int | None = None
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.hard_state or self.entries or self.reset or self.compact_to)
+
+
+class Node:
+    def __init__(
+        self,
+        options: NodeOptions,
+        wal: WriteAheadLog,
+        recovery: Recovery | Restored,
+        transport_factory: Callable[[Callable[[NodeId, str, Payload], Any]], Transport],
+        *,
+        rng: random.Random | None = None,
+        snapshots: SnapshotStore | None = None,
+        snapshot: tuple[SnapshotMeta, ReplicatedState] | None = None,
+        incarnation: str | None = None,
+        fresh: bool = False,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        """A node resuming from its storage: the newest snapshot (if any) and the log.
+        Without a snapshot store the node never snapshots; without an incarnation it
+        does not check that its data dir is the one the cluster knows (tests). `clock`
+        is the wall clock (Unix ms) its proposals are stamped with (see stamps.py)."""
+        self.options = options
+        #: what happened to the node, counted for /metrics
+        self.metrics = NodeMetrics()
+        self.id = options.node_id
+        self.log = NodeLogger(options.node_id, "trioraft.node")
+        self.wal = wal
+        meta, self.state = snapshot if snapshot else (None, ReplicatedState())
+        after = meta.index if meta else 0
+        self.core = Raft(
+            options.node_id,
+            options.members,
+            rng=rng or random.Random(),
+            config=options.raft,
+            hard_state=recovery.hard_state,
+            entries=[e for e in recovery.entries if e.index > after],
+            snapshot=meta,
+            # a node that checks its data dir votes only once the check has passed
+            may_vote=incarnation is None,
+        )
+        self.transport = transport_factory(self._serve_rpc)
+        self._clock = clock
+        #: the stamps of this node's proposals: never below the latest one in its log
+        self._stamper = Stamper(self.state.time)
+        for entry in recovery.entries:
+            self._observe_stamp(entry)
+        self.snapshotter = (
+            Snapshotter(self, snapshots, meta, options.snapshot_policy) if snapshots else None
+        )
+        #: the last log index applied to `state`
+        self.applied = self.core.applied_handed
+        #: proposals of this node waiting to be applied, by log index
+        self._waiters: dict[int, _Waiter] = {}
+        #: ReadIndex requests waiting for their index, by token
+        self._reads: dict[Hashable, _ReadWaiter] = {}
+        self._read_ids = itertools.count()
+        #: set whenever something was fed to the core; the driver replaces it after waking
+        self._wake = trio.Event()
+        #: set (and replaced) whenever `applied` moves or the role changes
+        self._progress = trio.Event()
+        self._wal_queue: list[WalItem] = []
+        #: the messages held back in `_wal_queue`
+        self._wal_queue_messages = 0
+        self._wal_wake = trio.Event()
+        #: when the WAL write in progress began (None when the writer is idle), and
+        #: whether it has been reported as stalled
+        self._wal_write_began: float | None = None
+        self._wal_stall_reported = False
+        #: calls to the leader in flight, cancelled when the leader changes
+        self._leader_calls: set[trio.CancelScope] = set()
+        #: a follower's writes on their way to the leader
+        self._forwarder = Forwarder(self._call_leader)
+        #: follower reads waiting for the next read-index question to the leader
+        self._follower_reads: list[_ReadWaiter] = []
+        self._follower_reads_wake = trio.Event()
+        self._last_role = self.core.role
+        self._last_leader: NodeId | None = None
+        self._last_term = self.core.term
+        #: called after the role, the leader or the term changed
+        self.role_watchers: list[Callable[[], None]] = []
+        self.metrics.watch(self)
+        self.stopping = False
+        #: this data dir's incarnation id, and whether the data dir was created just now
+        self.incarnation = incarnation
+        self.fresh = fresh
+        #: set once the data dir passed the incarnation check: the last start check
+        self.accepted = trio.Event()
+        #: the node's nursery, for tasks started later (snapshot transfers)
+        self.nursery: trio.Nursery | None = None
+
+    # --- running ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.transport.serve)
+            nursery.start_soon(self._driver)
+            nursery.start_soon(self._ticker)
+            nursery.start_soon(self._pump)
+            nursery.start_soon(self._wal_writer)
+            nursery.start_soon(self._follower_read_batcher)
+            nursery.start_soon(self._forwarder.run)
+            self.nursery = nursery
+            nursery.start_soon(self._check_incarnation)
+            task_status.started()
+
+    async def _check_incarnation(self) -> None:
+        """Have the peers confirm that this data dir is the one the cluster knows (when
+        the node has an incarnation), then set `accepted`."""
+        if self.incarnation is not None:
+            await incarnation.guard(self, self.incarnation, self.fresh)
+        self.accepted.set()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(self.options.tick_seconds)
+            self.core.tick()
+            self._report_wal_stall()
+            self.poke()
+
+    async def _pump(self) -> None:
+        incoming = self.transport.incoming
+        async for msg in incoming:
+            self.core.step(msg)
+            # step everything already here before the driver runs: one Ready for all
+            while True:
+                try:
+                    msg = incoming.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                self.core.step(msg)
+            self.poke()
+
+    async def _driver(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            self._handle(self.core.ready())
+            self._notice_role_change()
+
+    @property
+    def store(self) -> kv.KVStore:
+        return self.state.store
+
+    def _handle(self, rd: Ready) -> None:
+        reset = None
+        if rd.snapshot is not None:
+            assert self.snapshotter is not None
+            replaced, self.state = self.state, self.snapshotter.take_installed(rd.snapshot)
+            self.free_stepwise(replaced.store.discard())
+            self._stamper.observe(self.state.time)
+            self.applied = rd.snapshot.index
+            reset = (rd.snapshot.index, rd.snapshot.term)
+            self.log.info("installed a snapshot from the leader", index=rd.snapshot.index)
+        elif self.snapshotter is not None:
+            self.snapshotter.drop_installed()
+        for entry in rd.entries:
+            self._observe_stamp(entry)
+        if rd.must_sync or rd.messages_after_persist:
+            self.queue_wal(
+                WalItem(rd.hard_state, rd.entries, rd.messages_after_persist, reset=reset)
+            )
+        for msg in rd.messages:
+            if isinstance(msg, InstallSnapshot):
+                assert self.snapshotter is not None, "a log is compacted only with snapshots"
+                self.snapshotter.send_to(msg.dst, msg.term)
+            else:
+                self.transport.send(msg)
+        if rd.committed:
+            self._apply(rd.committed)
+        for read in rd.reads:
+            waiter = self._reads.pop(read.ctx, None)
+            if waiter is not None:
+                waiter.resolve(read.index, self.time_ms())
+        for ctx in rd.dropped_reads:
+            waiter = self._reads.pop(ctx, None)
+            if waiter is not None:
+                waiter.fail()
+        for lost in rd.lost_entries:
+            self.log.error(
+                "a follower lost entries it had acknowledged: its disk dropped fsynced "
+                "writes, so writes committed with its help may be on too few nodes; "
+                "replicating to it again",
+                follower=lost.peer,
+                acknowledged=lost.match,
+                missing=lost.rejected,
+            )
+
+    def time_ms(self) -> int:
+        """What this node's clock reads now (Unix ms), never less than the latest stamp
+        in its log: the stamp a proposal made now would get."""
+        return max(self._clock(), self._stamper.latest)
+
+    def _observe_stamp(self, entry: Entry) -> None:
+        if entry.kind is EntryKind.COMMAND:
+            self._stamper.observe(time_of(entry.data))
+
+    def queue_wal(self, item: WalItem) -> None:
+        self._wal_queue.append(item)
+        self._wal_queue_messages += len(item.after_persist)
+        if self._wal_queue_messages > MAX_MESSAGES_WAITING_FOR_DISK:
+            self._drop_oldest_waiting_messages()
+        self._wal_wake.set()
+
+    def _drop_oldest_waiting_messages(self) -> None:
+        excess = self._wal_queue_messages - MAX_MESSAGES_WAITING_FOR_DISK
+        for queued in self._wal_queue:
+            dropped = queued.after_persist[:excess]
+            del queued.after_persist[:excess]
+            excess -= len(dropped)
+            self._wal_queue_messages -= len(dropped)
+        self._wal_queue = [q for q in self._wal_queue if q.writes or q.after_persist]
+
+    def _apply(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            reply: Reply = None
+            if entry.kind is EntryKind.COMMAND:
+                time_ms, command = unstamp(entry.data)
+                reply = self.state.apply(kv.decode_command(command), entry.index, time_ms)
+            waiter = self._waiters.pop(entry.index, None)
+            if waiter is not None:
+                if waiter.term == entry.term:
+                    waiter.reply = reply
+                else:
+                    waiter.replaced = True
+                waiter.done.set()
+        self.applied = entries[-1].index
+        self.free_stepwise(self.state.store.take_garbage())
+        self._signal_progress()
+        if self.snapshotter is not None:
+            self.snapshotter.applied(entries)
+
+    def free_stepwise(self, parts: list[Sized]) -> None:
+        """Free the parts of a keyspace (after FLUSHALL, or a state replaced) a few at a
+        time, so that no step of the event loop frees millions of keys."""
+        if parts and self.nursery is not None:
+            self.nursery.start_soon(run_stepwise, Release(parts))
+
+    def _signal_progress(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
+    def _notice_role_change(self) -> None:
+        role, leader, term = self.core.role, self.core.leader_id, self.core.term
+        if role is self._last_role and leader == self._last_leader and term == self._last_term:
+            return
+        if role is not self._last_role:
+            self.log.info("role changed", role=role.value, term=self.core.term)
+        if leader != self._last_leader and leader is not None:
+            self.log.info("leader known", leader=leader, term=self.core.term)
+        if leader != self._last_leader:
+            for scope in self._leader_calls:
+                scope.cancel()
+        self._last_role, self._last_leader, self._last_term = role, leader, term
+        self._signal_progress()
+        for watcher in self.role_watchers:
+            watcher()
+
+    async def _wal_writer(self) -> None:
+        while True:
+            await self._wal_wake.wait()
+            self._wal_wake = trio.Event()
+            batch, self._wal_queue = self._wal_queue, []
+            self._wal_queue_messages = 0
+            if any(item.writes for item in batch):
+                self._wal_write_began = trio.current_time()
+                await self._write_durably(batch)
+                self._wal_write_finished()
+            last: Entry | None = None
+            for item in batch:
+                for msg in item.after_persist:
+                    self.transport.send(msg)
+                if item.entries:
+                    last = item.entries[-1]
+            if last is not None:
+                self.core.persisted(last.index, last.term)
+                self.poke()
+
+    def _report_wal_stall(self) -> None:
+        """Log once that the WAL write in progress has taken an election timeout (the
+        core hands leadership over meanwhile)."""
+        began = self._wal_write_began
+        timeout = self.options.tick_seconds * self.core.config.election_ticks
+        if began is None or self._wal_stall_reported or trio.current_time() - began < timeout:
+            return
+        self._wal_stall_reported = True
+        self.log.warning(
+            "the disk has not finished a write within an election timeout",
+            role=self.core.role.value,
+        )
+
+    def _wal_write_finished(self) -> None:
+        assert self._wal_write_began is not None
+        if self._wal_stall_reported:
+            self.log.warning(
+                "the stalled disk write finished",
+                seconds=round(trio.current_time() - self._wal_write_began, 3),
+            )
+        self._wal_write_began = None
+        self._wal_stall_reported = False
+
+    async def _write_durably(self, batch: list[WalItem]) -> None:
+        started = time.perf_counter()
+        if self.options.fsync:
+            await trio.to_thread.run_sync(self._write_batch, batch)
+        else:
+            self._write_batch(batch)  # no fsync: the writes alone do not block for long
+        self.metrics.wal_fsync.observe(time.perf_counter() - started)
+
+    def _write_batch(self, batch: list[WalItem]) -> None:
+        """In a worker thread (when fsyncing): write every item in order, then one
+        fsync."""
+        for item in batch:
+            if item.reset is not None:
+                self.wal.reset(*item.reset)
+            if item.hard_state is not None:
+                self.wal.set_hard_state(item.hard_state)
+            if item.entries:
+                self.wal.append(item.entries)
+        self.wal.sync()
+        for item in batch:
+            if item.compact_to is not None:
+                self.wal.compact(item.compact_to)
+                self.wal.start_segment()
+
+    # --- client work -----------------------------------------------------------------
+
+    async def propose(self, commands: list[bytes]) -> list[bytes]:
+        """Append commands as the leader, in one batch stamped with its clock, and wait
+        until they are applied. Returns each command's RESP-encoded reply, or its
+        -CLUSTERDOWN or -TRYAGAIN (definitely not applied) or -TIMEOUT (unknown) error.
+        Raises NotLeader when nothing was appended."""
+        if self.stopping:
+            raise NotLeader(None)
+        time_ms = self._stamper.next(self._clock())
+        try:
+            placed = self.core.propose([stamp(command, time_ms) for command in commands])
+        except (NotLeader, TransferInProgress) as exc:
+            self.metrics.proposals_not_leader.inc(len(commands))
+            if isinstance(exc, NotLeader):
+                raise
+            raise NotLeader(None) from None
+        except TooMuchUncommitted as exc:
+            self.metrics.proposals_overloaded.inc(len(commands))
+            self.metrics.rejected_overloaded.inc(len(commands))
+            return [encode(error_reply(Overloaded(str(exc))))] * len(commands)
+        waiters = []
+        for index, term in placed:
+            waiter = _Waiter(term)
+            self._waiters[index] = waiter
+            waiters.append((index, waiter))
+        self.poke()
+        with trio.move_on_after(self.options.request_timeout):
+            for _, waiter in waiters:
+                await waiter.done.wait()
+        return [self._outcome(index, waiter) for index, waiter in waiters]
+
+    def _outcome(self, index: int, waiter: _Waiter) -> bytes:
+        if not waiter.done.is_set():
+            self._waiters.pop(index, None)
+            self.metrics.proposals_timeout.inc()
+            return encode(error_reply(Indeterminate("no answer from a majority in time")))
+        if waiter.replaced:
+            self.metrics.proposals_lost.inc()
+            return encode(error_reply(Unavailable("leadership changed before the write committed")))
+        self.metrics.proposals_applied.inc()
+        return encode(waiter.reply)
+
+    async def read_barrier(self) -> int:
+        """Return once a linearizable read may be served from the local state machine,
+        with the leader's time (Unix ms, `time_ms` on the leader) when it confirmed the
+        read. A read lost to a change of leader is asked again (reads are idempotent).
+        Raises Unavailable (no leader) or Indeterminate (no answer in time)."""
+        with trio.move_on_after(self.options.request_timeout) as scope:
+            while True:
+                leader = await self.wait_for_leader()
+                try:
+                    if leader == self.id:
+                        index, time_ms = await self._leader_read_index()
+                    else:
+                        index, time_ms = await self._follower_read_index()
+                except Unavailable:
+                    await self._progress.wait()
+                    continue
+                await self.wait_applied(index)
+                return time_ms
+        assert scope.cancelled_caught
+        raise Indeterminate("read could not be confirmed in time")
+
+    async def _leader_read_index(self) -> tuple[int, int]:
+        ctx = next(self._read_ids)
+        waiter = _ReadWaiter()
+        self.metrics.read_rounds_self.inc()
+        try:
+            self.core.read_index(ctx)
+        except NotLeader:
+            raise Unavailable("leadership changed") from None
+        self._reads[ctx] = waiter
+        self.poke()
+        try:
+            return await waiter.wait()
+        finally:
+            self._reads.pop(ctx, None)
+
+    async def _follower_read_index(self) -> tuple[int, int]:
+        waiter = _ReadWaiter()
+        self._follower_reads.append(waiter)
+        self._follower_reads_wake.set()
+        return await waiter.wait()
+
+    async def _follower_read_batcher(self) -> None:
+        """One read-index question to the leader serves every read that arrived before
+        it was asked; reads arriving meanwhile wait for the next question."""
+        while True:
+            await self._follower_reads_wake.wait()
+            self._follower_reads_wake = trio.Event()
+            batch, self._follower_reads = self._follower_reads, []
+            if not batch:
+                continue
+            leader = self.core.leader_id
+            try:
+                if leader is None or leader == self.id:
+                    raise Unavailable("no leader")
+                self.metrics.read_rounds_leader.inc()
+                point = await self._call_leader(
+                    leader, "read_index", None, self.options.request_timeout
+                )
+                index, time_ms = self._read_point(point)
+            except (Unavailable, LeaderChanged, RpcError):
+                for waiter in batch:
+                    waiter.fail()
+                continue
+            for waiter in batch:
+                waiter.resolve(index, time_ms)
+
+    def _read_point(self, answer: Payload) -> tuple[int, int]:
+        """The read index and leader time in a leader's answer to "read_index"; a leader
+        from before read times answers only the index, read at this node's time."""
+        if isinstance(answer, int):
+            return answer, self.time_ms()
+        assert isinstance(answer, list | tuple) and len(answer) == 2
+        index, time_ms = answer
+        assert isinstance(index, int) and isinstance(time_ms, int)
+        return index, time_ms
+
+    async def wait_applied(self, index: int) -> None:
+        while self.applied < index:
+            await self._progress.wait()
+
+    async def wait_for_leader(self, deadline: float = math.inf) -> NodeId:
+        """The current leader, waiting up to `leader_wait` for one, and never past
+        `deadline` (trio time); else Unavailable."""
+        if self.core.leader_id is not None:
+            return self.core.leader_id  # the common case, without a cancel scope
+        with trio.move_on_at(min(trio.current_time() + self.options.leader_wait, deadline)):
+            while self.core.leader_id is None:
+                await self._progress.wait()
+            return self.core.leader_id
+        raise Unavailable("no leader")
+
+    async def write(self, commands: list[bytes]) -> list[bytes]:
+        """Run writes wherever the leader is, in one batch; returns each one's
+        RESP-encoded reply (see `propose`)."""
+        deadline = trio.current_time() + self.options.request_timeout
+        while True:
+            leader = await self.wait_for_leader(deadline)
+            if leader == self.id:
+                try:
+                    return await self.propose(commands)
+                except NotLeader:
+                    await self._await_progress_until(deadline)
+                    continue
+            self.metrics.forwarded.inc(len(commands))
+            try:
+                return await self._forwarder.forward(
+                    leader, commands, max(deadline - trio.current_time(), 0.01)
+                )
+            except LeaderChanged:
+                raise Indeterminate("the leader changed before it answered") from None
+            except RpcUnavailable:
+                await self._await_progress_until(deadline)
+                continue
+            except RpcRemoteError as exc:
+                if str(exc).startswith("NotLeader"):
+                    await self._await_progress_until(deadline)
+                    continue
+                raise Indeterminate(str(exc)) from None
+            except RpcError:
+                raise Indeterminate("the leader did not answer in time") from None
+
+    async def _call_leader(
+        self, leader: NodeId, method: str, payload: Payload, timeout: float
+    ) -> Payload:
+        """Call `method` on `leader`; raises LeaderChanged as soon as this node learns
+        that another node leads (or that none does), rather than waiting out the timeout
+        on a leader that stalled."""
+        with trio.CancelScope() as scope:
+            self._leader_calls.add(scope)
+            try:
+                return await self.transport.call(leader, method, payload, timeout)
+            finally:
+                self._leader_calls.discard(scope)
+        raise LeaderChanged()
+
+    async def write_replies(self, commands: list[bytes]) -> list[bytes]:
+        """`write`, except that an outcome of Unavailable or Indeterminate becomes the matching
+        error reply for every command instead of an exception."""
+        try:
+            return await self.write(commands)
+        except (Unavailable, Indeterminate) as exc:
+            return [encode(error_reply(exc))] * len(commands)
+
+    async def _await_progress_until(self, deadline: float) -> None:
+        """Wait for the role or leader to change, at most until `deadline`."""
+        if trio.current_time() >= deadline:
+            raise Unavailable("no leader")
+        with trio.move_on_at(deadline):
+            await self._progress.wait()
+
+    async def _serve_rpc(self, src: NodeId, method: str, payload: Payload) -> Payload:
+        if method == "propose":
+            assert isinstance(payload, list | tuple)
+            return await self.propose([bytes(command) for command in payload])
+        if method == "read_index":
+            return list(await self._leader_read_index())
+        if method == "status":
+            return self.status()
+        if method == "incarnation_of":
+            assert isinstance(payload, str)
+            return incarnation.answer(self, payload)
+        if method.startswith("snapshot_") and self.snapshotter is not None:
+            return await self.snapshotter.serve_rpc(src, method, payload)
+        raise ValueError(f"unknown method {method!r}")
+
+    async def snapshot_now(self) -> int:
+        """Take a snapshot now (RAFT.SNAPSHOT); returns its index."""
+        if self.snapshotter is None:
+            raise Unavailable("this node keeps no snapshots")
+        return await self.snapshotter.take()
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop taking writes, let the ones in flight finish, and hand leadership to the
+        most up-to-date live follower when leader (trying the next one when a transfer
+        is abandoned); all within `timeout` seconds."""
+        self.stopping = True
+        with trio.move_on_after(timeout):
+            while self._waiters:
+                await self._progress.wait()
+            core = self.core
+            tried: set[NodeId] = set()
+            while core.is_leader:
+                if core.transfer_target is None:
+                    choices = await self._live_followers(tried)
+                    if not choices:
+                        return
+                    target = max(choices, key=lambda p: core.progress[p].match)
+                    tried.add(target)
+                    self.log.info("handing over leadership", to=target)
+                    core.transfer_leadership(target)
+                    self.poke()
+                # the core abandons a transfer after an election timeout, silently
+                with trio.move_on_after(self.options.tick_seconds):
+                    await self._progress.wait()
+
+    async def _live_followers(self, exclude: set[NodeId]) -> list[NodeId]:
+        """The voting followers (not in `exclude`) that answer a heartbeat round sent now,
+        waiting up to an election timeout for the first answer; leader only."""
+        core = self.core
+        asked = core.read_seq + 1
+        core.need_heartbeat = True
+        self.poke()
+        with trio.move_on_after(self.options.tick_seconds * core.config.election_ticks):
+            while core.is_leader:
+                live = [
+                    peer
+                    for peer, pr in core.progress.items()
+                    if pr.acked_seq >= asked and peer in core.members.voters - exclude
+                ]
+                if live:
+                    return live
+                with trio.move_on_after(self.options.tick_seconds):
+                    await self._progress.wait()
+        return []
+
+    def known_incarnation(self, node_id: NodeId) -> str | None:
+        """The incarnation recorded for `node_id`: in the applied state, or else in a
+        registration still in the log (a node that restarted has not applied its log
+        yet, and must not vouch for a wiped member meanwhile)."""
+        known = self.state.incarnations.get(node_id)
+        if known is not None:
+            return known
+        for entry in self.core.log.slice(self.applied + 1, self.core.log.last_index + 1):
+            if entry.kind is EntryKind.COMMAND and REGISTER in entry.data:
+                args = kv.decode_command(unstamp(entry.data)[1])
+                if args[0] == REGISTER and len(args) == 3 and args[1] == node_id.encode():
+                    return args[2].decode()
+        return None
+
+    # --- status ----------------------------------------------------------------------
+
+    async def cluster_status(self, timeout: float = 1.0) -> list[dict[str, Any]]:
+        """Every member's status row, asked over the peer links; an unreachable member
+        gets a row with its id only."""
+        rows: dict[NodeId, dict[str, Any]] = {self.id: {**self.status(), "reachable": "yes"}}
+
+        async def ask(peer: NodeId) -> None:
+            try:
+                row = await self.transport.call(peer, "status", None, timeout)
+                assert isinstance(row, dict)
+                rows[peer] = {**row, "reachable": "yes"}
+            except RpcError:
+                rows[peer] = {"node_id": peer, "reachable": "no"}
+
+        async with trio.open_nursery() as nursery:
+            for peer in sorted(self.core.members.all - {self.id}):
+                nursery.start_soon(ask, peer)
+        return [rows[member] for member in sorted(rows)]
+
+    def status(self) -> dict[str, Any]:
+        core = self.core
+        return {
+            "node_id": self.id,
+            "role": "candidate" if core.role is Role.PRE_CANDIDATE else core.role.value,
+            "term": core.term,
+            "leader_id": core.leader_id or "",
+            "commit_index": core.commit,
+            "last_applied": self.applied,
+            "last_log_index": core.log.last_index,
+            "snapshot_index": self.snapshotter.index if self.snapshotter else 0,
+            "members": ",".join(sorted(core.members.voters)),
+        }
+
+
+class _ReadWaiter:
+    """A read waiting for its read index and the leader's time when it confirmed it."""
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._point: tuple[int, int] | None = None
+
+    def resolve(self, index: int, time_ms: int) -> None:
+        self._point = (index, time_ms)
+        self._done.set()
+
+    def fail(self) -> None:
+        self._done.set()
+
+    async def wait(self) -> tuple[int, int]:
+        await self._done.wait()
+        if self._point is None:
+            raise Unavailable("leadership changed before the read was confirmed")
+        return self._point
+
+
+def error_reply(exc: Unavailable | Indeterminate | Overloaded) -> ErrorReply:
+    if isinstance(exc, Unavailable):
+        return ErrorReply(f"CLUSTERDOWN {exc}")
+    if isinstance(exc, Overloaded):
+        return ErrorReply(f"TRYAGAIN {exc}, retry shortly")
+    return ErrorReply(f"TIMEOUT {exc}")

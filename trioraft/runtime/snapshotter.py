@@ -1,0 +1,313 @@
+"""Snapshots of one node: taking them, sending them to followers, receiving them.
+
+Taking. Once `policy.entries` entries or `policy.bytes` bytes of commands were applied
+since the last snapshot (or on RAFT.SNAPSHOT), the replicated state is copied in the
+event loop, a slice per step while commands go on applying (a copy of the state at the
+snapshot's index all the same), then serialized and written durably in a worker thread.
+Then the log is compacted: the core drops the entries up to `policy.catchup_entries`
+before the snapshot (a follower only slightly behind still gets entries rather than a
+whole snapshot), and the WAL deletes the segments wholly before that, through the WAL
+writer so that the log is only ever touched by one thread. At most one snapshot is taken
+at a time.
+
+Sending. When the leader's core wants a follower to get a snapshot, one task per follower
+streams the newest snapshot file in chunks over RPC: `snapshot_begin` (the follower says
+how much of that snapshot it already holds, so a broken transfer resumes where it
+stopped), `snapshot_chunk` ..., `snapshot_install`. A failed transfer is reported to the
+core, which asks again; the next transfer to that follower waits a pause that doubles
+with each failure (up to `policy.retry_most`), so a follower that refuses at once is
+not asked again and again in a tight loop. A success ends the pauses.
+
+Receiving. Chunks go to a partial file. At `snapshot_install` the file is checked and made
+durable, the state is loaded in a worker thread, and InstallSnapshot is stepped into the
+core; when the core takes it (Ready.snapshot), the node swaps its state for the loaded one
+and the WAL restarts after the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from trioraft.core.messages import Entry, InstallSnapshot, Members, NodeId, SnapshotMeta
+from trioraft.kvstore.replicated import Capture, ReplicatedState
+from trioraft.kvstore.steps import run_stepwise
+from trioraft.storage import StorageError
+from trioraft.transport.base import Payload
+from trioraft.transport.errors import RpcError
+
+if TYPE_CHECKING:
+    from trioraft.runtime.node import Node
+    from trioraft.storage.snapshots import SnapshotReceiver, SnapshotStore
+
+
+@attrs.frozen
+class SnapshotPolicy:
+    #: take a snapshot after this many entries applied since the last one
+    entries: int = 100_000
+    #: ... or after this many bytes of commands applied since the last one
+    bytes: int = 64 * 1024 * 1024
+    #: entries kept in the log before the snapshot, for followers slightly behind
+    catchup_entries: int = 5_000
+    #: the size of one chunk sent to a follower
+    chunk_bytes: int = 1024 * 1024
+    #: how long one transfer step may take (the last one loads the state)
+    rpc_timeout: float = 30.0
+    #: after a failed transfer to a follower, the pause before the next one: the first,
+    #: doubled after each failure up to the most, none again after a success
+    retry_first: float = 0.1
+    retry_most: float = 5.0
+
+
+async def capture(state: ReplicatedState) -> Capture:
+    """A copy of `state` as it is when called, taken a slice per event-loop step."""
+    with state.begin_capture() as taken:
+        await run_stepwise(taken)
+    return taken
+
+
+class SnapshotRefused(Exception):
+    """A snapshot RPC that does not fit the transfer in progress."""
+
+
+@attrs.define
+class Backoff:
+    """Pauses between attempts: none at first, `first` after a failure, doubled after
+    each further failure up to `most`, none again after a success."""
+
+    first: float
+    most: float
+    #: the pause before the next attempt
+    pause: float = 0.0
+
+    def failed(self) -> None:
+        self.pause = min(self.most, 2 * self.pause) if self.pause else self.first
+
+    def succeeded(self) -> None:
+        self.pause = 0.0
+
+
+class Snapshotter:
+    def __init__(
+        self,
+        node: Node,
+        store: SnapshotStore,
+        latest: SnapshotMeta | None,
+        policy: SnapshotPolicy | None = None,
+    ) -> None:
+        self.node = node
+        self.store = store
+        self.policy = policy or SnapshotPolicy()
+        #: the index of the newest snapshot on disk (0: none)
+        self.index = latest.index if latest else 0
+        #: bytes of commands applied since that snapshot
+        self._bytes_since = 0
+        #: serializes snapshot taking and every change of the snapshot files
+        self._lock = trio.Lock()
+        #: followers a snapshot is being sent to
+        self._senders: set[NodeId] = set()
+        #: per follower, the pause before the next transfer to it
+        self._backoff: dict[NodeId, Backoff] = {}
+        #: the transfer from the leader in progress
+        self._receiver: SnapshotReceiver | None = None
+        #: a received snapshot and its loaded state, stepped into the core, not yet taken
+        self._installed: tuple[SnapshotMeta, ReplicatedState] | None = None
+
+    # --- taking ----------------------------------------------------------------------
+
+    def applied(self, entries: Sequence[Entry]) -> None:
+        """Entries were applied; start a snapshot when one is due."""
+        self._bytes_since += sum(len(e.data) for e in entries)
+        due = (
+            self.node.applied - self.index >= self.policy.entries
+            or self._bytes_since >= self.policy.bytes
+        )
+        if due and not self._lock.locked() and self.node.nursery is not None:
+            self.node.nursery.start_soon(self.take)
+
+    async def take(self) -> int:
+        """Snapshot the state as applied now and compact the log; returns the snapshot's
+        index (the existing one when nothing was applied since)."""
+        node = self.node
+        async with self._lock:
+            index = node.applied
+            if index <= self.index:
+                return self.index
+            term = node.core.log.term(index)
+            assert term is not None, "the applied index is always in the log or the snapshot"
+            meta = SnapshotMeta(index, term, node.core.members_at(index))
+            # the capture begins before the first checkpoint: at the state of `index`
+            held = [await capture(node.state)]
+            keys = held[0].keys
+            self._bytes_since = 0
+            started = trio.current_time()
+            size = await trio.to_thread.run_sync(self._write, meta, held)
+            self.index = max(self.index, index)
+            seconds = trio.current_time() - started
+            node.metrics.snapshot_durations["taken"].observe(seconds)
+            node.metrics.snapshot_bytes["taken"].inc(size)
+            node.log.info("snapshot taken", index=index, keys=keys, seconds=round(seconds, 3))
+            self._compact(index - self.policy.catchup_entries)
+            return index
+
+    def _write(self, meta: SnapshotMeta, held: list[Capture]) -> int:
+        """In a worker thread: serialize and write the capture held in `held`; returns
+        the data's size. It is taken out of the list, so that the copy is freed here as
+        it is serialized, not in the event loop (freeing a copy of a large keyspace takes
+        tens of milliseconds)."""
+        capture = held.pop()
+        data = ReplicatedState.serialize(capture)
+        self.store.write(meta, data)
+        return len(data)
+
+    def _compact(self, index: int) -> None:
+        from trioraft.runtime.node import WalItem
+
+        core = self.node.core
+        if index > core.log.snapshot_index:
+            core.compact(index)
+            self.node.queue_wal(WalItem(compact_to=index))
+
+    # --- sending ---------------------------------------------------------------------
+
+    def send_to(self, peer: NodeId, term: int) -> None:
+        """Send the newest snapshot to `peer`, unless a transfer to it is running."""
+        if peer in self._senders or self.node.nursery is None:
+            return
+        self._senders.add(peer)
+        self.node.nursery.start_soon(self._send, peer, term)
+
+    async def _send(self, peer: NodeId, term: int) -> None:
+        node, policy = self.node, self.policy
+        backoff = self._backoff.setdefault(peer, Backoff(policy.retry_first, policy.retry_most))
+        delivered = False
+        try:
+            await trio.sleep(backoff.pause)
+            started = trio.current_time()
+            meta = await trio.to_thread.run_sync(self.store.latest)
+            assert meta is not None, "the log is compacted only after a snapshot is written"
+            reader = await trio.to_thread.run_sync(self.store.open_reader, meta)
+            try:
+                header: Payload = {
+                    "index": meta.index,
+                    "term": meta.term,
+                    "voters": sorted(meta.members.voters),
+                    "learners": sorted(meta.members.learners),
+                    "size": reader.size,
+                    "crc": reader.crc,
+                }
+                node.log.info("sending a snapshot", to=peer, index=meta.index, bytes=reader.size)
+                offset = await node.transport.call(
+                    peer, "snapshot_begin", header, policy.rpc_timeout
+                )
+                assert isinstance(offset, int)
+                sent_bytes = node.metrics.snapshot_bytes["sent"]
+                while offset < reader.size:
+                    chunk = await trio.to_thread.run_sync(reader.read, offset, policy.chunk_bytes)
+                    await node.transport.call(
+                        peer,
+                        "snapshot_chunk",
+                        [meta.index, meta.term, offset, chunk],
+                        policy.rpc_timeout,
+                    )
+                    offset += len(chunk)
+                    sent_bytes.inc(len(chunk))
+            finally:
+                reader.close()
+            await node.transport.call(
+                peer, "snapshot_install", [meta.index, meta.term, term], policy.rpc_timeout
+            )
+            delivered = True
+            node.metrics.snapshot_durations["sent"].observe(trio.current_time() - started)
+            backoff.succeeded()
+            node.log.info("snapshot sent", to=peer, index=meta.index)
+        except (RpcError, StorageError) as exc:
+            node.metrics.snapshot_send_failures.inc()
+            backoff.failed()
+            node.log.warning(
+                "snapshot transfer failed", to=peer, error=str(exc), retry_after=backoff.pause
+            )
+        finally:
+            self._senders.discard(peer)
+            node.core.report_snapshot(peer, delivered=delivered)
+            node.poke()
+
+    # --- receiving -------------------------------------------------------------------
+
+    async def serve_rpc(self, src: NodeId, method: str, payload: Payload) -> Payload:
+        if method == "snapshot_begin":
+            return await self._begin(payload)
+        if method == "snapshot_chunk":
+            assert isinstance(payload, list | tuple)
+            index, term, offset, chunk = payload
+            receiver = self._current(index, term)
+            await trio.to_thread.run_sync(receiver.write, offset, chunk)
+            return None
+        if method == "snapshot_install":
+            assert isinstance(payload, list | tuple)
+            index, term, leader_term = payload
+            await self._install(src, self._current(index, term), leader_term)
+            return None
+        raise ValueError(f"unknown method {method!r}")
+
+    async def _begin(self, header: Payload) -> int:
+        assert isinstance(header, dict)
+        meta = SnapshotMeta(
+            header["index"],
+            header["term"],
+            Members(frozenset(header["voters"]), frozenset(header["learners"])),
+        )
+        old = self._receiver
+        if old is not None and old.meta == meta:
+            return old.received
+        self._receiver = None
+        async with self._lock:
+            if old is not None:
+                await trio.to_thread.run_sync(old.abort)
+            receiver = await trio.to_thread.run_sync(
+                self.store.receiver, meta, header["size"], header["crc"]
+            )
+        self._receiver = receiver
+        return receiver.received
+
+    def _current(self, index: int, term: int) -> SnapshotReceiver:
+        receiver = self._receiver
+        if receiver is None or (receiver.meta.index, receiver.meta.term) != (index, term):
+            raise SnapshotRefused(f"no transfer of snapshot {index}/{term} in progress")
+        return receiver
+
+    async def _install(self, leader: NodeId, receiver: SnapshotReceiver, leader_term: int) -> None:
+        meta = receiver.meta
+        started = trio.current_time()
+        async with self._lock:
+            path = await trio.to_thread.run_sync(receiver.finish)
+            self._receiver = None
+            state = await trio.to_thread.run_sync(
+                lambda: ReplicatedState.restore(self.store.load(path)[1])
+            )
+        self.index = max(self.index, meta.index)
+        self._installed = (meta, state)
+        metrics = self.node.metrics
+        metrics.snapshot_durations["installed"].observe(trio.current_time() - started)
+        metrics.snapshot_bytes["installed"].inc(receiver.total_size)
+        self.node.core.step(
+            InstallSnapshot(src=leader, dst=self.node.id, term=leader_term, meta=meta)
+        )
+        self.node.poke()
+
+    def take_installed(self, meta: SnapshotMeta) -> ReplicatedState:
+        """The state loaded for the snapshot the core has just installed."""
+        installed, self._installed = self._installed, None
+        assert installed is not None and installed[0] == meta, "the core installs what it got"
+        self._bytes_since = 0
+        return installed[1]
+
+    def drop_installed(self) -> None:
+        """The core did not take the snapshot it was given (its log already covered it,
+        or it came from a stale leader): free the loaded state."""
+        installed, self._installed = self._installed, None
+        if installed is not None:
+            self.node.free_stepwise(installed[1].store.discard())
