@@ -4,35 +4,17 @@ taken only from the entry being applied (or, for a read, the time it is served a
 from __future__ import annotations
 
 import pytest
+from harness.kv_store import T0, Store
 
-from trioraft.kvstore import kv
-from trioraft.kvstore.kv import KVStore
 from trioraft.kvstore.replicated import ReplicatedState
-from trioraft.redis.replies import OK, ErrorReply, Reply
+from trioraft.redis.replies import OK, ErrorReply
 
-T0 = 1_800_000_000_000
 SYNTAX = ErrorReply("ERR syntax error")
 NOT_INT = ErrorReply("ERR value is not an integer or out of range")
 
 
 def invalid(name: str) -> ErrorReply:
     return ErrorReply(f"ERR invalid expire time in '{name}' command")
-
-
-class Store:
-    """A store fed commands as entries at consecutive indices, at a time the test moves."""
-
-    def __init__(self) -> None:
-        self.kv = KVStore()
-        self.now = T0
-        self.index = 0
-
-    def __call__(self, line: str) -> Reply:
-        args = [word.encode() for word in line.split()]
-        if kv.lookup(args[0]) is not None and not kv.is_write(args):
-            return self.kv.read(args, self.now)
-        self.index += 1
-        return self.kv.apply(args, self.index, self.now)
 
 
 @pytest.fixture

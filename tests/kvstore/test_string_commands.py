@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from test_expiry import T0, Store
+from harness.kv_store import T0, Store
 
 from trioraft.kvstore import kv
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command

@@ -1,0 +1,26 @@
+"""A key-value store driven as the log drives it, for the state machine's tests."""
+
+from __future__ import annotations
+
+from trioraft.kvstore import kv
+from trioraft.kvstore.kv import KVStore
+from trioraft.redis.replies import Reply
+
+#: the entry time the tests start at (ms since the epoch)
+T0 = 1_800_000_000_000
+
+
+class Store:
+    """A store fed commands as entries at consecutive indices, at a time the test moves."""
+
+    def __init__(self) -> None:
+        self.kv = KVStore()
+        self.now = T0
+        self.index = 0
+
+    def __call__(self, line: str) -> Reply:
+        args = [word.encode() for word in line.split()]
+        if kv.lookup(args[0]) is not None and not kv.is_write(args):
+            return self.kv.read(args, self.now)
+        self.index += 1
+        return self.kv.apply(args, self.index, self.now)
