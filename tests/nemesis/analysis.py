@@ -162,6 +162,8 @@ def count_faults(records: Iterable[FaultRecord]) -> dict[str, int]:
 def _encode(value: object) -> object:
     if isinstance(value, bytes):
         return value.decode("latin-1")
+    if isinstance(value, tuple):
+        return [_encode(item) for item in value]
     return value
 
 
@@ -192,6 +194,16 @@ def write_history(path: Path, recorder: Recorder, t0: float) -> None:
             out.write(json.dumps(line) + "\n")
 
 
+def _transaction_args(raw: list[Any]) -> tuple[Arg, ...]:
+    """A transaction's (keys, reads, commands) as `_encode` wrote them."""
+    keys, reads, commands = raw
+    return (
+        tuple(keys),
+        tuple((key, _decode_bytes(value)) for key, value in reads),
+        tuple((key, kind, tuple(int(arg) for arg in args)) for key, kind, args in commands),
+    )
+
+
 def load_history(path: Path) -> list[Operation]:
     """The operations of a history file, as the checker saw them."""
     operations = []
@@ -201,7 +213,9 @@ def load_history(path: Path) -> list[Operation]:
             kind = Kind(line["kind"])
             raw = line["args"]
             args: tuple[Arg, ...]
-            if kind in (Kind.SET, Kind.EXPIRE):
+            if kind is Kind.TRANSACTION:
+                args = _transaction_args(raw)
+            elif kind in (Kind.SET, Kind.EXPIRE):
                 args = (_decode_bytes(raw[0]),)
             elif kind is Kind.INCR:
                 args = (int(raw[0]),)
@@ -212,12 +226,14 @@ def load_history(path: Path) -> list[Operation]:
             output = line["output"]
             if kind is Kind.GET:
                 output = _decode_bytes(output)
+            elif kind is Kind.TRANSACTION and output is not None:
+                output = tuple(_decode_bytes(v) if isinstance(v, str) else v for v in output)
             status = Status(line["status"])
             ret = math.inf if line["ret"] is None else float(line["ret"])
             operations.append(
                 Operation(
                     line["client"],
-                    line["key"],
+                    tuple(line["key"]) if kind is Kind.TRANSACTION else line["key"],
                     kind,
                     args,
                     output,

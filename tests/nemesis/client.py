@@ -14,6 +14,8 @@ array -> `list`.
 - `-TIMEOUT ...`: may or may not take effect: INFO (indeterminate);
 - `-ERR value is not an integer ...` to INCR: the command ran and refused: OK with
   output None, which the model reads as "the value was not an integer";
+- a transaction's EXEC (or an MGET, read as a transaction of GETs): the array of replies
+  is OK with their tuple; EXEC's null array (a watched key changed) is FAIL;
 - anything else is not a reply the contract allows for these commands: `UnexpectedReply`
   (the caller records the operation as indeterminate, so it cannot fake a violation,
   and reports the reply).
@@ -79,6 +81,8 @@ def interpret(kind: Kind, reply: Reply) -> tuple[Status, object]:
         if kind is Kind.INCR and reply.text.startswith("ERR value is not an integer"):
             return Status.OK, None
         raise UnexpectedReply(f"-{reply.text}")
+    if kind is Kind.TRANSACTION and (reply is None or isinstance(reply, list)):
+        return (Status.FAIL, None) if reply is None else (Status.OK, tuple(reply))
     if kind is Kind.GET and (reply is None or isinstance(reply, bytes)):
         return Status.OK, reply
     if kind is Kind.SET and reply == "OK":

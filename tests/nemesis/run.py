@@ -63,7 +63,7 @@ from .faults import Nemesis
 from .hosts import Hosts, LoopbackHosts, NetnsHosts, build_cluster, netns_problem
 from .locks import LockClients, check_locks, lock_summary
 from .schedule import NETWORK_KINDS, FaultKind, parse_kinds, schedule
-from .workload import Recorder, Target, Workload, read_everything
+from .workload import Recorder, Target, Workload, read_everything, unbalanced_banks
 
 #: the default place of run folders
 RESULTS = Path(tempfile.gettempdir()) / "trioraft-nemesis"
@@ -243,7 +243,7 @@ async def _drive(
         max(0.0, settled - time.monotonic(), workload.deadlines_over - time.monotonic())
     )
     nemesis.say("healed; clients stopped; reading every key through every node")
-    keys = workload.keys.all_keys + workload.ttl_keys.all_keys
+    keys = workload.keys.all_keys + workload.ttl_keys.all_keys + workload.accounts
     return await read_everything(recorder, targets, keys, FINAL_READ_SECONDS)
 
 
@@ -272,6 +272,7 @@ def summarize(
     rows = [fault_row(record, acks, t0, end) for record in nemesis.records]
     disagreements = _disagreements(final)
     lock_problems = check_locks(lockers.grants, lockers.resource)
+    unbalanced = unbalanced_banks(final, workload.banks.all_keys)
     failures = []
     if result.verdict is Verdict.VIOLATION:
         failures.append("the history is not linearizable")
@@ -287,6 +288,8 @@ def summarize(
         failures.append(f"{len(nemesis.findings)} finding(s) of the nemesis")
     if lock_problems:
         failures.append(f"{len(lock_problems)} lock problem(s)")
+    if unbalanced:
+        failures.append(f"{len(unbalanced)} bank(s) whose accounts do not sum to zero")
     if failures:
         verdict = "fail"
     elif result.verdict is Verdict.UNKNOWN:
@@ -315,6 +318,7 @@ def summarize(
             "examples": [op.describe() for op in lost[:SHOWN]],
         },
         "final_reads": {"disagreements": disagreements[:SHOWN], "problems": read_problems},
+        "unbalanced_banks": unbalanced[:SHOWN],
         "unexpected_replies": {
             "count": workload.stats.unexpected_count,
             "examples": [list(example) for example in workload.stats.unexpected],

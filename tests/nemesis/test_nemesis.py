@@ -124,6 +124,14 @@ def test_a_history_file_reads_back_as_the_checked_operations(tmp_path: Path) -> 
     recorder.end(refused, Status.FAIL, note="CLUSTERDOWN no leader")
     read = recorder.invoke(3, "n3", "k\xff", Kind.GET, ())
     recorder.end(read, Status.OK, b"\x00\xff")
+    keys = ("b0.0", "b0.1")
+    gets = tuple((key, "get", ()) for key in keys)
+    mget = recorder.invoke(4, "n1", keys, Kind.TRANSACTION, (keys, (), gets))
+    recorder.end(mget, Status.OK, (b"-3", None))
+    moves = (("b0.0", "incr", (-2,)), ("b0.1", "incr", (2,)))
+    reads = (("b0.0", b"-3"), ("b0.1", None))
+    transfer = recorder.invoke(4, "n1", keys, Kind.TRANSACTION, (keys, reads, moves))
+    recorder.end(transfer, Status.OK, (-5, 2))
     t0 = recorder.operations()[0].call
     write_history(tmp_path / "history.jsonl", recorder, t0)
     loaded = load_history(tmp_path / "history.jsonl")
@@ -266,3 +274,4 @@ def test_loopback_runs_without_namespaces(tmp_path_factory: pytest.TempPathFacto
     assert result.summary["faults_injected"] == {"kill-leader": 1, "pause": 1}
     assert result.summary["locks"]["grants"] > 0, result.summary["locks"]
     assert result.summary["operations"]["by_kind"]["expire"] > 0
+    assert result.summary["operations"]["by_kind"]["transaction"] > 0

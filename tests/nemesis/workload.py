@@ -21,6 +21,13 @@ Every value a SET writes is unique in the run and a multiple of 1000, and with t
 default rotation a key sees far fewer than 1000 INCRs, so a value read names the one
 write that wrote it (directly or through the INCRs that followed it).
 
+Transfers (`TRANSFER_SHARE` of the requests) go to banks of two accounts (their own
+rotating set): `WATCH a b`, `MGET a b`, `MULTI`, `INCRBY a -n`, `INCRBY b n`, `EXEC`, sent
+at once. The MGET is an atomic read of both accounts, and an EXEC that ran is one
+transaction on both, which fits only where the values the MGET saw still hold (when the
+WATCH and the MGET answered; a blind transfer otherwise). A bank's accounts always sum to
+zero (a missing account counts as 0).
+
 Keys rotate, as in Jepsen's independent-key tests: `keys` keys are in use at a time, and
 each is retired after `uses` operations and replaced by a fresh one. The checker's
 search grows with the indeterminate operations of a key, which never return and stay
@@ -60,6 +67,8 @@ EXAMPLES_KEPT = 20
 #: the share of requests that go to keys with deadlines, and their TTLs (ms)
 TTL_SHARE = 0.25
 TTL_MS = (300, 2000)
+#: the share of requests that are transfers between the two accounts of a bank
+TRANSFER_SHARE = 0.1
 #: how much earlier than call + TTL a value may vanish: the wall clock the leader stamps
 #: entries with and the monotonic clock of the history may drift a little apart
 EXPIRY_MARGIN = 0.1
@@ -90,7 +99,7 @@ class Recorder:
         self,
         client: int | str,
         node: str,
-        key: str,
+        key: str | tuple[str, ...],
         kind: Kind,
         args: tuple[Arg, ...],
         at: float | None = None,
@@ -193,6 +202,8 @@ class Workload(ClientTasks):
         self.keys = KeyRing(keys, uses)
         #: the keys that get deadlines (never INCR: every write there sets a deadline)
         self.ttl_keys = KeyRing(max(1, keys // 2), uses, prefix="t")
+        #: the banks of two accounts that transfers go to
+        self.banks = KeyRing(max(1, keys // 4), uses, prefix="b")
         #: the monotonic time by which every deadline given so far has passed
         self.deadlines_over = 0.0
         self.stats = WorkloadStats()
@@ -281,6 +292,8 @@ class Workload(ClientTasks):
         self, rng: random.Random, number: int, target: Target, connection: Connection
     ) -> bool:
         """Run one random operation; False when the connection must be dropped."""
+        if rng.random() < TRANSFER_SHARE:
+            return await self._transfer(rng, number, target, connection)
         use_ttl = rng.random() < TTL_SHARE
         key = (self.ttl_keys if use_ttl else self.keys).pick(rng)
         kind, args, command = self._operation(rng, key)
@@ -309,6 +322,72 @@ class Workload(ClientTasks):
             self._saw(kind, key, args, output)
         return True
 
+    @property
+    def accounts(self) -> list[str]:
+        """Every bank account used so far."""
+        return [account for bank in self.banks.all_keys for account in accounts_of(bank)]
+
+    async def _transfer(
+        self, rng: random.Random, number: int, target: Target, connection: Connection
+    ) -> bool:
+        """A WATCH transfer between a bank's accounts (see the module docstring)."""
+        keys = accounts_of(self.banks.pick(rng))
+        source, dest = rng.sample(keys, 2)
+        amount = rng.randint(1, 9)
+        requests: list[tuple[Word, ...]] = [
+            ("WATCH", *keys),
+            ("MGET", *keys),
+            ("MULTI",),
+            ("INCRBY", source, -amount),
+            ("INCRBY", dest, amount),
+            ("EXEC",),
+        ]
+        moves = ((source, Kind.INCR.value, (-amount,)), (dest, Kind.INCR.value, (amount,)))
+        start = time.monotonic()
+        replies: list[Reply] = []
+        note = "timeout"
+        with trio.move_on_after(self.timeout):
+            try:
+                replies = await connection.pipeline(requests)
+            except (*BROKEN, ValueError) as exc:
+                note = f"connection lost: {exc}"
+        if not replies:
+            handle = self._record_transfer(number, target, keys, (), moves, start)
+            self.recorder.end(handle, Status.INFO, note=note)
+            return False
+        watched, seen, *_, executed = replies
+        reads: tuple[Arg, ...] = ()
+        if isinstance(seen, list):
+            read = self._record_transfer(
+                number, target, keys, (), tuple((key, Kind.GET.value, ()) for key in keys), start
+            )
+            self.recorder.end(read, Status.OK, tuple(seen))
+            if watched == "OK":
+                reads = tuple(zip(keys, seen, strict=True))  # type: ignore[arg-type]
+        handle = self._record_transfer(number, target, keys, reads, moves, start)
+        try:
+            status, output = interpret(Kind.TRANSACTION, executed)
+        except UnexpectedReply as exc:
+            self._unexpected(target, ("EXEC",), str(exc))
+            self.recorder.end(handle, Status.INFO, note=f"unexpected reply: {exc}")
+            return False
+        self.recorder.end(
+            handle, status, output, executed.text if isinstance(executed, Error) else ""
+        )
+        return True
+
+    def _record_transfer(
+        self,
+        number: int,
+        target: Target,
+        keys: tuple[str, str],
+        reads: tuple[Arg, ...],
+        commands: tuple[Arg, ...],
+        start: float,
+    ) -> Handle:
+        args: tuple[Arg, ...] = (keys, reads, commands)  # type: ignore[assignment]
+        return self.recorder.invoke(number, target.node_id, keys, Kind.TRANSACTION, args, start)
+
     def _saw(self, kind: Kind, key: str, args: tuple[Arg, ...], output: object) -> None:
         if kind is Kind.GET:
             self.last_seen[key] = output if isinstance(output, bytes) else None
@@ -326,6 +405,21 @@ class Workload(ClientTasks):
         if len(self.stats.unexpected) < EXAMPLES_KEPT:
             words = " ".join(a.decode() if isinstance(a, bytes) else str(a) for a in command)
             self.stats.unexpected.append((target.node_id, words, reply))
+
+
+def accounts_of(bank: str) -> tuple[str, str]:
+    return f"{bank}.0", f"{bank}.1"
+
+
+def unbalanced_banks(final: dict[str, dict[str, bytes | None]], banks: Sequence[str]) -> list[str]:
+    """The banks whose accounts do not sum to zero in some node's final reads."""
+    problems = []
+    for node, values in final.items():
+        for bank in banks:
+            found = [values.get(account) for account in accounts_of(bank)]
+            if sum(int(value or 0) for value in found) != 0:
+                problems.append(f"{bank} through {node}: {found}")
+    return problems
 
 
 async def read_everything(
