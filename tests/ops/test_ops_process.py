@@ -96,6 +96,13 @@ def test_metrics_parse_and_move_with_writes(cluster: tuple[Cluster, dict[str, in
     assert before[("trioraft_role", (("role", "leader"),))] == 1
     assert before[("trioraft_term", ())] >= 1
     assert before[("trioraft_peer_connected", (("peer", follower.id),))] == 1
+    peer = (("peer", follower.id),)
+    wait_until(
+        lambda: scrape(ports[leader.id]).get(("trioraft_peer_reachable", peer)) == 1,
+        START_SECONDS,
+        "the leader's probe of a follower answered",
+    )
+    assert 0 < scrape(ports[leader.id])[("trioraft_peer_rtt_seconds", peer)] < START_SECONDS
     before_follower = scrape(ports[follower.id])
 
     assert write_all(follower, (("SET", f"k{i}", "v") for i in range(50))) == 50

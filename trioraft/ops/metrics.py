@@ -284,7 +284,7 @@ async def probe_peers(node: Node, metrics: NodeMetrics, every: float = PROBE_SEC
     async def probe(peer: str) -> None:
         started = time.perf_counter()
         try:
-            await node.transport.call(peer, "status", None, every)
+            await node.peer_status(peer, every)
         except RpcError:
             metrics.peer_answered(peer, None)
         else:

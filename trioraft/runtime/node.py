@@ -747,9 +747,7 @@ class Node:
 
         async def ask(peer: NodeId) -> None:
             try:
-                row = await self.transport.call(peer, "status", None, timeout)
-                assert isinstance(row, dict)
-                rows[peer] = {**row, "reachable": "yes"}
+                rows[peer] = {**await self.peer_status(peer, timeout), "reachable": "yes"}
             except RpcError:
                 rows[peer] = {"node_id": peer, "reachable": "no"}
 
@@ -757,6 +755,13 @@ class Node:
             for peer in sorted(self.core.members.all - {self.id}):
                 nursery.start_soon(ask, peer)
         return [rows[member] for member in sorted(rows)]
+
+    async def peer_status(self, peer: NodeId, timeout: float) -> dict[str, Any]:
+        """`peer`'s status row, asked over its link; RpcError when it does not answer
+        within `timeout` seconds."""
+        row = await self.transport.call(peer, "status", None, timeout)
+        assert isinstance(row, dict)
+        return row
 
     def status(self) -> dict[str, Any]:
         core = self.core
