@@ -13,7 +13,7 @@ from harness.process_cluster import Cluster
 
 pytestmark = pytest.mark.processes
 
-LOCKS_DOC = Path(__file__).resolve().parent.parent / "docs" / "locks.md"
+LOCKS_DOC = Path(__file__).resolve().parents[2] / "docs" / "locks.md"
 
 
 def example_code() -> str:
