@@ -76,6 +76,9 @@ from trioraft.ops.config import (
     cluster_configs,
     render_config,
 )
+from trioraft.redis import replies
+from trioraft.redis.replies import ErrorReply, SimpleString
+from trioraft.redis.resp import RespProtocolError, decode_reply
 
 HOST = "127.0.0.1"
 #: the repository root: nodes run `python -m trioraft` from here, so an uninstalled
@@ -181,38 +184,26 @@ def encode_request(*args: Arg) -> bytes:
 def parse_reply(buf: bytes | bytearray, pos: int = 0) -> tuple[Reply, int] | None:
     """The reply starting at `pos` and the position after it, or None when `buf` does
     not hold all of it yet. ValueError for bytes that are no RESP2 reply."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
+    try:
+        decoded = decode_reply(buf, pos)
+    except RespProtocolError as exc:
+        raise ValueError(f"not a RESP2 reply: {exc}") from None
+    if decoded is None:
         return None
-    kind, rest, after = buf[pos : pos + 1], bytes(buf[pos + 1 : end]), end + 2
-    if kind == b"+":
-        return rest.decode(), after
-    if kind == b"-":
-        return Error(rest.decode(errors="replace")), after
-    if kind == b":":
-        return int(rest), after
-    if kind == b"$":
-        length = int(rest)
-        if length < 0:
-            return None, after
-        if len(buf) < after + length + 2:
-            return None
-        if buf[after + length : after + length + 2] != b"\r\n":
-            raise ValueError("a bulk reply not followed by CRLF")
-        return bytes(buf[after : after + length]), after + length + 2
-    if kind == b"*":
-        count = int(rest)
-        if count < 0:
-            return None, after
-        items: list[Reply] = []
-        for _ in range(count):
-            parsed = parse_reply(buf, after)
-            if parsed is None:
-                return None
-            item, after = parsed
-            items.append(item)
-        return items, after
-    raise ValueError(f"not a RESP2 reply: {bytes(buf[pos : pos + 40])!r}")
+    reply, after = decoded
+    return _plain(reply), after
+
+
+def _plain(reply: replies.Reply) -> Reply:
+    """A decoded reply in the tests' terms: a simple string as `str`, an error as `Error`."""
+    if isinstance(reply, SimpleString):
+        return reply.text
+    if isinstance(reply, ErrorReply):
+        return Error(reply.text)
+    if isinstance(reply, list):
+        return [_plain(item) for item in reply]
+    assert isinstance(reply, int | bytes | None), f"not a RESP2 reply: {reply!r}"
+    return reply
 
 
 class ConnectionClosed(ConnectionError):

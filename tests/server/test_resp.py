@@ -17,6 +17,7 @@ from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Map, Reply, Simpl
 from trioraft.redis.resp import (
     RequestParser,
     RespProtocolError,
+    decode_reply,
     encode,
     encode_into,
     resp2_to_resp3,
@@ -406,33 +407,6 @@ def test_multibulk_round_trip_at_any_split(requests: list[list[bytes]], cuts: li
     assert parsed == requests
 
 
-def decode_reply(data: bytes, pos: int = 0) -> tuple[Reply, int]:
-    """A reply decoded from `data` at `pos`, and the position after it."""
-    line_end = data.index(b"\r\n", pos)
-    kind, line = data[pos : pos + 1], data[pos + 1 : line_end]
-    pos = line_end + 2
-    if kind == b"+":
-        return SimpleString(line.decode()), pos
-    if kind == b"-":
-        return ErrorReply(line.decode()), pos
-    if kind == b":":
-        return int(line), pos
-    if kind == b"$":
-        size = int(line)
-        if size < 0:
-            return None, pos
-        assert data[pos + size : pos + size + 2] == b"\r\n"
-        return data[pos : pos + size], pos + size + 2
-    assert kind == b"*"
-    if int(line) < 0:
-        return NULL_ARRAY, pos
-    items = []
-    for _ in range(int(line)):
-        item, pos = decode_reply(data, pos)
-        items.append(item)
-    return items, pos
-
-
 def one_line(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
@@ -469,6 +443,8 @@ def test_resp2_to_resp3_gives_what_encoding_as_resp3_gives(reply: Reply) -> None
 @given(reply=replies)
 def test_encode_round_trips(reply: Reply) -> None:
     wire = encode(reply)
-    decoded, end = decode_reply(wire)
+    whole = decode_reply(wire)
+    assert whole is not None
+    decoded, end = whole
     assert end == len(wire)
     assert decoded == expected(reply)

@@ -379,7 +379,8 @@ def resp2_to_resp3(encoded: bytes) -> bytes:
     return encode(decoded[0], resp3=True)
 
 
-# Decoding replies (for trioraft's own clients: `trioraft status`, the benchmark).
+# Decoding replies (for trioraft's own clients: `trioraft status`, the benchmark, and the
+# tests' clients).
 
 
 def decode_reply(data: bytes | bytearray, start: int = 0) -> tuple[Reply, int] | None:
@@ -402,6 +403,8 @@ def decode_reply(data: bytes | bytearray, start: int = 0) -> tuple[Reply, int] |
             return None, after
         if len(data) < after + length + 2:
             return None
+        if data[after + length : after + length + 2] != b"\r\n":
+            raise RespProtocolError("expected CRLF after bulk data")
         return bytes(data[after : after + length]), after + length + 2
     if kind == b"*":
         count = _decimal_reply(line)
