@@ -9,7 +9,10 @@ depends on the order of a set of node ids, which changes between processes). One
 
 1. injects faults from the seeded schedule of the run's `Profile`: partitions (symmetric,
    one-way, partial connectivity), their healing, crashes and restarts (some of a leader
-   just elected), leadership transfers;
+   just elected), leadership transfers, and membership changes asked of the leader (add a
+   new node as a learner, promote a learner, remove a voter -- the leader itself too -- or
+   a learner; an added node always has a new id and an empty disk, a removed one keeps
+   running);
 2. completes the durable writes that are due, in FIFO order per node: the write lands on
    the node's `Disk`, the messages that waited for it go out, `persisted()` is called;
 3. delivers the messages that are due, unless the link is cut, the receiver is down or the
@@ -46,9 +49,11 @@ Properties, checked after every step (the checker remembers across steps and res
   the snapshot) of every leader of a term above t;
 - state machine safety: no two nodes apply different entries at one index, and the state
   after applying index i (or a snapshot at i) is the same everywhere;
-- commit survival: when an entry is first committed, no node whose log lacks it (in memory
-  or on disk) is as up to date as the durable logs of a majority, so no election can ever
-  lose it (Figure 8 of the Raft paper is an entry on a majority that fails this);
+- commit survival: when an entry is first committed, no voter whose log lacks it (in memory
+  or on disk) is as up to date as the durable logs of a majority of the configuration that
+  log holds, so no election can ever lose it (Figure 8 of the Raft paper is an entry on a
+  majority that fails this, and so is a membership change appended by a leader before it
+  committed an entry of its term);
 - committed entries stay: no disk ever cuts a committed entry from its log (only a
   conflict with a leader's entries, or a snapshot the log does not match, cuts entries);
 - acknowledgement: a successful append answer in term t at index i is sent from a log
@@ -97,7 +102,13 @@ import attrs
 import msgpack  # type: ignore[import-untyped]
 
 from sim.linearizability import Arg, Handle, History, Kind, check
-from trioraft.core.errors import NotLeader, TransferInProgress
+from trioraft.core.errors import (
+    ChangeNotAllowedYet,
+    InvalidChange,
+    NotLeader,
+    TransferInProgress,
+)
+from trioraft.core.membership import ChangeKind, Configurations, MemberChange
 from trioraft.core.messages import (
     AppendEntriesResponse,
     Entry,
@@ -105,6 +116,7 @@ from trioraft.core.messages import (
     HardState,
     HeartbeatResponse,
     InstallSnapshot,
+    MemberAddress,
     Members,
     Message,
     NodeId,
@@ -181,6 +193,10 @@ class Profile:
     #: Figure 8 needs)
     crash_loses_sends: bool = False
     transfer_every: int = 0
+    #: mean steps between membership changes asked of the leader (0: never)
+    member_every: int = 0
+    #: probability that a newly elected leader is asked for a membership change at once
+    member_on_election: float = 0.0
     #: a node snapshots once it has applied this many entries past its last snapshot
     snapshot_every: int = 40
     #: most entries in one AppendEntries, for every run of this profile (None: the plan
@@ -198,13 +214,34 @@ class Profile:
     clock_jump_every: int = 0
     #: by this many milliseconds, at least and at most
     clock_jump_ms: tuple[int, int] = (1000, 5000)
+    #: the number of nodes at the start, for every run of this profile (None: the plan
+    #: draws it)
+    size: int | None = None
 
 
 PROFILES = (
-    Profile("calm", drop=0.01, duplicate=0.01, transfer_every=500),
-    Profile("lossy", drop=0.2, duplicate=0.1, detour=0.03, latency=6, transfer_every=700),
-    Profile("partitions", drop=0.02, duplicate=0.02, latency=4, partition_every=200),
-    Profile("crashes", drop=0.02, latency=4, fsync=8, crash_every=150, snapshot_every=20),
+    Profile("calm", drop=0.01, duplicate=0.01, transfer_every=500, member_every=400),
+    Profile(
+        "lossy",
+        drop=0.2,
+        duplicate=0.1,
+        detour=0.03,
+        latency=6,
+        transfer_every=700,
+        member_every=500,
+    ),
+    Profile(
+        "partitions", drop=0.02, duplicate=0.02, latency=4, partition_every=200, member_every=400
+    ),
+    Profile(
+        "crashes",
+        drop=0.02,
+        latency=4,
+        fsync=8,
+        crash_every=150,
+        snapshot_every=20,
+        member_every=300,
+    ),
     Profile(
         "elections",
         drop=0.05,
@@ -216,6 +253,8 @@ PROFILES = (
         kill_new_leader=0.5,
         crash_loses_sends=True,
         snapshot_every=30,
+        member_every=300,
+        member_on_election=0.5,
     ),
     # Figure 8 of the Raft paper: a leader dies with its no-op on its own disk only, the
     # next one too, and the first comes back and, one entry per message, sends its old
@@ -256,6 +295,7 @@ PROFILES = (
         partition_every=300,
         crash_every=300,
         snapshot_every=6,
+        member_every=300,
     ),
     Profile(
         "chaos",
@@ -271,8 +311,37 @@ PROFILES = (
         crash_loses_sends=True,
         transfer_every=400,
         snapshot_every=12,
+        member_every=400,
+        member_on_election=0.5,
+    ),
+    # membership changes all the time while new leaders die young: a leader asked for a
+    # change as soon as it is elected, before its no-op commits, must refuse it (thesis
+    # 4.1, the single-server trap), else an uncommitted change of an earlier leader and
+    # its own can form two majorities that do not overlap
+    Profile(
+        "membership",
+        drop=0.05,
+        latency=6,
+        fsync=6,
+        crash_every=120,
+        max_down=2,
+        downtime=20 * TICK,
+        kill_new_leader=0.6,
+        kill_after=1,
+        kill_within=6,
+        crash_loses_sends=True,
+        member_every=15,
+        member_on_election=1.0,
+        # an even number of voters: two changes one step from it each can leave two
+        # majorities that do not overlap
+        size=4,
+        snapshot_every=25,
     ),
 )
+
+#: a membership change never leaves fewer voters, nor more members, than these
+MIN_VOTERS = 3
+MAX_MEMBERS = 6
 
 #: no fault at all: the named scenarios inject their own
 QUIET = Profile("quiet", snapshot_every=1000)
@@ -329,7 +398,7 @@ class Plan:
         profile = r.choice(profiles)
         return cls(
             seed=seed,
-            size=size,
+            size=profile.size or size,
             profile=profile,
             fault_steps=r.randrange(1500, 2500),
             clients=r.randint(2, 4),
@@ -549,8 +618,10 @@ class Client:
 class SimNode:
     """One node: its disk, and while up, its core, state machine and pending work."""
 
-    def __init__(self, node_id: NodeId, rate: float) -> None:
+    def __init__(self, node_id: NodeId, rate: float, bootstrap: Members) -> None:
         self.id = node_id
+        #: the configuration its core starts from on an empty disk
+        self.bootstrap = bootstrap
         self.disk = Disk()
         self.core: Raft | None = None
         #: bumped at every restart; a snapshot report goes only to the incarnation that sent
@@ -761,6 +832,7 @@ class Report:
     crashes: int = 0
     partitions: int = 0
     transfers: int = 0
+    member_changes: int = 0
     snapshots_installed: int = 0
     max_term: int = 0
     max_commit: int = 0
@@ -791,8 +863,8 @@ class Simulation:
         self.clock_rng = random.Random(root.getrandbits(64))
         self.expiry = plan.profile.ttl > 0
         ids = [f"n{k}" for k in range(1, plan.size + 1)]
-        self.members = Members(voters=frozenset(ids))
-        self.nodes = [SimNode(i, TICK * self.node_rng.uniform(0.9, 1.1)) for i in ids]
+        founders = Members(voters=frozenset(ids))
+        self.nodes = [SimNode(i, TICK * self.node_rng.uniform(0.9, 1.1), founders) for i in ids]
         self.by_id = {node.id: node for node in self.nodes}
         self.keys = [b"k%d" % k for k in range(plan.keys)]
         self.clients = [Client(c, self.client_rng.choice(ids)) for c in range(plan.clients)]
@@ -818,6 +890,8 @@ class Simulation:
             for node in self.nodes:
                 node.clock_rate = self.clock_rng.uniform(0.98, 1.02)
                 node.clock_offset_ms = self.clock_rng.randint(-500, 500)
+        #: drawn after the other streams, so that these stay as they were
+        self.member_rng = random.Random(root.getrandbits(64))
         for node in self.nodes:
             self._start(node)
 
@@ -1255,6 +1329,10 @@ class Simulation:
             if when <= self.now:
                 del self.doomed[node_id]
                 self._crash_fault(node_id)
+        if p.member_every and self.member_rng.random() * p.member_every < 1:
+            leader = self.leader()
+            if leader is not None:
+                self._change_membership(leader)
         if p.transfer_every and r.random() * p.transfer_every < 1:
             leader = self.leader()
             if leader is not None:
@@ -1274,6 +1352,47 @@ class Simulation:
         node.clock_offset_ms += jump
         self.report.clock_jumps += 1
         self.trace.append(f"{self.now}: {node.id}'s clock jumps by {jump} ms")
+
+    def _change_membership(self, leader: NodeId) -> None:
+        """Ask the leader for a random membership change, as an operator would."""
+        core = self.by_id[leader].core
+        assert core is not None, "the leader is up"
+        r, members = self.member_rng, core.members
+        changes = [MemberChange(ChangeKind.PROMOTE, n) for n in sorted(members.learners)]
+        changes += [MemberChange(ChangeKind.REMOVE, n) for n in sorted(members.learners)]
+        if len(members.voters) > MIN_VOTERS:
+            changes += [MemberChange(ChangeKind.REMOVE, n) for n in sorted(members.voters)]
+        new_id = f"n{len(self.nodes) + 1}"
+        if len(members.all) < MAX_MEMBERS:
+            address = MemberAddress(f"{new_id}:7000", f"{new_id}:6379")
+            changes.append(MemberChange(ChangeKind.ADD, new_id, address))
+        if not changes:
+            return
+        self.change_members(leader, r.choice(changes))
+
+    def change_members(self, leader: NodeId, change: MemberChange) -> bool:
+        """Ask `leader` for `change` (an added node is created at once); returns whether
+        the leader took it."""
+        node = self.by_id[leader]
+        assert node.core is not None, f"{leader} is down"
+        try:
+            node.core.change_members(change)
+        except (ChangeNotAllowedYet, InvalidChange, TransferInProgress):
+            return False
+        self.report.member_changes += 1
+        self.trace.append(f"{self.now}: {leader} {change.kind.value}s {change.node}")
+        node.dirty = True
+        if change.kind is ChangeKind.ADD:
+            self._add_node(change.node)
+        return True
+
+    def _add_node(self, node_id: NodeId) -> None:
+        """A new node on an empty disk: it knows no configuration until the leader's log
+        reaches it."""
+        node = SimNode(node_id, TICK * self.node_rng.uniform(0.9, 1.1), Members(frozenset()))
+        self.nodes.append(node)
+        self.by_id[node_id] = node
+        self._start(node)
 
     def _crash_fault(self, node_id: NodeId) -> None:
         """Crash a node for a random while, unless too many are down already."""
@@ -1381,7 +1500,7 @@ class Simulation:
         disk = node.disk
         core = self.core_factory(
             node.id,
-            self.members,
+            node.bootstrap,
             rng=random.Random(self.node_rng.getrandbits(64)),
             config=self.plan.config,
             hard_state=disk.hard_state,
@@ -1568,33 +1687,40 @@ class Simulation:
         self.report.max_commit = len(committed) - 1
 
     def _check_survives(self, index: int, term: int) -> None:
-        """A newly committed entry must survive any election: every node whose log lacks
-        it (in memory or on disk) is less up to date than the durable log of a majority,
-        so it can never win (Raft paper 5.4; Figure 8 shows an entry on a majority that
-        does not survive)."""
-        voters = self.members.voters
+        """A newly committed entry must survive any election: every voter whose log lacks
+        it (in memory or on disk) is less up to date than the durable logs of a majority
+        of the configuration its log holds, so it can never win (Raft paper 5.4; Figure 8
+        shows an entry on a majority that does not survive)."""
         durable = {
-            n.id: (n.disk.term(n.disk.last_index) or 0, n.disk.last_index)
-            for n in self.nodes
-            if n.id in voters
+            n.id: (n.disk.term(n.disk.last_index) or 0, n.disk.last_index) for n in self.nodes
         }
         for node in self.nodes:
-            logs = [(node.disk.base, node.disk.term, node.disk.last_index)]
+            logs = [
+                (node.disk.base, node.disk.term, node.disk.last_index, self._disk_members(node))
+            ]
             if node.core is not None:
                 log = node.core.log
-                logs.append((log.snapshot_index, log.term, log.last_index))
-            for base, term_at, last_index in logs:
-                if index <= base or term_at(index) == term:
+                logs.append((log.snapshot_index, log.term, log.last_index, node.core.members))
+            for base, term_at, last_index, members in logs:
+                if index <= base or term_at(index) == term or node.id not in members.voters:
                     continue
                 last = (term_at(last_index) or 0, last_index)
-                supporters = sorted(v for v, d in durable.items() if last >= d)
-                if len(supporters) >= self.members.quorum():
+                supporters = sorted(v for v in members.voters if last >= durable[v])
+                if len(supporters) >= members.quorum():
                     self._fail(
                         "commit survival",
                         f"({index}, {term}) is committed, but {node.id} could still be "
                         f"elected without it: its log ends at {last}, as up to date as the "
                         f"durable logs of {supporters}",
                     )
+
+    @staticmethod
+    def _disk_members(node: SimNode) -> Members:
+        """The configuration a core restarted from the node's disk would be in."""
+        disk = node.disk
+        configs = Configurations(disk.snapshot.members if disk.snapshot else node.bootstrap)
+        configs.appended(disk.log)
+        return configs.current
 
     def _new_leader(self, node_id: NodeId, term: int) -> None:
         self.trace.append(f"{self.now}: {node_id} leads term {term}")
@@ -1604,6 +1730,9 @@ class Simulation:
             self.doomed[node_id] = (
                 self.now + self.profile.kill_after + r.randrange(self.profile.kill_within)
             )
+        eager = self.profile.member_on_election
+        if self.faults and eager and self.member_rng.random() < eager:
+            self._change_membership(node_id)
 
     def _check_history(self) -> None:
         result = check(self.history.operations(), key_budget=30.0)
@@ -1627,9 +1756,10 @@ class Simulation:
         core = self.by_id[leader].core if leader else None
         if core is None or not core.committed_in_term():
             return False
-        if any(n.applied != core.commit or n.writes for n in self.nodes):
+        members = [n for n in self.nodes if n.id in core.members.all]
+        if any(n.applied != core.commit or n.writes for n in members):
             return False
-        states = [n.kv for n in self.nodes]
+        states = [n.kv for n in members]
         if any(kv != states[0] for kv in states):
             self._fail("state machine safety", f"nodes applied to {core.commit} differ: {states}")
         return True

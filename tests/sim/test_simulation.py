@@ -23,13 +23,17 @@ import sys
 import attrs
 import pytest
 
+from sim.mutants import CHANGE_BEFORE_OWN_COMMIT
 from sim.simulation import (
     EXPIRY_PROFILES,
     QUIET,
     TICK,
+    CoreFactory,
     Plan,
     Simulation,
+    SimulationFailure,
 )
+from trioraft.core.membership import ChangeKind, MemberChange
 from trioraft.core.messages import NodeId
 from trioraft.core.raft import Raft, RaftConfig
 
@@ -61,6 +65,7 @@ def scenario(
     snapshot_every: int = 1000,
     config: RaftConfig | None = None,
     reads: float = 0.3,
+    core_factory: CoreFactory = Raft,
 ) -> Simulation:
     """A quiet cluster with two clients, run until its first leader has committed."""
     test = os.environ.get("PYTEST_CURRENT_TEST", "tests/sim/test_simulation.py").split()[0]
@@ -75,7 +80,7 @@ def scenario(
         reads=reads,
         replay=f"python -m pytest '{test}'",
     )
-    sim = Simulation(plan)
+    sim = Simulation(plan, core_factory=core_factory)
     sim.run_until(lambda: leader_committed(sim), 10 * ELECTION, "a first leader")
     return sim
 
@@ -330,3 +335,39 @@ def test_a_read_past_a_deadline_waits_for_the_deletion_across_a_leader_change() 
         sim.run_steps(10 * TICK)
     assert sim.report.expired_reads > 0
     sim.finish()
+
+
+@pytest.mark.parametrize("mutated", [False, True], ids=["real", "mutant"])
+def test_change_before_own_commit_is_the_single_server_trap(mutated: bool) -> None:
+    """Four voters. The leader L1, cut off, appends the removal of x and keeps it. The
+    others elect L2, which is asked at once to remove y: were it to take that before
+    committing an entry of its term, L2 and x would commit it (a majority of the
+    configuration without y) while L1 and y could still elect L1 (a majority of the one
+    without x): the two majorities do not overlap. The real core refuses the change."""
+    core = CHANGE_BEFORE_OWN_COMMIT.build() if mutated else Raft
+    sim = scenario(4, core_factory=core)
+    first = sim.leader()
+    assert first is not None
+    x = others(sim, first)[0]
+    sim.isolate([first])
+    assert sim.change_members(first, MemberChange(ChangeKind.REMOVE, x))
+
+    def new_leader() -> NodeId | None:
+        return next((n for n in others(sim, first) if core_of(sim, n).is_leader), None)
+
+    sim.run_until(lambda: new_leader() is not None, 10 * ELECTION, "a leader of the rest")
+    second = new_leader()
+    assert second is not None and not core_of(sim, second).committed_in_term()
+    y = others(sim, first, second, x)[0]
+    sim.partition(
+        {(a, b) for a in (first, y) for b in others(sim, a)}
+        | {(b, a) for a in (first, y) for b in others(sim, a)}
+    )
+    taken = sim.change_members(second, MemberChange(ChangeKind.REMOVE, y))
+    if not mutated:
+        assert not taken
+        sim.finish()
+        return
+    assert taken
+    with pytest.raises(SimulationFailure, match="commit survival"):
+        sim.run_steps(5 * ELECTION)
