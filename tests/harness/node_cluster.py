@@ -101,12 +101,16 @@ def node_options(
     *,
     fsync: bool = False,
     snapshots: SnapshotPolicy | None = None,
+    founders: Iterable[NodeId] | None = None,
 ) -> NodeOptions:
-    """The harness's options; `raft` sets more RaftConfig fields."""
+    """The harness's options; `raft` sets more RaftConfig fields. `founders` (default
+    `ids`) are the members an empty data dir bootstraps with; every id is a known peer."""
+    ids = list(ids)
     return NodeOptions(
         snapshot_policy=snapshots or SnapshotPolicy(),
         node_id=node_id,
-        members=Members(voters=frozenset(ids)),
+        members=Members(voters=frozenset(ids if founders is None else founders)),
+        peer_addresses={peer: (peer, 7000) for peer in ids if peer != node_id},
         tick_seconds=TICK,
         raft=RaftConfig(
             election_ticks=ELECTION_TICKS, heartbeat_ticks=HEARTBEAT_TICKS, **(raft or {})
@@ -162,6 +166,7 @@ class Cluster:
         fsync: bool | None = None,
         check_data_dirs: bool = False,
         snapshots: SnapshotPolicy | None = None,
+        founders: int | None = None,
     ) -> None:
         self._nursery = nursery
         self._raft = raft
@@ -182,6 +187,8 @@ class Cluster:
         self.refusals: dict[NodeId, WipedMember] = {}
         self._rng = random.Random(seed)
         self.ids = [f"n{k}" for k in range(1, size + 1)]
+        #: the nodes the cluster was bootstrapped with (the others join it later)
+        self.founders = self.ids[:founders]
         self.network = MemoryNetwork(delay=LINK_DELAY)
         #: the running incarnation of each node that is up
         self._running: dict[NodeId, _Running] = {}
@@ -219,7 +226,14 @@ class Cluster:
             return made
 
         node = Node(
-            node_options(node_id, self.ids, self._raft, fsync=fsync, snapshots=self._snapshots),
+            node_options(
+                node_id,
+                self.ids,
+                self._raft,
+                fsync=fsync,
+                snapshots=self._snapshots,
+                founders=self.founders,
+            ),
             wal,
             recovery,
             transport,
@@ -417,17 +431,20 @@ async def open_cluster(
     check_data_dirs: bool = False,
     start: Iterable[NodeId] | None = None,
     snapshots: SnapshotPolicy | None = None,
+    founders: int | None = None,
 ) -> AsyncIterator[Cluster]:
     """A running cluster of `size` nodes with data dirs under `root` (`raft`: RaftConfig
     fields to set), fsyncing (unless `fsync` is false) to `disk` or a disk model of its
     own, the data dirs checked with the peers when `check_data_dirs`; `start`: only these
     nodes are started (by default all); with `snapshots`, nodes take snapshots as it says
-    (else none); every node is crashed when the block ends."""
+    (else none); only the first `founders` nodes (default all) are members at first, the
+    others start with an empty configuration until added; every node is crashed when the
+    block ends."""
     model = disk or DiskModel(root, random.Random(seed))
     with durability(model):
         async with trio.open_nursery() as nursery:
             cluster = Cluster(
-                nursery, root, size, seed, raft, model, fsync, check_data_dirs, snapshots
+                nursery, root, size, seed, raft, model, fsync, check_data_dirs, snapshots, founders
             )
             nursery.start_soon(cluster.monitor)
             for node_id in cluster.ids if start is None else start:

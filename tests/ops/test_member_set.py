@@ -1,51 +1,43 @@
-"""The member set a node's data dir records against the one its config file lists: until
-membership can change at run time, a node whose snapshot records other members than its
-config file refuses to start, rather than elect and commit with a different quorum than
-the nodes that follow the file."""
+"""The member set a node's data dir records against the one its config file lists. The
+data dir wins: membership changes at run time, so the file's members only bootstrap an
+empty data dir; a node whose data dir records other members says so (never silently)
+and keeps the recorded ones, so that it never counts another quorum than the rest."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import attrs
-from harness.process_cluster import run_cli
+from trioraft.core.membership import encode_members
+from trioraft.core.messages import Entry, EntryKind, Members, SnapshotMeta
+from trioraft.ops.daemon import members_mismatch, recorded_members
 
-from trioraft.core.messages import Members, SnapshotMeta
-from trioraft.kvstore.replicated import ReplicatedState
-from trioraft.ops.config import cluster_configs, render_config, same_host_members
-from trioraft.storage import DataDir, SnapshotStore
-
-TOKEN = "a-token-for-the-member-set-tests"
-#: the status `trioraft serve --refusal-status` is given for a refusal a restart cannot fix
-REFUSED = 3
+FILE = Path("/etc/trioraft/n1.toml")
+THREE = Members(frozenset({"n1", "n2", "n3"}))
+FOUR = Members(frozenset({"n1", "n2", "n3"}), frozenset({"n4"}))
 
 
-def prepare(tmp_path: Path, recorded: frozenset[str], listed: int) -> Path:
-    """Node n1's data dir holding a snapshot that records `recorded` as the voters, and
-    its config file listing members n1..n<listed>; returns the config file."""
-    configs = cluster_configs(same_host_members(listed), token=TOKEN, data_root=tmp_path)
-    config = attrs.evolve(configs[0], fsync=False)
-    DataDir.open(config.data_dir, node_id="n1", cluster_token=TOKEN).close()
-    with ReplicatedState().begin_capture() as capture:
-        while not capture.done:
-            capture.step()
-    data = ReplicatedState.serialize(capture)
-    SnapshotStore(config.data_dir / "snap", fsync=False).write(
-        SnapshotMeta(5, 1, Members(voters=recorded)), data
+def config_entry(index: int, members: Members) -> Entry:
+    return Entry(1, index, EntryKind.CONFIG, encode_members(members))
+
+
+def test_an_empty_data_dir_records_no_members_and_the_file_bootstraps() -> None:
+    assert recorded_members(None, [Entry(1, 1)]) is None
+    assert members_mismatch(FILE, THREE, None) is None
+
+
+def test_the_newest_configuration_entry_beats_the_snapshot() -> None:
+    snapshot = SnapshotMeta(5, 1, THREE)
+    entries = [Entry(1, 5), config_entry(6, FOUR), Entry(1, 7)]
+    assert recorded_members(snapshot, entries) == FOUR
+    assert recorded_members(snapshot, [Entry(1, 6)]) == THREE
+    assert recorded_members(None, [config_entry(1, FOUR)]) == FOUR
+
+
+def test_other_members_in_the_file_are_named_in_a_warning_and_not_used() -> None:
+    warning = members_mismatch(FILE, Members(frozenset({"n1", "n2", "n3", "n4", "n5"})), FOUR)
+    assert warning == (
+        f"{FILE}: members lists n1, n2, n3, n4, n5, but this node's data dir records the "
+        "members n1, n2, n3 (learners n4): the data dir's members are used (members only "
+        "bootstraps an empty data dir; `trioraft member` changes membership)"
     )
-    path = tmp_path / "n1.toml"
-    path.write_text(render_config(config))
-    return path
-
-
-def test_a_node_whose_snapshot_records_other_members_refuses_to_start(tmp_path: Path) -> None:
-    config_file = prepare(tmp_path, frozenset({"n1", "n2", "n3"}), listed=5)
-
-    result = run_cli("serve", "--config", config_file, "--refusal-status", str(REFUSED), timeout=20)
-
-    assert result.returncode == REFUSED, result.stderr
-    [line] = [line for line in result.stderr.splitlines() if "members" in line]
-    assert f"{config_file}: members lists n1, n2, n3, n4, n5" in line
-    assert "records the members n1, n2, n3" in line
-    assert "set members back to n1, n2, n3" in line
-    assert "client port" not in result.stderr, "it must refuse before it serves"
+    assert members_mismatch(FILE, THREE, THREE) is None

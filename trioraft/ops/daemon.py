@@ -19,13 +19,14 @@ import ipaddress
 import resource
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import attrs
 import trio
 
-from trioraft.core.messages import Members, SnapshotMeta
+from trioraft.core.membership import Configurations
+from trioraft.core.messages import Entry, EntryKind, MemberAddress, Members, SnapshotMeta
 from trioraft.core.raft import RaftConfig
 from trioraft.kvstore import expiry
 from trioraft.kvstore.replicated import ReplicatedState
@@ -65,7 +66,16 @@ def node_options(config: Config) -> NodeOptions:
     r = config.raft
     return NodeOptions(
         node_id=config.node_id,
-        members=Members(voters=frozenset(m.id for m in config.members)),
+        members=Members(
+            voters=frozenset(m.id for m in config.members),
+            addresses=tuple(
+                sorted(
+                    (m.id, MemberAddress(str(m.peer_addr), str(m.client_addr)))
+                    for m in config.members
+                )
+            ),
+        ),
+        peer_addresses={m.id: (m.peer_addr.host, m.peer_addr.port) for m in config.peers},
         tick_seconds=r.tick_ms / 1000,
         raft=RaftConfig(
             election_ticks=r.election_ticks_min,
@@ -131,8 +141,10 @@ def serve(config: Config, config_file: Path) -> None:
             log.warning("finished installing a snapshot interrupted by a crash")
         with wal:
             snapshot = _load_snapshot(restored, log)
-            if snapshot is not None:
-                _check_members(config_file, node_options(config).members, snapshot[0])
+            recorded = recorded_members(snapshot[0] if snapshot else None, restored.entries)
+            mismatch = members_mismatch(config_file, node_options(config).members, recorded)
+            if mismatch is not None:
+                log.warning(mismatch)
             log.info(
                 "storage recovered",
                 snapshot_index=snapshot[0].index if snapshot else 0,
@@ -169,20 +181,31 @@ def _load_snapshot(
         raise StartupError(f"snapshot {meta.index}: {exc}") from None
 
 
-def _check_members(config_file: Path, listed: Members, snapshot: SnapshotMeta) -> None:
-    """Refuse to start when the snapshot records other members than the config file lists.
+def recorded_members(snapshot: SnapshotMeta | None, entries: Sequence[Entry]) -> Members | None:
+    """The configuration a data dir records: the newest configuration entry in its log,
+    else its snapshot's; None when it records none (the config file's members then
+    bootstrap the node)."""
+    if snapshot is None and not any(e.kind is EntryKind.CONFIG for e in entries):
+        return None
+    configs = Configurations(snapshot.members if snapshot else Members(frozenset()))
+    configs.appended(e for e in entries if snapshot is None or e.index > snapshot.index)
+    return configs.current
 
-    Membership cannot change at run time yet, so the file is not the authority: a node
-    with a snapshot keeps the members it records, the others would take the file's, and
-    the two groups could each elect a leader in one term."""
-    recorded = snapshot.members
-    if recorded == listed:
-        return
-    raise StartupError(
+
+def members_mismatch(config_file: Path, listed: Members, recorded: Members | None) -> str | None:
+    """What to warn about when the data dir records other members than the config file
+    lists. The data dir wins: membership changes at run time (`trioraft member`), so the
+    file's list is used only to bootstrap an empty data dir, and a file edited since (or
+    never updated after a change) must not give this node another quorum than the rest."""
+    if recorded is None or (recorded.voters, recorded.learners) == (
+        listed.voters,
+        listed.learners,
+    ):
+        return None
+    return (
         f"{config_file}: members lists {_names(listed)}, but this node's data dir records "
-        f"the members {_names(recorded)} (snapshot at index {snapshot.index}): editing "
-        f"members does not change a running cluster's membership; set members back to "
-        f"{_names(recorded)} in this file (the other nodes' files must list the same)"
+        f"the members {_names(recorded)}: the data dir's members are used (members only "
+        f"bootstraps an empty data dir; `trioraft member` changes membership)"
     )
 
 

@@ -41,7 +41,7 @@ from trioraft.ops.backup import BACKUP_COMMAND, backup_stream, take_backup
 from trioraft.ops.logs import NodeLogger
 from trioraft.ops.metrics import UNKNOWN_COMMAND, Timings
 from trioraft.ops.tls import HANDSHAKE_SECONDS, handshake_failure
-from trioraft.redis import transaction
+from trioraft.redis import members, transaction
 from trioraft.redis.handshake import (
     NOAUTH_HELLO,
     Hello,
@@ -179,6 +179,8 @@ class ClientServer:
         self._local_async: dict[bytes, Callable[[_Connection, list[bytes]], Awaitable[Reply]]] = {
             b"RAFT.STATUS": self._raft_status,
             b"RAFT.SNAPSHOT": self._raft_snapshot,
+            b"RAFT.MEMBER": self._raft_member,
+            b"RAFT.TRANSFER": self._raft_transfer,
             b"WATCH": self._watch,
             b"EXEC": self._exec,
         }
@@ -667,11 +669,25 @@ class ClientServer:
         return config_get(args[2:], config_parameters(self.limits, self.node.options.fsync))
 
     async def _raft_status(self, conn: _Connection, args: list[bytes]) -> Reply:
-        rows = await self.node.cluster_status()
-        return [
-            Map(tuple((key.encode(), str(value).encode()) for key, value in row.items()))
-            for row in rows
-        ]
+        return members.member_rows_reply(await self.node.cluster_status())
+
+    async def _raft_member(self, conn: _Connection, args: list[bytes]) -> Reply:
+        parsed = members.parse_member_command(args)
+        if isinstance(parsed, ErrorReply):
+            return parsed
+        if parsed == members.LIST:
+            try:
+                return members.member_rows_reply(await self.node.member_rows())
+            except (Unavailable, Indeterminate) as exc:
+                return error_reply(exc)
+        assert not isinstance(parsed, str)
+        return _decoded(await self.node.change_members(parsed))
+
+    async def _raft_transfer(self, conn: _Connection, args: list[bytes]) -> Reply:
+        target = members.parse_transfer(args)
+        if isinstance(target, ErrorReply):
+            return target
+        return _decoded(await self.node.transfer(target))
 
     async def _raft_snapshot(self, conn: _Connection, args: list[bytes]) -> Reply:
         try:
@@ -731,6 +747,12 @@ def _command(conn: _Connection, args: list[bytes]) -> Reply:
     if len(args) > 1 and args[1].upper() == b"DOCS":
         return Map(())
     return []
+
+
+def _decoded(reply: bytes) -> Reply:
+    decoded = decode_reply(reply)
+    assert decoded is not None, "a whole reply"
+    return decoded[0]
 
 
 def _arity(name: str) -> ErrorReply:

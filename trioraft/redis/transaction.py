@@ -31,7 +31,9 @@ NOT_ALLOWED: Final = ErrorReply("ERR Command not allowed inside a transaction")
 #: commands that run at once inside a transaction, as in Redis
 RUN_AT_ONCE: Final = frozenset((b"MULTI", b"EXEC", b"DISCARD", b"WATCH", b"QUIT"))
 #: commands refused inside a transaction (see the module's docstring)
-REFUSED: Final = frozenset((b"RAFT.STATUS", b"RAFT.SNAPSHOT", b"RAFT.BACKUP", b"KEYS"))
+REFUSED: Final = frozenset(
+    (b"RAFT.STATUS", b"RAFT.SNAPSHOT", b"RAFT.BACKUP", b"RAFT.MEMBER", b"RAFT.TRANSFER", b"KEYS")
+)
 
 #: the arity of the connection commands, as Redis counts it (positive: exactly; negative:
 #: at least), checked when a transaction queues them or runs them at once

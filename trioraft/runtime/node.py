@@ -31,18 +31,26 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Callable, Hashable, Sized
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sized
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
 
-from trioraft.core.errors import NotLeader, TooMuchUncommitted, TransferInProgress
+from trioraft.core.errors import (
+    ChangeNotAllowedYet,
+    InvalidChange,
+    NotLeader,
+    TooMuchUncommitted,
+    TransferInProgress,
+)
+from trioraft.core.membership import ChangeKind, MemberChange
 from trioraft.core.messages import (
     Entry,
     EntryKind,
     HardState,
     InstallSnapshot,
+    MemberAddress,
     Members,
     Message,
     NodeId,
@@ -53,15 +61,16 @@ from trioraft.kvstore import kv
 from trioraft.kvstore.replicated import REGISTER, ReplicatedState
 from trioraft.kvstore.stamps import Stamper, stamp, time_of, unstamp, wall_clock_ms
 from trioraft.kvstore.steps import Release, run_stepwise
+from trioraft.ops.config import parse_address
 from trioraft.ops.logs import NodeLogger
 from trioraft.ops.metrics import NodeMetrics
-from trioraft.redis.replies import ErrorReply, Reply
+from trioraft.redis.replies import OK, ErrorReply, Reply
 from trioraft.redis.resp import encode
 from trioraft.runtime import incarnation
 from trioraft.runtime.forwarding import Forwarder
 from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
 from trioraft.storage.wal import Recovery, WriteAheadLog
-from trioraft.transport.base import Payload, Transport
+from trioraft.transport.base import Address, Payload, Transport
 from trioraft.transport.errors import RpcError, RpcRemoteError, RpcUnavailable
 
 if TYPE_CHECKING:
@@ -96,6 +105,8 @@ class Overloaded(Exception):
 #: how long a client request may wait for its outcome, unless the options say otherwise
 REQUEST_TIMEOUT = 5.0
 
+T = TypeVar("T")
+
 
 @attrs.frozen
 class NodeOptions:
@@ -110,6 +121,9 @@ class NodeOptions:
     leader_wait: float = 2.0
     fsync: bool = True
     snapshot_policy: SnapshotPolicy = attrs.Factory(SnapshotPolicy)
+    #: the peers' addresses the node starts with (the config file's); the configuration
+    #: in the log adds and removes members as they change
+    peer_addresses: Mapping[NodeId, Address] = attrs.Factory(dict)
 
 
 @attrs.define
@@ -179,6 +193,8 @@ class Node:
             may_vote=incarnation is None,
         )
         self.transport = transport_factory(self._serve_rpc)
+        #: where each other member is reached, as the transport was last told
+        self._peer_book: dict[NodeId, Address] = dict(options.peer_addresses)
         self._clock = clock
         #: the stamps of this node's proposals: never below the latest one in its log
         self._stamper = Stamper(self.state.time)
@@ -296,6 +312,8 @@ class Node:
             self.log.info("installed a snapshot from the leader", index=rd.snapshot.index)
         elif self.snapshotter is not None:
             self.snapshotter.drop_installed()
+        if rd.members is not None:
+            self._follow_configuration(rd.members)
         for entry in rd.entries:
             self._observe_stamp(entry)
         if rd.must_sync or rd.messages_after_persist:
@@ -328,6 +346,28 @@ class Node:
                 missing=lost.rejected,
             )
 
+    def _follow_configuration(self, members: Members) -> None:
+        """A new configuration is in force (appended, cut back, or from a snapshot): log
+        it, and reach new members where it says they are."""
+        learners = ",".join(sorted(members.learners))
+        self.log.info(
+            "configuration", voters=",".join(sorted(members.voters)), learners=learners or "-"
+        )
+        if self.id not in members.all and members.voters:
+            self.log.warning(
+                "this node was removed from the cluster: it takes no further part (stop it)"
+            )
+        # removed members stay in the book: a leader that removed itself still leads
+        # until that commits, and must be heard meanwhile
+        book = dict(self._peer_book)
+        for peer, address in members.addresses:
+            if peer != self.id:
+                parsed = parse_address(address.peer)
+                book[peer] = (parsed.host, parsed.port)
+        if book != self._peer_book:
+            self._peer_book = book
+            self.transport.set_peers(book)
+
     def time_ms(self) -> int:
         """What this node's clock reads now (Unix ms), never less than the latest stamp
         in its log: the stamp a proposal made now would get."""
@@ -355,7 +395,7 @@ class Node:
 
     def _apply(self, entries: list[Entry]) -> None:
         for entry in entries:
-            reply: Reply = None
+            reply: Reply = OK if entry.kind is EntryKind.CONFIG else None
             if entry.kind is EntryKind.COMMAND:
                 time_ms, command = unstamp(entry.data)
                 reply = self.state.apply(kv.decode_command(command), entry.index, time_ms)
@@ -603,20 +643,33 @@ class Node:
     async def write(self, commands: list[bytes]) -> list[bytes]:
         """Run writes wherever the leader is, in one batch; returns each one's
         RESP-encoded reply (see `propose`)."""
+        return await self._at_leader(
+            lambda: self.propose(commands),
+            lambda leader, timeout: self._forward(leader, commands, timeout),
+        )
+
+    async def _forward(self, leader: NodeId, commands: list[bytes], timeout: float) -> list[bytes]:
+        self.metrics.forwarded.inc(len(commands))
+        return await self._forwarder.forward(leader, commands, timeout)
+
+    async def _at_leader(
+        self,
+        here: Callable[[], Awaitable[T]],
+        there: Callable[[NodeId, float], Awaitable[T]],
+    ) -> T:
+        """Run `here()` when this node leads, else `there(leader, timeout)` over the peer
+        link, following the leader as it changes until the request timeout."""
         deadline = trio.current_time() + self.options.request_timeout
         while True:
             leader = await self.wait_for_leader(deadline)
             if leader == self.id:
                 try:
-                    return await self.propose(commands)
+                    return await here()
                 except NotLeader:
                     await self._await_progress_until(deadline)
                     continue
-            self.metrics.forwarded.inc(len(commands))
             try:
-                return await self._forwarder.forward(
-                    leader, commands, max(deadline - trio.current_time(), 0.01)
-                )
+                return await there(leader, max(deadline - trio.current_time(), 0.01))
             except LeaderChanged:
                 raise Indeterminate("the leader changed before it answered") from None
             except RpcUnavailable:
@@ -659,10 +712,147 @@ class Node:
         with trio.move_on_at(deadline):
             await self._progress.wait()
 
+    # --- membership --------------------------------------------------------------------
+
+    async def change_members(self, change: MemberChange) -> bytes:
+        """Make a membership change wherever the leader is; returns the RESP-encoded
+        reply once it is committed: +OK, an -ERR saying why it was refused (nothing
+        changed), -CLUSTERDOWN (not made) or -TIMEOUT (unknown)."""
+        request = [change.kind.value, change.node]
+        if change.address is not None:
+            request += [change.address.peer, change.address.client]
+        return await self._replying_at_leader(
+            lambda: self._change_members_here(change),
+            "change_members",
+            request,
+            lambda: self._change_committed(change),
+        )
+
+    def _change_committed(self, change: MemberChange) -> bool:
+        core = self.core
+        if core.configs.last_index > core.commit:
+            return False
+        if change.kind is ChangeKind.ADD:
+            return change.node in core.members.all
+        if change.kind is ChangeKind.PROMOTE:
+            return change.node in core.members.voters
+        return change.node not in core.members.all
+
+    async def _change_members_here(self, change: MemberChange) -> bytes:
+        try:
+            index, term = self.core.change_members(change)
+        except TransferInProgress:
+            raise NotLeader(None) from None
+        except (ChangeNotAllowedYet, InvalidChange) as exc:
+            return encode(ErrorReply(f"ERR {exc}"))
+        self.log.info("membership change", change=change.kind.value, member=change.node)
+        waiter = _Waiter(term)
+        self._waiters[index] = waiter
+        self.poke()
+        with trio.move_on_after(self.options.request_timeout):
+            await waiter.done.wait()
+        return self._outcome(index, waiter)
+
+    async def transfer(self, target: NodeId | None) -> bytes:
+        """Hand leadership to `target` (the most caught-up voter when None) wherever the
+        leader is; returns the RESP-encoded reply once another node leads."""
+        asked = self.core.leader_id
+        return await self._replying_at_leader(
+            lambda: self._transfer_here(target),
+            "transfer",
+            target,
+            lambda: (
+                self.core.leader_id not in (None, asked)
+                and (target is None or self.core.leader_id == target)
+            ),
+        )
+
+    async def _transfer_here(self, target: NodeId | None) -> bytes:
+        core = self.core
+        target = target or core.most_caught_up_voter()
+        if target is None or target not in core.members.voters:
+            return encode(ErrorReply(f"ERR {target or 'no other node'} is not a voter"))
+        if target == self.id:
+            return encode(OK)
+        self.log.info("handing over leadership on request", to=target)
+        core.transfer_leadership(target)
+        self.poke()
+        with trio.move_on_after(self.options.request_timeout):
+            while core.leader_id in (self.id, None):
+                await self._progress.wait()
+            return encode(OK)
+        return encode(error_reply(Indeterminate(f"{target} did not take over in time")))
+
+    async def member_rows(self) -> list[dict[str, Any]]:
+        """One row per member, as the leader sees it: id, role, addresses, match index."""
+        return await self._at_leader(self._member_rows_here, self._ask_member_rows)
+
+    async def _member_rows_here(self) -> list[dict[str, Any]]:
+        core = self.core
+        if not core.is_leader:
+            raise NotLeader(core.leader_id)
+        members = core.members
+        rows = []
+        for member in sorted(members.all):
+            address = members.address(member) or MemberAddress("", "")
+            progress = core.progress.get(member)
+            rows.append(
+                {
+                    "id": member,
+                    "role": "voter" if member in members.voters else "learner",
+                    "peer_addr": address.peer,
+                    "client_addr": address.client,
+                    "match_index": progress.match if progress else core.log.last_index,
+                }
+            )
+        return rows
+
+    async def _ask_member_rows(self, leader: NodeId, timeout: float) -> list[dict[str, Any]]:
+        rows = await self._call_leader(leader, "members", None, timeout)
+        assert isinstance(rows, list | tuple)
+        return [dict(row) for row in rows]
+
+    async def _replying_at_leader(
+        self,
+        here: Callable[[], Awaitable[bytes]],
+        method: str,
+        payload: Payload,
+        done: Callable[[], bool],
+    ) -> bytes:
+        """`_at_leader` for a request answered with a RESP reply. Its effect changes who
+        leads (a transfer, a leader removing itself), so the leader's answer is often
+        overtaken by the news of the change: when the outcome is unknown, `done()` seen
+        from here (within the request timeout) makes it +OK."""
+
+        async def there(leader: NodeId, timeout: float) -> bytes:
+            reply = await self._call_leader(leader, method, payload, timeout)
+            assert isinstance(reply, bytes)
+            return reply
+
+        try:
+            return await self._at_leader(here, there)
+        except Unavailable as exc:
+            return encode(error_reply(exc))
+        except Indeterminate as exc:
+            with trio.move_on_after(self.options.request_timeout):
+                while not done():
+                    await self._progress.wait()
+                return encode(OK)
+            return encode(error_reply(exc))
+
     async def _serve_rpc(self, src: NodeId, method: str, payload: Payload) -> Payload:
         if method == "propose":
             assert isinstance(payload, list | tuple)
             return await self.propose([bytes(command) for command in payload])
+        if method == "change_members":
+            assert isinstance(payload, list | tuple)
+            return await self._change_members_here(_change_from(payload))
+        if method == "transfer":
+            assert payload is None or isinstance(payload, str)
+            return await self._transfer_here(payload)
+        if method == "members":
+            rows: Payload = await self._member_rows_here()
+            return rows
         if method == "read_index":
             return list(await self._leader_read_index())
         if method == "status":
@@ -797,6 +987,12 @@ class _ReadWaiter:
         if self._point is None:
             raise Unavailable("leadership changed before the read was confirmed")
         return self._point
+
+
+def _change_from(request: list[Any] | tuple[Any, ...]) -> MemberChange:
+    kind, node, *addresses = request
+    address = MemberAddress(*addresses) if addresses else None
+    return MemberChange(ChangeKind(kind), node, address)
 
 
 def error_reply(exc: Unavailable | Indeterminate | Overloaded) -> ErrorReply:

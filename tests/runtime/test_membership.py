@@ -1,0 +1,128 @@
+"""Membership changes and leadership transfer through the Trio runtime: asked of any node
+(a follower passes them to the leader), answered once committed; a new member joins as a
+learner and is promoted once caught up; a removed leader hands over; and the RESP
+commands RAFT.MEMBER and RAFT.TRANSFER parse their arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from harness.node_cluster import (
+    ELECTION_TIMEOUT_MAX,
+    Cluster,
+    hold_clock_during_threads,
+    open_cluster,
+    wait_until,
+    write,
+)
+from trio.testing import MockClock
+
+from trioraft.core.membership import ChangeKind, MemberChange
+from trioraft.core.messages import MemberAddress
+from trioraft.redis.members import LIST, parse_member_command, parse_transfer
+from trioraft.redis.replies import ErrorReply
+from trioraft.runtime.node import Node
+
+OK = b"+OK\r\n"
+N4 = MemberAddress("n4:7000", "n4:6379")
+
+
+@pytest.fixture
+def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
+    hold_clock_during_threads(autojump_clock, monkeypatch)
+    return autojump_clock
+
+
+def a_follower(cluster: Cluster, leader: Node) -> Node:
+    return next(n for n in cluster.nodes if n.id != leader.id and n.id in cluster.founders)
+
+
+async def test_a_member_added_through_a_follower_catches_up_and_is_promoted(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path, size=4, founders=3, start=["n1", "n2", "n3"]) as cluster:
+        leader = await cluster.wait_for_leader()
+        for k in range(20):
+            assert await write(leader, b"k%d" % k, b"v") == OK
+        new = await cluster.start("n4")
+        follower = a_follower(cluster, leader)
+        added = await follower.change_members(MemberChange(ChangeKind.ADD, "n4", N4))
+        assert added == OK
+        assert leader.core.members.learners == {"n4"}
+        again = await follower.change_members(MemberChange(ChangeKind.ADD, "n4", N4))
+        assert again == b"-ERR n4 is a member already\r\n"
+        await wait_until(lambda: "n4" in leader.core.members.voters, 3 * ELECTION_TIMEOUT_MAX)
+        await wait_until(lambda: new.applied >= leader.core.commit, ELECTION_TIMEOUT_MAX)
+        assert new.store.read([b"GET", b"k19"]) == b"v"
+        rows = await follower.member_rows()
+        assert [(r["id"], r["role"]) for r in rows] == [
+            ("n1", "voter"),
+            ("n2", "voter"),
+            ("n3", "voter"),
+            ("n4", "voter"),
+        ]
+        assert rows[3]["peer_addr"] == "n4:7000" and rows[3]["client_addr"] == "n4:6379"
+
+
+async def test_a_removed_leader_hands_over_and_writes_go_on(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path, size=3) as cluster:
+        leader = await cluster.wait_for_leader()
+        follower = a_follower(cluster, leader)
+        removed = await follower.change_members(MemberChange(ChangeKind.REMOVE, leader.id))
+        assert removed == OK
+        rest = [n.id for n in cluster.nodes if n.id != leader.id]
+        successor = await cluster.wait_for_leader(among=rest)
+        assert successor.core.members.voters == set(rest)
+        assert not leader.core.is_leader
+        assert await write(follower, b"after", b"1") == OK
+
+
+async def test_transfer_to_a_named_voter_and_to_the_most_caught_up(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path, size=3) as cluster:
+        leader = await cluster.wait_for_leader()
+        target = a_follower(cluster, leader)
+        assert await target.transfer(target.id) == OK
+        assert (await cluster.wait_for_leader()).id == target.id
+        assert await leader.transfer(None) == OK
+        assert (await cluster.wait_for_leader()).id != target.id
+        assert await leader.transfer("nobody") == b"-ERR nobody is not a voter\r\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([b"RAFT.MEMBER", b"list"], LIST),
+        ([b"RAFT.MEMBER", b"REMOVE", b"n2"], MemberChange(ChangeKind.REMOVE, "n2")),
+        ([b"RAFT.MEMBER", b"PROMOTE", b"n4"], MemberChange(ChangeKind.PROMOTE, "n4")),
+        (
+            [b"RAFT.MEMBER", b"ADD", b"n4", b"h4:7000", b"h4:6379"],
+            MemberChange(ChangeKind.ADD, "n4", MemberAddress("h4:7000", "h4:6379")),
+        ),
+        ([b"RAFT.MEMBER"], ErrorReply("ERR wrong number of arguments for 'raft.member' command")),
+        (
+            [b"RAFT.MEMBER", b"ADD", b"n4", b"h4:7000"],
+            ErrorReply("ERR wrong number of arguments for 'raft.member|add' command"),
+        ),
+        (
+            [b"RAFT.MEMBER", b"ADD", b"n4", b"h4", b"h4:6379"],
+            ErrorReply('ERR peer_addr: expected "host:port", got "h4"'),
+        ),
+        (
+            [b"RAFT.MEMBER", b"JOIN", b"n4"],
+            ErrorReply("ERR unknown subcommand 'JOIN'. Try LIST, ADD, PROMOTE or REMOVE."),
+        ),
+    ],
+)
+def test_raft_member_arguments(args: list[bytes], expected: object) -> None:
+    assert parse_member_command(args) == expected
+
+
+def test_raft_transfer_arguments() -> None:
+    assert parse_transfer([b"RAFT.TRANSFER"]) is None
+    assert parse_transfer([b"RAFT.TRANSFER", b"n2"]) == "n2"
+    assert isinstance(parse_transfer([b"RAFT.TRANSFER", b"a", b"b"]), ErrorReply)
