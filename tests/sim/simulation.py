@@ -980,6 +980,10 @@ class Simulation:
     # --- the Ready contract ----------------------------------------------------------------
 
     def _handle_ready(self, node: SimNode, core: Raft, rd: Ready) -> None:
+        if rd.members is not None and node.id not in rd.members.all and rd.members.voters:
+            # removed: the leader may stop sending it the log, so its proposals may never
+            # be applied here; their clients give up (as the runtime's request timeout does)
+            self._give_up_proposals(node)
         for m in rd.messages_after_persist:
             if isinstance(m, AppendEntriesResponse) and m.success and m.term == core.term:
                 self._check_ack(node.id, core, m)
@@ -1480,14 +1484,18 @@ class Simulation:
             self.in_flight = kept
             heapq.heapify(kept)
         node.kv, node.snapshot = {}, None
-        for ops in node.waiting.values():
-            for op in ops:
-                self._end_unknown(op)
+        self._give_up_proposals(node)
         for op in node.reads.values():
             self._end_failed(op)
         for _, op in node.released:
             self._end_failed(op)
-        node.waiting, node.reads, node.released = {}, {}, []
+        node.reads, node.released = {}, []
+
+    def _give_up_proposals(self, node: SimNode) -> None:
+        for ops in node.waiting.values():
+            for op in ops:
+                self._end_unknown(op)
+        node.waiting = {}
 
     def restart(self, node_id: NodeId) -> None:
         node = self.by_id[node_id]
