@@ -372,6 +372,60 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- member, transfer -----------------------------------------------------------------
+
+#: `trioraft member ACTION`: the arguments after ADDR each action takes
+_MEMBER_ACTIONS = {
+    "list": (),
+    "add": ("ID", "PEER_ADDR", "CLIENT_ADDR"),
+    "promote": ("ID",),
+    "remove": ("ID",),
+}
+
+
+def _member_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=sorted(_MEMBER_ACTIONS), help="what to do")
+    _status_arguments(p, timeout=10.0)
+    p.add_argument(
+        "operands",
+        nargs="*",
+        metavar="ARG",
+        help="add: ID PEER_ADDR CLIENT_ADDR (the new node's addresses, host:port); "
+        "promote, remove: ID",
+    )
+
+
+def _member(args: argparse.Namespace) -> int:
+    wanted = _MEMBER_ACTIONS[args.action]
+    if len(args.operands) != len(wanted):
+        usage = " ".join(wanted) or "nothing more"
+        raise CliError(EXIT_USAGE, f"{args.action} takes ADDR then {usage}")
+    command = [b"RAFT.MEMBER", args.action.upper().encode()]
+    return _ask_node(args, command + [operand.encode() for operand in args.operands])
+
+
+def _transfer_arguments(p: argparse.ArgumentParser) -> None:
+    _status_arguments(p, timeout=10.0)
+    p.add_argument(
+        "--to", metavar="ID", help="the voter to hand over to (default: the most caught up)"
+    )
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    return _ask_node(args, [b"RAFT.TRANSFER"] + ([args.to.encode()] if args.to else []))
+
+
+def _ask_node(args: argparse.Namespace, command: list[bytes]) -> int:
+    from trioraft.status import run_member_command
+
+    address, tls = _node_address(args)
+    try:
+        run_member_command(address.host, address.port, command, args.timeout, tls)
+    except (OSError, ValueError) as exc:
+        raise CliError(EXIT_FAILURE, f"{address}: {describe(exc)}") from None
+    return 0
+
+
 # ---- backup, restore ----------------------------------------------------------------
 
 
@@ -703,6 +757,13 @@ COMMANDS: tuple[Command, ...] = (
         _cluster,
     ),
     Command("status", "show the cluster as a node sees it", _status_arguments, _status),
+    Command(
+        "member",
+        "list the members, or add, promote or remove one (ask any node)",
+        _member_arguments,
+        _member,
+    ),
+    Command("transfer", "hand leadership to another voter", _transfer_arguments, _transfer),
     Command("check", "check a data dir offline", _check_arguments, _check),
     Command(
         "backup",

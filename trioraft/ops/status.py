@@ -1,4 +1,6 @@
-"""`trioraft status ADDR`: the cluster as one node sees it, one row per member."""
+"""`trioraft status ADDR`: the cluster as one node sees it, one row per member; and
+`trioraft member` and `trioraft transfer`, which ask a node to change the membership or
+hand leadership over."""
 
 from __future__ import annotations
 
@@ -6,13 +8,14 @@ import contextlib
 import socket
 import ssl
 
-from trioraft.redis.replies import ErrorReply, Reply
+from trioraft.redis.replies import ErrorReply, Reply, SimpleString
 from trioraft.redis.resp import decode_reply
 
 #: the columns, in order: (field name in RAFT.STATUS, column title)
 COLUMNS = (
     ("node_id", "ID"),
     ("role", "ROLE"),
+    ("membership", "MEMBER"),
     ("term", "TERM"),
     ("commit_index", "COMMIT"),
     ("last_applied", "APPLIED"),
@@ -44,10 +47,23 @@ def request(
                 return decoded[0]
 
 
+#: the columns of `trioraft member list`: (field name in RAFT.MEMBER LIST, column title)
+MEMBER_COLUMNS = (
+    ("id", "ID"),
+    ("role", "ROLE"),
+    ("peer_addr", "PEER ADDRESS"),
+    ("client_addr", "CLIENT ADDRESS"),
+    ("match_index", "MATCH"),
+)
+
+
 def cluster_rows(
     host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None
 ) -> list[dict[str, str]]:
-    reply = request(host, port, [b"RAFT.STATUS"], timeout, tls)
+    return _rows(request(host, port, [b"RAFT.STATUS"], timeout, tls))
+
+
+def _rows(reply: Reply) -> list[dict[str, str]]:
     if isinstance(reply, ErrorReply):
         raise ValueError(reply.text)
     if not isinstance(reply, list):
@@ -63,11 +79,28 @@ def cluster_rows(
 def print_cluster_status(
     host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None
 ) -> None:
-    rows = cluster_rows(host, port, timeout, tls)
-    table = [[title for _, title in COLUMNS]] + [
-        [row.get(field, "") or "-" for field, _ in COLUMNS] for row in rows
+    print_table(cluster_rows(host, port, timeout, tls), COLUMNS)
+
+
+def run_member_command(
+    host: str, port: int, args: list[bytes], timeout: float, tls: ssl.SSLContext | None = None
+) -> None:
+    """Send RAFT.MEMBER or RAFT.TRANSFER; print LIST's table or the node's +OK. Raises
+    ValueError with the node's error."""
+    reply = request(host, port, args, timeout, tls)
+    if args[:2] == [b"RAFT.MEMBER", b"LIST"]:
+        print_table(_rows(reply), MEMBER_COLUMNS)
+        return
+    if isinstance(reply, ErrorReply):
+        raise ValueError(reply.text)
+    print(reply.text if isinstance(reply, SimpleString) else reply)
+
+
+def print_table(rows: list[dict[str, str]], columns: tuple[tuple[str, str], ...]) -> None:
+    table = [[title for _, title in columns]] + [
+        [row.get(field, "") or "-" for field, _ in columns] for row in rows
     ]
-    widths = [max(len(line[k]) for line in table) for k in range(len(COLUMNS))]
+    widths = [max(len(line[k]) for line in table) for k in range(len(columns))]
     for line in table:
         cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
         print("  ".join(cells).rstrip())

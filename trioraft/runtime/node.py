@@ -965,6 +965,8 @@ class Node:
             "last_log_index": core.log.last_index,
             "snapshot_index": self.snapshotter.index if self.snapshotter else 0,
             "members": ",".join(sorted(core.members.voters)),
+            "learners": ",".join(sorted(core.members.learners)),
+            "membership": _membership(self.id, core.members),
         }
 
 
@@ -987,6 +989,12 @@ class _ReadWaiter:
         if self._point is None:
             raise Unavailable("leadership changed before the read was confirmed")
         return self._point
+
+
+def _membership(node_id: NodeId, members: Members) -> str:
+    if node_id in members.voters:
+        return "voter"
+    return "learner" if node_id in members.learners else "none"
 
 
 def _change_from(request: list[Any] | tuple[Any, ...]) -> MemberChange:
