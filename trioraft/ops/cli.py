@@ -416,7 +416,7 @@ def _transfer(args: argparse.Namespace) -> int:
 
 
 def _ask_node(args: argparse.Namespace, command: list[bytes]) -> int:
-    from trioraft.status import run_member_command
+    from trioraft.ops.status import run_member_command
 
     address, tls = _node_address(args)
     try:
