@@ -415,11 +415,11 @@ def _parse_incrbyfloat(args: list[bytes]) -> floats.Value | ErrorReply:
 
 
 def _check_mset(args: list[bytes]) -> ErrorReply | None:
-    return None if len(args) % 2 == 1 else _arity_error("mset")
+    return None if len(args) % 2 == 1 else arity_error("mset")
 
 
 def _check_msetnx(args: list[bytes]) -> ErrorReply | None:
-    return None if len(args) % 2 == 1 else _arity_error("msetnx")
+    return None if len(args) % 2 == 1 else arity_error("msetnx")
 
 
 def _parse_getrange(args: list[bytes]) -> tuple[int, int] | ErrorReply:
@@ -519,7 +519,8 @@ def _parse_scan(args: list[bytes]) -> _ScanArgs | ErrorReply:
     return _ScanArgs(cursor, count, None if pattern == b"*" else pattern)
 
 
-def _arity_error(name: str) -> ErrorReply:
+def arity_error(name: str) -> ErrorReply:
+    """Redis's error for a command given the wrong number of arguments."""
     return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
 
 
@@ -560,7 +561,7 @@ def _resolve(args: list[bytes]) -> CommandSpec | ErrorReply:
     if spec is None:
         return _unknown_command(args)
     if (spec.arity > 0 and len(args) != spec.arity) or len(args) < -spec.arity:
-        return _arity_error(spec.name)
+        return arity_error(spec.name)
     return spec
 
 

@@ -201,7 +201,7 @@ class ReplicatedState:
 
     def _register(self, args: list[bytes]) -> Reply:
         if len(args) != 3:
-            return ErrorReply("ERR wrong number of arguments for 'raft.incarnation' command")
+            return kv.arity_error("raft.incarnation")
         node_id, incarnation = args[1].decode(), args[2].decode()
         known = self.incarnations.setdefault(node_id, incarnation)
         if known != incarnation:

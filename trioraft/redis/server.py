@@ -61,6 +61,7 @@ from trioraft.redis.resp import (
     resp2_to_resp3,
 )
 from trioraft.runtime.node import Indeterminate, Node, Unavailable, error_reply
+from trioraft.transport.base import remote_name
 
 #: how many times a read has the keys it meets past their deadline deleted and waits
 #: again; past it, it answers with them hidden
@@ -259,10 +260,10 @@ class ClientServer:
         except trio.BrokenResourceError as exc:
             reason = handshake_failure(exc)
             if reason is not None:
-                self.log.debug("TLS handshake failed", remote=_remote_name(tcp), reason=reason)
+                self.log.debug("TLS handshake failed", remote=remote_name(tcp), reason=reason)
             raise
         except trio.TooSlowError:
-            self.log.debug("TLS handshake timed out", remote=_remote_name(tcp))
+            self.log.debug("TLS handshake timed out", remote=remote_name(tcp))
             raise
 
     async def _converse(self, stream: trio.abc.Stream) -> None:
@@ -587,11 +588,11 @@ class ClientServer:
 
     def _ping(self, conn: _Connection, args: list[bytes]) -> Reply:
         if len(args) > 2:
-            return _arity("ping")
+            return kv.arity_error("ping")
         return args[1] if len(args) == 2 else PONG
 
     def _echo(self, conn: _Connection, args: list[bytes]) -> Reply:
-        return args[1] if len(args) == 2 else _arity("echo")
+        return args[1] if len(args) == 2 else kv.arity_error("echo")
 
     def _quit(self, conn: _Connection, args: list[bytes]) -> Reply:
         conn.closing = True
@@ -599,7 +600,7 @@ class ClientServer:
 
     def _auth(self, conn: _Connection, args: list[bytes]) -> Reply:
         if len(args) not in (2, 3):
-            return _arity("auth")
+            return kv.arity_error("auth")
         if len(args) == 2 and self.password is None:
             return ErrorReply(
                 "ERR AUTH <password> called without any password configured for the default "
@@ -622,7 +623,7 @@ class ClientServer:
 
     def _select(self, conn: _Connection, args: list[bytes]) -> Reply:
         if len(args) != 2:
-            return _arity("select")
+            return kv.arity_error("select")
         if args[1] != b"0":
             return ErrorReply("ERR DB index is out of range")
         return OK
@@ -645,7 +646,7 @@ class ClientServer:
             return OK
         if sub == b"SETNAME":
             if len(args) != 3:
-                return _arity("client|setname")
+                return kv.arity_error("client|setname")
             return check_client_name(args[2]) or self._set_name(conn, args[2])
         if sub == b"GETNAME":
             return conn.name
@@ -659,13 +660,13 @@ class ClientServer:
 
     def _config(self, conn: _Connection, args: list[bytes]) -> Reply:
         if len(args) < 2:
-            return _arity("config")
+            return kv.arity_error("config")
         sub = args[1].upper()
         if sub != b"GET":
             text = args[1].decode(errors="replace")
             return ErrorReply(f"ERR unknown subcommand '{text}'. Try CONFIG HELP.")
         if len(args) < 3:
-            return _arity("config|get")
+            return kv.arity_error("config|get")
         return config_get(args[2:], config_parameters(self.limits, self.node.options.fsync))
 
     async def _raft_status(self, conn: _Connection, args: list[bytes]) -> Reply:
@@ -702,7 +703,7 @@ class ClientServer:
         """RAFT.BACKUP: a consistent copy of the state, as an array streamed a chunk at a
         time after the replies before it (ops/backup.py)."""
         if len(args) != 1:
-            encode_into(out, _arity("raft.backup"), conn.resp3)
+            encode_into(out, kv.arity_error("raft.backup"), conn.resp3)
             return
         try:
             backup = await take_backup(self.node)
@@ -734,14 +735,6 @@ class ClientServer:
         )
 
 
-def _remote_name(stream: trio.SocketStream) -> str:
-    try:
-        name = stream.socket.getpeername()
-    except OSError:
-        return "unknown"
-    return f"{name[0]}:{name[1]}"
-
-
 def _command(conn: _Connection, args: list[bytes]) -> Reply:
     """No command table: clients do without one. COMMAND DOCS is a map in Redis 7."""
     if len(args) > 1 and args[1].upper() == b"DOCS":
@@ -753,7 +746,3 @@ def _decoded(reply: bytes) -> Reply:
     decoded = decode_reply(reply)
     assert decoded is not None, "a whole reply"
     return decoded[0]
-
-
-def _arity(name: str) -> ErrorReply:
-    return ErrorReply(f"ERR wrong number of arguments for '{name}' command")

@@ -63,7 +63,7 @@ def check_arity(args: list[bytes]) -> ErrorReply | None:
     arity = CONNECTION_ARITY.get(args[0].upper())
     if arity is None or (len(args) == arity if arity > 0 else len(args) >= -arity):
         return None
-    return ErrorReply(f"ERR wrong number of arguments for '{args[0].lower().decode()}' command")
+    return kv.arity_error(args[0].lower().decode())
 
 
 def exec_abort(problem: ErrorReply) -> ErrorReply:

@@ -157,3 +157,12 @@ def describe_error(exc: BaseException) -> str:
     """The text an RPC handler's exception travels as."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def remote_name(stream: trio.SocketStream) -> str:
+    """`host:port` of the other end of `stream`, for log lines ("unknown" once it is gone)."""
+    try:
+        name = stream.socket.getpeername()
+    except OSError:
+        return "unknown"
+    return f"{name[0]}:{name[1]}"

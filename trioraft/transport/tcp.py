@@ -62,6 +62,7 @@ from trioraft.transport.base import (
     PendingCall,
     RpcHandler,
     describe_error,
+    remote_name,
 )
 from trioraft.transport.codec import (
     HEADER_SIZE,
@@ -525,7 +526,7 @@ class TcpTransport:
     # Accepted connections.
 
     async def _handle_connection(self, tcp: trio.SocketStream) -> None:
-        remote = _remote_name(tcp)
+        remote = remote_name(tcp)
         stream: trio.abc.Stream = tcp
         if self._tls is not None:
             stream = trio.SSLStream(tcp, self._tls.accept, server_side=True, https_compatible=True)
@@ -710,11 +711,3 @@ async def _receive_bodies(stream: trio.abc.Stream, reader: FrameReader) -> list[
         if not data:
             return None
         reader.feed(data)
-
-
-def _remote_name(stream: trio.SocketStream) -> str:
-    try:
-        name = stream.socket.getpeername()
-    except OSError:
-        return "unknown"
-    return f"{name[0]}:{name[1]}"
