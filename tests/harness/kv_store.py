@@ -20,7 +20,7 @@ class Store:
 
     def __call__(self, line: str) -> Reply:
         args = [word.encode() for word in line.split()]
-        if kv.lookup(args[0]) is not None and not kv.is_write(args):
+        if kv.is_data_command(args[0]) and not kv.is_write(args):
             return self.kv.read(args, self.now)
         self.index += 1
         return self.kv.apply(args, self.index, self.now)

@@ -91,7 +91,6 @@ __all__ = [
     "encode_command",
     "is_data_command",
     "is_write",
-    "lookup",
     "parse_int",
     "serialize",
     "validate",
@@ -539,11 +538,6 @@ def _unknown_command(args: list[bytes]) -> ErrorReply:
     raw = b"ERR unknown command '" + name + b"', with args beginning with: " + shown
     text = raw.decode("utf-8", "surrogateescape")
     return ErrorReply(text.replace("\r", " ").replace("\n", " "))
-
-
-def lookup(name: bytes) -> CommandSpec | None:
-    """The data command called `name` (any case), or None."""
-    return COMMANDS.get(name.lower())
 
 
 def is_data_command(name: bytes) -> bool:
