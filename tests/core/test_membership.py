@@ -18,7 +18,12 @@ from harness.core_cluster import (
     tick,
 )
 
-from trioraft.core.errors import ChangeNotAllowedYet, InvalidChange, NotLeader
+from trioraft.core.errors import (
+    ChangeNotAllowedYet,
+    InvalidChange,
+    NotLeader,
+    TransferInProgress,
+)
 from trioraft.core.membership import ChangeKind, MemberChange, encode_members
 from trioraft.core.messages import (
     AppendEntries,
@@ -249,7 +254,9 @@ def test_leader_removing_itself_leads_until_the_change_commits_then_hands_over()
     leader = cluster.elect("a")
     index, _ = leader.change_members(remove("a"))
     assert leader.members.voters == {"b", "c"}
-    leader.propose([b"x"])  # still leading: writes are taken meanwhile
+    with pytest.raises(TransferInProgress):
+        leader.propose([b"x"])  # new writes go to the next leader
+    leader.read_index("r")  # still leading: reads are served meanwhile
     cluster.ready("a")
     assert leader.role is Role.LEADER
     delivered = cluster.stabilize()

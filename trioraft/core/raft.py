@@ -308,10 +308,13 @@ class Raft:
 
     def propose(self, commands: Sequence[bytes]) -> list[tuple[int, int]]:
         """Append client commands; returns the (index, term) of each. Raises NotLeader,
-        TransferInProgress or TooMuchUncommitted, in which case nothing was appended."""
+        TransferInProgress (also once this leader has removed itself) or
+        TooMuchUncommitted, in which case nothing was appended."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_id)
-        if self.transfer_target is not None:
+        if self.transfer_target is not None or self.id not in self.members.voters:
+            # a leader that removed itself hands over as soon as that commits: what it
+            # took after it would be left to the next leader, its outcome unknown
             raise TransferInProgress()
         size = sum(len(data) for data in commands)
         if (
