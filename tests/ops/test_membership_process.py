@@ -1,0 +1,87 @@
+"""Membership changes on real processes, with the command line: a fourth node is added
+(`trioraft member add`, then started with an empty data dir), caught up and promoted,
+then the leader is removed while a client writes through a follower; no acknowledged
+write is lost. Prints the time from `member add` to promotion and the longest write gap
+while the leader removes itself."""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+import pytest
+from harness.process_cluster import (
+    HOST,
+    BackgroundWriter,
+    Cluster,
+    Node,
+    run_cli,
+    wait_until,
+)
+
+from trioraft.ops.config import load_config, render_config
+
+pytestmark = pytest.mark.processes
+
+
+def bootstrap_without(cluster: Cluster, newcomer: Node) -> None:
+    """Rewrite the others' configs so that the cluster starts without `newcomer` (whose
+    own config still lists every member: it knows where the cluster is)."""
+    for node in cluster.nodes:
+        if node is not newcomer:
+            config = load_config(node.config_path)
+            founders = tuple(m for m in config.members if m.id != newcomer.id)
+            node.config_path.write_text(render_config(attrs.evolve(config, members=founders)))
+
+
+def member(node: Node, *args: str) -> str:
+    result = run_cli("member", *args[:1], f"{HOST}:{node.client_port}", *args[1:])
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_grow_to_four_then_remove_the_leader_while_a_client_writes() -> None:
+    with Cluster.create(4) as cluster:
+        newcomer = cluster["n4"]
+        bootstrap_without(cluster, newcomer)
+        founders = [node for node in cluster.nodes if node is not newcomer]
+        for node in founders:
+            node.start()
+        for node in founders:
+            node.wait_serving()
+        leader = cluster.wait_for_leader()
+        follower = next(node for node in founders if node is not leader)
+        with BackgroundWriter(follower.client_port, "w:") as writer:
+            writer.wait_acked(20)
+            asked = time.monotonic()
+            added = member(
+                follower,
+                "add",
+                "n4",
+                f"{HOST}:{newcomer.peer_port}",
+                f"{HOST}:{newcomer.client_port}",
+            )
+            assert added.strip() == "OK"
+            newcomer.start()
+            newcomer.wait_serving()
+            wait_until(lambda: newcomer.info().get("membership") == "voter", 30.0, "n4 promoted")
+            promoted = time.monotonic() - asked
+            writer.wait_acked(len(writer.acked) + 20, timeout=30.0)
+            gap_before = writer.longest_gap
+            assert member(follower, "remove", leader.id).strip() == "OK"
+            writer.wait_acked(len(writer.acked) + 20, timeout=30.0)
+        assert writer.failure is None, writer.failure
+        print(
+            f"\nmember add to promotion: {promoted:.2f} s; longest write gap before the "
+            f"removal {gap_before:.3f} s, with the leader removing itself "
+            f"{writer.longest_gap:.3f} s"
+        )
+        listing = member(follower, "list")
+        rows = [line.split() for line in listing.splitlines()[1:]]
+        expected = sorted({"n1", "n2", "n3", "n4"} - {leader.id})
+        assert [(row[0], row[1]) for row in rows] == [(m, "voter") for m in expected]
+        last = writer.acked[-1]
+        assert newcomer.call("GET", f"w:{last}") == str(last).encode()
+        assert leader.info()["membership"] == "none"
+        assert "was removed from the cluster" in leader.log_text()
