@@ -20,6 +20,7 @@ from trio.testing import MockClock
 
 from trioraft.core.membership import ChangeKind, MemberChange
 from trioraft.core.messages import MemberAddress
+from trioraft.kvstore.replicated import wiped_message
 from trioraft.redis.members import LIST, parse_member_command, parse_transfer
 from trioraft.redis.replies import ErrorReply
 from trioraft.runtime.node import Node
@@ -120,6 +121,12 @@ async def test_transfer_to_a_named_voter_and_to_the_most_caught_up(
 )
 def test_raft_member_arguments(args: list[bytes], expected: object) -> None:
     assert parse_member_command(args) == expected
+
+
+def test_a_wiped_member_is_told_how_to_replace_it() -> None:
+    message = wiped_message("n3")
+    assert "`trioraft member remove ADDR n3`" in message
+    assert "`trioraft member add ADDR NEW_ID PEER_ADDR CLIENT_ADDR`" in message
 
 
 def test_raft_transfer_arguments() -> None:

@@ -63,8 +63,11 @@ def wiped_message(node_id: str) -> str:
     return (
         f"node {node_id} was part of this cluster with another data dir: its data dir was "
         "deleted or replaced, so it has forgotten its votes and the writes it acknowledged. "
-        "Restore its original data dir, or rebuild the cluster from a backup; do not "
-        "restart it with an empty data dir under the same id"
+        "Restore its original data dir, or rebuild the cluster from a backup, or replace "
+        f"the member: `trioraft member remove ADDR {node_id}` (ADDR: any live member's "
+        "client address), then `trioraft member add ADDR NEW_ID PEER_ADDR CLIENT_ADDR` and "
+        "start NEW_ID on an empty data dir; do not restart it with an empty data dir under "
+        "the same id"
     )
 
 
