@@ -2,10 +2,12 @@
 (`trioraft member add`, then started with an empty data dir), caught up and promoted,
 then the leader is removed while a client writes through a follower; no acknowledged
 write is lost. Prints the time from `member add` to promotion and the longest write gap
-while the leader removes itself."""
+while the leader removes itself. And a member whose data dir was wiped is replaced under a
+new id while a client writes through the leader."""
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import attrs
@@ -85,3 +87,40 @@ def test_grow_to_four_then_remove_the_leader_while_a_client_writes() -> None:
         assert newcomer.call("GET", f"w:{last}") == str(last).encode()
         assert leader.info()["membership"] == "none"
         assert "was removed from the cluster" in leader.log_text()
+
+
+@pytest.mark.slow
+def test_replace_a_member_whose_data_dir_was_wiped_while_a_client_writes() -> None:
+    with Cluster.create(4) as cluster:
+        newcomer = cluster["n4"]
+        bootstrap_without(cluster, newcomer)
+        founders = [node for node in cluster.nodes if node is not newcomer]
+        for node in founders:
+            node.start()
+        for node in founders:
+            node.wait_serving()
+        leader = cluster.wait_for_leader()
+        victim = next(node for node in founders if node is not leader)
+        with BackgroundWriter(leader.client_port, "w:") as writer:
+            writer.wait_acked(20)
+            victim.kill()
+            shutil.rmtree(victim.data_dir)
+            assert member(leader, "remove", victim.id).strip() == "OK"
+            added = member(
+                leader,
+                "add",
+                "n4",
+                f"{HOST}:{newcomer.peer_port}",
+                f"{HOST}:{newcomer.client_port}",
+            )
+            assert added.strip() == "OK"
+            newcomer.start()
+            newcomer.wait_serving()
+            wait_until(lambda: newcomer.info().get("membership") == "voter", 30.0, "n4 promoted")
+            writer.wait_acked(len(writer.acked) + 20, timeout=30.0)
+        assert writer.failure is None, writer.failure
+        rows = [line.split() for line in member(leader, "list").splitlines()[1:]]
+        expected = sorted({"n1", "n2", "n3", "n4"} - {victim.id})
+        assert [(row[0], row[1]) for row in rows] == [(m, "voter") for m in expected]
+        last = writer.acked[-1]
+        assert newcomer.call("GET", f"w:{last}") == str(last).encode()
