@@ -69,6 +69,7 @@ import attrs
 from trioraft.closing import ClosedOnExit
 from trioraft.ops.config import (
     Address,
+    Config,
     Limits,
     Member,
     RaftSection,
@@ -77,7 +78,7 @@ from trioraft.ops.config import (
     render_config,
 )
 from trioraft.redis import replies
-from trioraft.redis.replies import ErrorReply, SimpleString
+from trioraft.redis.replies import ErrorReply, NullArray, SimpleString
 from trioraft.redis.resp import RespProtocolError, decode_reply
 
 HOST = "127.0.0.1"
@@ -195,13 +196,16 @@ def parse_reply(buf: bytes | bytearray, pos: int = 0) -> tuple[Reply, int] | Non
 
 
 def _plain(reply: replies.Reply) -> Reply:
-    """A decoded reply in the tests' terms: a simple string as `str`, an error as `Error`."""
+    """A decoded reply in the tests' terms: a simple string as `str`, an error as `Error`,
+    a null array as None."""
     if isinstance(reply, SimpleString):
         return reply.text
     if isinstance(reply, ErrorReply):
         return Error(reply.text)
     if isinstance(reply, list):
         return [_plain(item) for item in reply]
+    if isinstance(reply, NullArray):
+        return None
     assert isinstance(reply, int | bytes | None), f"not a RESP2 reply: {reply!r}"
     return reply
 
@@ -464,6 +468,35 @@ class Node:
     #: set when the node speaks TLS: what its clients verify it with
     client_tls: ssl.SSLContext | None = field(default=None, repr=False)
 
+    @classmethod
+    def configured(
+        cls,
+        config: Config,
+        root: Path,
+        log_dir: Path,
+        *,
+        password: str | None = None,
+        host: str = HOST,
+        launcher: tuple[str, ...] = (),
+        client_tls: ssl.SSLContext | None = None,
+    ) -> Node:
+        """The node that `config` describes, its config file written to `root/<id>.toml`
+        and its log going to `log_dir/<id>.log`; nothing is started."""
+        path = root / f"{config.node_id}.toml"
+        path.write_text(render_config(config))
+        return cls(
+            id=config.node_id,
+            config_path=path,
+            data_dir=config.data_dir,
+            client_port=config.client_addr.port,
+            peer_port=config.peer_addr.port,
+            log_path=log_dir / f"{config.node_id}.log",
+            password=password,
+            host=host,
+            launcher=launcher,
+            client_tls=client_tls,
+        )
+
     # -- the process
 
     def start(self) -> None:
@@ -655,17 +688,11 @@ class Cluster(ClosedOnExit):
             nodes = []
             for config in configs:
                 node_tls = (tls or {}).get(config.node_id)
-                config = attrs.evolve(config, tls=node_tls)
-                path = root / f"{config.node_id}.toml"
-                path.write_text(render_config(config))
                 nodes.append(
-                    Node(
-                        id=config.node_id,
-                        config_path=path,
-                        data_dir=config.data_dir,
-                        client_port=config.client_addr.port,
-                        peer_port=config.peer_addr.port,
-                        log_path=root / f"{config.node_id}.log",
+                    Node.configured(
+                        attrs.evolve(config, tls=node_tls),
+                        root,
+                        root,
                         password=password,
                         client_tls=(
                             ssl.create_default_context(cafile=node_tls.ca_file)

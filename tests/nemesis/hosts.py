@@ -48,7 +48,7 @@ import attrs
 from harness.process_cluster import HOST, Cluster, Node, free_ports
 
 from trioraft.closing import ClosedOnExit
-from trioraft.ops.config import Address, Member, RaftSection, cluster_configs, render_config
+from trioraft.ops.config import Address, Member, RaftSection, cluster_configs
 
 #: client and peer ports inside a namespace (each namespace has its own port space)
 NETNS_CLIENT_PORT = 7001
@@ -347,19 +347,8 @@ def build_cluster(hosts: Hosts, log_dir: Path, raft: RaftSection) -> Cluster:
         nodes = []
         for config in configs:
             host = hosts.hosts[config.node_id]
-            path = root / f"{config.node_id}.toml"
-            path.write_text(render_config(config))
             nodes.append(
-                Node(
-                    id=config.node_id,
-                    config_path=path,
-                    data_dir=config.data_dir,
-                    client_port=host.client_port,
-                    peer_port=host.peer_port,
-                    log_path=log_dir / f"{config.node_id}.log",
-                    host=host.ip,
-                    launcher=host.launcher,
-                )
+                Node.configured(config, root, log_dir, host=host.ip, launcher=host.launcher)
             )
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
