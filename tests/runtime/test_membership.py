@@ -94,6 +94,25 @@ async def test_transfer_to_a_named_voter_and_to_the_most_caught_up(
         assert await leader.transfer("nobody") == b"-ERR nobody is not a voter\r\n"
 
 
+async def test_a_removed_member_comes_back_under_its_id_on_a_fresh_data_dir(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path, size=3, check_data_dirs=True) as cluster:
+        for node in cluster.nodes:
+            await node.accepted.wait()
+        leader = await cluster.wait_for_leader()
+        gone = a_follower(cluster, leader)
+        await cluster.crash(gone.id)
+        cluster.wipe(gone.id)
+        assert await leader.change_members(MemberChange(ChangeKind.REMOVE, gone.id)) == OK
+        address = MemberAddress(f"{gone.id}:7000", f"{gone.id}:6379")
+        added = await leader.change_members(MemberChange(ChangeKind.ADD, gone.id, address))
+        assert added == OK
+        fresh = await cluster.start(gone.id)
+        await wait_until(lambda: gone.id in leader.core.members.voters, 3 * ELECTION_TIMEOUT_MAX)
+        assert fresh.accepted.is_set() and gone.id not in cluster.refusals
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -126,7 +145,7 @@ def test_raft_member_arguments(args: list[bytes], expected: object) -> None:
 def test_a_wiped_member_is_told_how_to_replace_it() -> None:
     message = wiped_message("n3")
     assert "`trioraft member remove ADDR n3`" in message
-    assert "`trioraft member add ADDR NEW_ID PEER_ADDR CLIENT_ADDR`" in message
+    assert "`trioraft member add ADDR ID PEER_ADDR CLIENT_ADDR`" in message
 
 
 def test_raft_transfer_arguments() -> None:

@@ -65,9 +65,9 @@ def wiped_message(node_id: str) -> str:
         "deleted or replaced, so it has forgotten its votes and the writes it acknowledged. "
         "Restore its original data dir, or rebuild the cluster from a backup, or replace "
         f"the member: `trioraft member remove ADDR {node_id}` (ADDR: any live member's "
-        "client address), then `trioraft member add ADDR NEW_ID PEER_ADDR CLIENT_ADDR` and "
-        "start NEW_ID on an empty data dir; do not restart it with an empty data dir under "
-        "the same id"
+        "client address), then `trioraft member add ADDR ID PEER_ADDR CLIENT_ADDR` and "
+        "start that node on an empty data dir (the same id, or a new one); do not restart "
+        "it with an empty data dir while it is a member"
     )
 
 
@@ -201,6 +201,14 @@ class ReplicatedState:
             if store.apply([_REVISION, key], index, self.time) != seen:
                 return NULL_ARRAY
         return [self._apply_command(command, index) for command in transaction.commands]
+
+    def keep_incarnations_of(self, members: frozenset[str]) -> None:
+        """A configuration without some recorded node was applied: forget those nodes'
+        incarnations, so that a replaced member may come back under its id on a fresh
+        data dir once it is added again (it was removed first, so nothing counts on
+        what its old data dir held)."""
+        for node_id in [n for n in self.incarnations if n not in members]:
+            del self.incarnations[node_id]
 
     def _register(self, args: list[bytes]) -> Reply:
         if len(args) != 3:

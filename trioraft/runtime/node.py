@@ -44,7 +44,7 @@ from trioraft.core.errors import (
     TooMuchUncommitted,
     TransferInProgress,
 )
-from trioraft.core.membership import ChangeKind, MemberChange
+from trioraft.core.membership import ChangeKind, MemberChange, decode_members
 from trioraft.core.messages import (
     Entry,
     EntryKind,
@@ -396,6 +396,8 @@ class Node:
     def _apply(self, entries: list[Entry]) -> None:
         for entry in entries:
             reply: Reply = OK if entry.kind is EntryKind.CONFIG else None
+            if entry.kind is EntryKind.CONFIG:
+                self.state.keep_incarnations_of(decode_members(entry.data).all)
             if entry.kind is EntryKind.COMMAND:
                 time_ms, command = unstamp(entry.data)
                 reply = self.state.apply(kv.decode_command(command), entry.index, time_ms)
