@@ -42,6 +42,9 @@ SETTINGS = [
     for command in ("SET", "GET")
 ]
 KEYSPACE = 100_000
+#: how long a node may take to start serving, or a cluster to elect a leader: generous,
+#: since a benchmark machine may be loaded
+START_SECONDS = 120.0
 VALUE_SIZE = 100
 
 
@@ -93,8 +96,11 @@ def cluster(label: str, checkout: Path | None) -> Iterator[list[Target]]:
             for node in nodes.nodes:
                 # `python -m` imports from the working directory first
                 node.launcher = ("sh", "-c", 'cd "$0" && exec "$@"', str(checkout))
-        nodes.start_all()
-        leader = nodes.wait_for_leader()
+        for node in nodes.nodes:
+            node.start()
+        for node in nodes.nodes:
+            node.wait_serving(timeout=START_SECONDS)
+        leader = nodes.wait_for_leader(timeout=START_SECONDS)
         follower = nodes.followers()[0]
         yield [
             Target(f"{label} leader", leader.client_port),
@@ -159,6 +165,7 @@ def _ratio(numerator: dict[str, Any] | None, denominator: dict[str, Any] | None)
 
 
 def report(
+    settings: list[tuple[str, int, int]],
     results: dict[str, dict[str, dict[str, Any]]],
     names: list[str],
     checks: list[tuple[str, float | None, float]],
@@ -181,7 +188,7 @@ def report(
         "| workload | " + " | ".join(header) + " |",
         "|---|" + "---:|" * len(header),
     ]
-    for setting in SETTINGS:
+    for setting in settings:
         row = results[_label(setting)]
         cells = [_cell(row.get(name)) for name in columns]
         cells += [
@@ -208,42 +215,59 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def run(out: Path, duration: float, baseline: Path | None) -> None:
+def run(out: Path, duration: float, baseline: Path | None, only: list[str], rounds: int) -> None:
+    settings = [s for s in SETTINGS if not only or _label(s) in only]
+    unknown = set(only) - {_label(s) for s in SETTINGS}
+    if unknown:
+        raise SystemExit(f"--only: no such setting: {', '.join(sorted(unknown))}")
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     started = datetime.datetime.now(datetime.UTC)
-    results: dict[str, dict[str, dict[str, Any]]] = {_label(s): {} for s in SETTINGS}
+    measured: dict[str, dict[str, list[dict[str, Any]]]] = {_label(s): {} for s in settings}
     checks: list[tuple[str, float | None, float]] = []
     with contextlib.ExitStack() as stack:
         targets = [t for t in [stack.enter_context(redis_server())] if t is not None]
         targets += stack.enter_context(cluster("trioraft", None))
         if baseline is not None:
             targets += stack.enter_context(cluster("baseline", baseline))
-        for setting in SETTINGS:
-            for target in targets:
-                results[_label(setting)][target.name] = measure(target, setting, duration)
-        for target in targets[:2]:
+        for _ in range(rounds):
+            for setting in settings:
+                for target in targets:
+                    cell = measured[_label(setting)].setdefault(target.name, [])
+                    cell.append(measure(target, setting, duration))
+        for target in targets[:2] if not only else []:
             ours = measure(target, SETTINGS[0], duration)
             rate = ours["throughput"]
             theirs = redis_benchmark(target, max(1000, int(rate * duration)))
             checks.append((target.name, theirs, rate))
+    results = {
+        label: {name: _median_run(runs) for name, runs in row.items()}
+        for label, row in measured.items()
+    }
     load_after = os.getloadavg()
     context = [
         f"{started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; load average {_load(load_before)} before, "
         f"{_load(load_after)} after.",
         f"3 local nodes with fsync on; {VALUE_SIZE}-byte values, {KEYSPACE:,} random keys; "
-        f"{duration:g} s per cell; the client is `trioraft bench` (one process).",
+        f"{duration:g} s per cell, {rounds} round(s) of every cell, the median round "
+        "shown; the client is `trioraft bench` (one process).",
     ]
     if not any(t.name == "redis-server" for t in targets):
         context.append("redis-server is not installed: no reference column.")
     names = [t.name for t in targets]
-    (out / "bench.md").write_text(report(results, names, checks, context))
-    (out / "bench.json").write_text(json.dumps(results, indent=1))
+    (out / "bench.md").write_text(report(settings, results, names, checks, context))
+    (out / "bench.json").write_text(json.dumps(measured, indent=1))
     with contextlib.suppress(BenchError):
-        cell = results[_label(SETTINGS[0])]
-        write_plot([(f"{name}, SET c50 P1", cell[name]) for name in names], out / "bench.png")
+        first = _label(settings[0])
+        cells = results[first]
+        write_plot([(f"{name}, {first}", cells[name]) for name in names], out / "bench.png")
     print(f"wrote {out / 'bench.md'}", flush=True)
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median throughput among a cell's rounds."""
+    return sorted(runs, key=lambda run: run["throughput"])[len(runs) // 2]
 
 
 def _load(figures: tuple[float, float, float]) -> str:
@@ -259,8 +283,17 @@ def main() -> None:
         type=Path,
         help="another checkout of trioraft to measure beside this one",
     )
+    parser.add_argument(
+        "--only",
+        type=lambda text: [label.strip() for label in text.split(",")],
+        default=[],
+        help='the settings to run, e.g. "SET c1 P1,SET c50 P1" (default: all)',
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every cell this many times, in turn"
+    )
     args = parser.parse_args()
-    run(args.out, args.duration, args.baseline)
+    run(args.out, args.duration, args.baseline, args.only, args.rounds)
 
 
 if __name__ == "__main__":
