@@ -58,17 +58,12 @@ from trioraft.core.messages import (
 )
 from trioraft.core.raft import RaftConfig
 from trioraft.kvstore import kv
-from trioraft.kvstore.replicated import ReplicatedState, WipedMember
+from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.redis.replies import Reply
 from trioraft.redis.resp import encode
-from trioraft.runtime.node import (
-    Indeterminate,
-    Node,
-    NodeOptions,
-    Unavailable,
-    WalItem,
-    error_reply,
-)
+from trioraft.redis.server import outcome_reply
+from trioraft.runtime.incarnation import WipedMember
+from trioraft.runtime.node import Node, NodeOptions, WalItem
 from trioraft.runtime.snapshotter import SnapshotPolicy
 from trioraft.storage.datadir import WAL_DIR
 from trioraft.storage.fileio import durability
@@ -208,15 +203,16 @@ class Cluster:
         if fresh:
             self._generations[node_id] = self._generations.get(node_id, 0) + 1
         store: SnapshotStore | None = None
-        snapshot: tuple[SnapshotMeta, ReplicatedState] | None = None
+        snapshot: SnapshotMeta | None = None
+        state = ReplicatedState()
         recovery: Recovery | Restored
         if self._snapshots is None:
             wal, recovery = WriteAheadLog.open(data_dir, fsync=fsync)
         else:
             wal, store, recovery = open_storage(data_dir, fsync=fsync)
             if recovery.snapshot is not None:
-                meta, data = recovery.snapshot
-                snapshot = meta, ReplicatedState.restore(data)
+                snapshot, data = recovery.snapshot
+                state = ReplicatedState.restore(data)
         incarnation = f"{node_id}.{self._generations[node_id]}"
 
         def transport(handler: RpcHandler) -> MemoryTransport:
@@ -237,6 +233,7 @@ class Cluster:
             wal,
             recovery,
             transport,
+            state,
             rng=random.Random(self._rng.random()),
             incarnation=incarnation if self._check_data_dirs else None,
             fresh=fresh,
@@ -360,9 +357,10 @@ class Cluster:
         def converged() -> bool:
             nodes = self.nodes
             commit = max(node.core.commit for node in nodes)
-            keyspace = dict(nodes[0].store.items())
+            keyspace = dict(nodes[0].state.store.items())
             return all(
-                node.applied == commit and dict(node.store.items()) == keyspace for node in nodes
+                node.applied == commit and dict(node.state.store.items()) == keyspace
+                for node in nodes
             )
 
         await wait_until(converged, timeout)
@@ -470,16 +468,13 @@ def set_command(key: bytes, value: bytes) -> bytes:
 
 async def write(node: Node, key: bytes, value: bytes) -> bytes:
     """SET through `node`, with the reply a client would get (errors included)."""
-    try:
-        [reply] = await node.write([set_command(key, value)])
-    except (Unavailable, Indeterminate) as exc:
-        return encode(error_reply(exc))
-    return reply
+    [outcome] = await node.write([set_command(key, value)])
+    return encode(outcome_reply(outcome))
 
 
 def get(node: Node, key: bytes) -> Reply:
     """GET from `node`'s local state machine, with no read barrier."""
-    return node.store.read([b"GET", key])
+    return node.state.store.read([b"GET", key])
 
 
 def slow_disk(node: Node, seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -198,7 +198,7 @@ def test_replicas_agree_whatever_their_own_clocks() -> None:
     ]
     replicas = [ReplicatedState(), ReplicatedState()]
     replies = [
-        [state.apply(args, index, time_ms) for index, (time_ms, args) in enumerate(entries, 1)]
+        [state.apply_args(args, index, time_ms) for index, (time_ms, args) in enumerate(entries, 1)]
         for state in replicas
     ]
     assert replies[0] == replies[1] == [OK, OK, OK, 0, 1, 1]

@@ -19,7 +19,7 @@ class Replica(ReplicatedState):
         self._indices = itertools.count(1)
 
     def run(self, args: list[bytes]) -> Reply:
-        return self.apply(args, next(self._indices), 0)
+        return self.apply_args(args, next(self._indices), 0)
 
 
 def test_append_is_proposed_with_the_value_limit_and_checked_as_it_applies() -> None:
@@ -75,7 +75,7 @@ def test_a_capture_is_the_state_when_it_began_whatever_applies_meanwhile() -> No
                 state.run([b"FLUSHALL"])
     assert steps >= 3
     assert capture.keys == len(expected)
-    restored = ReplicatedState.restore(ReplicatedState.serialize(capture))
+    restored = ReplicatedState.restore(capture.serialize())
     assert dict(restored.store.items()) == expected
     assert restored.incarnations == {"n1": "first"}
     assert capture.slices == [], "serializing frees the copy"

@@ -122,9 +122,9 @@ async def scan_and_snapshot_while_writing(keys: int, monkeypatch: pytest.MonkeyP
         i = 0
         indices = itertools.count(1)
         while not done.is_set():
-            state.apply([b"SET", key(i), b"changed"], next(indices), None)
-            state.apply([b"DEL", key(i + 1)], next(indices), None)
-            state.apply([b"SET", b"new:%d" % i, b"new"], next(indices), None)
+            state.apply_args([b"SET", key(i), b"changed"], next(indices), None)
+            state.apply_args([b"DEL", key(i + 1)], next(indices), None)
+            state.apply_args([b"SET", b"new:%d" % i, b"new"], next(indices), None)
             i += 7919
             await trio.lowlevel.checkpoint()
 

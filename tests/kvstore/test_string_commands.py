@@ -137,11 +137,11 @@ def test_setrange_of_nothing_changes_nothing(store: Store) -> None:
 
 def test_setrange_in_the_log_carries_the_size_limit_of_the_node_that_took_it() -> None:
     state = ReplicatedState()
-    assert state.apply(log_command([b"SETRANGE", b"k", b"6", b"abcd"], 10), 1, T0) == 10
-    assert state.apply(log_command([b"setrange", b"k", b"7", b"abcd"], 10), 2, T0) == TOO_LONG
+    assert state.apply_args(log_command([b"SETRANGE", b"k", b"6", b"abcd"], 10), 1, T0) == 10
+    assert state.apply_args(log_command([b"setrange", b"k", b"7", b"abcd"], 10), 2, T0) == TOO_LONG
     assert state.store.read([b"GET", b"k"]) == b"\0" * 6 + b"abcd"
     malformed = ErrorReply("ERR malformed 'raft.setrange' command")
-    assert state.apply([b"RAFT.SETRANGE", b"10", b"k", b"-1", b"x"], 3, T0) == malformed
+    assert state.apply_args([b"RAFT.SETRANGE", b"10", b"k", b"-1", b"x"], 3, T0) == malformed
 
 
 @pytest.mark.parametrize(
@@ -374,10 +374,10 @@ def test_randomkey_applied_in_a_transaction_leaves_replicas_alike() -> None:
     replicas = [ReplicatedState(), ReplicatedState()]
     for seed, state in enumerate(replicas):
         state.store._random = random.Random(seed)
-        state.apply([b"SET", b"live", b"v"], 1, T0)
+        state.apply_args([b"SET", b"live", b"v"], 1, T0)
         for i in range(20):
-            state.apply([b"SET", b"dead%d" % i, b"v", b"PX", b"10"], 2 + i, T0)
+            state.apply_args([b"SET", b"dead%d" % i, b"v", b"PX", b"10"], 2 + i, T0)
         transaction = Transaction({}, [[b"RANDOMKEY"]] * 10).command()
-        assert state.apply(transaction, 30, T0 + 10) == [b"live"] * 10
+        assert state.apply_args(transaction, 30, T0 + 10) == [b"live"] * 10
     assert dict(replicas[0].store.records()) == dict(replicas[1].store.records())
     assert len(replicas[0].store) == 21

@@ -19,7 +19,7 @@ class Replica(ReplicatedState):
 
     def at(self, index: int, args: list[bytes], time_ms: int = 0) -> Reply:
         """Apply `args` as the entry at `index`, having gone through the log's encoding."""
-        return self.apply(kv.decode_command(kv.encode_command(args)), index, time_ms)
+        return self.apply(kv.encode_command(args), index, time_ms)
 
     def transaction(
         self, index: int, watched: dict[bytes, int | None], *commands: list[bytes]

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from harness.node_cluster import OK, open_cluster, set_command
+from harness.node_cluster import open_cluster, set_command
 
 from trioraft.ops.backup import BackupError, fetch_backup, read_backup
+from trioraft.redis import replies
 from trioraft.redis.server import ClientLimits, ClientServer
 
 
@@ -28,8 +29,8 @@ async def test_a_backup_of_a_node_with_a_password(
     async with open_cluster(tmp_path, size=1) as cluster:
         node = await cluster.wait_for_leader()
         writes = [set_command(b"k%d" % k, b"v%d" % k) for k in range(50)]
-        assert await node.write(writes) == [OK] * 50
-        server = ClientServer(node, ClientLimits(), password="sekrit")
+        assert await node.write(writes) == [replies.OK] * 50
+        server = ClientServer(node, node.state, ClientLimits(), password="sekrit")
         async with trio.open_nursery() as nursery:
             host, port = await nursery.start(server.serve, "127.0.0.1", 0)
             out = tmp_path / "node.backup"

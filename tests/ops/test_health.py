@@ -41,9 +41,8 @@ async def test_the_routes(clock: MockClock, tmp_path: Path) -> None:
     async with open_cluster(tmp_path, size=1) as cluster:
         node = await cluster.wait_for_leader()
         serving = False
-        endpoint = Endpoint(
-            node, instrument(node, ClientServer(node, ClientLimits())), lambda: serving
-        )
+        server = ClientServer(node, node.state, ClientLimits())
+        endpoint = Endpoint(node, instrument(node, server), lambda: serving)
         assert endpoint.answer("GET", "/ready")[:1] == (503,)
         serving = True
         assert endpoint.answer("GET", "/ready?verbose") == (

@@ -32,6 +32,7 @@ import trio
 from harness.process_cluster import REPO, Cluster, Node, RespClient, running_cluster
 
 from trioraft.core.messages import Heartbeat, Message, NodeId
+from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.ops.config import TlsConfig, load_config, render_config
 from trioraft.ops.tls import TlsContexts, TlsError, load_contexts
 from trioraft.redis.server import ClientLimits, ClientServer
@@ -389,7 +390,7 @@ async def test_a_silent_connection_to_the_peer_port_times_out(
 def handshake_only_server() -> ClientServer:
     """A ClientServer for tests that never get past the TLS handshake to a command, so
     the node behind it only needs an id."""
-    return ClientServer(cast(RaftNode, SimpleNamespace(id="n1")), ClientLimits())
+    return ClientServer(cast(RaftNode, SimpleNamespace(id="n1")), ReplicatedState(), ClientLimits())
 
 
 @asynccontextmanager

@@ -14,10 +14,9 @@ from trioraft.core.messages import EntryKind
 from trioraft.kvstore import expiry, kv
 from trioraft.kvstore.replicated import EXPIRE, ReplicatedState
 from trioraft.kvstore.stamps import unstamp
+from trioraft.redis.replies import OK
 from trioraft.redis.server import ClientLimits, ClientServer
 from trioraft.runtime.node import Node
-
-OK = b"+OK\r\n"
 
 
 @pytest.fixture
@@ -28,11 +27,11 @@ def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClo
 
 def start_sweeps(cluster: Cluster, nursery: trio.Nursery) -> None:
     for node in cluster.nodes:
-        nursery.start_soon(expiry.sweep, node)
+        nursery.start_soon(expiry.sweep, node, node.state)
 
 
 def has(node: Node, key: bytes) -> bool:
-    return key in dict(node.store.records())
+    return key in dict(node.state.store.records())
 
 
 def vanished_at(node: Node, key: bytes) -> int | None:
@@ -45,7 +44,7 @@ def vanished_at(node: Node, key: bytes) -> int | None:
             continue
         held = key in dict(state.store.records())
         time_ms, command = unstamp(entry.data)
-        state.apply(kv.decode_command(command), entry.index, time_ms)
+        state.apply(command, entry.index, time_ms)
         if held and key not in dict(state.store.records()):
             return entry.index
     return None
@@ -93,8 +92,8 @@ async def test_many_keys_expiring_at_once_go_in_bounded_entries_under_one_leader
                 for i in range(first, first + 1000)
             ]
             assert await leader.write(batch) == [OK] * len(batch)
-        assert leader.store.stats()["expires"] == count
-        await wait_until(lambda: all(len(node.store) == 0 for node in cluster.nodes), 30.0)
+        assert leader.state.store.stats()["expires"] == count
+        await wait_until(lambda: all(len(node.state.store) == 0 for node in cluster.nodes), 30.0)
         assert leader.core.is_leader and leader.core.term == term
         cluster.assert_election_safety()
         log = leader.core.log
@@ -118,7 +117,7 @@ async def test_a_read_of_an_expired_key_waits_for_its_deletion(
         await cluster.wait_converged()
         await trio.sleep(0.2)  # no sweep runs: the key is past its deadline, still here
         assert has(follower, b"k")
-        server = ClientServer(follower, ClientLimits())
+        server = ClientServer(follower, follower.state, ClientLimits())
         reads = [[b"GET", b"k"], [b"GET", b"other"], [b"PTTL", b"k"]]
         now = await server._read_barrier_expiring(reads, [None] * len(reads))
         assert [await server._read(args, now) for args in reads] == [None, b"w", -2]

@@ -13,7 +13,7 @@ import trio.testing
 
 from trioraft.core.messages import NodeId
 from trioraft.runtime.forwarding import MAX_BATCH_BYTES, MAX_IN_FLIGHT, WAKE_CHUNK, Forwarder
-from trioraft.transport import Payload, RpcRemoteError, RpcTimeout
+from trioraft.transport import RpcRemoteError, RpcTimeout
 
 
 class FakeLeader:
@@ -32,9 +32,8 @@ class FakeLeader:
         self._released.set()
         self._released = trio.Event()
 
-    async def call(self, leader: NodeId, method: str, payload: Payload, timeout: float) -> Payload:
-        assert method == "propose" and isinstance(payload, list)
-        self.calls.append((leader, payload))
+    async def propose(self, leader: NodeId, commands: list[bytes], timeout: float) -> list[bytes]:
+        self.calls.append((leader, commands))
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
@@ -43,10 +42,10 @@ class FakeLeader:
             self.running -= 1
         if self.failure is not None:
             raise self.failure
-        return [b"re:" + command for command in payload]
+        return [b"re:" + command for command in commands]
 
 
-async def take_every_call_slot(forwarder: Forwarder, nursery: trio.Nursery) -> None:
+async def take_every_call_slot(forwarder: Forwarder[bytes], nursery: trio.Nursery) -> None:
     """Start MAX_IN_FLIGHT writes of b"first", each in a call of its own."""
     for _ in range(MAX_IN_FLIGHT):
         nursery.start_soon(forwarder.forward, "n1", [b"first"], 60)
@@ -54,8 +53,8 @@ async def take_every_call_slot(forwarder: Forwarder, nursery: trio.Nursery) -> N
 
 
 @asynccontextmanager
-async def running(leader: FakeLeader) -> AsyncIterator[Forwarder]:
-    forwarder = Forwarder(leader.call)
+async def running(leader: FakeLeader) -> AsyncIterator[Forwarder[bytes]]:
+    forwarder = Forwarder(leader.propose)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(forwarder.run)
         yield forwarder

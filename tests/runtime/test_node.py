@@ -29,6 +29,7 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trioraft.core.messages import Entry
 from trioraft.kvstore import kv
+from trioraft.redis import replies
 from trioraft.runtime import node as node_module
 from trioraft.runtime.node import Node, Unavailable
 from trioraft.runtime.snapshotter import Backoff, SnapshotPolicy, SnapshotRefused
@@ -82,11 +83,11 @@ async def test_the_keys_flushall_removes_are_freed_by_the_node(
     async with open_cluster(tmp_path) as cluster:
         leader = await cluster.wait_for_leader()
         assert await write(leader, b"k", b"v") == OK
-        assert await leader.write([kv.encode_command([b"FLUSHALL"])]) == [OK]
+        assert await leader.write([kv.encode_command([b"FLUSHALL"])]) == [replies.OK]
         await cluster.wait_converged()
         for node in cluster.nodes:
             # each node took the emptied buckets, to free them a few per step
-            assert len(node.store) == 0 and node.store.take_garbage() == []
+            assert len(node.state.store) == 0 and node.state.store.take_garbage() == []
 
 
 async def test_a_batch_answers_each_command(clock: MockClock, tmp_path: Path) -> None:
@@ -101,14 +102,14 @@ async def test_a_batch_answers_each_command(clock: MockClock, tmp_path: Path) ->
             kv.encode_command([b"INCR", b"word"]),
         ]
 
-        replies = await follower.write(batch)
+        outcomes = await follower.write(batch)
 
-        assert replies == [
-            OK,
-            b":2\r\n",
-            b":1\r\n",
-            OK,
-            b"-ERR value is not an integer or out of range\r\n",
+        assert outcomes == [
+            replies.OK,
+            2,
+            1,
+            replies.OK,
+            replies.ErrorReply("ERR value is not an integer or out of range"),
         ]
 
 

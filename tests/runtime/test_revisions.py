@@ -45,13 +45,13 @@ def test_revision_checks_its_arguments() -> None:
 
 def test_a_snapshot_keeps_revisions_and_the_time() -> None:
     state = ReplicatedState()
-    state.apply([b"SET", b"k", b"v"], 3, 1_800_000_000_000)
-    state.apply([b"RAFT.APPEND", b"100", b"k", b"w"], 4, 1_800_000_000_005)
+    state.apply_args([b"SET", b"k", b"v"], 3, 1_800_000_000_000)
+    state.apply_args([b"RAFT.APPEND", b"100", b"k", b"w"], 4, 1_800_000_000_005)
     with state.begin_capture() as capture:
         while not capture.done:
             capture.step()
-    state.apply([b"SET", b"k", b"after"], 5, 1_800_000_000_009)  # not in the capture
-    restored = ReplicatedState.restore(ReplicatedState.serialize(capture))
+    state.apply_args([b"SET", b"k", b"after"], 5, 1_800_000_000_009)  # not in the capture
+    restored = ReplicatedState.restore(capture.serialize())
     assert restored.time == 1_800_000_000_005
     assert revision(restored.store, b"k") == 4
     assert restored.store.read([b"GET", b"k"]) == b"vw"
@@ -79,13 +79,13 @@ async def test_revisions_are_the_same_everywhere_and_grow_across_leaders(
     async with open_cluster(tmp_path) as cluster:
         first = await cluster.wait_for_leader()
         assert await write(first, b"lock", b"a") == OK
-        taken = revision(first.store, b"lock")
+        taken = revision(first.state.store, b"lock")
         assert taken == first.applied  # the index of the entry that wrote it
         await cluster.crash(first.id)
         second = await cluster.wait_for_leader()
         assert await write(second, b"lock", b"b") == OK
-        retaken = revision(second.store, b"lock")
+        retaken = revision(second.state.store, b"lock")
         assert isinstance(taken, int) and isinstance(retaken, int) and retaken > taken
         await cluster.start(first.id)
         await cluster.wait_converged()
-        assert {revision(node.store, b"lock") for node in cluster.nodes} == {retaken}
+        assert {revision(node.state.store, b"lock") for node in cluster.nodes} == {retaken}

@@ -96,7 +96,7 @@ class Workload:
         node = next(node for node in self.cluster.nodes if node.id == node_id)
         server = self.servers.get(node_id)
         if server is None or server.node is not node:
-            server = self.servers[node_id] = ClientServer(node, ClientLimits())
+            server = self.servers[node_id] = ClientServer(node, node.state, ClientLimits())
         return server
 
     async def client(self, name: int, operations: int, nursery: trio.Nursery) -> None:
@@ -264,7 +264,7 @@ async def run_workload(
         assert values is not None
         await cluster.wait_converged()
         for node in cluster.nodes:
-            copy = node.store.read([b"MGET", *ACCOUNTS], node.time_ms())
+            copy = node.state.store.read([b"MGET", *ACCOUNTS], node.time_ms())
             assert isinstance(copy, list)
             assert sum(int(value) for value in copy if isinstance(value, bytes)) == OPENING * 3
         log = leader.core.log
@@ -318,7 +318,9 @@ async def test_exec_answers_one_error_for_the_whole_transaction(
     async with open_cluster(tmp_path) as cluster, trio.open_nursery() as nursery:
         leader = await cluster.wait_for_leader()
         follower = next(node for node in cluster.nodes if node is not leader)
-        servers = {node.id: ClientServer(node, ClientLimits()) for node in cluster.nodes}
+        servers = {
+            node.id: ClientServer(node, node.state, ClientLimits()) for node in cluster.nodes
+        }
         to_leader = Connection(servers[leader.id], nursery)
         assert await exec_reply(to_leader, (b"MSET", ACCOUNTS[0], b"100", ACCOUNTS[1], b"0")) == [
             OK
@@ -331,7 +333,7 @@ async def test_exec_answers_one_error_for_the_whole_transaction(
         assert isinstance(await to_follower.call(b"WATCH", ACCOUNTS[0]), ErrorReply)
         cluster.network.heal()
         leader = await cluster.wait_for_leader()
-        to_leader = Connection(ClientServer(leader, ClientLimits()), nursery)
+        to_leader = Connection(ClientServer(leader, leader.state, ClientLimits()), nursery)
         cluster.network.isolate(leader.id)
         reply = await exec_reply(to_leader, *moves)
         assert isinstance(reply, ErrorReply) and reply.text.startswith("TIMEOUT"), reply
@@ -340,7 +342,7 @@ async def test_exec_answers_one_error_for_the_whole_transaction(
         await trio.sleep(1)
         await cluster.wait_converged()
         for node in cluster.nodes:
-            records = dict(node.store.records())
+            records = dict(node.state.store.records())
             first, second = records[ACCOUNTS[0]], records[ACCOUNTS[1]]
             assert (first[0], second[0]) in {(b"100", b"0"), (b"95", b"5")}
             assert first[1] == second[1]  # both written by the same entry
@@ -352,7 +354,7 @@ async def test_a_transaction_past_the_limits_is_discarded(clock: MockClock, tmp_
     async with open_cluster(tmp_path) as cluster, trio.open_nursery() as nursery:
         leader = await cluster.wait_for_leader()
         follower = next(node for node in cluster.nodes if node is not leader)
-        conn = Connection(ClientServer(follower, limits), nursery)
+        conn = Connection(ClientServer(follower, follower.state, limits), nursery)
         too_many = ErrorReply(
             "ERR transaction too large: more than 2 commands queued "
             "(limits.max_transaction_commands)"

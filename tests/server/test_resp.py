@@ -13,15 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Map, Reply, SimpleString, Verbatim
-from trioraft.redis.resp import (
-    RequestParser,
-    RespProtocolError,
-    decode_reply,
-    encode,
-    encode_into,
-    resp2_to_resp3,
-)
+from trioraft.redis.resp import RequestParser, RespProtocolError, decode_reply, encode, encode_into
 
 
 def multibulk(*args: bytes) -> bytes:
@@ -435,8 +429,11 @@ def expected(reply: Reply) -> Reply:
 
 @settings(max_examples=200, deadline=None)
 @given(reply=replies)
-def test_resp2_to_resp3_gives_what_encoding_as_resp3_gives(reply: Reply) -> None:
-    assert resp2_to_resp3(encode(reply)) == encode(expected(reply), resp3=True)
+def test_a_forwarded_result_encodes_as_on_the_leader(reply: Reply) -> None:
+    """A write's result travels from the leader to the follower that forwarded it."""
+    forwarded = ReplicatedState.decode_result(ReplicatedState.encode_result(reply))
+    for resp3 in (False, True):
+        assert encode(forwarded, resp3) == encode(expected(reply), resp3)
 
 
 @settings(max_examples=200, deadline=None)

@@ -20,29 +20,31 @@ from typing import Final
 import trio
 
 from trioraft.kvstore import kv
-from trioraft.kvstore.replicated import EXPIRE
-from trioraft.runtime.node import Node
+from trioraft.kvstore.replicated import EXPIRE, ReplicatedState
+from trioraft.redis.replies import ErrorReply, Reply
+from trioraft.runtime.node import WRITE_FAILURES, Node
 
 SWEEP_SECONDS: Final = 0.1
 KEYS_PER_ENTRY: Final = 1000
 ENTRIES_PER_ROUND: Final = 10
 
 
-async def expire_now(node: Node, keys: list[bytes]) -> bool:
+async def expire_now(node: Node[Reply], keys: list[bytes]) -> bool:
     """Propose the deletion of `keys` (those still past their deadline when it applies)
     and wait for it; whether it was applied."""
-    [reply] = await node.write_replies([kv.encode_command([EXPIRE, *keys])])
-    return not reply.startswith(b"-")
+    [outcome] = await node.write([kv.encode_command([EXPIRE, *keys])])
+    return not isinstance(outcome, (*WRITE_FAILURES, ErrorReply))
 
 
-async def sweep(node: Node, interval: float = SWEEP_SECONDS) -> None:
-    """While this node leads, delete the keys whose deadline passed, through the log."""
+async def sweep(node: Node[Reply], state: ReplicatedState, interval: float = SWEEP_SECONDS) -> None:
+    """While this node leads, delete the keys whose deadline passed in `state` (the state
+    machine it replicates), through the log."""
     while True:
         await trio.sleep(interval)
         for _ in range(ENTRIES_PER_ROUND):
             if not node.core.is_leader:
                 break
-            store = node.store
+            store = state.store
             keys = store.due(node.time_ms(), KEYS_PER_ENTRY)
             if not keys:
                 break

@@ -6,7 +6,7 @@ Besides client commands, the log carries trioraft's own commands, whose names st
 - `RAFT.INCARNATION <node id> <incarnation>`: records the incarnation (the random id a
   data dir is given when it is created) of a member the first time it joins. A member
   whose data dir was wiped comes back with a new incarnation; its registration is refused,
-  because it has forgotten votes and acknowledged entries (see node.py).
+  because it has forgotten votes and acknowledged entries (see incarnation.py).
 - `RAFT.APPEND <max length> <key> <tail>`: a client's APPEND as the log carries it, with
   the value size limit of the node that took it. The limit is checked as the entry
   applies, against the value every replica holds at that point of the log: the node that
@@ -33,15 +33,18 @@ without letting go): between two slices the event loop gets its turn.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Mapping, Sized
+from typing import Final, Self
 
 import attrs
 import msgpack  # type: ignore[import-untyped]
 
 from trioraft.closing import ClosedOnExit
+from trioraft.core.messages import NodeId
 from trioraft.kvstore import kv
 from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Reply
+from trioraft.redis.resp import decode_reply, encode
+from trioraft.runtime.incarnation import wiped_message
 
 REGISTER: Final = b"RAFT.INCARNATION"
 BOUNDED_APPEND: Final = b"RAFT.APPEND"
@@ -53,22 +56,6 @@ _SNAPSHOT_FORMAT: Final = 3
 #: keys per keyspace slice: copying one takes well under a millisecond, packing or
 #: unpacking one about a millisecond
 SLICE_KEYS: Final = 10_000
-
-
-class WipedMember(Exception):
-    """A member came back with a data dir other than the one the cluster knows."""
-
-
-def wiped_message(node_id: str) -> str:
-    return (
-        f"node {node_id} was part of this cluster with another data dir: its data dir was "
-        "deleted or replaced, so it has forgotten its votes and the writes it acknowledged. "
-        "Restore its original data dir, or rebuild the cluster from a backup, or replace "
-        f"the member: `trioraft member remove ADDR {node_id}` (ADDR: any live member's "
-        "client address), then `trioraft member add ADDR ID PEER_ADDR CLIENT_ADDR` and "
-        "start that node on an empty data dir (the same id, or a new one); do not restart "
-        "it with an empty data dir while it is a member"
-    )
 
 
 def log_command(args: list[bytes], max_value_bytes: int) -> list[bytes]:
@@ -155,8 +142,31 @@ class Capture(ClosedOnExit):
     def close(self) -> None:
         self._keyspace.close()
 
+    def serialize(self) -> bytes:
+        """Snapshot bytes of the finished capture; meant for a worker thread. The slices
+        are freed as they are packed, one at a time: freeing them all in one go would hold
+        the GIL, and so the event loop, for as long as that takes."""
+        packer = msgpack.Packer(use_bin_type=True)
+        parts = self.slices
+        parts.reverse()
+        slices = []
+        while parts:
+            slices.append(packer.pack(kv.serialize(parts.pop())))
+        # the outer list is laid out by hand: msgpack would build it in one long call
+        head = [
+            packer.pack_array_header(4),
+            packer.pack(_SNAPSHOT_FORMAT),
+            packer.pack(self.incarnations),
+            packer.pack(self.time),
+            packer.pack_array_header(len(slices)),
+        ]
+        return b"".join(head + slices)
+
 
 class ReplicatedState:
+    """The state machine the runtime replicates (runtime/statemachine.py): its results
+    are replies, encoded as RESP between nodes."""
+
     def __init__(
         self,
         store: kv.KVStore | None = None,
@@ -171,7 +181,10 @@ class ReplicatedState:
         #: only clock (see stamps.py)
         self.time = time_ms
 
-    def apply(self, args: list[bytes], index: int, time_ms: int | None) -> Reply:
+    def apply(self, command: bytes, index: int, time_ms: int | None) -> Reply:
+        return self.apply_args(kv.decode_command(command), index, time_ms)
+
+    def apply_args(self, args: list[bytes], index: int, time_ms: int | None) -> Reply:
         """Apply the command of the log entry at `index`, stamped with `time_ms` (None:
         an entry from before stamps, which leaves the time as it was)."""
         if time_ms is not None:
@@ -236,29 +249,8 @@ class ReplicatedState:
         """Start copying the state as it is now, for a snapshot."""
         return Capture(dict(self.incarnations), self.time, self.store.freeze())
 
-    @staticmethod
-    def serialize(capture: Capture) -> bytes:
-        """Snapshot bytes of a finished capture; meant for a worker thread. The capture's
-        slices are freed as they are packed, one at a time: freeing them all in one go
-        would hold the GIL, and so the event loop, for as long as that takes."""
-        packer = msgpack.Packer(use_bin_type=True)
-        parts = capture.slices
-        parts.reverse()
-        slices = []
-        while parts:
-            slices.append(packer.pack(kv.serialize(parts.pop())))
-        # the outer list is laid out by hand: msgpack would build it in one long call
-        head = [
-            packer.pack_array_header(4),
-            packer.pack(_SNAPSHOT_FORMAT),
-            packer.pack(capture.incarnations),
-            packer.pack(capture.time),
-            packer.pack_array_header(len(slices)),
-        ]
-        return b"".join(head + slices)
-
     @classmethod
-    def restore(cls, data: bytes) -> ReplicatedState:
+    def restore(cls, data: bytes) -> Self:
         """The state a snapshot holds; ValueError when the bytes are not one. Meant for a
         worker thread."""
         try:
@@ -282,3 +274,55 @@ class ReplicatedState:
         for part in slices:
             store.load(part)
         return cls(store, incarnations, time_ms)
+
+    def replace(self, restored: Self) -> list[Sized]:
+        replaced = self.store
+        self.store, self.incarnations, self.time = (
+            restored.store,
+            restored.incarnations,
+            restored.time,
+        )
+        return replaced.discard()
+
+    def discard(self) -> list[Sized]:
+        return self.store.discard()
+
+    def take_garbage(self) -> list[Sized]:
+        return self.store.take_garbage()
+
+    @staticmethod
+    def encode_result(result: Reply) -> bytes:
+        return encode(result)
+
+    @staticmethod
+    def decode_result(data: bytes) -> Reply:
+        decoded = decode_reply(data)
+        if decoded is None or decoded[1] != len(data):
+            raise ValueError(f"not one whole reply: {data[:40]!r}")
+        return decoded[0]
+
+    # --- the members' incarnations -----------------------------------------------------
+
+    def incarnation_of(self, node_id: NodeId) -> str | None:
+        return self.incarnations.get(node_id)
+
+    @staticmethod
+    def registration(node_id: NodeId, incarnation: str) -> bytes:
+        return kv.encode_command([REGISTER, node_id.encode(), incarnation.encode()])
+
+    @staticmethod
+    def registration_in(command: bytes) -> tuple[NodeId, str] | None:
+        if REGISTER not in command:  # most commands: no need to decode them
+            return None
+        args = kv.decode_command(command)
+        if args[0] != REGISTER or len(args) != 3:
+            return None
+        return args[1].decode(), args[2].decode()
+
+    @staticmethod
+    def registered(result: Reply) -> bool | None:
+        if result == OK:
+            return True
+        if isinstance(result, ErrorReply) and result.text.startswith("WIPED"):
+            return False
+        return None

@@ -31,14 +31,15 @@ import ssl
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import attrs
 import trio
 
 from trioraft.core.messages import HardState, SnapshotMeta
-from trioraft.kvstore.replicated import Capture, ReplicatedState
+from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.runtime.snapshotter import capture
+from trioraft.runtime.statemachine import Capture
 from trioraft.storage import DataDir, StorageError, WriteAheadLog
 from trioraft.storage.fileio import FILE_MODE, fsync_dir, fsync_fd
 from trioraft.storage.snapshots import SnapshotHeader, SnapshotStore, encode_header, verify_snapshot
@@ -71,7 +72,7 @@ class Backup:
     data: bytes
 
 
-async def take_backup(node: Node) -> Backup:
+async def take_backup(node: Node[Any]) -> Backup:
     """The node's state at an index at least the commit index when called (a read
     barrier first: Unavailable or Indeterminate when it cannot be had)."""
     await node.read_barrier()
@@ -88,7 +89,7 @@ async def take_backup(node: Node) -> Backup:
 def _serialize(held: list[Capture]) -> tuple[bytes, int]:
     """In a worker thread: the serialized capture (taken out of `held`, so it is freed
     here) and its crc32."""
-    data = ReplicatedState.serialize(held.pop())
+    data = held.pop().serialize()
     return data, zlib.crc32(data)
 
 
@@ -257,7 +258,7 @@ def write_data_dirs(meta: SnapshotMeta, state: ReplicatedState, configs: Sequenc
 
 
 def _copy_whole(state: ReplicatedState) -> Capture:
-    with state.begin_capture() as taken:
+    with contextlib.closing(state.begin_capture()) as taken:
         while not taken.done:
             taken.step()
     return taken

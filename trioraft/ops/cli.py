@@ -290,8 +290,8 @@ def _refusal_status(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from trioraft.kvstore.replicated import WipedMember
     from trioraft.ops.daemon import StartupError, first_error, serve
+    from trioraft.runtime.incarnation import WipedMember
 
     config = load_config(args.config)
     setup_logging(config.node_id, config.log_level, fmt=config.log_format)

@@ -36,6 +36,7 @@ from trioraft.ops.logs import NodeLogger
 from trioraft.ops.metrics import instrument, probe_peers
 from trioraft.ops.systemd import StatusLine, notify, watchdog, watchdog_interval
 from trioraft.ops.tls import TlsContexts, TlsError, load_contexts
+from trioraft.redis.replies import Reply
 from trioraft.redis.server import ClientLimits, ClientServer
 from trioraft.runtime.node import Node, NodeOptions
 from trioraft.runtime.snapshotter import SnapshotPolicy
@@ -152,7 +153,8 @@ def serve(config: Config, config_file: Path) -> None:
                 term=restored.hard_state.term,
                 incarnation=data_dir.incarnation,
             )
-            storage = _Storage(wal, snapshots, restored, snapshot, data_dir)
+            meta, state = snapshot if snapshot else (None, ReplicatedState())
+            storage = _Storage(wal, snapshots, restored, state, meta, data_dir)
             trio.run(_run, config, storage, tls, log)
     finally:
         data_dir.close()
@@ -165,7 +167,10 @@ class _Storage:
     wal: WriteAheadLog
     snapshots: SnapshotStore
     restored: Restored
-    snapshot: tuple[SnapshotMeta, ReplicatedState] | None
+    #: the replicated state, as the newest snapshot (if any) holds it
+    state: ReplicatedState
+    #: the snapshot `state` comes from
+    snapshot: SnapshotMeta | None
     data_dir: DataDir
 
 
@@ -237,12 +242,13 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
         storage.wal,
         storage.restored,
         make_transport,
+        storage.state,
         snapshots=storage.snapshots,
         snapshot=storage.snapshot,
         incarnation=storage.data_dir.incarnation,
         fresh=storage.data_dir.created,
     )
-    server = ClientServer(node, server_limits(config), config.password)
+    server = ClientServer(node, storage.state, server_limits(config), config.password)
     serving = False
     status = StatusLine()
     node.role_watchers.append(lambda: status.update(role_and_term(node)))
@@ -260,7 +266,8 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
                     config.metrics_addr,
                     lambda: serving and node.accepted.is_set(),
                 )
-            nursery.start_soon(expiry.sweep, node)  # deletes due keys while this node leads
+            # deletes due keys while this node leads
+            nursery.start_soon(expiry.sweep, node, storage.state)
             client_scope = trio.CancelScope()
 
             async def serve_clients(*, task_status: trio.TaskStatus[object]) -> None:
@@ -293,7 +300,7 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
 
 async def _serve_metrics(
     nursery: trio.Nursery,
-    node: Node,
+    node: Node[Reply],
     server: ClientServer,
     address: Address,
     serving: Callable[[], bool],
@@ -305,7 +312,7 @@ async def _serve_metrics(
     nursery.start_soon(probe_peers, node, node.metrics)
 
 
-def role_and_term(node: Node) -> str:
+def role_and_term(node: Node[Reply]) -> str:
     """The node's role and term for systemd's STATUS: `follower of n2, term 4`."""
     row = node.status()
     leader = row["leader_id"]
@@ -314,7 +321,7 @@ def role_and_term(node: Node) -> str:
     return f"{row['role']}, term {row['term']}"
 
 
-async def _ready_once_accepted(node: Node, log: NodeLogger) -> None:
+async def _ready_once_accepted(node: Node[Reply], log: NodeLogger) -> None:
     """Tell systemd READY=1 once the peers have accepted the data dir: a node they refuse
     exits instead, and must not look started in between."""
     await node.accepted.wait()

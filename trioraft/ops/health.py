@@ -46,7 +46,7 @@ _REASONS: Final = {
 }
 
 
-def health(node: Node) -> str | None:
+def health(node: Node[Any]) -> str | None:
     """None when the node is healthy (see the module docstring), else why not."""
     core = node.core
     if node.stopping:
@@ -73,7 +73,7 @@ def health(node: Node) -> str | None:
 class Endpoint:
     """Answers `/metrics`, `/health` and `/ready` for one node."""
 
-    def __init__(self, node: Node, registry: CollectorRegistry, serving: Callable[[], bool]):
+    def __init__(self, node: Node[Any], registry: CollectorRegistry, serving: Callable[[], bool]):
         self.node = node
         self.registry = registry
         #: whether the node serves clients yet

@@ -264,7 +264,7 @@ class NodeMetrics:
             if family.children:
                 yield family.metric()
 
-    def watch(self, node: Node) -> None:
+    def watch(self, node: Node[Any]) -> None:
         """Count the node's leader changes (a change to "no leader" included)."""
         last = [node.core.leader_id]
 
@@ -277,7 +277,7 @@ class NodeMetrics:
         node.role_watchers.append(leader_maybe_changed)
 
 
-async def probe_peers(node: Node, metrics: NodeMetrics, every: float = PROBE_SECONDS) -> None:
+async def probe_peers(node: Node[Any], metrics: NodeMetrics, every: float = PROBE_SECONDS) -> None:
     """Ask every peer for its status every `every` seconds, recording the round trip
     (or that it did not answer within `every`)."""
 
@@ -300,7 +300,7 @@ async def probe_peers(node: Node, metrics: NodeMetrics, every: float = PROBE_SEC
 class NodeCollector(Collector):
     """The levels of a node and its client server, read at each scrape."""
 
-    def __init__(self, node: Node, server: ClientServer) -> None:
+    def __init__(self, node: Node[Any], server: ClientServer) -> None:
         self.node = node
         self.server = server
 
@@ -357,7 +357,7 @@ class NodeCollector(Collector):
         yield from (connected, sent, dropped)
 
 
-def instrument(node: Node, server: ClientServer) -> CollectorRegistry:
+def instrument(node: Node[Any], server: ClientServer) -> CollectorRegistry:
     """A registry of its own holding every metric of `node` and its client server."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(node, server))

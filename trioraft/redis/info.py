@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from trioraft import __version__
 
 if TYPE_CHECKING:
+    from trioraft.redis.replies import Reply
     from trioraft.redis.server import ClientServer
     from trioraft.runtime.node import Node
 
@@ -21,7 +22,7 @@ REDIS_VERSION = "7.2.0"
 _DEFAULT_SECTIONS = ("server", "clients", "stats", "raft", "cluster", "keyspace")
 
 
-def render_info(node: Node, server: ClientServer, sections: list[str]) -> str:
+def render_info(node: Node[Reply], server: ClientServer, sections: list[str]) -> str:
     wanted = (
         _DEFAULT_SECTIONS
         if not sections or {"all", "everything", "default"} & set(sections)
@@ -33,7 +34,7 @@ def render_info(node: Node, server: ClientServer, sections: list[str]) -> str:
         "stats": lambda: _stats(server),
         "raft": lambda: node.status(),
         "cluster": lambda: {"cluster_enabled": 0},
-        "keyspace": lambda: _keyspace(node),
+        "keyspace": lambda: _keyspace(server),
     }
     parts = []
     for name in wanted:
@@ -73,7 +74,7 @@ def _stats(server: ClientServer) -> dict[str, Any]:
     }
 
 
-def _keyspace(node: Node) -> dict[str, Any]:
-    stats = node.store.stats()
+def _keyspace(server: ClientServer) -> dict[str, Any]:
+    stats = server.state.store.stats()
     line = f"keys={stats['keys']},expires={stats['expires']},avg_ttl={stats['avg_ttl']}"
     return {"db0": line} if stats["keys"] else {}

@@ -49,7 +49,7 @@ from trioraft.redis.replies import (
     Verbatim,
 )
 
-__all__ = ["RequestParser", "RespProtocolError", "encode", "encode_into", "resp2_to_resp3"]
+__all__ = ["RequestParser", "RespProtocolError", "encode", "encode_into"]
 
 
 class RespProtocolError(Exception):
@@ -367,20 +367,8 @@ def encode(reply: Reply, resp3: bool = False) -> bytes:
     return bytes(out)
 
 
-def resp2_to_resp3(encoded: bytes) -> bytes:
-    """The RESP3 form of one RESP2-encoded reply. (The replies of writes travel between
-    nodes encoded, as RESP2; they hold no maps, so only their nulls change.)"""
-    if encoded == b"$-1\r\n":
-        return b"_\r\n"
-    if encoded[:1] != b"*":
-        return encoded
-    decoded = decode_reply(encoded)
-    assert decoded is not None, "a whole reply"
-    return encode(decoded[0], resp3=True)
-
-
-# Decoding replies (for trioraft's own clients: `trioraft status`, the benchmark, and the
-# tests' clients).
+# Decoding replies (for trioraft's own clients: `trioraft status`, the benchmark; and a
+# write's result forwarded from the leader, see kvstore/replicated.py; and the tests' clients).
 
 
 def decode_reply(data: bytes | bytearray, start: int = 0) -> tuple[Reply, int] | None:

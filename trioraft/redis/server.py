@@ -35,7 +35,7 @@ import attrs
 import trio
 
 from trioraft.kvstore import expiry, kv
-from trioraft.kvstore.replicated import Transaction, log_command
+from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
 from trioraft.kvstore.steps import run_stepwise
 from trioraft.ops.backup import BACKUP_COMMAND, backup_stream, take_backup
 from trioraft.ops.logs import NodeLogger
@@ -52,15 +52,16 @@ from trioraft.redis.handshake import (
 )
 from trioraft.redis.info import render_info
 from trioraft.redis.replies import OK, PONG, ErrorReply, Map, Reply, SimpleString, Verbatim
-from trioraft.redis.resp import (
-    RequestParser,
-    RespProtocolError,
-    decode_reply,
-    encode,
-    encode_into,
-    resp2_to_resp3,
+from trioraft.redis.resp import RequestParser, RespProtocolError, encode, encode_into
+from trioraft.runtime.node import (
+    ChangeOutcome,
+    Indeterminate,
+    Node,
+    Outcome,
+    Overloaded,
+    Refused,
+    Unavailable,
 )
-from trioraft.runtime.node import Indeterminate, Node, Unavailable, error_reply
 from trioraft.transport.base import remote_name
 
 #: how many times a read has the keys it meets past their deadline deleted and waits
@@ -149,8 +150,16 @@ _StreamingHandler: TypeAlias = Callable[
 
 
 class ClientServer:
-    def __init__(self, node: Node, limits: ClientLimits, password: str | None = None) -> None:
+    def __init__(
+        self,
+        node: Node[Reply],
+        state: ReplicatedState,
+        limits: ClientLimits,
+        password: str | None = None,
+    ) -> None:
         self.node = node
+        #: the state machine `node` replicates, which reads are served from
+        self.state = state
         self.log = NodeLogger(node.id, "trioraft.server")
         self.limits = limits
         self.password = password.encode() if password else None
@@ -417,22 +426,15 @@ class ClientServer:
     async def _run_writes(
         self, conn: _Connection, batch: list[list[bytes]], out: bytearray
     ) -> None:
-        replies: list[bytes | None] = []
-        commands: list[bytes] = []
-        for args in batch:
-            problem = kv.validate(args)
-            if problem is not None:
-                replies.append(encode(problem))
-            else:
-                replies.append(None)
-                command = log_command(args, self.limits.max_value_bytes)
-                commands.append(kv.encode_command(command))
-        results = await self.node.write_replies(commands) if commands else []
-        if conn.resp3:
-            results = [resp2_to_resp3(result) for result in results]
-        it = iter(results)
-        for reply in replies:
-            out += reply if reply is not None else next(it)
+        problems = [kv.validate(args) for args in batch]
+        commands = [
+            kv.encode_command(log_command(args, self.limits.max_value_bytes))
+            for args, problem in zip(batch, problems, strict=True)
+            if problem is None
+        ]
+        outcomes = iter(await self.node.write(commands) if commands else [])
+        for problem in problems:
+            encode_into(out, problem or outcome_reply(next(outcomes)), conn.resp3)
 
     async def _run_reads(
         self,
@@ -465,7 +467,7 @@ class ClientServer:
         few rounds, such keys are only hidden)."""
         for _ in range(_EXPIRY_ROUNDS):
             now = await self.node.read_barrier()
-            store = self.node.store
+            store = self.state.store
             expired = [
                 key
                 for args, problem in zip(batch, problems, strict=True)
@@ -481,10 +483,10 @@ class ClientServer:
         """Run a valid read at time `now`; KEYS reads a slice of the keyspace per
         event-loop step."""
         if args[0].upper() == b"KEYS":
-            with self.node.store.search_keys(args[1], now) as search:
+            with self.state.store.search_keys(args[1], now) as search:
                 await run_stepwise(search)
             return search.found
-        return self.node.store.read(args, now)
+        return self.state.store.read(args, now)
 
     # --- transactions ----------------------------------------------------------------
 
@@ -544,7 +546,7 @@ class ClientServer:
         except (Unavailable, Indeterminate) as exc:
             return error_reply(exc)
         # no await from the barrier on: every key is read in the state it confirmed
-        store = self.node.store
+        store = self.state.store
         for key in args[1:]:
             if key not in conn.watched:
                 revision = store.read([b"RAFT.REVISION", key], now)
@@ -570,10 +572,8 @@ class ClientServer:
             entry = Transaction(
                 watched, [log_command(args, self.limits.max_value_bytes) for args in data]
             )
-            [reply] = await self.node.write_replies([kv.encode_command(entry.command())])
-            decoded = decode_reply(reply)
-            assert decoded is not None, "a whole reply"
-            applied = decoded[0]
+            [outcome] = await self.node.write([kv.encode_command(entry.command())])
+            applied = outcome_reply(outcome)
         if not isinstance(applied, list):
             return applied  # the null array, or the transaction's one error
         replies = iter(applied)
@@ -682,13 +682,13 @@ class ClientServer:
             except (Unavailable, Indeterminate) as exc:
                 return error_reply(exc)
         assert not isinstance(parsed, str)
-        return _decoded(await self.node.change_members(parsed))
+        return change_reply(await self.node.change_members(parsed))
 
     async def _raft_transfer(self, conn: _Connection, args: list[bytes]) -> Reply:
         target = members.parse_transfer(args)
         if isinstance(target, ErrorReply):
             return target
-        return _decoded(await self.node.transfer(target))
+        return change_reply(await self.node.transfer(target))
 
     async def _raft_snapshot(self, conn: _Connection, args: list[bytes]) -> Reply:
         try:
@@ -735,6 +735,22 @@ class ClientServer:
         )
 
 
+def error_reply(exc: Unavailable | Indeterminate | Overloaded) -> ErrorReply:
+    """The error a client gets for a command without an outcome."""
+    if isinstance(exc, Unavailable):
+        return ErrorReply(f"CLUSTERDOWN {exc}")
+    if isinstance(exc, Overloaded):
+        return ErrorReply(f"TRYAGAIN {exc}, retry shortly")
+    return ErrorReply(f"TIMEOUT {exc}")
+
+
+def outcome_reply(outcome: Outcome[Reply]) -> Reply:
+    """What a client gets for a write's command."""
+    if isinstance(outcome, Unavailable | Indeterminate | Overloaded):
+        return error_reply(outcome)
+    return outcome
+
+
 def _command(conn: _Connection, args: list[bytes]) -> Reply:
     """No command table: clients do without one. COMMAND DOCS is a map in Redis 7."""
     if len(args) > 1 and args[1].upper() == b"DOCS":
@@ -742,7 +758,14 @@ def _command(conn: _Connection, args: list[bytes]) -> Reply:
     return []
 
 
-def _decoded(reply: bytes) -> Reply:
-    decoded = decode_reply(reply)
-    assert decoded is not None, "a whole reply"
-    return decoded[0]
+def change_reply(outcome: ChangeOutcome) -> Reply:
+    """What a client gets for a membership change or a transfer."""
+    if outcome is None:
+        return OK
+    if isinstance(outcome, Refused):
+        return ErrorReply(f"ERR {outcome.reason}")
+    return error_reply(outcome)
+
+
+def _arity(name: str) -> ErrorReply:
+    return ErrorReply(f"ERR wrong number of arguments for '{name}' command")

@@ -12,7 +12,7 @@ The queue is bounded by the clients: a client whose write waits here is not read
 (its connection waits for the answer), which is how load is pushed back on clients
 rather than on the peer link.
 
-Each write gets the outcome of its call: the replies to its own commands, or the error
+Each write gets the outcome of its call: the outcomes of its own commands, or the error
 the call raised. The writers of one call are woken `WAKE_CHUNK` at a time, one chunk per
 round of the event loop: a thousand clients all going on with their work in one round
 would hold up the node's own tasks (the peer links, the timers) past an election timeout.
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 import attrs
 import trio
 
 from trioraft.core.messages import NodeId
-from trioraft.transport.base import Payload
 from trioraft.transport.errors import RpcTimeout
 
 #: `propose` calls to the leader in flight at once; well under the leader's handler cap
@@ -37,46 +37,49 @@ MAX_BATCH_BYTES = 1024 * 1024
 #: writers woken per round of the event loop when their call ends
 WAKE_CHUNK = 32
 
-#: calls `method` on the leader with a payload and a timeout, as `Node._call_leader`
-LeaderCall = Callable[[NodeId, str, Payload, float], Awaitable[Payload]]
+#: what the leader answers for each command
+T = TypeVar("T")
+
+#: proposes commands on the leader within a timeout: their outcomes, one per command
+ProposeCall = Callable[[NodeId, list[bytes], float], Awaitable[list[T]]]
 
 
 @attrs.define
-class _Write:
-    """One client batch of commands waiting for the leader's replies."""
+class _Write(Generic[T]):
+    """One client batch of commands waiting for the leader's answers."""
 
     leader: NodeId
     commands: list[bytes]
     #: (trio time) when its writer stops waiting; a call waits for its latest writer
     deadline: float
-    #: None until its call ended; then its replies, or what the call raised
-    outcome: list[bytes] | Exception | None = None
+    #: None until its call ended; then the outcomes of its commands, or what the call raised
+    outcome: list[T] | Exception | None = None
     done: trio.Event = attrs.Factory(trio.Event)
 
     @property
     def size(self) -> int:
         return sum(len(command) for command in self.commands)
 
-    def settle(self, outcome: list[bytes] | Exception) -> None:
+    def settle(self, outcome: list[T] | Exception) -> None:
         self.outcome = outcome
         self.done.set()
 
 
-class Forwarder:
+class Forwarder(Generic[T]):
     """Forwards writes to the leader in batches; `run` must be running."""
 
-    def __init__(self, call: LeaderCall) -> None:
+    def __init__(self, call: ProposeCall[T]) -> None:
         self._call = call
         #: writes not yet sent, oldest first
-        self._queue: list[_Write] = []
+        self._queue: list[_Write[T]] = []
         #: set while `_queue` is not empty
         self._queued = trio.Event()
         self._in_flight = trio.Semaphore(MAX_IN_FLIGHT)
 
-    async def forward(self, leader: NodeId, commands: list[bytes], timeout: float) -> list[bytes]:
-        """The leader's replies to `commands`; raises what the call raised, or
+    async def forward(self, leader: NodeId, commands: list[bytes], timeout: float) -> list[T]:
+        """The leader's outcomes of `commands`; raises what the call raised, or
         RpcTimeout when no answer came within `timeout` seconds."""
-        write = _Write(leader, commands, trio.current_time() + timeout)
+        write: _Write[T] = _Write(leader, commands, trio.current_time() + timeout)
         self._queue.append(write)
         self._queued.set()
         with trio.move_on_after(timeout):
@@ -103,13 +106,13 @@ class Forwarder:
                 else:  # every queued writer gave up while waiting
                     self._in_flight.release()
 
-    def _take_batch(self) -> list[_Write]:
+    def _take_batch(self) -> list[_Write[T]]:
         """The oldest queued writes for one leader, up to MAX_BATCH_BYTES (at least one)."""
         if not self._queue:
             return []
         leader = self._queue[0].leader
-        batch: list[_Write] = []
-        rest: list[_Write] = []
+        batch: list[_Write[T]] = []
+        rest: list[_Write[T]] = []
         size = 0
         full = False
         for write in self._queue:
@@ -124,7 +127,7 @@ class Forwarder:
         self._queue = rest
         return batch
 
-    async def _send(self, batch: list[_Write]) -> None:
+    async def _send(self, batch: list[_Write[T]]) -> None:
         try:
             outcomes = await self._call_for(batch)
             for k, (write, outcome) in enumerate(zip(batch, outcomes, strict=True)):
@@ -134,19 +137,17 @@ class Forwarder:
         finally:
             self._in_flight.release()
 
-    async def _call_for(self, batch: list[_Write]) -> list[list[bytes] | Exception]:
-        """One call for the whole batch: each write's replies, or for each the error."""
+    async def _call_for(self, batch: list[_Write[T]]) -> list[list[T] | Exception]:
+        """One call for the whole batch: each write's outcomes, or for each the error."""
         commands = [command for write in batch for command in write.commands]
         timeout = max(write.deadline for write in batch) - trio.current_time()
         try:
-            answer = await self._call(batch[0].leader, "propose", commands, max(timeout, 0.01))
-            assert isinstance(answer, list | tuple) and len(answer) == len(commands)
+            answer = await self._call(batch[0].leader, commands, max(timeout, 0.01))
         except Exception as exc:  # each writer handles it as if it had called
             return [exc] * len(batch)
-        replies = [bytes(reply) for reply in answer]
-        outcomes: list[list[bytes] | Exception] = []
+        outcomes: list[list[T] | Exception] = []
         start = 0
         for write in batch:
-            outcomes.append(replies[start : start + len(write.commands)])
+            outcomes.append(answer[start : start + len(write.commands)])
             start += len(write.commands)
         return outcomes

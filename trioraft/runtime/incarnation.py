@@ -35,13 +35,11 @@ a lost data dir and more, beyond the single failure a three-node cluster survive
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from trioraft.core.messages import NodeId
-from trioraft.kvstore import kv
-from trioraft.kvstore.replicated import REGISTER, WipedMember, wiped_message
 from trioraft.transport.base import Payload
 from trioraft.transport.errors import RpcError
 
@@ -53,7 +51,23 @@ ASK_TIMEOUT = 1.0
 RETRY_PAUSE = 0.2
 
 
-async def guard(node: Node, incarnation: str, fresh: bool) -> None:
+class WipedMember(Exception):
+    """A member came back with a data dir other than the one the cluster knows."""
+
+
+def wiped_message(node_id: str) -> str:
+    return (
+        f"node {node_id} was part of this cluster with another data dir: its data dir was "
+        "deleted or replaced, so it has forgotten its votes and the writes it acknowledged. "
+        "Restore its original data dir, or rebuild the cluster from a backup, or replace "
+        f"the member: `trioraft member remove ADDR {node_id}` (ADDR: any live member's "
+        "client address), then `trioraft member add ADDR ID PEER_ADDR CLIENT_ADDR` and "
+        "start that node on an empty data dir (the same id, or a new one); do not restart "
+        "it with an empty data dir while it is a member"
+    )
+
+
+async def guard(node: Node[Any], incarnation: str, fresh: bool) -> None:
     if node.known_incarnation(node.id) != incarnation:
         await _verify_with_peers(node, incarnation)
         node.log.info("data dir accepted by the peers", incarnation=incarnation, new=fresh)
@@ -61,7 +75,7 @@ async def guard(node: Node, incarnation: str, fresh: bool) -> None:
     await _register(node, incarnation)
 
 
-def answer(node: Node, member: NodeId) -> Payload:
+def answer(node: Node[Any], member: NodeId) -> Payload:
     """What this node tells `member` asking about itself: the incarnation it records for
     it (None if none) and whether it has never seen the cluster run."""
     core = node.core
@@ -71,7 +85,7 @@ def answer(node: Node, member: NodeId) -> Payload:
     }
 
 
-async def _verify_with_peers(node: Node, incarnation: str) -> None:
+async def _verify_with_peers(node: Node[Any], incarnation: str) -> None:
     members = node.core.members
     peers = sorted(members.voters - {node.id})
     # rule 3: a majority of the other voters; rule 4: a quorum with this node
@@ -108,13 +122,12 @@ async def _verify_with_peers(node: Node, incarnation: str) -> None:
         await trio.sleep(RETRY_PAUSE)
 
 
-async def _register(node: Node, incarnation: str) -> None:
-    command = kv.encode_command([REGISTER, node.id.encode(), incarnation.encode()])
+async def _register(node: Node[Any], incarnation: str) -> None:
     while True:
-        [reply] = await node.write_replies([command])
-        if reply == b"+OK\r\n":
+        registered = await node.register(incarnation)
+        if registered:
             node.log.info("incarnation registered", incarnation=incarnation)
             return
-        if reply.startswith(b"-WIPED"):
+        if registered is False:
             raise WipedMember(wiped_message(node.id))
         await trio.sleep(RETRY_PAUSE)

@@ -15,14 +15,18 @@ Tasks, all in one nursery:
 - the forwarder: sends a follower's writes to the leader, many in one call
   (`forwarding.py`).
 
+The node replicates a state machine it knows only through the `StateMachine` protocol
+(runtime/statemachine.py): it applies the committed commands to it, and takes, sends and
+installs its snapshots.
+
 Client work: `write()` runs commands on the leader (forwarding them over the peer link
 from a follower) and waits until they are applied; `read_barrier()` waits until a
 linearizable read may be served locally (a follower asks the leader for the read index).
 
-Outcomes of a write (docs/protocol.md, Errors): applied (the reply), definitely not applied
-(`Unavailable`: no leader, or our entry was replaced by another one; `Overloaded`: the
-leader holds too many uncommitted writes to take more), or unknown
-(`Indeterminate`: the wait timed out, or the request was lost in flight).
+Outcomes of a write, per command (docs/protocol.md, Errors): applied (the state machine's
+result), definitely not applied (`Unavailable`: no leader, or our entry was replaced by
+another one; `Overloaded`: the leader holds too many uncommitted writes to take more), or
+unknown (`Indeterminate`: the wait timed out, or the request was lost in flight).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sized
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import attrs
 import trio
@@ -57,18 +61,15 @@ from trioraft.core.messages import (
     SnapshotMeta,
 )
 from trioraft.core.raft import Raft, RaftConfig, Ready, Role
-from trioraft.kvstore import kv
-from trioraft.kvstore.replicated import REGISTER, ReplicatedState
 from trioraft.kvstore.stamps import Stamper, stamp, time_of, unstamp, wall_clock_ms
 from trioraft.kvstore.steps import Release, run_stepwise
 from trioraft.ops.config import parse_address
 from trioraft.ops.logs import NodeLogger
 from trioraft.ops.metrics import NodeMetrics
-from trioraft.redis.replies import OK, ErrorReply, Reply
-from trioraft.redis.resp import encode
 from trioraft.runtime import incarnation
 from trioraft.runtime.forwarding import Forwarder
 from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
+from trioraft.runtime.statemachine import R, StateMachine
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport.base import Address, Payload, Transport
 from trioraft.transport.errors import RpcError, RpcRemoteError, RpcUnavailable
@@ -102,6 +103,25 @@ class Overloaded(Exception):
     one; it was not applied."""
 
 
+#: why a write's command has no result
+WriteFailure: TypeAlias = Unavailable | Indeterminate | Overloaded
+WRITE_FAILURES = (Unavailable, Indeterminate, Overloaded)
+
+#: what a write's command comes to: the state machine's result, or why there is none
+Outcome: TypeAlias = R | WriteFailure
+
+
+@attrs.frozen
+class Refused:
+    """A membership change or transfer refused as asked: nothing changed."""
+
+    reason: str
+
+
+#: what a membership change or a transfer comes to: None once done, or why not
+ChangeOutcome: TypeAlias = Refused | WriteFailure | None
+
+
 #: how long a client request may wait for its outcome, unless the options say otherwise
 REQUEST_TIMEOUT = 5.0
 
@@ -126,15 +146,21 @@ class NodeOptions:
     peer_addresses: Mapping[NodeId, Address] = attrs.Factory(dict)
 
 
-@attrs.define
-class _Waiter:
-    """A proposal waiting to be applied at `index`."""
+class _Waiter(Generic[R]):
+    """A proposal of `term` waiting to be applied."""
 
-    term: int
-    done: trio.Event = attrs.Factory(trio.Event)
-    reply: Reply = None
-    #: set when a different entry was applied at the index: definitely not ours
-    replaced: bool = False
+    def __init__(self, term: int) -> None:
+        self.term = term
+        self.done = trio.Event()
+        self._outcome: Outcome[R] = Indeterminate("no answer from a majority in time")
+
+    def settle(self, outcome: Outcome[R]) -> None:
+        self._outcome = outcome
+        self.done.set()
+
+    @property
+    def outcome(self) -> Outcome[R]:
+        return self._outcome
 
 
 @attrs.define
@@ -154,32 +180,35 @@ class WalItem:
         return bool(self.hard_state or self.entries or self.reset or self.compact_to)
 
 
-class Node:
+class Node(Generic[R]):
     def __init__(
         self,
         options: NodeOptions,
         wal: WriteAheadLog,
         recovery: Recovery | Restored,
         transport_factory: Callable[[Callable[[NodeId, str, Payload], Any]], Transport],
+        state: StateMachine[R],
         *,
         rng: random.Random | None = None,
         snapshots: SnapshotStore | None = None,
-        snapshot: tuple[SnapshotMeta, ReplicatedState] | None = None,
+        snapshot: SnapshotMeta | None = None,
         incarnation: str | None = None,
         fresh: bool = False,
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
-        """A node resuming from its storage: the newest snapshot (if any) and the log.
-        Without a snapshot store the node never snapshots; without an incarnation it
-        does not check that its data dir is the one the cluster knows (tests). `clock`
-        is the wall clock (Unix ms) its proposals are stamped with (see stamps.py)."""
+        """A node resuming from its storage: `state`, as the newest snapshot (if any,
+        `snapshot`) holds it, and the log. Without a snapshot store the node never
+        snapshots; without an incarnation it does not check that its data dir is the one
+        the cluster knows (tests). `clock` is the wall clock (Unix ms) its proposals are
+        stamped with (see stamps.py)."""
         self.options = options
         #: what happened to the node, counted for /metrics
         self.metrics = NodeMetrics()
         self.id = options.node_id
         self.log = NodeLogger(options.node_id, "trioraft.node")
         self.wal = wal
-        meta, self.state = snapshot if snapshot else (None, ReplicatedState())
+        self.state = state
+        meta = snapshot
         after = meta.index if meta else 0
         self.core = Raft(
             options.node_id,
@@ -206,7 +235,8 @@ class Node:
         #: the last log index applied to `state`
         self.applied = self.core.applied_handed
         #: proposals of this node waiting to be applied, by log index
-        self._waiters: dict[int, _Waiter] = {}
+        #: (a membership change's waiter has no result: `_Waiter[None]`)
+        self._waiters: dict[int, _Waiter[Any]] = {}
         #: ReadIndex requests waiting for their index, by token
         self._reads: dict[Hashable, _ReadWaiter] = {}
         self._read_ids = itertools.count()
@@ -225,7 +255,7 @@ class Node:
         #: calls to the leader in flight, cancelled when the leader changes
         self._leader_calls: set[trio.CancelScope] = set()
         #: a follower's writes on their way to the leader
-        self._forwarder = Forwarder(self._call_leader)
+        self._forwarder = Forwarder(self._propose_on_leader)
         #: follower reads waiting for the next read-index question to the leader
         self._follower_reads: list[_ReadWaiter] = []
         self._follower_reads_wake = trio.Event()
@@ -296,16 +326,11 @@ class Node:
             self._handle(self.core.ready())
             self._notice_role_change()
 
-    @property
-    def store(self) -> kv.KVStore:
-        return self.state.store
-
     def _handle(self, rd: Ready) -> None:
         reset = None
         if rd.snapshot is not None:
             assert self.snapshotter is not None
-            replaced, self.state = self.state, self.snapshotter.take_installed(rd.snapshot)
-            self.free_stepwise(replaced.store.discard())
+            self.free_stepwise(self.state.replace(self.snapshotter.take_installed(rd.snapshot)))
             self._stamper.observe(self.state.time)
             self.applied = rd.snapshot.index
             reset = (rd.snapshot.index, rd.snapshot.term)
@@ -395,28 +420,30 @@ class Node:
 
     def _apply(self, entries: list[Entry]) -> None:
         for entry in entries:
-            reply: Reply = OK if entry.kind is EntryKind.CONFIG else None
+            waiter = self._waiters.pop(entry.index, None)
             if entry.kind is EntryKind.CONFIG:
                 self.state.keep_incarnations_of(decode_members(entry.data).all)
             if entry.kind is EntryKind.COMMAND:
                 time_ms, command = unstamp(entry.data)
-                reply = self.state.apply(kv.decode_command(command), entry.index, time_ms)
-            waiter = self._waiters.pop(entry.index, None)
-            if waiter is not None:
-                if waiter.term == entry.term:
-                    waiter.reply = reply
-                else:
-                    waiter.replaced = True
-                waiter.done.set()
+                result = self.state.apply(command, entry.index, time_ms)
+                if waiter is not None and waiter.term == entry.term:
+                    waiter.settle(result)
+                    continue
+            elif entry.kind is EntryKind.CONFIG and waiter and waiter.term == entry.term:
+                waiter.settle(None)
+                continue
+            if waiter is not None:  # another entry took the index: definitely not ours
+                waiter.settle(Unavailable("leadership changed before the write committed"))
         self.applied = entries[-1].index
-        self.free_stepwise(self.state.store.take_garbage())
+        self.free_stepwise(self.state.take_garbage())
         self._signal_progress()
         if self.snapshotter is not None:
             self.snapshotter.applied(entries)
 
     def free_stepwise(self, parts: list[Sized]) -> None:
-        """Free the parts of a keyspace (after FLUSHALL, or a state replaced) a few at a
-        time, so that no step of the event loop frees millions of keys."""
+        """Free the parts the state machine let go of (after FLUSHALL, or a state
+        replaced) a few at a time, so that no step of the event loop frees millions of
+        keys."""
         if parts and self.nursery is not None:
             self.nursery.start_soon(run_stepwise, Release(parts))
 
@@ -509,11 +536,10 @@ class Node:
 
     # --- client work -----------------------------------------------------------------
 
-    async def propose(self, commands: list[bytes]) -> list[bytes]:
+    async def propose(self, commands: list[bytes]) -> list[Outcome[R]]:
         """Append commands as the leader, in one batch stamped with its clock, and wait
-        until they are applied. Returns each command's RESP-encoded reply, or its
-        -CLUSTERDOWN or -TRYAGAIN (definitely not applied) or -TIMEOUT (unknown) error.
-        Raises NotLeader when nothing was appended."""
+        until they are applied. Returns each command's outcome. Raises NotLeader when
+        nothing was appended."""
         if self.stopping:
             raise NotLeader(None)
         time_ms = self._stamper.next(self._clock())
@@ -527,28 +553,28 @@ class Node:
         except TooMuchUncommitted as exc:
             self.metrics.proposals_overloaded.inc(len(commands))
             self.metrics.rejected_overloaded.inc(len(commands))
-            return [encode(error_reply(Overloaded(str(exc))))] * len(commands)
+            return [Overloaded(str(exc))] * len(commands)
         waiters = []
         for index, term in placed:
-            waiter = _Waiter(term)
+            waiter: _Waiter[R] = _Waiter(term)
             self._waiters[index] = waiter
             waiters.append((index, waiter))
         self.poke()
         with trio.move_on_after(self.options.request_timeout):
             for _, waiter in waiters:
                 await waiter.done.wait()
-        return [self._outcome(index, waiter) for index, waiter in waiters]
+        for index, waiter in waiters:
+            self._count_outcome(index, waiter)
+        return [waiter.outcome for _, waiter in waiters]
 
-    def _outcome(self, index: int, waiter: _Waiter) -> bytes:
+    def _count_outcome(self, index: int, waiter: _Waiter[Any]) -> None:
         if not waiter.done.is_set():
             self._waiters.pop(index, None)
             self.metrics.proposals_timeout.inc()
-            return encode(error_reply(Indeterminate("no answer from a majority in time")))
-        if waiter.replaced:
+        elif isinstance(waiter.outcome, Unavailable):
             self.metrics.proposals_lost.inc()
-            return encode(error_reply(Unavailable("leadership changed before the write committed")))
-        self.metrics.proposals_applied.inc()
-        return encode(waiter.reply)
+        else:
+            self.metrics.proposals_applied.inc()
 
     async def read_barrier(self) -> int:
         """Return once a linearizable read may be served from the local state machine,
@@ -642,15 +668,20 @@ class Node:
             return self.core.leader_id
         raise Unavailable("no leader")
 
-    async def write(self, commands: list[bytes]) -> list[bytes]:
-        """Run writes wherever the leader is, in one batch; returns each one's
-        RESP-encoded reply (see `propose`)."""
-        return await self._at_leader(
-            lambda: self.propose(commands),
-            lambda leader, timeout: self._forward(leader, commands, timeout),
-        )
+    async def write(self, commands: list[bytes]) -> list[Outcome[R]]:
+        """Run writes wherever the leader is, in one batch; returns each one's outcome
+        (a batch that could not be run has the same failure for each)."""
+        try:
+            return await self._at_leader(
+                lambda: self.propose(commands),
+                lambda leader, timeout: self._forward(leader, commands, timeout),
+            )
+        except (Unavailable, Indeterminate) as exc:
+            return [exc] * len(commands)
 
-    async def _forward(self, leader: NodeId, commands: list[bytes], timeout: float) -> list[bytes]:
+    async def _forward(
+        self, leader: NodeId, commands: list[bytes], timeout: float
+    ) -> list[Outcome[R]]:
         self.metrics.forwarded.inc(len(commands))
         return await self._forwarder.forward(leader, commands, timeout)
 
@@ -699,13 +730,33 @@ class Node:
                 self._leader_calls.discard(scope)
         raise LeaderChanged()
 
-    async def write_replies(self, commands: list[bytes]) -> list[bytes]:
-        """`write`, except that an outcome of Unavailable or Indeterminate becomes the matching
-        error reply for every command instead of an exception."""
-        try:
-            return await self.write(commands)
-        except (Unavailable, Indeterminate) as exc:
-            return [encode(error_reply(exc))] * len(commands)
+    async def _propose_on_leader(
+        self, leader: NodeId, commands: list[bytes], timeout: float
+    ) -> list[Outcome[R]]:
+        """The outcomes of `commands` proposed by `leader` (see `_call_leader`)."""
+        answer = await self._call_leader(leader, "propose", commands, timeout)
+        assert isinstance(answer, list | tuple) and len(answer) == len(commands)
+        return [self._decode_outcome(outcome) for outcome in answer]
+
+    def _encode_outcome(self, outcome: Outcome[R]) -> Payload:
+        if isinstance(outcome, WRITE_FAILURES):
+            return [_FAILURE_CODES[type(outcome)], str(outcome)]
+        return [0, self.state.encode_result(outcome)]
+
+    def _decode_outcome(self, encoded: Payload) -> Outcome[R]:
+        assert isinstance(encoded, list | tuple) and len(encoded) == 2
+        code, value = encoded
+        if code == 0:
+            assert isinstance(value, bytes)
+            return self.state.decode_result(value)
+        assert isinstance(code, int) and isinstance(value, str)
+        return _FAILURES_BY_CODE[code](value)
+
+    async def register(self, incarnation: str) -> bool | None:
+        """Record this node's incarnation through the log; whether it was recorded,
+        refused (another one is recorded) or neither (no outcome: try again)."""
+        [outcome] = await self.write([self.state.registration(self.id, incarnation)])
+        return None if isinstance(outcome, WRITE_FAILURES) else self.state.registered(outcome)
 
     async def _await_progress_until(self, deadline: float) -> None:
         """Wait for the role or leader to change, at most until `deadline`."""
@@ -716,14 +767,14 @@ class Node:
 
     # --- membership --------------------------------------------------------------------
 
-    async def change_members(self, change: MemberChange) -> bytes:
-        """Make a membership change wherever the leader is; returns the RESP-encoded
-        reply once it is committed: +OK, an -ERR saying why it was refused (nothing
-        changed), -CLUSTERDOWN (not made) or -TIMEOUT (unknown)."""
+    async def change_members(self, change: MemberChange) -> ChangeOutcome:
+        """Make a membership change wherever the leader is; returns once it is committed
+        (None), Refused saying why (nothing changed), Unavailable (not made) or
+        Indeterminate (unknown)."""
         request = [change.kind.value, change.node]
         if change.address is not None:
             request += [change.address.peer, change.address.client]
-        return await self._replying_at_leader(
+        return await self._changing_at_leader(
             lambda: self._change_members_here(change),
             "change_members",
             request,
@@ -740,26 +791,28 @@ class Node:
             return change.node in core.members.voters
         return change.node not in core.members.all
 
-    async def _change_members_here(self, change: MemberChange) -> bytes:
+    async def _change_members_here(self, change: MemberChange) -> ChangeOutcome:
         try:
             index, term = self.core.change_members(change)
         except TransferInProgress:
             raise NotLeader(None) from None
         except (ChangeNotAllowedYet, InvalidChange) as exc:
-            return encode(ErrorReply(f"ERR {exc}"))
+            return Refused(str(exc))
         self.log.info("membership change", change=change.kind.value, member=change.node)
-        waiter = _Waiter(term)
+        waiter: _Waiter[None] = _Waiter(term)
         self._waiters[index] = waiter
         self.poke()
         with trio.move_on_after(self.options.request_timeout):
             await waiter.done.wait()
-        return self._outcome(index, waiter)
+        self._count_outcome(index, waiter)
+        return waiter.outcome
 
-    async def transfer(self, target: NodeId | None) -> bytes:
+    async def transfer(self, target: NodeId | None) -> ChangeOutcome:
         """Hand leadership to `target` (the most caught-up voter when None) wherever the
-        leader is; returns the RESP-encoded reply once another node leads."""
+        leader is; returns once another node leads (None), or why not (as
+        `change_members`)."""
         asked = self.core.leader_id
-        return await self._replying_at_leader(
+        return await self._changing_at_leader(
             lambda: self._transfer_here(target),
             "transfer",
             target,
@@ -769,21 +822,21 @@ class Node:
             ),
         )
 
-    async def _transfer_here(self, target: NodeId | None) -> bytes:
+    async def _transfer_here(self, target: NodeId | None) -> ChangeOutcome:
         core = self.core
         target = target or core.most_caught_up_voter()
         if target is None or target not in core.members.voters:
-            return encode(ErrorReply(f"ERR {target or 'no other node'} is not a voter"))
+            return Refused(f"{target or 'no other node'} is not a voter")
         if target == self.id:
-            return encode(OK)
+            return None
         self.log.info("handing over leadership on request", to=target)
         core.transfer_leadership(target)
         self.poke()
         with trio.move_on_after(self.options.request_timeout):
             while core.leader_id in (self.id, None):
                 await self._progress.wait()
-            return encode(OK)
-        return encode(error_reply(Indeterminate(f"{target} did not take over in time")))
+            return None
+        return Indeterminate(f"{target} did not take over in time")
 
     async def member_rows(self) -> list[dict[str, Any]]:
         """One row per member, as the leader sees it: id, role, addresses, match index."""
@@ -814,44 +867,43 @@ class Node:
         assert isinstance(rows, list | tuple)
         return [dict(row) for row in rows]
 
-    async def _replying_at_leader(
+    async def _changing_at_leader(
         self,
-        here: Callable[[], Awaitable[bytes]],
+        here: Callable[[], Awaitable[ChangeOutcome]],
         method: str,
         payload: Payload,
         done: Callable[[], bool],
-    ) -> bytes:
-        """`_at_leader` for a request answered with a RESP reply. Its effect changes who
+    ) -> ChangeOutcome:
+        """`_at_leader` for a membership change or a transfer. Its effect changes who
         leads (a transfer, a leader removing itself), so the leader's answer is often
         overtaken by the news of the change: when the outcome is unknown, `done()` seen
-        from here (within the request timeout) makes it +OK."""
+        from here (within the request timeout) makes it done."""
 
-        async def there(leader: NodeId, timeout: float) -> bytes:
-            reply = await self._call_leader(leader, method, payload, timeout)
-            assert isinstance(reply, bytes)
-            return reply
+        async def there(leader: NodeId, timeout: float) -> ChangeOutcome:
+            return _decode_change(await self._call_leader(leader, method, payload, timeout))
 
         try:
             return await self._at_leader(here, there)
         except Unavailable as exc:
-            return encode(error_reply(exc))
+            return exc
         except Indeterminate as exc:
             with trio.move_on_after(self.options.request_timeout):
                 while not done():
                     await self._progress.wait()
-                return encode(OK)
-            return encode(error_reply(exc))
+                return None
+            return exc
 
     async def _serve_rpc(self, src: NodeId, method: str, payload: Payload) -> Payload:
         if method == "propose":
             assert isinstance(payload, list | tuple)
-            return await self.propose([bytes(command) for command in payload])
+            outcomes = await self.propose([bytes(command) for command in payload])
+            return [self._encode_outcome(outcome) for outcome in outcomes]
         if method == "change_members":
             assert isinstance(payload, list | tuple)
-            return await self._change_members_here(_change_from(payload))
+            return _encode_change(await self._change_members_here(_change_from(payload)))
         if method == "transfer":
             assert payload is None or isinstance(payload, str)
-            return await self._transfer_here(payload)
+            return _encode_change(await self._transfer_here(payload))
         if method == "members":
             rows: Payload = await self._member_rows_here()
             return rows
@@ -920,14 +972,14 @@ class Node:
         """The incarnation recorded for `node_id`: in the applied state, or else in a
         registration still in the log (a node that restarted has not applied its log
         yet, and must not vouch for a wiped member meanwhile)."""
-        known = self.state.incarnations.get(node_id)
+        known = self.state.incarnation_of(node_id)
         if known is not None:
             return known
         for entry in self.core.log.slice(self.applied + 1, self.core.log.last_index + 1):
-            if entry.kind is EntryKind.COMMAND and REGISTER in entry.data:
-                args = kv.decode_command(unstamp(entry.data)[1])
-                if args[0] == REGISTER and len(args) == 3 and args[1] == node_id.encode():
-                    return args[2].decode()
+            if entry.kind is EntryKind.COMMAND:
+                registered = self.state.registration_in(unstamp(entry.data)[1])
+                if registered is not None and registered[0] == node_id:
+                    return registered[1]
         return None
 
     # --- status ----------------------------------------------------------------------
@@ -1005,9 +1057,25 @@ def _change_from(request: list[Any] | tuple[Any, ...]) -> MemberChange:
     return MemberChange(ChangeKind(kind), node, address)
 
 
-def error_reply(exc: Unavailable | Indeterminate | Overloaded) -> ErrorReply:
-    if isinstance(exc, Unavailable):
-        return ErrorReply(f"CLUSTERDOWN {exc}")
-    if isinstance(exc, Overloaded):
-        return ErrorReply(f"TRYAGAIN {exc}, retry shortly")
-    return ErrorReply(f"TIMEOUT {exc}")
+#: how a forwarded write's failure travels back from the leader (0: a result; 4: a
+#: membership change or transfer refused)
+_FAILURE_CODES: dict[type[WriteFailure], int] = {Unavailable: 1, Indeterminate: 2, Overloaded: 3}
+_FAILURES_BY_CODE = {code: failure for failure, code in _FAILURE_CODES.items()}
+_REFUSED = 4
+
+
+def _encode_change(outcome: ChangeOutcome) -> Payload:
+    if outcome is None:
+        return [0, None]
+    if isinstance(outcome, Refused):
+        return [_REFUSED, outcome.reason]
+    return [_FAILURE_CODES[type(outcome)], str(outcome)]
+
+
+def _decode_change(encoded: Payload) -> ChangeOutcome:
+    assert isinstance(encoded, list | tuple) and len(encoded) == 2
+    code, reason = encoded
+    if code == 0:
+        return None
+    assert isinstance(code, int) and isinstance(reason, str)
+    return Refused(reason) if code == _REFUSED else _FAILURES_BY_CODE[code](reason)

@@ -27,14 +27,15 @@ and the WAL restarts after the snapshot.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from contextlib import closing
+from typing import TYPE_CHECKING, Any, Generic
 
 import attrs
 import trio
 
 from trioraft.core.messages import Entry, InstallSnapshot, Members, NodeId, SnapshotMeta
-from trioraft.kvstore.replicated import Capture, ReplicatedState
 from trioraft.kvstore.steps import run_stepwise
+from trioraft.runtime.statemachine import Capture, R, StateMachine
 from trioraft.storage import StorageError
 from trioraft.transport.base import Payload
 from trioraft.transport.errors import RpcError
@@ -62,9 +63,9 @@ class SnapshotPolicy:
     retry_most: float = 5.0
 
 
-async def capture(state: ReplicatedState) -> Capture:
+async def capture(state: StateMachine[Any]) -> Capture:
     """A copy of `state` as it is when called, taken a slice per event-loop step."""
-    with state.begin_capture() as taken:
+    with closing(state.begin_capture()) as taken:
         await run_stepwise(taken)
     return taken
 
@@ -90,10 +91,10 @@ class Backoff:
         self.pause = 0.0
 
 
-class Snapshotter:
+class Snapshotter(Generic[R]):
     def __init__(
         self,
-        node: Node,
+        node: Node[R],
         store: SnapshotStore,
         latest: SnapshotMeta | None,
         policy: SnapshotPolicy | None = None,
@@ -114,7 +115,7 @@ class Snapshotter:
         #: the transfer from the leader in progress
         self._receiver: SnapshotReceiver | None = None
         #: a received snapshot and its loaded state, stepped into the core, not yet taken
-        self._installed: tuple[SnapshotMeta, ReplicatedState] | None = None
+        self._installed: tuple[SnapshotMeta, StateMachine[R]] | None = None
 
     # --- taking ----------------------------------------------------------------------
 
@@ -158,8 +159,7 @@ class Snapshotter:
         the data's size. It is taken out of the list, so that the copy is freed here as
         it is serialized, not in the event loop (freeing a copy of a large keyspace takes
         tens of milliseconds)."""
-        capture = held.pop()
-        data = ReplicatedState.serialize(capture)
+        data = held.pop().serialize()
         self.store.write(meta, data)
         return len(data)
 
@@ -285,9 +285,8 @@ class Snapshotter:
         async with self._lock:
             path = await trio.to_thread.run_sync(receiver.finish)
             self._receiver = None
-            state = await trio.to_thread.run_sync(
-                lambda: ReplicatedState.restore(self.store.load(path)[1])
-            )
+            restore = self.node.state.restore
+            state = await trio.to_thread.run_sync(lambda: restore(self.store.load(path)[1]))
         self.index = max(self.index, meta.index)
         self._installed = (meta, state)
         metrics = self.node.metrics
@@ -298,7 +297,7 @@ class Snapshotter:
         )
         self.node.poke()
 
-    def take_installed(self, meta: SnapshotMeta) -> ReplicatedState:
+    def take_installed(self, meta: SnapshotMeta) -> StateMachine[R]:
         """The state loaded for the snapshot the core has just installed."""
         installed, self._installed = self._installed, None
         assert installed is not None and installed[0] == meta, "the core installs what it got"
@@ -310,4 +309,4 @@ class Snapshotter:
         or it came from a stale leader): free the loaded state."""
         installed, self._installed = self._installed, None
         if installed is not None:
-            self.node.free_stepwise(installed[1].store.discard())
+            self.node.free_stepwise(installed[1].discard())

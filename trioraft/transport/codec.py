@@ -56,8 +56,9 @@ from trioraft.transport.errors import FrameTooLarge, ProtocolError
 
 #: the first field of both handshake frames
 MAGIC = b"trioraft"
-#: bumped on any incompatible change to the frames below
-PROTOCOL_VERSION = 2
+#: bumped on any incompatible change to the frames below or to what an RPC carries
+#: (3: a forwarded write's outcome is typed, no longer a RESP reply)
+PROTOCOL_VERSION = 3
 #: the default limit on a frame body once the handshake is done
 MAX_FRAME = 64 * 1024 * 1024
 #: the limit before the handshake: an unauthenticated peer cannot make us buffer more
