@@ -50,6 +50,19 @@ def test_read_index_is_the_commit_index_when_the_read_is_registered() -> None:
     assert cluster.reads["a"] == [ReadState("r", 1)]
 
 
+def test_heartbeat_now_sends_a_round_in_the_next_ready_which_followers_echo() -> None:
+    cluster = Cluster()
+    leader = cluster.elect("a")
+    cluster.stabilize()
+    round_ = leader.heartbeat_now()
+    sent = [m for m in cluster.ready("a").messages if isinstance(m, Heartbeat)]
+    assert sorted((m.dst, m.seq) for m in sent) == [("b", round_), ("c", round_)]
+    cluster.stabilize()
+    assert all(pr.acked_seq == round_ for pr in leader.progress.values())
+    with pytest.raises(NotLeader):
+        cluster.nodes["b"].heartbeat_now()
+
+
 def test_read_is_released_once_a_majority_answered_a_heartbeat_round() -> None:
     cluster = Cluster()
     cluster.elect("a").read_index("r")

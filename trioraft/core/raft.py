@@ -369,6 +369,15 @@ class Raft:
         else:
             self.reads_waiting.append(ctx)
 
+    def heartbeat_now(self) -> int:
+        """Have the next Ready send a heartbeat round (leader only); returns the round: a
+        follower answered it once its progress's `acked_seq` reached it. Raises
+        NotLeader."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        self.need_heartbeat = True
+        return self.read_seq + 1
+
     def transfer_leadership(self, target: NodeId) -> None:
         """Hand leadership to `target` once its log is complete (thesis 3.10). New
         proposals are refused meanwhile; the transfer is abandoned after an election

@@ -952,8 +952,7 @@ class Node(Generic[R]):
         """The voting followers (not in `exclude`) that answer a heartbeat round sent now,
         waiting up to an election timeout for the first answer; leader only."""
         core = self.core
-        asked = core.read_seq + 1
-        core.need_heartbeat = True
+        asked = core.heartbeat_now()
         self.poke()
         with trio.move_on_after(self.options.tick_seconds * core.config.election_ticks):
             while core.is_leader:
