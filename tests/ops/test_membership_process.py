@@ -67,12 +67,12 @@ def test_grow_to_four_then_remove_the_leader_while_a_client_writes() -> None:
             assert added.strip() == "OK"
             newcomer.start()
             newcomer.wait_serving()
-            wait_until(lambda: newcomer.info().get("membership") == "voter", 30.0, "n4 promoted")
+            wait_until(lambda: newcomer.info().get("membership") == "voter", 60.0, "n4 promoted")
             promoted = time.monotonic() - asked
-            writer.wait_acked(len(writer.acked) + 20, timeout=30.0)
+            writer.wait_acked(len(writer.acked) + 20, timeout=60.0)
             gap_before = writer.longest_gap
             assert member(follower, "remove", leader.id).strip() == "OK"
-            writer.wait_acked(len(writer.acked) + 20, timeout=30.0)
+            writer.wait_acked(len(writer.acked) + 20, timeout=60.0)
         assert writer.failure is None, writer.failure
         print(
             f"\nmember add to promotion: {promoted:.2f} s; longest write gap before the "
@@ -116,8 +116,8 @@ def test_replace_a_member_whose_data_dir_was_wiped_while_a_client_writes() -> No
             assert added.strip() == "OK"
             newcomer.start()
             newcomer.wait_serving()
-            wait_until(lambda: newcomer.info().get("membership") == "voter", 30.0, "n4 promoted")
-            writer.wait_acked(len(writer.acked) + 20, timeout=30.0)
+            wait_until(lambda: newcomer.info().get("membership") == "voter", 60.0, "n4 promoted")
+            writer.wait_acked(len(writer.acked) + 20, timeout=60.0)
         assert writer.failure is None, writer.failure
         rows = [line.split() for line in member(leader, "list").splitlines()[1:]]
         expected = sorted({"n1", "n2", "n3", "n4"} - {victim.id})
