@@ -123,6 +123,7 @@ from trioraft.core.messages import (
     RequestVote,
     RequestVoteResponse,
     SnapshotMeta,
+    describe,
 )
 from trioraft.core.raft import Raft, RaftConfig, Ready, Role
 from trioraft.kvstore.stamps import Stamper, stamp, time_of, unstamp
@@ -1272,7 +1273,9 @@ class Simulation:
         # came, which needs no disk (votes, which do, are checked below)
         at_once = pre_vote or isinstance(m, HeartbeatResponse)
         if not at_once and m.term > hs.term:
-            self._fail("persistence", f"{node.id} sends {m} while its durable term is {hs.term}")
+            self._fail(
+                "persistence", f"{node.id} sends {describe(m)} while its durable term is {hs.term}"
+            )
         if (
             isinstance(m, RequestVoteResponse)
             and m.granted
@@ -1280,7 +1283,7 @@ class Simulation:
             and hs != HardState(m.term, m.dst)
             and hs.term <= m.term  # a later durable term also rules out voting again
         ):
-            self._fail("persistence", f"{node.id} grants {m} while its disk holds {hs}")
+            self._fail("persistence", f"{node.id} grants {describe(m)} while its disk holds {hs}")
         if (
             isinstance(m, AppendEntriesResponse)
             and m.success
@@ -1288,7 +1291,8 @@ class Simulation:
             and hs.term == m.term  # once in a later term, the disk may have been cut since
         ):
             self._fail(
-                "persistence", f"{node.id} acknowledges {m} but its disk ends at {disk.last_index}"
+                "persistence",
+                f"{node.id} acknowledges {describe(m)} but its disk ends at {disk.last_index}",
             )
 
     def _arrive(self, envelope: Envelope) -> None:
@@ -1312,7 +1316,9 @@ class Simulation:
         dst.core.step(m)
         dst.dirty = True
         if isinstance(m, RequestVote) and m.pre_vote and dst.core.term != term:
-            self._fail("prevote", f"{m} moved {m.dst} from term {term} to {dst.core.term}")
+            self._fail(
+                "prevote", f"{describe(m)} moved {m.dst} from term {term} to {dst.core.term}"
+            )
 
     # --- faults ----------------------------------------------------------------------------
 

@@ -169,3 +169,32 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     InstallSnapshot,
     TimeoutNow,
 )
+
+
+def describe(m: Message) -> str:
+    """`m` in one line, as a transcript reads: sender, receiver, term, then what it says,
+    e.g. `n1->n2 t3 AppendEntries after 5/3 entries 6..7 commit 4`."""
+    return f"{m.src}->{m.dst} t{m.term} {type(m).__name__}{_details(m)}"
+
+
+def _details(m: Message) -> str:
+    if isinstance(m, RequestVote):
+        flags = (" pre-vote" if m.pre_vote else "") + (" transfer" if m.transfer else "")
+        return f" last {m.last_log_index}/{m.last_log_term}{flags}"
+    if isinstance(m, RequestVoteResponse):
+        return (" granted" if m.granted else " refused") + (" pre-vote" if m.pre_vote else "")
+    if isinstance(m, AppendEntries):
+        first, last = m.prev_index + 1, m.prev_index + len(m.entries)
+        entries = f"entries {first}..{last}" if m.entries else "no entries"
+        return f" after {m.prev_index}/{m.prev_term} {entries} commit {m.commit}"
+    if isinstance(m, AppendEntriesResponse):
+        if m.success:
+            return f" matches {m.index}"
+        return f" rejects {m.index} hint {m.hint_index}/{m.hint_term}"
+    if isinstance(m, Heartbeat):
+        return f" seq {m.seq} commit {m.commit}"
+    if isinstance(m, HeartbeatResponse):
+        return f" seq {m.seq} last {m.last_index}"
+    if isinstance(m, InstallSnapshot):
+        return f" snapshot {m.meta.index}/{m.meta.term}"
+    return ""
