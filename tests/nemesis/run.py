@@ -63,7 +63,7 @@ from .faults import Nemesis
 from .hosts import Hosts, LoopbackHosts, NetnsHosts, build_cluster, netns_problem
 from .locks import LockClients, check_locks, lock_summary
 from .schedule import NETWORK_KINDS, FaultKind, parse_kinds, schedule
-from .workload import Recorder, Target, Workload, read_everything, unbalanced_banks
+from .workload import TTL_MS, Recorder, Target, Workload, read_everything, unbalanced_banks
 
 #: the default place of run folders
 RESULTS = Path(tempfile.gettempdir()) / "trioraft-nemesis"
@@ -237,8 +237,9 @@ async def _drive(
         for op in recorder.operations()
         if op.status is Status.INFO and op.kind is not Kind.EXPIRE
     ]
-    # every write whose client gave up has settled, and every deadline given has passed
-    settled = max([*unsettled, -SETTLE_SECONDS]) + SETTLE_SECONDS
+    # every write whose client gave up has settled, and so has a deadline it may carry
+    # (stamped as it takes effect); every deadline of an answered write has passed
+    settled = max([*unsettled, -SETTLE_SECONDS]) + SETTLE_SECONDS + TTL_MS[1] / 1000
     await trio.sleep(
         max(0.0, settled - time.monotonic(), workload.deadlines_over - time.monotonic())
     )

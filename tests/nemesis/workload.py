@@ -204,7 +204,7 @@ class Workload(ClientTasks):
         self.ttl_keys = KeyRing(max(1, keys // 2), uses, prefix="t")
         #: the banks of two accounts that transfers go to
         self.banks = KeyRing(max(1, keys // 4), uses, prefix="b")
-        #: the monotonic time by which every deadline given so far has passed
+        #: the monotonic time by which the deadline of every write answered so far has passed
         self.deadlines_over = 0.0
         self.stats = WorkloadStats()
         #: the last value any client saw for each key (what IFEQ expects)
@@ -286,7 +286,11 @@ class Workload(ClientTasks):
         now = time.monotonic()
         after = now + int(ttl) / 1000
         self.recorder.invoke("expiry", "", key, Kind.EXPIRE, (value,), at=after - EXPIRY_MARGIN)
-        self.deadlines_over = max(self.deadlines_over, after)
+
+    def _deadline_answered(self, ttl: Word) -> None:
+        """A write with a deadline was answered. The leader stamps the deadline when it
+        proposes the write, after the call and by the answer, so it passes by now + TTL."""
+        self.deadlines_over = max(self.deadlines_over, time.monotonic() + int(ttl) / 1000)
 
     async def _request(
         self, rng: random.Random, number: int, target: Target, connection: Connection
@@ -318,6 +322,8 @@ class Workload(ClientTasks):
             return False
         note = reply.text if isinstance(reply, Error) else ""
         self.recorder.end(handle, status, output, note)
+        if "PX" in command:
+            self._deadline_answered(command[-1])
         if status is Status.OK:
             self._saw(kind, key, args, output)
         return True
