@@ -561,8 +561,10 @@ class Node(Generic[R]):
             waiters.append((index, waiter))
         self.poke()
         with trio.move_on_after(self.options.request_timeout):
-            for _, waiter in waiters:
-                await waiter.done.wait()
+            # entries apply in index order, so once the last is done all are; waiting
+            # on each would cost a pass of the event loop per command of the batch
+            if waiters:
+                await waiters[-1][1].done.wait()
         for index, waiter in waiters:
             self._count_outcome(index, waiter)
         return [waiter.outcome for _, waiter in waiters]
