@@ -34,6 +34,7 @@ from harness.process_cluster import REPO, Cluster, Node, RespClient, running_clu
 from trioraft.core.messages import Heartbeat, Message, NodeId
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.ops.config import TlsConfig, load_config, render_config
+from trioraft.ops.metrics import NodeMetrics
 from trioraft.ops.tls import TlsContexts, TlsError, load_contexts
 from trioraft.redis.server import ClientLimits, ClientServer
 from trioraft.runtime.node import Node as RaftNode
@@ -389,8 +390,9 @@ async def test_a_silent_connection_to_the_peer_port_times_out(
 
 def handshake_only_server() -> ClientServer:
     """A ClientServer for tests that never get past the TLS handshake to a command, so
-    the node behind it only needs an id."""
-    return ClientServer(cast(RaftNode, SimpleNamespace(id="n1")), ReplicatedState(), ClientLimits())
+    the node behind it only needs an id and the counters a refused connection moves."""
+    node = SimpleNamespace(id="n1", metrics=NodeMetrics())
+    return ClientServer(cast(RaftNode, node), ReplicatedState(), ClientLimits())
 
 
 @asynccontextmanager
