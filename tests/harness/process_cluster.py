@@ -95,6 +95,9 @@ START_SECONDS = 60.0
 ELECTION_SECONDS = 60.0
 #: how long a node may take to exit after a signal
 EXIT_SECONDS = 60.0
+#: how long a writer may take for the writes a test waits for: one write at a time with
+#: fsyncs on two nodes takes a few ms on quiet cores but over 100 ms at load average 30
+ACK_SECONDS = 60.0
 
 _T = TypeVar("_T")
 
@@ -355,7 +358,7 @@ class BackgroundWriter:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def wait_acked(self, count: int, timeout: float = 10.0) -> None:
+    def wait_acked(self, count: int, timeout: float = ACK_SECONDS) -> None:
         """Wait until `count` SETs were acknowledged; fail at once if the writer failed."""
 
         def enough() -> bool:
