@@ -26,14 +26,39 @@ from trioraft.ops.config import load_config, render_config
 pytestmark = pytest.mark.processes
 
 
-def bootstrap_without(cluster: Cluster, newcomer: Node) -> None:
-    """Rewrite the others' configs so that the cluster starts without `newcomer` (whose
-    own config still lists every member: it knows where the cluster is)."""
-    for node in cluster.nodes:
-        if node is not newcomer:
-            config = load_config(node.config_path)
-            founders = tuple(m for m in config.members if m.id != newcomer.id)
-            node.config_path.write_text(render_config(attrs.evolve(config, members=founders)))
+def start_three_of_four(cluster: Cluster) -> tuple[Node, list[Node], Node]:
+    """Start n1..n3 as a cluster of three (their configs rewritten without n4, whose own
+    config still lists every member: it knows where the cluster is); return n4, the three
+    founders and their leader."""
+    newcomer = cluster["n4"]
+    founders = [node for node in cluster.nodes if node is not newcomer]
+    for node in founders:
+        config = load_config(node.config_path)
+        members = tuple(m for m in config.members if m.id != newcomer.id)
+        node.config_path.write_text(render_config(attrs.evolve(config, members=members)))
+        node.start()
+    for node in founders:
+        node.wait_serving()
+    return newcomer, founders, cluster.wait_for_leader()
+
+
+def add_and_wait_promoted(via: Node, newcomer: Node) -> None:
+    """`trioraft member add` the newcomer through `via`, start it on its empty data dir and
+    wait until the leader has promoted it to voter."""
+    address = f"{HOST}:{newcomer.peer_port}", f"{HOST}:{newcomer.client_port}"
+    assert member(via, "add", newcomer.id, *address).strip() == "OK"
+    newcomer.start()
+    newcomer.wait_serving()
+    # as the leader's log says: the newcomer's own config lists it among the members, so
+    # until the leader's log reaches it, the newcomer itself believes it is a voter
+    promoted = (newcomer.id, "voter")
+    wait_until(lambda: promoted in voters_listed(via), 60.0, f"{newcomer.id} promoted")
+
+
+def voters_listed(via: Node) -> list[tuple[str, str]]:
+    """(id, role) of each row of `trioraft member list` asked of `via`."""
+    rows = [line.split() for line in member(via, "list").splitlines()[1:]]
+    return [(row[0], row[1]) for row in rows]
 
 
 def member(node: Node, *args: str) -> str:
@@ -45,44 +70,25 @@ def member(node: Node, *args: str) -> str:
 @pytest.mark.slow
 def test_grow_to_four_then_remove_the_leader_while_a_client_writes() -> None:
     with Cluster.create(4) as cluster:
-        newcomer = cluster["n4"]
-        bootstrap_without(cluster, newcomer)
-        founders = [node for node in cluster.nodes if node is not newcomer]
-        for node in founders:
-            node.start()
-        for node in founders:
-            node.wait_serving()
-        leader = cluster.wait_for_leader()
+        newcomer, founders, leader = start_three_of_four(cluster)
         follower = next(node for node in founders if node is not leader)
         with BackgroundWriter(follower.client_port, "w:") as writer:
             writer.wait_acked(20)
             asked = time.monotonic()
-            added = member(
-                follower,
-                "add",
-                "n4",
-                f"{HOST}:{newcomer.peer_port}",
-                f"{HOST}:{newcomer.client_port}",
-            )
-            assert added.strip() == "OK"
-            newcomer.start()
-            newcomer.wait_serving()
-            wait_until(lambda: newcomer.info().get("membership") == "voter", 60.0, "n4 promoted")
+            add_and_wait_promoted(follower, newcomer)
             promoted = time.monotonic() - asked
-            writer.wait_acked(len(writer.acked) + 20, timeout=60.0)
+            writer.wait_acked(len(writer.acked) + 20)
             gap_before = writer.longest_gap
             assert member(follower, "remove", leader.id).strip() == "OK"
-            writer.wait_acked(len(writer.acked) + 20, timeout=60.0)
+            writer.wait_acked(len(writer.acked) + 20)
         assert writer.failure is None, writer.failure
         print(
             f"\nmember add to promotion: {promoted:.2f} s; longest write gap before the "
             f"removal {gap_before:.3f} s, with the leader removing itself "
             f"{writer.longest_gap:.3f} s"
         )
-        listing = member(follower, "list")
-        rows = [line.split() for line in listing.splitlines()[1:]]
         expected = sorted({"n1", "n2", "n3", "n4"} - {leader.id})
-        assert [(row[0], row[1]) for row in rows] == [(m, "voter") for m in expected]
+        assert voters_listed(follower) == [(m, "voter") for m in expected]
         last = writer.acked[-1]
         assert newcomer.call("GET", f"w:{last}") == str(last).encode()
         assert leader.info()["membership"] == "none"
@@ -92,35 +98,17 @@ def test_grow_to_four_then_remove_the_leader_while_a_client_writes() -> None:
 @pytest.mark.slow
 def test_replace_a_member_whose_data_dir_was_wiped_while_a_client_writes() -> None:
     with Cluster.create(4) as cluster:
-        newcomer = cluster["n4"]
-        bootstrap_without(cluster, newcomer)
-        founders = [node for node in cluster.nodes if node is not newcomer]
-        for node in founders:
-            node.start()
-        for node in founders:
-            node.wait_serving()
-        leader = cluster.wait_for_leader()
+        newcomer, founders, leader = start_three_of_four(cluster)
         victim = next(node for node in founders if node is not leader)
         with BackgroundWriter(leader.client_port, "w:") as writer:
             writer.wait_acked(20)
             victim.kill()
             shutil.rmtree(victim.data_dir)
             assert member(leader, "remove", victim.id).strip() == "OK"
-            added = member(
-                leader,
-                "add",
-                "n4",
-                f"{HOST}:{newcomer.peer_port}",
-                f"{HOST}:{newcomer.client_port}",
-            )
-            assert added.strip() == "OK"
-            newcomer.start()
-            newcomer.wait_serving()
-            wait_until(lambda: newcomer.info().get("membership") == "voter", 60.0, "n4 promoted")
-            writer.wait_acked(len(writer.acked) + 20, timeout=60.0)
+            add_and_wait_promoted(leader, newcomer)
+            writer.wait_acked(len(writer.acked) + 20)
         assert writer.failure is None, writer.failure
-        rows = [line.split() for line in member(leader, "list").splitlines()[1:]]
         expected = sorted({"n1", "n2", "n3", "n4"} - {victim.id})
-        assert [(row[0], row[1]) for row in rows] == [(m, "voter") for m in expected]
+        assert voters_listed(leader) == [(m, "voter") for m in expected]
         last = writer.acked[-1]
         assert newcomer.call("GET", f"w:{last}") == str(last).encode()
