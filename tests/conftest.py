@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from harness.node_cluster import hold_clock_during_threads
 from harness.process_cluster import Cluster, running_cluster
 from hypothesis import settings
+from trio.testing import MockClock
 
 # Hypothesis's per-example deadline (200 ms) measures how loaded the machine is, not the
 # code under test: on two shared cores a parser example can wait that long for the CPU.
@@ -33,3 +35,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=4,
         help="how many seeds to simulate with drifting and jumping clocks (expiry)",
     )
+
+
+@pytest.fixture
+def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
+    """`autojump_clock`, held still while a worker thread runs (a WAL write, a snapshot's
+    serialization): for the tests of in-process nodes on virtual time."""
+    hold_clock_during_threads(autojump_clock, monkeypatch)
+    return autojump_clock

@@ -6,19 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness.node_cluster import OK, hold_clock_during_threads, open_cluster, wait_until, write
+from harness.node_cluster import OK, open_cluster, wait_until, write
 from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock, memory_stream_pair
 
 from trioraft.ops.health import Endpoint, health, read_head
 from trioraft.ops.metrics import instrument
 from trioraft.redis.server import ClientLimits, ClientServer
-
-
-@pytest.fixture
-def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
-    hold_clock_during_threads(autojump_clock, monkeypatch)
-    return autojump_clock
 
 
 async def test_a_follower_cut_off_from_its_leader_is_unhealthy_until_it_hears_again(

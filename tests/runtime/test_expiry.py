@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import trio
-from harness.node_cluster import Cluster, hold_clock_during_threads, open_cluster, wait_until
+from harness.node_cluster import Cluster, open_cluster, wait_until
 from trio.testing import MockClock
 
 from trioraft.core.messages import EntryKind
@@ -17,12 +16,6 @@ from trioraft.kvstore.stamps import unstamp
 from trioraft.redis.replies import OK
 from trioraft.redis.server import ClientLimits, ClientServer
 from trioraft.runtime.node import Node
-
-
-@pytest.fixture
-def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
-    hold_clock_during_threads(autojump_clock, monkeypatch)
-    return autojump_clock
 
 
 def start_sweeps(cluster: Cluster, nursery: trio.Nursery) -> None:

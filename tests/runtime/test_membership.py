@@ -11,7 +11,6 @@ import pytest
 from harness.node_cluster import (
     ELECTION_TIMEOUT_MAX,
     Cluster,
-    hold_clock_during_threads,
     open_cluster,
     wait_until,
     write,
@@ -27,12 +26,6 @@ from trioraft.runtime.node import Node, Refused
 
 OK = b"+OK\r\n"
 N4 = MemberAddress("n4:7000", "n4:6379")
-
-
-@pytest.fixture
-def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
-    hold_clock_during_threads(autojump_clock, monkeypatch)
-    return autojump_clock
 
 
 def a_follower(cluster: Cluster, leader: Node) -> Node:

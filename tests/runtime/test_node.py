@@ -18,7 +18,6 @@ from harness.node_cluster import (
     Cluster,
     get,
     hang_disk,
-    hold_clock_during_threads,
     open_cluster,
     set_command,
     wait_until,
@@ -38,13 +37,6 @@ from trioraft.storage.records import decode_payload
 from trioraft.transport.base import MAX_HANDLERS
 
 HEARTBEAT = HEARTBEAT_TICKS * TICK
-
-
-@pytest.fixture
-def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
-    """`autojump_clock`, held still while a WAL write runs in its worker thread."""
-    hold_clock_during_threads(autojump_clock, monkeypatch)
-    return autojump_clock
 
 
 def followers(cluster: Cluster, leader: Node) -> list[Node]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgpack  # type: ignore[import-untyped]
-import pytest
-from harness.node_cluster import OK, hold_clock_during_threads, open_cluster, write
+from harness.node_cluster import OK, open_cluster, write
 from trio.testing import MockClock
 
 from trioraft.kvstore import kv
@@ -65,12 +64,6 @@ def test_a_snapshot_from_before_revisions_restores_with_revision_zero() -> None:
     assert state.incarnations == {"n1": "x"}
     assert state.store.read([b"GET", b"k"]) == b"v"
     assert revision(state.store, b"k") == 0
-
-
-@pytest.fixture
-def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
-    hold_clock_during_threads(autojump_clock, monkeypatch)
-    return autojump_clock
 
 
 async def test_revisions_are_the_same_everywhere_and_grow_across_leaders(

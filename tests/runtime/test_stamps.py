@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from harness.node_cluster import (
     ELECTION_TIMEOUT_MAX,
     OK,
     WALL_CLOCK_EPOCH_MS,
     Cluster,
-    hold_clock_during_threads,
     open_cluster,
     write,
 )
@@ -20,12 +18,6 @@ from trio.testing import MockClock
 from trioraft.core.messages import EntryKind
 from trioraft.kvstore.stamps import Stamper, stamp, time_of, unstamp
 from trioraft.runtime.node import Node
-
-
-@pytest.fixture
-def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
-    hold_clock_during_threads(autojump_clock, monkeypatch)
-    return autojump_clock
 
 
 def test_a_stamped_payload_gives_back_its_time_and_command() -> None:

@@ -19,7 +19,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from harness.node_cluster import Cluster, hold_clock_during_threads, open_cluster
+from harness.node_cluster import Cluster, open_cluster
 from sim.linearizability import Arg, History, Kind, check
 from trio.testing import MockClock
 
@@ -34,12 +34,6 @@ from trioraft.redis.transaction import EXECABORT, QUEUED
 ACCOUNTS = (b"acct:0", b"acct:1", b"acct:2")
 COUNTER = b"counter"
 OPENING = 100
-
-
-@pytest.fixture
-def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
-    hold_clock_during_threads(autojump_clock, monkeypatch)
-    return autojump_clock
 
 
 class Lost(Exception):

@@ -13,7 +13,6 @@ from harness.node_cluster import (
     ELECTION_TIMEOUT_MAX,
     OK,
     get,
-    hold_clock_during_threads,
     open_cluster,
     wait_until,
     write,
@@ -25,12 +24,6 @@ from trioraft.runtime.node import Node
 
 #: long enough for any election to have happened several times over
 SETTLE = 10 * ELECTION_TIMEOUT_MAX
-
-
-@pytest.fixture
-def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
-    hold_clock_during_threads(autojump_clock, monkeypatch)
-    return autojump_clock
 
 
 def records(node: Node, ids: Iterable[NodeId]) -> bool:

@@ -18,7 +18,6 @@ from harness.node_cluster import (
     OK,
     Cluster,
     get,
-    hold_clock_during_threads,
     open_cluster,
     wait_until,
     write,
@@ -38,12 +37,6 @@ def disk(tmp_path: Path) -> Iterator[DiskModel]:
     model = DiskModel(tmp_path, random.Random(7))
     with durability(model):
         yield model
-
-
-@pytest.fixture
-def clock(autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> MockClock:
-    hold_clock_during_threads(autojump_clock, monkeypatch)
-    return autojump_clock
 
 
 def append_unsynced(path: Path, data: bytes) -> int:
