@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from harness.node_cluster import hold_clock_during_threads
-from harness.process_cluster import Cluster, running_cluster
+from harness.process_cluster import ProcessCluster, running_cluster
 from hypothesis import settings
 from trio.testing import MockClock
 
@@ -18,7 +18,7 @@ settings.load_profile("trioraft")
 
 
 @pytest.fixture(scope="session")
-def shared_cluster() -> Iterator[Cluster]:
+def shared_cluster() -> Iterator[ProcessCluster]:
     """One running 3-node cluster for every test that only needs a healthy cluster: such
     tests use keys of their own (a prefix per test), never flush, kill or pause it."""
     with running_cluster(3) as cluster:

@@ -8,7 +8,9 @@ import threading
 import time
 from collections.abc import Iterator
 
-from harness.process_cluster import Arg, Cluster, Node
+from harness.process_cluster import ProcessCluster
+from harness.process_node import Node
+from harness.resp_client import Arg
 
 
 def key(i: int) -> bytes:
@@ -41,5 +43,5 @@ def msets(keys: int) -> Iterator[tuple[Arg, ...]]:
         yield tuple(args)
 
 
-def terms(cluster: Cluster) -> set[str]:
+def terms(cluster: ProcessCluster) -> set[str]:
     return {node.info()["term"] for node in cluster.running}

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.process_cluster import REPO, Node
+from harness.process_node import REPO, Node
 
 #: the status the systemd unit asks for when a restart cannot fix a refusal
 REFUSED = 3

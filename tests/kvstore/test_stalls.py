@@ -19,7 +19,8 @@ import attrs
 import pytest
 import trio
 from harness.big_keyspace import Pinger, key, msets, terms
-from harness.process_cluster import running_cluster, write_all
+from harness.process_cluster import running_cluster
+from harness.writers import write_all
 
 from trioraft.kvstore.keyspace import Keyspace, bucket_of
 from trioraft.kvstore.kv import KEYS_SLICE, FrozenStore, KVStore, Record

@@ -24,7 +24,7 @@ array -> `list`.
 from __future__ import annotations
 
 import trio
-from harness.process_cluster import Arg, ConnectionClosed, Error, Reply, encode_request, parse_reply
+from harness.resp_client import Arg, ConnectionClosed, Error, Reply, encode_request, parse_reply
 from sim.linearizability import Kind, Status
 
 

@@ -52,7 +52,10 @@ from pathlib import Path
 
 import attrs
 import trio
-from harness.process_cluster import Arg, Cluster, ConnectionClosed, Error, Node, Reply, wait_until
+from harness.polling import wait_until
+from harness.process_cluster import ProcessCluster
+from harness.process_node import Node
+from harness.resp_client import Arg, ConnectionClosed, Error, Reply
 
 from trioraft.runtime.snapshotter import SnapshotPolicy
 
@@ -112,7 +115,7 @@ class Nemesis:
     """Applies fault plans to `cluster` on `hosts`; see the module docstring."""
 
     def __init__(
-        self, cluster: Cluster, hosts: Hosts, seed: int, say: Callable[[str], None]
+        self, cluster: ProcessCluster, hosts: Hosts, seed: int, say: Callable[[str], None]
     ) -> None:
         self.cluster = cluster
         self.hosts = hosts

@@ -45,7 +45,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import attrs
-from harness.process_cluster import HOST, Cluster, Node, free_ports
+from harness.ports import HOST, free_ports
+from harness.process_cluster import ProcessCluster
+from harness.process_node import Node
 
 from trioraft.closing import ClosedOnExit
 from trioraft.ops.config import Address, Member, RaftSection, cluster_configs
@@ -327,9 +329,9 @@ class LoopbackHosts(ClosedOnExit):
 Hosts = NetnsHosts | LoopbackHosts
 
 
-def build_cluster(hosts: Hosts, log_dir: Path, raft: RaftSection) -> Cluster:
+def build_cluster(hosts: Hosts, log_dir: Path, raft: RaftSection) -> ProcessCluster:
     """Configs and data dirs for one node per host in a new temp dir (removed by
-    `Cluster.close`), with the node logs in `log_dir`; nothing is started."""
+    `ProcessCluster.close`), with the node logs in `log_dir`; nothing is started."""
     remove_stale_dirs()
     root = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
     try:
@@ -353,4 +355,4 @@ def build_cluster(hosts: Hosts, log_dir: Path, raft: RaftSection) -> Cluster:
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
-    return Cluster(root, nodes)
+    return ProcessCluster(root, nodes)

@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from harness.process_cluster import Error, parse_reply
+from harness.resp_client import Error, parse_reply
 from sim.linearizability import Kind, Operation, Status, Verdict, check
 
 from nemesis.analysis import availability, load_history, lost_writes, write_history

@@ -49,8 +49,8 @@ from collections.abc import Sequence
 
 import attrs
 import trio
-from harness.process_cluster import Arg as Word
-from harness.process_cluster import ConnectionClosed, Error, Reply
+from harness.resp_client import Arg as Word
+from harness.resp_client import ConnectionClosed, Error, Reply
 from sim.linearizability import Arg, Handle, History, Kind, Operation, Status
 
 from .client import Connection, UnexpectedReply, interpret

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 import trio
-from harness.process_cluster import Cluster, Node, free_ports, run_cli
+from harness.ports import free_ports
+from harness.process_cluster import ProcessCluster
+from harness.process_node import Node, run_cli
 
 from trioraft.ops.bench import (
     PLOT_MISSING,
@@ -155,7 +157,7 @@ async def test_a_batch_without_replies_times_out(autojump_clock: trio.abc.Clock)
 
 
 @pytest.fixture
-def node(shared_cluster: Cluster) -> Node:
+def node(shared_cluster: ProcessCluster) -> Node:
     return shared_cluster.followers()[0]
 
 

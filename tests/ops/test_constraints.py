@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tomllib
 
-from harness.process_cluster import REPO
+from harness.process_node import REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version

@@ -10,16 +10,10 @@ import threading
 import time
 
 import pytest
-from harness.process_cluster import (
-    ELECTION_SECONDS,
-    EXIT_SECONDS,
-    START_SECONDS,
-    Error,
-    Node,
-    RespClient,
-    running_cluster,
-    wait_until,
-)
+from harness.polling import wait_until
+from harness.process_cluster import ELECTION_SECONDS, running_cluster
+from harness.process_node import EXIT_SECONDS, START_SECONDS, Node
+from harness.resp_client import Error, RespClient
 from harness.systemd_unit import NotifySocket, start_as_unit
 
 pytestmark = pytest.mark.processes

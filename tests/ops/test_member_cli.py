@@ -3,7 +3,8 @@ and nothing sent."""
 
 from __future__ import annotations
 
-from harness.process_cluster import free_ports, run_cli
+from harness.ports import free_ports
+from harness.process_node import run_cli
 
 from trioraft.ops.cli import EXIT_FAILURE, EXIT_USAGE
 

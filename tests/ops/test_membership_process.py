@@ -12,21 +12,18 @@ import time
 
 import attrs
 import pytest
-from harness.process_cluster import (
-    HOST,
-    BackgroundWriter,
-    Cluster,
-    Node,
-    run_cli,
-    wait_until,
-)
+from harness.polling import wait_until
+from harness.ports import HOST
+from harness.process_cluster import ProcessCluster
+from harness.process_node import Node, run_cli
+from harness.writers import BackgroundWriter
 
 from trioraft.ops.config import load_config, render_config
 
 pytestmark = pytest.mark.processes
 
 
-def start_three_of_four(cluster: Cluster) -> tuple[Node, list[Node], Node]:
+def start_three_of_four(cluster: ProcessCluster) -> tuple[Node, list[Node], Node]:
     """Start n1..n3 as a cluster of three (their configs rewritten without n4, whose own
     config still lists every member: it knows where the cluster is); return n4, the three
     founders and their leader."""
@@ -69,7 +66,7 @@ def member(node: Node, *args: str) -> str:
 
 @pytest.mark.slow
 def test_grow_to_four_then_remove_the_leader_while_a_client_writes() -> None:
-    with Cluster.create(4) as cluster:
+    with ProcessCluster.create(4) as cluster:
         newcomer, founders, leader = start_three_of_four(cluster)
         follower = next(node for node in founders if node is not leader)
         with BackgroundWriter(follower.client_port, "w:") as writer:
@@ -97,7 +94,7 @@ def test_grow_to_four_then_remove_the_leader_while_a_client_writes() -> None:
 
 @pytest.mark.slow
 def test_replace_a_member_whose_data_dir_was_wiped_while_a_client_writes() -> None:
-    with Cluster.create(4) as cluster:
+    with ProcessCluster.create(4) as cluster:
         newcomer, founders, leader = start_three_of_four(cluster)
         victim = next(node for node in founders if node is not leader)
         with BackgroundWriter(leader.client_port, "w:") as writer:

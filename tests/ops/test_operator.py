@@ -12,16 +12,10 @@ from pathlib import Path
 
 import attrs
 import pytest
-from harness.process_cluster import (
-    START_SECONDS,
-    WAL_HEADER_BYTES,
-    Cluster,
-    Node,
-    run_cli,
-    running_cluster,
-    wait_until,
-    wal_records,
-)
+from harness.on_disk import WAL_HEADER_BYTES, wal_records
+from harness.polling import wait_until
+from harness.process_cluster import ProcessCluster, running_cluster
+from harness.process_node import START_SECONDS, Node, run_cli
 from harness.systemd_unit import REFUSED, NotifySocket, start_as_unit
 
 from trioraft.ops.config import Address, load_config, render_config
@@ -77,7 +71,7 @@ def test_a_held_lock_may_pass_and_exits_1_even_for_the_unit() -> None:
 
 
 def test_ready_waits_until_a_majority_accepted_the_data_dir(notify_socket: NotifySocket) -> None:
-    with Cluster.create(3) as cluster:
+    with ProcessCluster.create(3) as cluster:
         first, second, _ = cluster.nodes
         start_as_unit(first, notify_socket)
         first.wait_serving()  # it listens already...
@@ -114,7 +108,7 @@ def test_a_wiped_node_never_says_ready_and_exits_with_the_refusal_status(
 def test_the_watchdog_pings_and_the_status_says_role_and_term(
     notify_socket: NotifySocket,
 ) -> None:
-    with Cluster.create(1) as single:
+    with ProcessCluster.create(1) as single:
         node = single.nodes[0]
         start_as_unit(node, notify_socket, watchdog_usec=200_000)  # a ping every 0.1 s
         wait_until(
@@ -186,7 +180,7 @@ def with_peer_host(node: Node, host: str) -> None:
 def test_a_listen_address_that_cannot_be_used_names_the_key_and_address(
     host: str, reason: str
 ) -> None:
-    with Cluster.create(1) as fresh:
+    with ProcessCluster.create(1) as fresh:
         node = fresh.nodes[0]
         with_peer_host(node, host)
         result = run_cli("serve", "--config", node.config_path, "--refusal-status", "3")

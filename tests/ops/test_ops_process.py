@@ -18,16 +18,11 @@ from pathlib import Path
 
 import attrs
 import pytest
-from harness.process_cluster import (
-    START_SECONDS,
-    BackgroundWriter,
-    Cluster,
-    Node,
-    free_port_range,
-    free_ports,
-    wait_until,
-    write_all,
-)
+from harness.polling import wait_until
+from harness.ports import free_port_range, free_ports
+from harness.process_cluster import ProcessCluster
+from harness.process_node import START_SECONDS, Node
+from harness.writers import BackgroundWriter, write_all
 from prometheus_client.parser import text_string_to_metric_families
 
 from trioraft.ops.backup import read_backup
@@ -68,9 +63,9 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[Cluster, dict[str, int]]]:
+def cluster() -> Iterator[tuple[ProcessCluster, dict[str, int]]]:
     """A running 3-node cluster with metrics on and JSON logs, and each node's metrics port."""
-    with Cluster.create(3, fsync=False) as created:
+    with ProcessCluster.create(3, fsync=False) as created:
         ports = dict(zip([n.id for n in created.nodes], free_ports(3), strict=True))
         for node in created.nodes:
             config = load_config(node.config_path)
@@ -88,7 +83,7 @@ def cluster() -> Iterator[tuple[Cluster, dict[str, int]]]:
         yield created, ports
 
 
-def test_metrics_parse_and_move_with_writes(cluster: tuple[Cluster, dict[str, int]]) -> None:
+def test_metrics_parse_and_move_with_writes(cluster: tuple[ProcessCluster, dict[str, int]]) -> None:
     nodes, ports = cluster
     leader = nodes.wait_for_leader()
     follower = nodes.followers()[0]
@@ -131,7 +126,7 @@ def test_metrics_parse_and_move_with_writes(cluster: tuple[Cluster, dict[str, in
     )
 
 
-def test_log_lines_are_json(cluster: tuple[Cluster, dict[str, int]]) -> None:
+def test_log_lines_are_json(cluster: tuple[ProcessCluster, dict[str, int]]) -> None:
     nodes, _ = cluster
     for node in nodes.nodes:
         lines = [json.loads(line) for line in node.log_text().splitlines()]
@@ -155,7 +150,7 @@ class Taken:
 
 @pytest.fixture(scope="module")
 def taken(
-    tmp_path_factory: pytest.TempPathFactory, cluster: tuple[Cluster, dict[str, int]]
+    tmp_path_factory: pytest.TempPathFactory, cluster: tuple[ProcessCluster, dict[str, int]]
 ) -> Taken:
     """A backup of the shared cluster from a follower, taken while a client writes."""
     old, _ = cluster
@@ -219,7 +214,7 @@ def test_a_restored_cluster_holds_exactly_the_backups_keys(taken: Taken, tmp_pat
         status, printed, err = run("check", node.data_dir)
         assert status == 0, err
         assert f"snapshot index {meta.index}" in printed
-    with Cluster(out, nodes) as new:
+    with ProcessCluster(out, nodes) as new:
         new.start_all()
         leader = new.wait_for_leader()
         with leader.client() as client:
@@ -273,7 +268,7 @@ def test_a_truncated_backup_is_refused_with_where_it_ends(taken: Taken, tmp_path
 
 
 def test_health_turns_503_on_a_node_cut_off_from_its_leader_and_back(
-    cluster: tuple[Cluster, dict[str, int]],
+    cluster: tuple[ProcessCluster, dict[str, int]],
 ) -> None:
     nodes, ports = cluster
     for node in nodes.nodes:

@@ -7,7 +7,7 @@ import glob
 import tomllib
 from pathlib import Path
 
-from harness.process_cluster import REPO
+from harness.process_node import REPO
 
 from trioraft.ops.cli import EXIT_REFUSED, EXIT_USAGE
 

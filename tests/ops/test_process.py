@@ -18,19 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness.process_cluster import (
-    EXIT_SECONDS,
-    REPO,
-    WAL_HEADER_BYTES,
-    BackgroundWriter,
-    Cluster,
-    Node,
-    RespClient,
-    free_port_range,
-    running_cluster,
-    wait_until,
-    wal_records,
-)
+from harness.on_disk import WAL_HEADER_BYTES, wal_records
+from harness.polling import wait_until
+from harness.ports import free_port_range
+from harness.process_cluster import ProcessCluster, running_cluster
+from harness.process_node import EXIT_SECONDS, REPO, Node
+from harness.resp_client import RespClient
+from harness.writers import BackgroundWriter
 
 pytestmark = pytest.mark.processes
 
@@ -52,7 +46,7 @@ def failure_lines(stderr: str, command: str) -> list[str]:
 
 
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
+def cluster() -> Iterator[ProcessCluster]:
     """A cluster of the test's own, to kill or stop."""
     with running_cluster(3) as started:
         yield started
@@ -77,7 +71,7 @@ def stopped_node() -> Iterator[Node]:
 # ---- a running cluster --------------------------------------------------------------
 
 
-def test_inline_set_on_a_follower_is_read_on_every_node(shared_cluster: Cluster) -> None:
+def test_inline_set_on_a_follower_is_read_on_every_node(shared_cluster: ProcessCluster) -> None:
     follower = shared_cluster.followers()[0]
     with socket.create_connection(("127.0.0.1", follower.client_port), timeout=10) as sock:
         sock.sendall(b"SET greeting hello\n")  # what `echo 'SET greeting hello' | nc` sends
@@ -86,7 +80,7 @@ def test_inline_set_on_a_follower_is_read_on_every_node(shared_cluster: Cluster)
         assert node.call("GET", "greeting") == b"hello", node.id
 
 
-def test_a_new_leader_serves_writes_after_kill_9_of_the_leader(cluster: Cluster) -> None:
+def test_a_new_leader_serves_writes_after_kill_9_of_the_leader(cluster: ProcessCluster) -> None:
     old = cluster.wait_for_leader()
     survivor = cluster.followers()[0]
     old.kill()
@@ -109,7 +103,7 @@ def readonly_get(node: Node, key: str) -> bytes | None:
     return value
 
 
-def test_a_restarted_node_catches_up(cluster: Cluster) -> None:
+def test_a_restarted_node_catches_up(cluster: ProcessCluster) -> None:
     lagging = cluster.followers()[0]
     lagging.kill()
     writer = cluster.wait_for_leader()
@@ -123,7 +117,7 @@ def test_a_restarted_node_catches_up(cluster: Cluster) -> None:
     )
 
 
-def test_a_paused_leader_is_replaced_and_rejoins_as_follower(cluster: Cluster) -> None:
+def test_a_paused_leader_is_replaced_and_rejoins_as_follower(cluster: ProcessCluster) -> None:
     old = cluster.wait_for_leader()
     old.pause()  # SIGSTOP: the process lives on but says nothing
     new = cluster.wait_for_leader()
@@ -138,7 +132,7 @@ def test_a_paused_leader_is_replaced_and_rejoins_as_follower(cluster: Cluster) -
     )
 
 
-def test_acknowledged_writes_survive_kill_9_of_every_node(cluster: Cluster) -> None:
+def test_acknowledged_writes_survive_kill_9_of_every_node(cluster: ProcessCluster) -> None:
     follower = cluster.followers()[0]
     with BackgroundWriter(follower.client_port, "durable:") as writer:
         writer.wait_acked(150)
@@ -151,7 +145,7 @@ def test_acknowledged_writes_survive_kill_9_of_every_node(cluster: Cluster) -> N
         assert node.call("MGET", *keys) == [str(number).encode() for number in acked], node.id
 
 
-def test_sigterm_stops_every_node_with_status_0(cluster: Cluster) -> None:
+def test_sigterm_stops_every_node_with_status_0(cluster: ProcessCluster) -> None:
     assert cluster.followers()[0].call("SET", "before-stop", "1") == "OK"
     for node in cluster.nodes:
         node.signal(signal.SIGTERM)
@@ -163,7 +157,7 @@ def test_sigterm_stops_every_node_with_status_0(cluster: Cluster) -> None:
 
 @pytest.fixture
 def unstarted() -> Iterator[Node]:
-    with Cluster.create(1) as fresh:
+    with ProcessCluster.create(1) as fresh:
         yield fresh.nodes[0]
 
 
@@ -275,7 +269,7 @@ def test_check_on_a_clean_data_dir_exits_0_with_a_summary(stopped_node: Node) ->
 # ---- status, init and cluster -------------------------------------------------------
 
 
-def test_status_prints_one_row_per_member(shared_cluster: Cluster) -> None:
+def test_status_prints_one_row_per_member(shared_cluster: ProcessCluster) -> None:
     leader = shared_cluster.wait_for_leader()
     result = trioraft("status", f"127.0.0.1:{shared_cluster.nodes[0].client_port}")
     assert (result.returncode, result.stderr) == (0, "")

@@ -19,18 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
-from harness.process_cluster import (
-    Arg,
-    BackgroundWriter,
-    Cluster,
-    Node,
-    Reply,
-    dir_bytes,
-    run_cli,
-    running_cluster,
-    wait_until,
-    write_all,
-)
+from harness.on_disk import dir_bytes
+from harness.polling import wait_until
+from harness.process_cluster import ProcessCluster, running_cluster
+from harness.process_node import Node, run_cli
+from harness.resp_client import Arg, Reply
+from harness.writers import BackgroundWriter, write_all
 
 from trioraft.runtime.snapshotter import SnapshotPolicy
 from trioraft.storage.wal import DEFAULT_SEGMENT_BYTES
@@ -93,7 +87,7 @@ def local_keyspace(node: Node) -> tuple[int, set[bytes]]:
     return size, {k for k in keys if isinstance(k, bytes)}
 
 
-def assert_replicas_identical(cluster: Cluster, sample: Sequence[str]) -> None:
+def assert_replicas_identical(cluster: ProcessCluster, sample: Sequence[str]) -> None:
     """Once every running node has applied the leader's commit index: the same DBSIZE, the
     same keys and the same values of `sample` everywhere."""
     cluster.wait_converged()
@@ -137,7 +131,7 @@ class DiskUse:
 
 
 def overwrite_watching_disk(
-    cluster: Cluster,
+    cluster: ProcessCluster,
     leader: Node,
     *,
     keys: int,
@@ -357,7 +351,7 @@ def start_refused(node: Node) -> str:
     return node.log_text()[before:]
 
 
-def wait_registered(cluster: Cluster) -> None:
+def wait_registered(cluster: ProcessCluster) -> None:
     """Wait until every node's data dir incarnation was registered through the log."""
 
     def registered() -> bool:
@@ -447,7 +441,7 @@ def test_a_wiped_node_is_refused_by_a_peer_that_restarted_without_a_snapshot() -
 
 
 def test_a_node_joining_the_first_bootstrap_late_is_accepted_and_catches_up() -> None:
-    with Cluster.create(3, raft={"snapshot_entries": 2_000}) as cluster:
+    with ProcessCluster.create(3, raft={"snapshot_entries": 2_000}) as cluster:
         late = cluster.nodes[2]
         early = cluster.nodes[:2]
         for node in early:

@@ -29,7 +29,9 @@ import attrs
 import pytest
 import redis
 import trio
-from harness.process_cluster import REPO, Cluster, Node, RespClient, running_cluster
+from harness.process_cluster import ProcessCluster, running_cluster
+from harness.process_node import REPO, Node
+from harness.resp_client import RespClient
 
 from trioraft.core.messages import Heartbeat, Message, NodeId
 from trioraft.kvstore.replicated import ReplicatedState
@@ -459,18 +461,18 @@ async def test_plain_text_to_the_tls_client_port_is_disconnected(pki: Pki) -> No
 
 
 @pytest.fixture(scope="module")
-def tls_cluster(pki: Pki) -> Iterator[Cluster]:
+def tls_cluster(pki: Pki) -> Iterator[ProcessCluster]:
     with running_cluster(3, tls=pki.nodes) as cluster:
         yield cluster
 
 
 @pytest.fixture
-def follower(tls_cluster: Cluster) -> Node:
+def follower(tls_cluster: ProcessCluster) -> Node:
     return tls_cluster.followers()[0]
 
 
 @pytest.mark.processes
-def test_a_tls_cluster_elects_and_replicates(tls_cluster: Cluster) -> None:
+def test_a_tls_cluster_elects_and_replicates(tls_cluster: ProcessCluster) -> None:
     leader = tls_cluster.wait_for_leader()
     follower, other = tls_cluster.followers()
     with follower.client() as client:
@@ -481,7 +483,7 @@ def test_a_tls_cluster_elects_and_replicates(tls_cluster: Cluster) -> None:
 
 
 @pytest.mark.processes
-def test_redis_py_with_ssl(tls_cluster: Cluster, follower: Node, pki: Pki) -> None:
+def test_redis_py_with_ssl(tls_cluster: ProcessCluster, follower: Node, pki: Pki) -> None:
     for node in tls_cluster.nodes:
         client = redis.Redis(
             port=node.client_port,
@@ -556,7 +558,7 @@ def test_a_plain_client_to_a_tls_node_is_dropped_and_the_node_serves_on(
 def test_a_bad_certificate_path_makes_serve_exit_1_naming_the_file(
     pki: Pki, tmp_path: Path
 ) -> None:
-    with Cluster.create(3, tls=pki.nodes) as cluster:
+    with ProcessCluster.create(3, tls=pki.nodes) as cluster:
         config = load_config(cluster["n1"].config_path)
         assert config.tls is not None
         missing = tmp_path / "no-such-cert.pem"

@@ -30,7 +30,9 @@ from typing import Any
 
 import attrs
 import trio
-from harness.process_cluster import Cluster, free_ports, wait_until
+from harness.polling import wait_until
+from harness.ports import free_ports
+from harness.process_cluster import ProcessCluster
 
 from trioraft.ops.bench import BenchError, BenchSpec, run_bench, write_plot
 
@@ -91,7 +93,7 @@ def _answers(port: int) -> bool:
 def cluster(label: str, checkout: Path | None) -> Iterator[list[Target]]:
     """A 3-node cluster with fsync on, run from this checkout or from `checkout`: its
     leader and a follower, as targets named `label leader` and `label follower`."""
-    with Cluster.create(3, fsync=True) as nodes:
+    with ProcessCluster.create(3, fsync=True) as nodes:
         if checkout is not None:
             for node in nodes.nodes:
                 # `python -m` imports from the working directory first

@@ -16,16 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness.process_cluster import (
-    BackgroundWriter,
-    Cluster,
-    Error,
-    Node,
-    RespClient,
-    encode_request,
-    running_cluster,
-    wait_until,
-)
+from harness.polling import wait_until
+from harness.process_cluster import ProcessCluster, running_cluster
+from harness.process_node import Node
+from harness.resp_client import Error, RespClient, encode_request
+from harness.writers import BackgroundWriter
 
 pytestmark = pytest.mark.processes
 
@@ -41,13 +36,13 @@ BASELINE_ACKS = 20
 
 
 @pytest.fixture(scope="module")
-def attack_cluster() -> Iterator[Cluster]:
+def attack_cluster() -> Iterator[ProcessCluster]:
     with running_cluster(3) as cluster:
         yield cluster
 
 
 @pytest.fixture(scope="module")
-def target(attack_cluster: Cluster) -> Node:
+def target(attack_cluster: ProcessCluster) -> Node:
     """The node under attack: a follower when the module starts."""
     return attack_cluster.followers()[0]
 

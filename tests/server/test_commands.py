@@ -10,17 +10,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from harness.process_cluster import (
-    Cluster,
-    Error,
-    Node,
-    Reply,
-    RespClient,
-    encode_request,
-    parse_info,
-    running_cluster,
-    wait_until,
-)
+from harness.polling import wait_until
+from harness.process_cluster import ProcessCluster, running_cluster
+from harness.process_node import Node
+from harness.resp_client import Error, Reply, RespClient, encode_request, parse_info
 
 pytestmark = pytest.mark.processes
 
@@ -41,7 +34,7 @@ def arity(name: str) -> Error:
 
 
 @pytest.fixture
-def follower(shared_cluster: Cluster) -> Node:
+def follower(shared_cluster: ProcessCluster) -> Node:
     return shared_cluster.followers()[0]
 
 
@@ -98,7 +91,7 @@ def test_set_ifeq_sets_only_when_the_value_matches(client: RespClient) -> None:
 
 
 def test_a_key_with_a_ttl_goes_at_its_deadline_on_every_node(
-    shared_cluster: Cluster, client: RespClient
+    shared_cluster: ProcessCluster, client: RespClient
 ) -> None:
     assert client.call("SET", "ttl:k", "v", "PX", "300") == "OK"
     assert 0 < client.call("PTTL", "ttl:k") <= 300
@@ -246,7 +239,7 @@ def test_mset_with_an_odd_argument_count_is_an_arity_error(client: RespClient) -
     assert client.call("EXISTS", "msetodd:a", "msetodd:b") == 0
 
 
-def test_mset_is_atomic_for_readers_on_another_node(shared_cluster: Cluster) -> None:
+def test_mset_is_atomic_for_readers_on_another_node(shared_cluster: ProcessCluster) -> None:
     writer_node, reader_node = shared_cluster.followers()[0], shared_cluster.wait_for_leader()
     done = threading.Event()
     write_replies: list[Reply] = []
@@ -341,13 +334,13 @@ def test_type_is_string_or_none(client: RespClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def flush_cluster() -> Iterator[Cluster]:
+def flush_cluster() -> Iterator[ProcessCluster]:
     with running_cluster(3) as cluster:
         yield cluster
 
 
 @pytest.mark.parametrize("command", [("FLUSHALL",), ("FLUSHDB",), ("FLUSHALL", "ASYNC")])
-def test_flush_empties_every_node(flush_cluster: Cluster, command: tuple[str, ...]) -> None:
+def test_flush_empties_every_node(flush_cluster: ProcessCluster, command: tuple[str, ...]) -> None:
     follower = flush_cluster.followers()[0]
     with follower.client() as client:
         assert client.call("MSET", "a", "1", "b", "2") == "OK"
@@ -357,7 +350,7 @@ def test_flush_empties_every_node(flush_cluster: Cluster, command: tuple[str, ..
         assert node.call("GET", "a") is None, node.id
 
 
-def test_flush_with_a_bad_option_is_a_syntax_error(flush_cluster: Cluster) -> None:
+def test_flush_with_a_bad_option_is_a_syntax_error(flush_cluster: ProcessCluster) -> None:
     follower = flush_cluster.followers()[0]
     with follower.client() as client:
         assert client.call("SET", "kept", "1") == "OK"
@@ -421,7 +414,7 @@ def info(client: RespClient, *section: str) -> dict[str, str]:
 
 
 def test_info_raft_has_the_contract_fields(
-    shared_cluster: Cluster, follower: Node, client: RespClient
+    shared_cluster: ProcessCluster, follower: Node, client: RespClient
 ) -> None:
     reply = client.call("INFO", "raft")
     assert isinstance(reply, bytes)
@@ -443,7 +436,7 @@ def test_plain_info_has_server_raft_and_cluster_sections(client: RespClient) -> 
     reply = client.call("INFO")
     assert isinstance(reply, bytes)
     headers = [line for line in reply.decode().splitlines() if line.startswith("#")]
-    assert {"# Server", "# Raft", "# Cluster"} <= set(headers)
+    assert {"# Server", "# Raft", "# ProcessCluster"} <= set(headers)
     fields = parse_info(reply)
     assert fields["trioraft_version"]
     assert fields["redis_version"].count(".") == 2
@@ -601,7 +594,7 @@ def test_hello_3_answers_the_server_map_and_switches_to_resp3(client: RespClient
     assert exchange(client, ("HELLO", "3")) == hello_map(3, client_id)
 
 
-def test_hello_role_is_master_on_the_leader(shared_cluster: Cluster) -> None:
+def test_hello_role_is_master_on_the_leader(shared_cluster: ProcessCluster) -> None:
     with shared_cluster.wait_for_leader().client() as client:
         reply = client.call("HELLO")
     assert isinstance(reply, list)
@@ -637,7 +630,7 @@ def resp3_cases(prefix: str) -> list[tuple[tuple[str, ...], bytes]]:
         (("CLIENT", "GETNAME"), b"_\r\n"),
         (("PING",), b"+PONG\r\n"),
         (("INCR", k), b"-ERR value is not an integer or out of range\r\n"),
-        (("INFO", "cluster"), b"=34\r\ntxt:# Cluster\r\ncluster_enabled:0\r\n\r\n"),
+        (("INFO", "cluster"), b"=34\r\ntxt:# ProcessCluster\r\ncluster_enabled:0\r\n\r\n"),
     ]
 
 
@@ -777,7 +770,9 @@ def test_a_pipelined_read_sees_the_writes_sent_before_it(client: RespClient) -> 
     assert client.pipeline(*requests) == expected
 
 
-def test_a_write_is_seen_at_once_by_a_read_on_every_other_node(shared_cluster: Cluster) -> None:
+def test_a_write_is_seen_at_once_by_a_read_on_every_other_node(
+    shared_cluster: ProcessCluster,
+) -> None:
     nodes = shared_cluster.nodes
     clients = [node.client() for node in nodes]
     try:
@@ -792,7 +787,7 @@ def test_a_write_is_seen_at_once_by_a_read_on_every_other_node(shared_cluster: C
             client.close()
 
 
-def test_readonly_reads_only_values_that_were_written(shared_cluster: Cluster) -> None:
+def test_readonly_reads_only_values_that_were_written(shared_cluster: ProcessCluster) -> None:
     follower = shared_cluster.followers()[0]
     issued = -1
     done = threading.Event()

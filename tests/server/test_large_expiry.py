@@ -16,7 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 from harness.big_keyspace import Pinger, key, msets, terms
-from harness.process_cluster import Arg, Cluster, Node, running_cluster, wait_until, write_all
+from harness.polling import wait_until
+from harness.process_cluster import ProcessCluster, running_cluster
+from harness.process_node import Node
+from harness.resp_client import Arg
+from harness.writers import write_all
 
 KEYS = 1_000_000
 #: keys per transaction giving them their deadline (one log entry each)
@@ -42,7 +46,7 @@ def give_deadline(leader: Node, keys: int, deadline_ms: int) -> None:
                     assert reply == [1] * PER_TRANSACTION, reply
 
 
-def dbsizes(cluster: Cluster) -> list[object]:
+def dbsizes(cluster: ProcessCluster) -> list[object]:
     return [node.call("DBSIZE", timeout=30.0) for node in cluster.running]
 
 

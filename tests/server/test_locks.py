@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness.process_cluster import Cluster
+from harness.process_cluster import ProcessCluster
 
 pytestmark = pytest.mark.processes
 
@@ -21,7 +21,7 @@ def example_code() -> str:
     return code
 
 
-def test_the_lock_example_runs_on_a_follower(shared_cluster: Cluster) -> None:
+def test_the_lock_example_runs_on_a_follower(shared_cluster: ProcessCluster) -> None:
     """Taken, refused to a second client, expired, taken again with a higher fencing
     token, the stale holder refused by the resource, released."""
     port = shared_cluster.followers()[0].client_port

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 
 import pytest
 import trio
-from harness.process_cluster import HOST, Cluster, running_cluster
+from harness.ports import HOST
+from harness.process_cluster import ProcessCluster, running_cluster
 
 from trioraft.transport.base import MAX_HANDLERS
 
@@ -57,7 +58,9 @@ async def client(stream: trio.SocketStream, name: bytes, writes: int, replies: l
         replies.append(await read_line(stream, buffer))
 
 
-async def write_through_followers(cluster: Cluster, clients: int, writes: int) -> list[bytes]:
+async def write_through_followers(
+    cluster: ProcessCluster, clients: int, writes: int
+) -> list[bytes]:
     """Open `clients` connections to each follower, then let all of them write at once;
     every reply line, in no particular order."""
     replies: list[bytes] = []

@@ -19,13 +19,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 import redis.asyncio
-from harness.process_cluster import Cluster, Node, running_cluster
+from harness.process_cluster import ProcessCluster, running_cluster
+from harness.process_node import Node
 
 pytestmark = pytest.mark.processes
 
 
 @pytest.fixture
-def follower(shared_cluster: Cluster) -> Node:
+def follower(shared_cluster: ProcessCluster) -> Node:
     return shared_cluster.followers()[0]
 
 
@@ -258,7 +259,7 @@ def test_redis_cli_with_resp3(follower: Node) -> None:
     assert cli(port, "-3", "MGET", "cli3:k", "cli3:missing") == "v\n\n"
     assert cli(port, "-3", "GET", "cli3:missing") == "\n"
     assert cli(port, "-3", "CONFIG", "GET", "save") == "save \n"
-    assert cli(port, "-3", "INFO", "cluster") == "# Cluster\ncluster_enabled:0\n"
+    assert cli(port, "-3", "INFO", "cluster") == "# ProcessCluster\ncluster_enabled:0\n"
 
 
 def benchmark(port: int, tests: str, *options: str) -> subprocess.CompletedProcess[str]:

@@ -11,13 +11,16 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from harness.process_cluster import Cluster, Node, RespClient, wait_until
+from harness.polling import wait_until
+from harness.process_cluster import ProcessCluster
+from harness.process_node import Node
+from harness.resp_client import RespClient
 
 pytestmark = pytest.mark.processes
 
 
 @pytest.fixture
-def follower(shared_cluster: Cluster) -> Node:
+def follower(shared_cluster: ProcessCluster) -> Node:
     return shared_cluster.followers()[0]
 
 
@@ -153,7 +156,7 @@ def test_a_watched_key_that_expires_before_exec(client: RespClient) -> None:
 
 
 @pytest.fixture
-def leader_port(shared_cluster: Cluster) -> int:
+def leader_port(shared_cluster: ProcessCluster) -> int:
     return shared_cluster.wait_for_leader().client_port
 
 
