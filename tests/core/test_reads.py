@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from harness.core_cluster import Cluster, make_raft, run_out_timeout
+from harness.core_cluster import Cluster, make_raft, progress_of, run_out_timeout
 
 from trioraft.core.errors import NotLeader
+from trioraft.core.leadership import ReadState
 from trioraft.core.messages import AppendEntriesResponse, Heartbeat, HeartbeatResponse, Message
-from trioraft.core.raft import Raft, ReadState
+from trioraft.core.raft import Raft
 
 
 def is_heartbeat_traffic(m: Message) -> bool:
@@ -58,7 +59,7 @@ def test_heartbeat_now_sends_a_round_in_the_next_ready_which_followers_echo() ->
     sent = [m for m in cluster.ready("a").messages if isinstance(m, Heartbeat)]
     assert sorted((m.dst, m.seq) for m in sent) == [("b", round_), ("c", round_)]
     cluster.stabilize()
-    assert all(pr.acked_seq == round_ for pr in leader.progress.values())
+    assert all(progress_of(leader, peer).acked_seq == round_ for peer in ("b", "c"))
     with pytest.raises(NotLeader):
         cluster.nodes["b"].heartbeat_now()
 

@@ -4,7 +4,16 @@ replication traffic, restarts and snapshots."""
 from __future__ import annotations
 
 import pytest
-from harness.core_cluster import Cluster, Where, avoiding, involving, log_of, make_raft, members
+from harness.core_cluster import (
+    Cluster,
+    Where,
+    avoiding,
+    involving,
+    log_of,
+    make_raft,
+    members,
+    progress_of,
+)
 
 from trioraft.core.errors import NotLeader, TooMuchUncommitted
 from trioraft.core.messages import (
@@ -311,7 +320,7 @@ def test_rejection_while_replicating_falls_back_to_probing() -> None:
     cluster.deliver(lambda m: m.dst == "b")
     cluster.ready("b")
     cluster.deliver(lambda m: m.src == "b")
-    assert leader.progress["b"].state is ReplicationState.PROBE
+    assert progress_of(leader, "b").state is ReplicationState.PROBE
     assert [m.prev_index for m in appends_to("b", cluster.ready("a").messages)] == [1]
 
 
@@ -344,8 +353,8 @@ def test_heartbeat_round_during_a_follower_write_resends_nothing() -> None:
     cluster.deliver(lambda m: m.src == "b")
     sent += appends_to("b", cluster.ready("a").messages)
     assert [m.entries for m in sent if m.entries] == []
-    assert leader.progress["b"].state is ReplicationState.REPLICATE
-    assert leader.progress["b"].match == 2
+    assert progress_of(leader, "b").state is ReplicationState.REPLICATE
+    assert progress_of(leader, "b").match == 2
 
 
 def test_a_follower_that_never_acknowledges_gets_no_more_than_its_window() -> None:
@@ -461,7 +470,7 @@ def test_a_follower_that_lost_acknowledged_entries_is_reported_and_repaired() ->
     leader = cluster.elect("a")
     leader.propose([b"x", b"y", b"z"])
     cluster.stabilize()
-    assert leader.progress["b"].match == 4
+    assert progress_of(leader, "b").match == 4
     del cluster.disks["b"].entries[2:]  # the disk kept entries 1 and 2 only
     cluster.restart("b")
     leader.propose([b"w"])
@@ -469,7 +478,7 @@ def test_a_follower_that_lost_acknowledged_entries_is_reported_and_repaired() ->
         leader.tick()
         cluster.stabilize()
     assert cluster.nodes["b"].log.entries == leader.log.entries
-    assert leader.progress["b"].match == 5
+    assert progress_of(leader, "b").match == 5
     assert cluster.lost_entries["a"] == [FollowerLostEntries("b", match=4, rejected=4)]
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import attrs
 
+from trioraft.core.leadership import ReadState
 from trioraft.core.messages import (
     Entry,
     HardState,
@@ -25,7 +26,8 @@ from trioraft.core.messages import (
     RequestVoteResponse,
     SnapshotMeta,
 )
-from trioraft.core.raft import FollowerLostEntries, Raft, RaftConfig, ReadState, Ready, Role
+from trioraft.core.progress import Progress
+from trioraft.core.raft import FollowerLostEntries, Raft, RaftConfig, Ready, Role
 
 IDS = ("a", "b", "c")
 ELECTION_TICKS = RaftConfig().election_ticks
@@ -67,6 +69,12 @@ def make_raft(
 def tick(node: Raft, times: int) -> None:
     for _ in range(times):
         node.tick()
+
+
+def progress_of(leader: Raft, peer: NodeId) -> Progress:
+    """What `leader` (which must lead) knows of `peer`'s log."""
+    assert leader.leadership is not None, f"{leader.id} does not lead"
+    return leader.leadership.progress[peer]
 
 
 def run_out_timeout(node: Raft) -> None:

@@ -203,6 +203,11 @@ async def test_a_node_whose_disk_hangs_holds_a_bounded_queue_of_messages(
 TRYAGAIN = b"-TRYAGAIN too many uncommitted writes, retry shortly\r\n"
 
 
+def leader_holds_uncommitted(node: Node) -> bool:
+    leadership = node.core.leadership
+    return leadership is not None and leadership.uncommitted_bytes > 0
+
+
 async def test_writes_past_the_uncommitted_bytes_cap_are_refused_with_tryagain(
     clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -213,7 +218,7 @@ async def test_writes_past_the_uncommitted_bytes_cap_are_refused_with_tryagain(
         hang_disk(leader, monkeypatch)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(write, leader, b"big", b"x" * 1000)
-            await wait_until(lambda: leader.core.uncommitted_bytes > 0, 5 * TICK)
+            await wait_until(lambda: leader_holds_uncommitted(leader), 5 * TICK)
             assert await write(leader, b"small", b"1") == TRYAGAIN
             assert await write(follower, b"forwarded", b"2") == TRYAGAIN
             nursery.cancel_scope.cancel()

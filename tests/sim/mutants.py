@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -31,12 +31,13 @@ import attrs
 import trioraft.core.log
 import trioraft.core.raft
 from sim.simulation import CoreFactory, Plan, Simulation, SimulationFailure
+from trioraft.core.leadership import Leadership
 from trioraft.core.messages import (
     AppendEntriesResponse,
     Message,
     RequestVoteResponse,
 )
-from trioraft.core.raft import Raft, ReadState, Role
+from trioraft.core.raft import Raft, Role
 from trioraft.runtime.node import Node
 
 
@@ -97,8 +98,9 @@ class AckBeforeFsync(Raft):
 
 
 class ReadWithoutQuorum(Raft):
-    def _register_read(self, ctx: Hashable) -> None:
-        self._reads.append(ReadState(ctx, self.commit))  # no heartbeat round first
+    def _release_reads(self, ld: Leadership) -> None:
+        # every read whose round has gone out, answered or not
+        self._reads.extend(ld.release_reads(confirmed=ld.read_seq))
 
 
 class PreVoteBumpsTerm(Raft):
@@ -192,15 +194,16 @@ MUTANTS = (
     ),
     Mutant(
         "read-without-quorum",
-        "ReadIndex releases a read at once, without a heartbeat round a majority answers",
+        "ReadIndex releases a read as soon as its heartbeat round is sent, without waiting "
+        "for a majority to answer it",
         lambda: ReadWithoutQuorum,
     ),
     Mutant(
         "read-before-own-commit",
         "ReadIndex registers reads before the leader has committed an entry of its term",
         lambda: raft_with(
-            "if self.committed_in_term():\n            self._register_read",
-            "if True:\n            self._register_read",
+            "if self.committed_in_term():\n            ld.register_read",
+            "if True:\n            ld.register_read",
         ),
     ),
     Mutant(

@@ -37,6 +37,13 @@ leadership to its most up-to-date follower, and steps down if that has not happe
 after another election timeout. Commitment counts the followers' copies, but a leader
 applies only what it holds durably, so with a hung disk every read and write through it
 would wait forever while its heartbeats keep the followers loyal.
+
+How the code is laid out (as etcd-io/raft's): `step()` settles the term, then hands the
+message to the step function of the node's role (`_step_follower`, `_step_candidate` for
+candidates and pre-candidates, `_step_leader`); `tick()` likewise. What only a leader
+tracks is one `Leadership` (leadership.py) in `self.leadership`, None unless this node
+leads: the leader's code receives it as an argument, so it cannot run without one, and
+stepping down drops it whole.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from trioraft.core.errors import (
     TooMuchUncommitted,
     TransferInProgress,
 )
+from trioraft.core.leadership import Leadership, ReadState
 from trioraft.core.log import RaftLog
 from trioraft.core.membership import (
     ChangeKind,
@@ -112,14 +120,6 @@ class RaftConfig:
     #: `learner_catchup_entries` of the leader's log for an election timeout
     promote_learners: bool = True
     learner_catchup_entries: int = 16
-
-
-@attrs.frozen
-class ReadState:
-    #: the caller's token, as given to read_index()
-    ctx: Hashable
-    #: serve the read once the state machine has applied this index
-    index: int
 
 
 @attrs.frozen
@@ -221,32 +221,11 @@ class Raft:
         #: ticks since the last election timeout reset (heard from a leader, voted,
         #: campaigned); for a leader, ticks in the current CheckQuorum period
         self.election_elapsed = 0
-        self.heartbeat_elapsed = 0
         self.randomized_timeout = self._draw_timeout()
         #: votes received in the current (pre-)campaign
         self.votes: dict[NodeId, bool] = {}
-        #: leader only: replication state per peer
-        self.progress: dict[NodeId, Progress] = {}
-        #: leader only: the heartbeat round last sent; ReadIndex counts answers to it
-        self.read_seq = 0
-        #: leader only: a read is waiting for a heartbeat round to be sent
-        self.need_heartbeat = False
-        #: leader only: reads that arrived before an entry of this term was committed
-        self.reads_waiting: list[Hashable] = []
-        #: leader only: reads registered at (heartbeat round needed, ctx, read index)
-        self.reads_pending: list[tuple[int, Hashable, int]] = []
-        #: leader only: the follower leadership is being handed to, and for how long
-        self.transfer_target: NodeId | None = None
-        self.transfer_elapsed = 0
-        #: leader only: TimeoutNow went to the transfer target
-        self.timeout_now_sent = False
-        #: leader only: command bytes this leader proposed that are not yet handed out
-        #: to apply (uncommitted, or not yet durable here)
-        self.uncommitted_bytes = 0
-        #: leader only: the own write being waited for (the last index when the wait
-        #: began; 0 when all is durable), and for how many ticks
-        self.disk_wait_index = 0
-        self.disk_wait_elapsed = 0
+        #: what this node tracks while it leads; None unless it leads
+        self.leadership: Leadership | None = None
 
         self._emitted_hard_state = hs
         self._emitted_members = self.members
@@ -278,10 +257,9 @@ class Raft:
         return self.configs.at(index)
 
     def most_caught_up_voter(self) -> NodeId | None:
-        """Leader only: the other voter whose log matches the most of ours (None if the
-        leader is the only voter)."""
-        others = sorted(self.members.voters - {self.id})
-        return max(others, key=lambda p: self.progress[p].match, default=None)
+        """The other voter whose log matches the most of this leader's (None if the
+        leader is the only voter). Raises NotLeader."""
+        return self._leading().most_caught_up(self.members.voters - {self.id})
 
     def committed_in_term(self) -> bool:
         """Whether this leader has committed an entry of its own term."""
@@ -290,8 +268,8 @@ class Raft:
     # --- inputs ----------------------------------------------------------------------
 
     def tick(self) -> None:
-        if self.role is Role.LEADER:
-            self._tick_leader()
+        if self.leadership is not None:
+            self._tick_leader(self.leadership)
             return
         self.election_elapsed += 1
         if (
@@ -310,19 +288,15 @@ class Raft:
         """Append client commands; returns the (index, term) of each. Raises NotLeader,
         TransferInProgress (also once this leader has removed itself) or
         TooMuchUncommitted, in which case nothing was appended."""
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader_id)
-        if self.transfer_target is not None or self.id not in self.members.voters:
+        ld = self._leading()
+        if ld.transfer_target is not None or self.id not in self.members.voters:
             # a leader that removed itself hands over as soon as that commits: what it
             # took after it would be left to the next leader, its outcome unknown
             raise TransferInProgress()
         size = sum(len(data) for data in commands)
-        if (
-            self.uncommitted_bytes
-            and self.uncommitted_bytes + size > self.config.max_uncommitted_bytes
-        ):
+        if ld.uncommitted_bytes and ld.uncommitted_bytes + size > self.config.max_uncommitted_bytes:
             raise TooMuchUncommitted()
-        self.uncommitted_bytes += size
+        ld.uncommitted_bytes += size
         first = self.log.last_index + 1
         term = self.term
         new = [Entry(term, first + k, EntryKind.COMMAND, data) for k, data in enumerate(commands)]
@@ -334,62 +308,44 @@ class Raft:
         in force at once; the change is done once that entry is committed. Raises
         NotLeader, TransferInProgress, ChangeNotAllowedYet or InvalidChange, in which
         case nothing was appended."""
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader_id)
-        if self.transfer_target is not None:
+        ld = self._leading()
+        if ld.transfer_target is not None:
             raise TransferInProgress()
         refusal = self._change_refusal()
         if refusal is not None:
             raise ChangeNotAllowedYet(refusal)
         data = encode_members(apply_change(self.members, change))
         entry = Entry(self.term, self.log.last_index + 1, EntryKind.CONFIG, data)
-        self.uncommitted_bytes += len(data)
-        self._append([entry])
+        ld.uncommitted_bytes += len(data)
+        self._append(ld, [entry])
         return entry.index, entry.term
-
-    def _change_refusal(self) -> str | None:
-        """Why this leader may not append a membership change now (None: it may)."""
-        if not self.committed_in_term():
-            # an uncommitted change of an earlier leader could still win over ours
-            return "the leader has not committed an entry of its term yet; retry shortly"
-        if self.configs.last_index > self.commit:
-            return (
-                f"the membership change at index {self.configs.last_index} is not "
-                f"committed yet; one change at a time"
-            )
-        return None
 
     def read_index(self, ctx: Hashable) -> None:
         """Register a linearizable read; it comes back in a later Ready's `reads` (or
         `dropped_reads` if leadership is lost first). Raises NotLeader."""
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader_id)
+        ld = self._leading()
         if self.committed_in_term():
-            self._register_read(ctx)
+            ld.register_read(ctx, self.commit)
         else:
-            self.reads_waiting.append(ctx)
+            ld.reads_waiting.append(ctx)
 
     def heartbeat_now(self) -> int:
         """Have the next Ready send a heartbeat round (leader only); returns the round: a
         follower answered it once its progress's `acked_seq` reached it. Raises
         NotLeader."""
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader_id)
-        self.need_heartbeat = True
-        return self.read_seq + 1
+        ld = self._leading()
+        ld.need_heartbeat = True
+        return ld.read_seq + 1
 
     def transfer_leadership(self, target: NodeId) -> None:
         """Hand leadership to `target` once its log is complete (thesis 3.10). New
         proposals are refused meanwhile; the transfer is abandoned after an election
         timeout."""
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader_id)
+        ld = self._leading()
         if target == self.id or target not in self.members.voters:
             return
-        self.transfer_target = target
-        self.transfer_elapsed = 0
-        self.timeout_now_sent = False
-        self._maybe_send_timeout_now()
+        ld.start_transfer(target)
+        self._maybe_send_timeout_now(ld)
 
     def compact(self, index: int) -> None:
         """The state machine's snapshot covers the log up to `index` (which must have
@@ -403,7 +359,7 @@ class Raft:
         """The runtime finished sending a snapshot to `peer`. Either way the leader
         probes: just past the snapshot when it was delivered, else from what is known to
         match (and so sends the snapshot again if still needed)."""
-        pr = self.progress.get(peer) if self.role is Role.LEADER else None
+        pr = self.leadership.progress.get(peer) if self.leadership is not None else None
         if pr is None or pr.state is not ReplicationState.SNAPSHOT:
             return
         if not delivered:
@@ -414,10 +370,13 @@ class Raft:
         """The runtime made the log durable up to (index, term)."""
         if index > self.persisted_index and self.log.term(index) == term:
             self.persisted_index = index
-            if self.role is Role.LEADER:
-                self._maybe_commit()
+            if self.leadership is not None:
+                self._maybe_commit(self.leadership)
 
     def step(self, m: Message) -> None:
+        """Take a peer message: the term decides first (a newer one makes this node a
+        follower, an older one is answered or dropped), then the step function of the
+        node's role."""
         if m.dst != self.id:
             return
         if m.term > self.term:
@@ -426,31 +385,18 @@ class Raft:
         elif m.term < self.term:
             self._answer_stale(m)
             return
-        if isinstance(m, AppendEntries):
-            self._follow(m.src)
-            self._handle_append(m)
-        elif isinstance(m, Heartbeat):
-            self._follow(m.src)
-            self._handle_heartbeat(m)
-        elif isinstance(m, RequestVote):
-            self._handle_vote_request(m)
-        elif isinstance(m, RequestVoteResponse):
-            self._handle_vote_response(m)
-        elif isinstance(m, AppendEntriesResponse):
-            self._handle_append_response(m)
-        elif isinstance(m, HeartbeatResponse):
-            self._handle_heartbeat_response(m)
-        elif isinstance(m, InstallSnapshot):
-            self._follow(m.src)
-            self._handle_snapshot(m)
-        elif isinstance(m, TimeoutNow) and self.may_vote and self.id in self.members.voters:
-            self._become_candidate(transfer=True)
+        if self.leadership is not None:
+            self._step_leader(self.leadership, m)
+        elif self.role is Role.FOLLOWER:
+            self._step_follower(m)
+        else:
+            self._step_candidate(m)
 
     # --- output ----------------------------------------------------------------------
 
     def ready(self) -> Ready:
-        if self.role is Role.LEADER:
-            self._flush_leader()
+        if self.leadership is not None:
+            self._flush_leader(self.leadership)
         hs = self.hard_state
         hard_state = hs if hs != self._emitted_hard_state else None
         self._emitted_hard_state = hs
@@ -460,8 +406,9 @@ class Raft:
         apply_to = min(self.commit, self.persisted_index)
         committed = self.log.slice(self.applied_handed + 1, apply_to + 1)
         self.applied_handed = max(self.applied_handed, apply_to)
-        if self.role is Role.LEADER:
-            self.uncommitted_bytes -= sum(len(e.data) for e in committed if e.term == self.term)
+        if self.leadership is not None:
+            handed_out = sum(len(e.data) for e in committed if e.term == self.term)
+            self.leadership.uncommitted_bytes -= handed_out
         rd = Ready(
             snapshot=self._snapshot_to_install,
             hard_state=hard_state,
@@ -492,30 +439,16 @@ class Raft:
             self.vote = None
         self.leader_id = None
         self.election_elapsed = 0
-        self.heartbeat_elapsed = 0
         self.randomized_timeout = self._draw_timeout()
         self.votes = {}
-        self.progress = {}
-        self.transfer_target = None
-        self.timeout_now_sent = False
-        self.disk_wait_index = self.disk_wait_elapsed = 0
-        self.uncommitted_bytes = 0
-        self.need_heartbeat = False
-        self._dropped_reads.extend(self.reads_waiting)
-        self._dropped_reads.extend(ctx for _, ctx, _ in self.reads_pending)
-        self.reads_waiting, self.reads_pending = [], []
+        if self.leadership is not None:
+            self._dropped_reads.extend(self.leadership.unserved_reads())
+            self.leadership = None
 
     def _become_follower(self, term: int, leader: NodeId | None) -> None:
         self._reset(term)
         self.role = Role.FOLLOWER
         self.leader_id = leader
-
-    def _follow(self, leader: NodeId) -> None:
-        """A leader of the current term spoke: follow it and restart the timeout."""
-        if self.role is not Role.FOLLOWER:
-            self._become_follower(self.term, leader)
-        self.leader_id = leader
-        self.election_elapsed = 0
 
     def _campaign(self) -> None:
         if self.config.pre_vote:
@@ -569,27 +502,65 @@ class Raft:
         self._reset(self.term)
         self.role = Role.LEADER
         self.leader_id = self.id
-        self.read_seq = 0
         next_index = self.log.last_index + 1
-        self.progress = {
-            peer: Progress(next_index) for peer in sorted(self.members.all - {self.id})
-        }
+        ld = self.leadership = Leadership(sorted(self.members.all - {self.id}), next_index)
         # the no-op lets this leader commit, and so learn the commit index (thesis 6.4)
-        self._append([Entry(self.term, next_index, EntryKind.NOOP)])
-        self._maybe_commit()
+        self._append(ld, [Entry(self.term, next_index, EntryKind.NOOP)])
+        self._maybe_commit(ld)
 
-    def _tally(self) -> bool | None:
-        """True once a majority of voters granted, False once a majority refused."""
-        granted = sum(1 for v, ok in self.votes.items() if ok and v in self.members.voters)
-        refused = sum(1 for v, ok in self.votes.items() if not ok and v in self.members.voters)
-        quorum = self.members.quorum()
-        if granted >= quorum:
-            return True
-        if refused >= quorum:
-            return False
-        return None
+    def _leading(self) -> Leadership:
+        """This node's leadership; raises NotLeader when it does not lead."""
+        if self.leadership is None:
+            raise NotLeader(self.leader_id)
+        return self.leadership
 
-    # --- message handling ------------------------------------------------------------
+    # --- the step function of each role ----------------------------------------------
+
+    def _step_follower(self, m: Message) -> None:
+        if isinstance(m, AppendEntries | Heartbeat | InstallSnapshot):
+            # the leader of this term spoke: it is alive, restart the election timeout
+            self.leader_id = m.src
+            self.election_elapsed = 0
+        if isinstance(m, AppendEntries):
+            self._handle_append(m)
+        elif isinstance(m, Heartbeat):
+            self._handle_heartbeat(m)
+        elif isinstance(m, InstallSnapshot):
+            self._handle_snapshot(m)
+        elif isinstance(m, RequestVote):
+            self._handle_vote_request(m)
+        elif isinstance(m, TimeoutNow):
+            self._handle_timeout_now()
+        # late answers to an earlier campaign or leadership of this node: nothing to do
+
+    def _step_candidate(self, m: Message) -> None:
+        """Candidates and pre-candidates."""
+        if isinstance(m, AppendEntries | Heartbeat | InstallSnapshot):
+            self._become_follower(self.term, m.src)  # this term has a leader: follow it
+            self._step_follower(m)
+        elif isinstance(m, RequestVote):
+            self._handle_vote_request(m)
+        elif isinstance(m, RequestVoteResponse):
+            self._handle_vote_response(m)
+        elif isinstance(m, TimeoutNow):
+            self._handle_timeout_now()
+
+    def _step_leader(self, ld: Leadership, m: Message) -> None:
+        if isinstance(m, AppendEntriesResponse):
+            self._handle_append_response(ld, m)
+        elif isinstance(m, HeartbeatResponse):
+            self._handle_heartbeat_response(ld, m)
+        elif isinstance(m, RequestVote):
+            self._handle_vote_request(m)
+        elif isinstance(m, AppendEntries | Heartbeat | InstallSnapshot):
+            # another leader of this term, which election safety rules out: follow it,
+            # as a candidate would
+            self._become_follower(self.term, m.src)
+            self._step_follower(m)
+        # vote answers come late (it won already), and TimeoutNow is from a leader of its
+        # own term, which only it is
+
+    # --- messages every role handles -------------------------------------------------
 
     def _in_lease(self) -> bool:
         """Whether a leader was heard from within the minimum election timeout."""
@@ -654,11 +625,16 @@ class Raft:
             )
         )
 
+    def _handle_timeout_now(self) -> None:
+        """The leader hands leadership to this node: campaign at once, skipping PreVote."""
+        if self.may_vote and self.id in self.members.voters:
+            self._become_candidate(transfer=True)
+
+    # --- the candidate ---------------------------------------------------------------
+
     def _handle_vote_response(self, m: RequestVoteResponse) -> None:
         if m.pre_vote != (self.role is Role.PRE_CANDIDATE):
-            return
-        if self.role not in (Role.PRE_CANDIDATE, Role.CANDIDATE):
-            return
+            return  # an answer to the other kind of campaign
         if m.pre_vote and m.granted and m.term != self.term + 1:
             return  # granted in an earlier PreVote round
         self.votes.setdefault(m.src, m.granted)
@@ -670,6 +646,19 @@ class Raft:
                 self._become_leader()
         elif outcome is False:
             self._become_follower(self.term, None)
+
+    def _tally(self) -> bool | None:
+        """True once a majority of voters granted, False once a majority refused."""
+        granted = sum(1 for v, ok in self.votes.items() if ok and v in self.members.voters)
+        refused = sum(1 for v, ok in self.votes.items() if not ok and v in self.members.voters)
+        quorum = self.members.quorum()
+        if granted >= quorum:
+            return True
+        if refused >= quorum:
+            return False
+        return None
+
+    # --- the follower ----------------------------------------------------------------
 
     def _handle_append(self, m: AppendEntries) -> None:
         if m.prev_index < self.commit:
@@ -748,8 +737,10 @@ class Raft:
         if index > self.commit:
             self.commit = index
 
-    def _handle_append_response(self, m: AppendEntriesResponse) -> None:
-        pr = self.progress.get(m.src) if self.role is Role.LEADER else None
+    # --- the leader ------------------------------------------------------------------
+
+    def _handle_append_response(self, ld: Leadership, m: AppendEntriesResponse) -> None:
+        pr = ld.progress.get(m.src)
         if pr is None:
             return
         pr.recent_active = True
@@ -763,9 +754,8 @@ class Raft:
         elif pr.state is ReplicationState.SNAPSHOT and pr.match >= pr.snapshot_index:
             pr.become_probe()
             pr.become_replicate()
-        self._maybe_commit()
-        if m.src == self.transfer_target:
-            self._maybe_send_timeout_now()
+        if self._maybe_commit(ld) and m.src == ld.transfer_target:
+            self._maybe_send_timeout_now(ld)
 
     def _handle_reject(self, pr: Progress, m: AppendEntriesResponse) -> None:
         if pr.state is ReplicationState.REPLICATE and m.index <= pr.match:
@@ -800,49 +790,46 @@ class Raft:
             index -= 1
         return None
 
-    def _handle_heartbeat_response(self, m: HeartbeatResponse) -> None:
-        pr = self.progress.get(m.src) if self.role is Role.LEADER else None
+    def _handle_heartbeat_response(self, ld: Leadership, m: HeartbeatResponse) -> None:
+        pr = ld.progress.get(m.src)
         if pr is None:
             return
         pr.recent_active = True
         pr.heartbeat_answered(m.seq)
-        self._release_reads()
+        self._release_reads(ld)
 
-    # --- the leader ------------------------------------------------------------------
-
-    def _tick_leader(self) -> None:
-        self.heartbeat_elapsed += 1
+    def _tick_leader(self, ld: Leadership) -> None:
+        ld.heartbeat_elapsed += 1
         self.election_elapsed += 1
-        if self.transfer_target is not None:
-            self.transfer_elapsed += 1
-            if self.transfer_elapsed >= self.config.election_ticks:
-                self.transfer_target = None
-                self.timeout_now_sent = False
-        if not self._watch_own_disk():
+        if ld.transfer_target is not None:
+            ld.transfer_elapsed += 1
+            if ld.transfer_elapsed >= self.config.election_ticks:
+                ld.abandon_transfer()
+        if not self._watch_own_disk(ld):
             return
         if self.election_elapsed >= self.config.election_ticks:
             self.election_elapsed = 0
             if self.config.check_quorum:
-                active = {p for p, pr in self.progress.items() if pr.recent_active} | {self.id}
+                active = {p for p, pr in ld.progress.items() if pr.recent_active} | {self.id}
                 if len(active & self.members.voters) < self.members.quorum():
                     self._become_follower(self.term, None)
                     return
-                for pr in self.progress.values():
+                for pr in ld.progress.values():
                     pr.recent_active = False
-        if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
-            self.heartbeat_elapsed = 0
-            self._broadcast_heartbeat()
-            for pr in self.progress.values():
-                pr.heartbeat_interval_passed(self.read_seq)
+        if ld.heartbeat_elapsed >= self.config.heartbeat_ticks:
+            ld.heartbeat_elapsed = 0
+            self._broadcast_heartbeat(ld)
+            for pr in ld.progress.values():
+                pr.heartbeat_interval_passed(ld.read_seq)
         if self.config.promote_learners:
-            self._promote_caught_up_learner()
+            self._promote_caught_up_learner(ld)
 
-    def _promote_caught_up_learner(self) -> None:
+    def _promote_caught_up_learner(self, ld: Leadership) -> None:
         """Promote a learner that kept within a few entries of this log for an election
         timeout: a slow new member never counts toward a quorum it would hold up."""
         lag = self.config.learner_catchup_entries
         for learner in self.members.learners:
-            pr = self.progress[learner]
+            pr = ld.progress[learner]
             caught_up = (
                 pr.state is ReplicationState.REPLICATE and self.log.last_index - pr.match <= lag
             )
@@ -850,138 +837,142 @@ class Raft:
         ready = sorted(
             learner
             for learner in self.members.learners
-            if self.progress[learner].caught_up_ticks >= self.config.election_ticks
+            if ld.progress[learner].caught_up_ticks >= self.config.election_ticks
         )
-        if ready and self.transfer_target is None and self._change_refusal() is None:
+        if ready and ld.transfer_target is None and self._change_refusal() is None:
             self.change_members(MemberChange(ChangeKind.PROMOTE, ready[0]))
 
-    def _watch_own_disk(self) -> bool:
+    def _change_refusal(self) -> str | None:
+        """Why this leader may not append a membership change now (None: it may)."""
+        if not self.committed_in_term():
+            # an uncommitted change of an earlier leader could still win over ours
+            return "the leader has not committed an entry of its term yet; retry shortly"
+        if self.configs.last_index > self.commit:
+            return (
+                f"the membership change at index {self.configs.last_index} is not "
+                f"committed yet; one change at a time"
+            )
+        return None
+
+    def _watch_own_disk(self, ld: Leadership) -> bool:
         """Hand leadership over, then step down, while an own write stays unconfirmed
         (see the module's notes); returns whether this node still leads."""
         if self.persisted_index >= self.log.last_index:
-            self.disk_wait_index = self.disk_wait_elapsed = 0
+            ld.disk_wait_index = ld.disk_wait_elapsed = 0
             return True
-        if self.persisted_index >= self.disk_wait_index:
+        if self.persisted_index >= ld.disk_wait_index:
             # the write waited for landed (or none was): wait for the newest one
-            self.disk_wait_index, self.disk_wait_elapsed = self.log.last_index, 0
+            ld.disk_wait_index, ld.disk_wait_elapsed = self.log.last_index, 0
             return True
-        self.disk_wait_elapsed += 1
+        ld.disk_wait_elapsed += 1
         best = self.most_caught_up_voter()
         if best is None:
             return True  # nobody to hand over to
         timeout = self.config.election_ticks
-        if self.disk_wait_elapsed >= 2 * timeout:
+        if ld.disk_wait_elapsed >= 2 * timeout:
             self._become_follower(self.term, None)
             return False
-        if self.disk_wait_elapsed >= timeout and self.transfer_target is None:
+        if ld.disk_wait_elapsed >= timeout and ld.transfer_target is None:
             self.transfer_leadership(best)
         return True
 
-    def _broadcast_heartbeat(self) -> None:
-        self.read_seq += 1
-        self.need_heartbeat = False
-        for peer, pr in self.progress.items():
+    def _broadcast_heartbeat(self, ld: Leadership) -> None:
+        seq = ld.next_round()
+        for peer, pr in ld.progress.items():
             self._send(
                 Heartbeat(
                     src=self.id,
                     dst=peer,
                     term=self.term,
                     commit=min(pr.match, self.commit),
-                    seq=self.read_seq,
+                    seq=seq,
                 )
             )
-        self._release_reads()
+        self._release_reads(ld)
 
-    def _register_read(self, ctx: Hashable) -> None:
-        self.reads_pending.append((self.read_seq + 1, ctx, self.commit))
-        self.need_heartbeat = True
-
-    def _release_reads(self) -> None:
-        if not self.reads_pending:
+    def _release_reads(self, ld: Leadership) -> None:
+        if not ld.reads_pending:
             return
+        voters = self.members.voters
         acked = sorted(
-            [self.read_seq if self.id in self.members.voters else 0]
-            + [pr.acked_seq for p, pr in self.progress.items() if p in self.members.voters],
+            [ld.read_seq if self.id in voters else 0]
+            + [pr.acked_seq for p, pr in ld.progress.items() if p in voters],
             reverse=True,
         )
-        confirmed = acked[self.members.quorum() - 1]
-        still = []
-        for seq, ctx, index in self.reads_pending:
-            if seq <= confirmed:
-                self._reads.append(ReadState(ctx, index))
-            else:
-                still.append((seq, ctx, index))
-        self.reads_pending = still
+        self._reads.extend(ld.release_reads(confirmed=acked[self.members.quorum() - 1]))
 
-    def _maybe_commit(self) -> None:
+    def _maybe_commit(self, ld: Leadership) -> bool:
+        """Commit what a majority of voters holds, if of this term; returns whether this
+        node still leads (it steps down once its own removal is committed)."""
         matches = sorted(
-            [pr.match for p, pr in self.progress.items() if p in self.members.voters]
+            [pr.match for p, pr in ld.progress.items() if p in self.members.voters]
             + ([self.persisted_index] if self.id in self.members.voters else []),
             reverse=True,
         )
         candidate = matches[self.members.quorum() - 1]
         if candidate <= self.commit or self.log.term(candidate) != self.term:
-            return  # only entries of the current term are committed by counting
+            return True  # only entries of the current term are committed by counting
         first_in_term = not self.committed_in_term()
         self.commit = candidate
         if first_in_term:
-            waiting, self.reads_waiting = self.reads_waiting, []
+            waiting, ld.reads_waiting = ld.reads_waiting, []
             for ctx in waiting:
-                self._register_read(ctx)
+                ld.register_read(ctx, self.commit)
         if self.configs.last_index <= self.commit:
-            self._forget_removed_members()
+            self._forget_removed_members(ld)
             if self.id not in self.members.voters:
-                self._leave()
+                self._leave(ld)
+                return False
+        return True
 
-    def _forget_removed_members(self) -> None:
-        for peer in self.progress.keys() - self.members.all:
-            del self.progress[peer]
+    def _forget_removed_members(self, ld: Leadership) -> None:
+        for peer in ld.progress.keys() - self.members.all:
+            del ld.progress[peer]
 
-    def _leave(self) -> None:
+    def _leave(self, ld: Leadership) -> None:
         """This leader's removal is committed: hand leadership to a voter whose log is
         complete, if there is one, and step down."""
         best = self.most_caught_up_voter()
-        if best is not None and self.progress[best].match == self.log.last_index:
+        if best is not None and ld.progress[best].match == self.log.last_index:
             self._send(TimeoutNow(src=self.id, dst=best, term=self.term))
         self._become_follower(self.term, None)
 
-    def _append(self, entries: list[Entry]) -> None:
+    def _append(self, ld: Leadership, entries: list[Entry]) -> None:
         """Append this leader's own entries; a configuration among them is in force at once."""
         self.log.append(entries)
         before = self.members
         self.configs.appended(entries)
         if self.members != before:
-            self._members_changed()
+            self._members_changed(ld)
 
-    def _members_changed(self) -> None:
-        """Leader only: follow a new configuration: replicate to new members, and count
-        the new quorum (it may be smaller). A removed member is still sent the log until
-        its removal commits, so that it learns it was removed."""
-        for peer in self.members.all - {self.id} - self.progress.keys():
-            self.progress[peer] = Progress(self.log.last_index)
-        if self.transfer_target is not None and self.transfer_target not in self.members.voters:
-            self.transfer_target = None
-            self.timeout_now_sent = False
-        self._maybe_commit()
-        self._release_reads()
+    def _members_changed(self, ld: Leadership) -> None:
+        """Follow a new configuration: replicate to new members, and count the new quorum
+        (it may be smaller). A removed member is still sent the log until its removal
+        commits, so that it learns it was removed."""
+        for peer in self.members.all - {self.id} - ld.progress.keys():
+            ld.progress[peer] = Progress(self.log.last_index)
+        if ld.transfer_target is not None and ld.transfer_target not in self.members.voters:
+            ld.abandon_transfer()
+        if self._maybe_commit(ld):
+            self._release_reads(ld)
 
-    def _maybe_send_timeout_now(self) -> None:
-        target = self.transfer_target
+    def _maybe_send_timeout_now(self, ld: Leadership) -> None:
+        target = ld.transfer_target
         if (
             target is None
-            or self.timeout_now_sent
-            or self.progress[target].match != self.log.last_index
+            or ld.timeout_now_sent
+            or ld.progress[target].match != self.log.last_index
         ):
             return
         # proposals stay refused until the target wins (and this node steps down) or
         # the transfer is abandoned
         self._send(TimeoutNow(src=self.id, dst=target, term=self.term))
-        self.timeout_now_sent = True
+        ld.timeout_now_sent = True
 
-    def _flush_leader(self) -> None:
-        if self.need_heartbeat:
-            self._broadcast_heartbeat()
-        for peer, pr in self.progress.items():
+    def _flush_leader(self, ld: Leadership) -> None:
+        if ld.need_heartbeat:
+            self._broadcast_heartbeat(ld)
+        for peer, pr in ld.progress.items():
             self._send_appends(peer, pr)
 
     def _send_appends(self, peer: NodeId, pr: Progress) -> None:

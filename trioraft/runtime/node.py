@@ -846,13 +846,13 @@ class Node(Generic[R]):
 
     async def _member_rows_here(self) -> list[dict[str, Any]]:
         core = self.core
-        if not core.is_leader:
+        if core.leadership is None:
             raise NotLeader(core.leader_id)
         members = core.members
         rows = []
         for member in sorted(members.all):
             address = members.address(member) or MemberAddress("", "")
-            progress = core.progress.get(member)
+            progress = core.leadership.progress.get(member)
             rows.append(
                 {
                     "id": member,
@@ -936,12 +936,12 @@ class Node(Generic[R]):
                 await self._progress.wait()
             core = self.core
             tried: set[NodeId] = set()
-            while core.is_leader:
-                if core.transfer_target is None:
+            while (leadership := core.leadership) is not None:
+                if leadership.transfer_target is None:
                     choices = await self._live_followers(tried)
                     if not choices:
                         return
-                    target = max(choices, key=lambda p: core.progress[p].match)
+                    target = max(choices, key=lambda p: leadership.progress[p].match)
                     tried.add(target)
                     self.log.info("handing over leadership", to=target)
                     core.transfer_leadership(target)
@@ -957,10 +957,10 @@ class Node(Generic[R]):
         asked = core.heartbeat_now()
         self.poke()
         with trio.move_on_after(self.options.tick_seconds * core.config.election_ticks):
-            while core.is_leader:
+            while (leadership := core.leadership) is not None:
                 live = [
                     peer
-                    for peer, pr in core.progress.items()
+                    for peer, pr in leadership.progress.items()
                     if pr.acked_seq >= asked and peer in core.members.voters - exclude
                 ]
                 if live:
