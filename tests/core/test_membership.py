@@ -356,3 +356,24 @@ def test_restart_takes_the_configuration_from_the_log_over_the_bootstrap_one() -
     )
     assert node.members == promoted and node.members_at(2) == WITH_D
     assert make_raft("b", snapshot=snapshot).members == WITH_D
+
+
+# --- joining -----------------------------------------------------------------------
+
+
+def test_a_node_that_asked_to_join_adopts_the_answer_until_the_log_comes() -> None:
+    node = Raft("d", Members(frozenset()), rng=random.Random(0))
+    for _ in range(10 * node.config.election_ticks):
+        node.tick()
+    assert node.role is Role.FOLLOWER and not node.ready().messages  # never campaigns
+    answered = Members(frozenset("abc"), frozenset("d"))
+    node.adopt_members(answered)
+    assert node.members == answered
+    assert node.ready().members == answered
+
+
+def test_adopting_members_is_refused_once_the_log_holds_entries() -> None:
+    node = single_leader(Members(frozenset("a")))
+    with pytest.raises(ValueError, match="the log already holds a configuration"):
+        node.adopt_members(Members(frozenset("ab")))
+    assert node.members == Members(frozenset("a"))

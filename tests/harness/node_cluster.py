@@ -37,7 +37,7 @@ import math
 import random
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from trio.testing import MockClock
 from harness.disk_model import DiskModel
 from trioraft.core.messages import (
     AppendEntriesResponse,
+    MemberAddress,
     Members,
     Message,
     NodeId,
@@ -63,7 +64,8 @@ from trioraft.redis.replies import Reply
 from trioraft.redis.resp import encode
 from trioraft.redis.server import outcome_reply
 from trioraft.runtime.incarnation import WipedMember
-from trioraft.runtime.node import Node, NodeOptions, WalItem
+from trioraft.runtime.joining import Joining
+from trioraft.runtime.node import Node, NodeOptions, WalItem, encode_admission
 from trioraft.runtime.snapshotter import SnapshotPolicy
 from trioraft.storage.datadir import WAL_DIR
 from trioraft.storage.fileio import durability
@@ -72,6 +74,8 @@ from trioraft.storage.snapshots import SnapshotStore
 from trioraft.storage.state import Restored, open_storage
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport import MemoryNetwork, MemoryTransport, RpcHandler
+from trioraft.transport.base import Address, Payload
+from trioraft.transport.errors import RpcUnavailable
 
 OK = b"+OK\r\n"
 
@@ -194,8 +198,9 @@ class Cluster:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    async def start(self, node_id: NodeId) -> Node:
-        """Start `node_id` from its data dir (a restart if it ran before)."""
+    async def start(self, node_id: NodeId, *, join_via: Sequence[NodeId] = ()) -> Node:
+        """Start `node_id` from its data dir (a restart if it ran before); with `join_via`,
+        as a node configured to join: it asks those nodes, in turn, to add it."""
         assert node_id not in self._running, f"{node_id} is already running"
         fsync = self.fsync
         data_dir = self._root / node_id
@@ -228,7 +233,7 @@ class Cluster:
                 self._raft,
                 fsync=fsync,
                 snapshots=self._snapshots,
-                founders=self.founders,
+                founders=() if join_via else self.founders,
             ),
             wal,
             recovery,
@@ -240,11 +245,28 @@ class Cluster:
             snapshots=store,
             snapshot=snapshot,
             clock=self._wall_clock(node_id),
+            join=self._joining(node_id, join_via) if join_via else None,
         )
         running = _Running(node, trio.CancelScope())
         self._running[node_id] = running
         await self._nursery.start(self._run, running)
         return node
+
+    def _joining(self, node_id: NodeId, via: Sequence[NodeId]) -> Joining:
+        """Asking node X to add `node_id` is calling X's `admit` (the address says X)."""
+
+        async def ask(address: Address, method: str, payload: Payload, timeout: float) -> Payload:
+            running = self._running.get(address[0])
+            if running is None:
+                raise RpcUnavailable(f"{address[0]} is down")
+            assert method == "join" and isinstance(payload, list)
+            joiner, peer, client = payload
+            with trio.fail_after(timeout):
+                admission = await running.node.admit(joiner, MemberAddress(peer, client))
+            return encode_admission(admission)
+
+        own = MemberAddress(f"{node_id}:7000", f"{node_id}:6379")
+        return Joining([(member, 7000) for member in via], own, ask)
 
     def _wall_clock(self, node_id: NodeId) -> Callable[[], int]:
         """`node_id`'s wall clock: virtual time from `WALL_CLOCK_EPOCH_MS`, plus its offset."""

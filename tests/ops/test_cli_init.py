@@ -135,8 +135,7 @@ def test_force_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         ),
         (
             ["init", "--out", "x"],
-            "trioraft init: one of the arguments --nodes --hosts is required "
-            "(see trioraft init --help)",
+            "trioraft init: one of --nodes, --hosts or --join is required",
         ),
         (
             ["init", "--out", "x", "--nodes", "3", "--hosts", "a,b"],
@@ -284,3 +283,50 @@ def test_a_config_error_is_one_line_per_problem_and_exit_2(
         f"trioraft load: {path}: members: required key is missing",
         f"trioraft load: {path}: raft.heartbeet_ms: unknown key (did you mean heartbeat_ms?)",
     ]
+
+
+def test_join_writes_one_joining_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(
+        capsys,
+        *("init", "--out", str(tmp_path), "--join", "10.0.0.1:7001", "--join", "10.0.0.2:8001"),
+        *("--id", "n4", "--host", "10.0.0.4", "--client-port", "7004", "--peer-port", "8004"),
+        *("--data-root", "/var/lib/trioraft", "--token", "tok"),
+    )
+    assert (status, err, out) == (0, "", f"wrote {tmp_path}/n4.toml\n")
+    cfg = load_config(tmp_path / "n4.toml")
+    assert cfg.join == (Address("10.0.0.1", 7001), Address("10.0.0.2", 8001))
+    assert (cfg.node_id, cfg.cluster_token) == ("n4", "tok")
+    assert cfg.data_dir == Path("/var/lib/trioraft/n4")
+    assert (cfg.client_addr, cfg.peer_addr) == (
+        Address("10.0.0.4", 7004),
+        Address("10.0.0.4", 8004),
+    )
+    [me] = cfg.members
+    assert (me.id, me.peer_addr, me.client_addr) == ("n4", cfg.peer_addr, cfg.client_addr)
+    assert stat.S_IMODE((tmp_path / "n4.toml").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--join", "127.0.0.1:7001", "--token", "t"], "--join needs --id"),
+        (["--join", "127.0.0.1:7001", "--id", "n4"], "--join needs --id"),
+        (["--join", "127.0.0.1", "--id", "n4", "--token", "t"], 'expected "host:port"'),
+        (["--join", "127.0.0.1:7001", "--nodes", "3"], "not allowed with argument"),
+        (["--nodes", "3", "--id", "n4"], "--id goes with --join"),
+        ([], "one of --nodes, --hosts or --join is required"),
+        (
+            ["--join", "127.0.0.1:7001", "--id", "n4", "--token", "t", "--client-port", "7001"],
+            "join[0]: 127.0.0.1:7001 is this node's own address",
+        ),
+        (["--join", "127.0.0.1:7001", "--id", "n 4", "--token", "t"], "node_id: expected"),
+    ],
+)
+def test_bad_join_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    status, out, err = run(capsys, "init", "--out", str(tmp_path), *argv)
+    assert (status, out) == (2, "")
+    assert err.startswith("trioraft init: ") and message in err
+    assert len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir())

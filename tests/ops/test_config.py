@@ -598,3 +598,69 @@ def test_render_writes_tls(tmp_path: Path) -> None:
     assert load_config(path).tls == TlsConfig(
         tmp_path / "n1.pem", tmp_path / "n1.key", Path("/etc/ca.pem")
     )
+
+
+# ---- join -----------------------------------------------------------------------------
+
+JOINING = """\
+node_id = "n4"
+data_dir = "data/n4"
+client_addr = "0.0.0.0:7004"
+peer_addr = "0.0.0.0:8004"
+cluster_token = "secret"
+join = ["127.0.0.1:7001", "[::1]:8002"]
+
+[[members]]
+id = "n4"
+peer_addr = "127.0.0.1:8004"
+client_addr = "127.0.0.1:7004"
+"""
+
+
+def test_join_lists_addresses_to_ask(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, JOINING, "n4.toml"))
+    assert cfg.join == (Address("127.0.0.1", 7001), Address("::1", 8002))
+    assert load_config(write(tmp_path, render_config(cfg), "again.toml")) == cfg
+
+
+def test_join_defaults_to_none(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).join == ()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            '"[::1]:8002"',
+            '"127.0.0.1"',
+            'join[1]: expected "host:port", got "127.0.0.1"',
+        ),
+        ('join = ["127.0.0.1:7001", "[::1]:8002"]', 'join = "127.0.0.1:7001"', ""),
+        ('"[::1]:8002"', '"127.0.0.1:7001"', "join: 127.0.0.1:7001 is listed twice"),
+        (
+            '"[::1]:8002"',
+            '"127.0.0.1:8004"',
+            "join[1]: 127.0.0.1:8004 is this node's own address; name a member of the "
+            "cluster to join",
+        ),
+        (
+            '"[::1]:8002"',
+            '"0.0.0.0:8002"',
+            "join[1]: 0.0.0.0:8002 is this node's own address; name a member of the "
+            "cluster to join",
+        ),
+    ],
+)
+def test_bad_join(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in JOINING
+    path = write(tmp_path, JOINING.replace(old, new, 1), "n4.toml")
+    expected = message or 'join: expected an array of addresses, got "127.0.0.1:7001"'
+    assert problems(path) == [f"{path}: {expected}"]
+
+
+def test_join_with_other_members_listed_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, top('join = ["127.0.0.1:7009"]'))
+    assert problems(path) == [
+        f"{path}: members: with join, list only this node (n1), where the others reach it; "
+        "the cluster it joins tells it its members (remove n2, n3)"
+    ]

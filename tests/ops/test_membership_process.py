@@ -3,7 +3,8 @@
 then the leader is removed while a client writes through a follower; no acknowledged
 write is lost. Prints the time from `member add` to promotion and the longest write gap
 while the leader removes itself. And a member whose data dir was wiped is replaced under a
-new id while a client writes through the leader."""
+new id while a client writes through the leader. And a node configured with `join` asks
+(a client address, then a peer address) to be added, becomes a voter and restarts."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from harness.process_cluster import ProcessCluster
 from harness.process_node import Node, run_cli
 from harness.writers import BackgroundWriter
 
-from trioraft.ops.config import load_config, render_config
+from trioraft.ops.config import load_config, parse_address, render_config
 
 pytestmark = pytest.mark.processes
 
@@ -109,3 +110,33 @@ def test_replace_a_member_whose_data_dir_was_wiped_while_a_client_writes() -> No
         assert voters_listed(leader) == [(m, "voter") for m in expected]
         last = writer.acked[-1]
         assert newcomer.call("GET", f"w:{last}") == str(last).encode()
+
+
+def configure_to_join(newcomer: Node, *addresses: str) -> None:
+    """Rewrite the newcomer's config the join way: it lists only itself, and asks the
+    members at `addresses` to add it."""
+    config = load_config(newcomer.config_path)
+    me = tuple(m for m in config.members if m.id == newcomer.id)
+    joining = tuple(parse_address(address) for address in addresses)
+    newcomer.config_path.write_text(render_config(attrs.evolve(config, members=me, join=joining)))
+
+
+@pytest.mark.slow
+def test_a_node_with_join_is_added_through_a_follower_becomes_a_voter_and_restarts() -> None:
+    with ProcessCluster.create(4) as cluster:
+        newcomer, founders, leader = start_three_of_four(cluster)
+        follower = next(node for node in founders if node is not leader)
+        # a client address first (its members' peer addresses are asked for), then a peer one
+        configure_to_join(newcomer, f"{HOST}:{follower.client_port}", f"{HOST}:{leader.peer_port}")
+        newcomer.start()
+        newcomer.wait_serving()
+        promoted = (newcomer.id, "voter")
+        wait_until(lambda: promoted in voters_listed(leader), 60.0, f"{newcomer.id} promoted")
+        assert newcomer.call("SET", "through", "n4") == "OK"
+        assert leader.call("GET", "through") == b"n4"
+        assert newcomer.info()["membership"] == "voter"
+        assert "added to the cluster as a learner" in newcomer.log_text()
+        # restarted, it finds its peers in its data dir (its file lists only itself)
+        newcomer.restart()
+        assert newcomer.call("SET", "again", "n4") == "OK"
+        assert "join is ignored" in newcomer.log_text()

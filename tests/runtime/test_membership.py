@@ -145,3 +145,44 @@ def test_raft_transfer_arguments() -> None:
     assert parse_transfer([b"RAFT.TRANSFER"]) is None
     assert parse_transfer([b"RAFT.TRANSFER", b"n2"]) == "n2"
     assert isinstance(parse_transfer([b"RAFT.TRANSFER", b"a", b"b"]), ErrorReply)
+
+
+async def test_a_node_configured_to_join_asks_until_added_then_becomes_a_voter(
+    clock: MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_cluster(tmp_path, size=4, founders=3, start=["n1", "n2", "n3"]) as cluster:
+        leader = await cluster.wait_for_leader()
+        assert await write(leader, b"before", b"1") == OK
+        follower = a_follower(cluster, leader)
+        await cluster.crash(follower.id)
+        # the first node it asks is down: it asks the next one
+        other = next(n for n in cluster.nodes if n.id not in (leader.id, "n4"))
+        new = await cluster.start("n4", join_via=[follower.id, other.id])
+        assert not new.core.members.all
+        await wait_until(lambda: "n4" in leader.core.members.voters, 3 * ELECTION_TIMEOUT_MAX)
+        assert leader.core.members.address("n4") == N4
+        assert await write(new, b"through", b"n4") == OK
+        await wait_until(lambda: new.applied >= leader.core.commit, ELECTION_TIMEOUT_MAX)
+        assert new.state.store.read([b"GET", b"before"]) == b"1"
+        assert not any("waiting to join" in r.getMessage() for r in caplog.records)
+        # asking again once a member, at the same addresses, is done at once
+        assert await other.admit("n4", N4) == leader.core.members
+
+
+async def test_a_node_asking_to_join_is_told_why_not_and_asks_again(
+    clock: MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_cluster(tmp_path, size=4, founders=3, start=["n1", "n2", "n3"]) as cluster:
+        leader = await cluster.wait_for_leader()
+        taken = MemberAddress("n4:7000", "elsewhere:1")
+        assert await leader.change_members(MemberChange(ChangeKind.ADD, "n5", taken)) is None
+        new = await cluster.start("n4", join_via=[leader.id])
+        await wait_until(
+            lambda: any("waiting to join" in r.getMessage() for r in caplog.records),
+            ELECTION_TIMEOUT_MAX,
+        )
+        [fields] = [r.fields for r in caplog.records if "waiting to join" in r.getMessage()]
+        assert "n5 uses the address n4:7000" in fields["reasons"] and fields["attempt"] == 1
+        assert await leader.change_members(MemberChange(ChangeKind.REMOVE, "n5")) is None
+        await wait_until(lambda: "n4" in leader.core.members.voters, 6 * ELECTION_TIMEOUT_MAX)
+        assert new.core.members == leader.core.members

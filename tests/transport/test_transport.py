@@ -772,3 +772,74 @@ async def test_a_peer_reached_before_is_warned_about_at_once(
         await wait_until(lambda: bool(unreachable_levels(caplog)))
         assert unreachable_levels(caplog)[0] == "WARNING"
         nursery.cancel_scope.cancel()
+
+
+# Guests: a node that knows only an address.
+
+
+async def test_a_guest_calls_a_guest_method_at_an_address() -> None:
+    async with tcp_nodes("n1", guest_methods=frozenset({"echo", "fail"})) as nodes:
+        n1 = nodes["n1"]
+        joiner = TcpTransport("n9", TOKEN, LOCAL, {}, echo_handler)
+        assert await joiner.call_address(n1.listen_addr, "echo", 7, DEADLINE) == ("n9", 7)
+        with pytest.raises(RpcRemoteError, match="ValueError: nope"):
+            await joiner.call_address(n1.listen_addr, "fail", None, DEADLINE)
+
+
+@pytest.mark.parametrize(
+    ("token", "guest_methods", "method", "error", "reason"),
+    [
+        ("wrong", frozenset({"echo"}), "echo", RpcUnavailable, "wrong cluster token"),
+        (TOKEN, frozenset(), "echo", RpcUnavailable, "unknown node id 'n9'"),
+        (TOKEN, frozenset({"echo"}), "fail", RpcConnectionLost, "closed the connection"),
+    ],
+)
+async def test_guests_are_refused_what_they_may_not_do(
+    caplog: pytest.LogCaptureFixture,
+    token: str,
+    guest_methods: frozenset[str],
+    method: str,
+    error: type[Exception],
+    reason: str,
+) -> None:
+    async with tcp_nodes("n1", guest_methods=guest_methods) as nodes:
+        joiner = TcpTransport("n9", token, LOCAL, {}, echo_handler)
+        with pytest.raises(error, match=reason):
+            await joiner.call_address(nodes["n1"].listen_addr, method, None, DEADLINE)
+    if error is RpcConnectionLost:
+        assert logged(caplog, "a node that is not a peer called 'fail'")
+
+
+async def test_a_guest_may_not_send_raft_messages(caplog: pytest.LogCaptureFixture) -> None:
+    async with tcp_nodes("n1", guest_methods=frozenset({"echo"})) as nodes:
+        n1 = nodes["n1"]
+        stream = await trio.open_tcp_stream(*n1.listen_addr)
+        try:
+            await stream.send_all(encode_hello(Hello(TOKEN.encode(), "n9", "")))
+            await stream.send_all(encode_message(TimeoutNow(src="n9", dst="n1", term=1)))
+            await wait_until(lambda: logged(caplog, "not a peer sent more than requests"))
+        finally:
+            await stream.aclose()
+        with pytest.raises(trio.WouldBlock):
+            n1.incoming.receive_nowait()
+
+
+async def test_a_node_it_does_not_know_is_a_guest_only_when_it_names_no_node() -> None:
+    async with tcp_nodes("n1", guest_methods=frozenset({"echo"})) as nodes:
+        n1 = nodes["n1"]
+        stranger = TcpTransport("n9", TOKEN, LOCAL, {"n1": n1.listen_addr}, echo_handler)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stranger.serve)
+            with pytest.raises(RpcUnavailable, match="unknown node id 'n9'"):
+                await stranger.call("n1", "echo", None, timeout=DEADLINE)
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_address_where_no_node_listens_is_unavailable() -> None:
+    joiner = TcpTransport("n9", TOKEN, LOCAL, {}, echo_handler, connect_timeout=0.5)
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    with pytest.raises(RpcUnavailable, match=f"127.0.0.1:{port}: "):
+        await joiner.call_address(("127.0.0.1", port), "echo", None, DEADLINE)

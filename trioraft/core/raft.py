@@ -284,6 +284,15 @@ class Raft:
         it may vote and campaign from now on."""
         self.may_vote = True
 
+    def adopt_members(self, members: Members) -> None:
+        """Take `members` as the configuration to start from: the one a running cluster
+        answered a node that asked to join it, in place of none. Only while the log holds
+        nothing (no entry, no snapshot): once the leader's log has reached the node, the
+        log says what the configuration is."""
+        if self.log.last_index:
+            raise ValueError("the log already holds a configuration")
+        self.configs.reset(members)
+
     def propose(self, commands: Sequence[bytes]) -> list[tuple[int, int]]:
         """Append client commands; returns the (index, term) of each. Raises NotLeader,
         TransferInProgress (also once this leader has removed itself) or

@@ -14,6 +14,7 @@ Rules:
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ from trioraft.ops.config import (
     parse_address,
     render_config,
     same_host_members,
+    validate_config,
 )
 from trioraft.ops.logs import setup_logging
 
@@ -129,6 +131,13 @@ def _host(text: str) -> str:
     return text
 
 
+def _address(text: str) -> Address:
+    try:
+        return parse_address(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _check_host(host: str) -> None:
     """A host the other nodes can reach: a name or IP address, not a wildcard."""
     bracketed = f"[{host}]" if ":" in host else host
@@ -145,10 +154,11 @@ _INIT_DEFAULTS = {"nodes": 3, "client_port": 7001, "peer_port": 8001, "data_root
 
 
 def _init_arguments(
-    p: argparse.ArgumentParser, quick_start: bool = False, token: bool = True
+    p: argparse.ArgumentParser, quick_start: bool = False, token: bool = True, join: bool = False
 ) -> None:
-    """init's options; the quick start's defaults are unset, and `token=False` leaves
-    `--token` out (a restored cluster always gets a new one)."""
+    """init's options; the quick start's defaults are unset, `token=False` leaves
+    `--token` out (a restored cluster always gets a new one), and `join=True` adds the
+    options of a node that joins a running cluster."""
     if quick_start:
         p.add_argument(
             "--out",
@@ -166,7 +176,17 @@ def _init_arguments(
             required=True,
             help="write DIR/n1.toml ... DIR/nN.toml",
         )
-    shape = p.add_mutually_exclusive_group(required=not quick_start)
+    shape = p.add_mutually_exclusive_group(required=not (quick_start or join))
+    if join:
+        shape.add_argument(
+            "--join",
+            metavar="ADDR",
+            action="append",
+            type=_address,
+            help="one node joining a running cluster: the client or peer address of a member "
+            "to ask (repeat for more); needs --id and --token",
+        )
+        p.add_argument("--id", metavar="ID", help="with --join: the new node's id")
     shape.add_argument(
         "--nodes",
         metavar="N",
@@ -214,12 +234,39 @@ def _init_arguments(
 
 
 def _init(args: argparse.Namespace) -> int:
-    members = _members(args)
     if args.token == "":
         raise CliError(EXIT_USAGE, "--token must not be empty")
+    if getattr(args, "join", None):
+        _write_configs([_joining_config(args)], args)
+        return 0
+    if getattr(args, "id", None) is not None:
+        raise CliError(EXIT_USAGE, "--id goes with --join; --nodes and --hosts name n1, n2, ...")
+    if args.nodes is None and args.hosts is None:
+        raise CliError(EXIT_USAGE, "one of --nodes, --hosts or --join is required")
+    members = _members(args)
     token = args.token if args.token is not None else new_token()
     _write_configs(cluster_configs(members, token=token, data_root=args.data_root), args)
     return 0
+
+
+def _joining_config(args: argparse.Namespace) -> Config:
+    """The config of one node that asks the members at `--join` to add it."""
+    if args.id is None or args.token is None:
+        raise CliError(EXIT_USAGE, "--join needs --id (the new node's) and --token (the cluster's)")
+    if args.client_port == args.peer_port:
+        raise CliError(EXIT_USAGE, "--client-port and --peer-port must differ")
+    host = args.host or "127.0.0.1"
+    member = Member(
+        id=args.id,
+        peer_addr=Address(host, args.peer_port),
+        client_addr=Address(host, args.client_port),
+    )
+    [config] = cluster_configs([member], token=args.token, data_root=args.data_root)
+    config = attrs.evolve(config, join=tuple(args.join))
+    problems = validate_config(config)
+    if problems:
+        raise CliError(EXIT_USAGE, problems[0])
+    return config
 
 
 def _members(args: argparse.Namespace) -> tuple[Member, ...]:
@@ -748,7 +795,12 @@ def describe(exc: BaseException) -> str:
 # ---- the command line ---------------------------------------------------------------
 
 COMMANDS: tuple[Command, ...] = (
-    Command("init", "write the config files of a new cluster", _init_arguments, _init),
+    Command(
+        "init",
+        "write the config files of a new cluster, or of a node joining one",
+        functools.partial(_init_arguments, join=True),
+        _init,
+    ),
     Command("serve", "run one node in the foreground", _serve_arguments, _serve),
     Command(
         "cluster",

@@ -246,8 +246,13 @@ class Config:
     log_format: str = "text"
     #: when set, where the node serves /metrics (Prometheus), /health and /ready over HTTP
     metrics_addr: Address | None = None
-    #: the initial cluster; every node's file lists the same members
+    #: the initial cluster; every node's file lists the same members. With `join`, only
+    #: this node's own entry: where the others reach it
     members: tuple[Member, ...]
+    #: when set, this node asks a running cluster to add it (as a learner, promoted once
+    #: caught up) instead of bootstrapping one: client or peer addresses of its members,
+    #: asked in turn until one answers. Only a data dir that records no configuration asks
+    join: tuple[Address, ...] = ()
     #: the `[raft]` table: timing and snapshot policy
     raft: RaftSection = RaftSection()
     #: the `[limits]` table: what one client may cost the node
@@ -327,10 +332,11 @@ def _table_hook_factory(cl: type, converter: cattrs.Converter) -> Callable[[Any,
 
 def _array_hook_factory(cl: type, converter: cattrs.Converter) -> Callable[[Any, type], Any]:
     inner = homogenous_tuple_structure_factory(cl, converter)
+    wanted = "an array of addresses" if cl == tuple[Address, ...] else "an array of tables"
 
     def structure(value: object, kind: type) -> Any:
         if not isinstance(value, list):
-            raise _BadValue(f"expected an array of tables, got {_describe(value)}")
+            raise _BadValue(f"expected {wanted}, got {_describe(value)}")
         return inner(value, kind)
 
     return structure
@@ -453,6 +459,7 @@ def validate_config(cfg: Config) -> list[str]:
     problems += _raft_problems(cfg.raft)
     problems += _limits_problems(cfg.limits)
     problems += _members_problems(cfg)
+    problems += _join_problems(cfg)
     return problems
 
 
@@ -580,6 +587,32 @@ def _members_problems(cfg: Config) -> list[str]:
                 f"{name}: {own} differs from members[{ids[cfg.node_id]}].{name} ({listed}): "
                 f"listen on {listed}, or on port {listed.port} of 0.0.0.0 or an IP address"
             )
+    return problems
+
+
+def _join_problems(cfg: Config) -> list[str]:
+    """A joining node's file lists itself only: the cluster it joins says who else is in
+    it, and a second list could only disagree with that."""
+    if not cfg.join:
+        return []
+    problems = [
+        f"join: {cfg.join[i]} is listed twice"
+        for i in range(len(cfg.join))
+        if cfg.join[i] in cfg.join[:i]
+    ]
+    others = [m.id for m in cfg.members if m.id != cfg.node_id]
+    if others:
+        problems.append(
+            f"members: with join, list only this node ({cfg.node_id}), where the others reach "
+            f"it; the cluster it joins tells it its members (remove {', '.join(others)})"
+        )
+    mine = [(m.peer_addr, m.client_addr) for m in cfg.members if m.id == cfg.node_id]
+    own = {cfg.peer_addr, cfg.client_addr, *(mine[0] if mine else ())}
+    problems += [
+        f"join[{i}]: {address} is this node's own address; name a member of the cluster to join"
+        for i, address in enumerate(cfg.join)
+        if address in own or address.is_wildcard
+    ]
     return problems
 
 

@@ -32,13 +32,15 @@ from trioraft.kvstore import expiry
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.ops.config import Address, Config
 from trioraft.ops.health import Endpoint
+from trioraft.ops.join import asker
 from trioraft.ops.logs import NodeLogger
 from trioraft.ops.metrics import instrument, probe_peers
 from trioraft.ops.systemd import StatusLine, notify, watchdog, watchdog_interval
 from trioraft.ops.tls import TlsContexts, TlsError, load_contexts
 from trioraft.redis.replies import Reply
 from trioraft.redis.server import ClientLimits, ClientServer
-from trioraft.runtime.node import Node, NodeOptions
+from trioraft.runtime.joining import Joining
+from trioraft.runtime.node import GUEST_METHODS, Node, NodeOptions
 from trioraft.runtime.snapshotter import SnapshotPolicy
 from trioraft.storage import DataDir, DataDirLocked, StorageError, WriteAheadLog
 from trioraft.storage.snapshots import SnapshotStore
@@ -67,15 +69,7 @@ def node_options(config: Config) -> NodeOptions:
     r = config.raft
     return NodeOptions(
         node_id=config.node_id,
-        members=Members(
-            voters=frozenset(m.id for m in config.members),
-            addresses=tuple(
-                sorted(
-                    (m.id, MemberAddress(str(m.peer_addr), str(m.client_addr)))
-                    for m in config.members
-                )
-            ),
-        ),
+        members=listed_members(config),
         peer_addresses={m.id: (m.peer_addr.host, m.peer_addr.port) for m in config.peers},
         tick_seconds=r.tick_ms / 1000,
         raft=RaftConfig(
@@ -86,6 +80,21 @@ def node_options(config: Config) -> NodeOptions:
         ),
         fsync=config.fsync,
         snapshot_policy=SnapshotPolicy(entries=r.snapshot_entries, bytes=r.snapshot_bytes),
+    )
+
+
+def listed_members(config: Config) -> Members:
+    """The configuration the file bootstraps an empty data dir with: none for a node that
+    joins (the cluster it joins tells it; it must never form a cluster of its own)."""
+    if config.join:
+        return Members(frozenset())
+    return Members(
+        voters=frozenset(m.id for m in config.members),
+        addresses=tuple(
+            sorted(
+                (m.id, MemberAddress(str(m.peer_addr), str(m.client_addr))) for m in config.members
+            )
+        ),
     )
 
 
@@ -143,9 +152,17 @@ def serve(config: Config, config_file: Path) -> None:
         with wal:
             snapshot = _load_snapshot(restored, log)
             recorded = recorded_members(snapshot[0] if snapshot else None, restored.entries)
-            mismatch = members_mismatch(config_file, node_options(config).members, recorded)
-            if mismatch is not None:
-                log.warning(mismatch)
+            if config.join:
+                if recorded is not None:
+                    log.warning(
+                        f"{config_file}: join is ignored: this node's data dir records the "
+                        f"members {_names(recorded)} (join only adds a node whose data dir "
+                        f"records none)"
+                    )
+            else:
+                mismatch = members_mismatch(config_file, listed_members(config), recorded)
+                if mismatch is not None:
+                    log.warning(mismatch)
             log.info(
                 "storage recovered",
                 snapshot_index=snapshot[0].index if snapshot else 0,
@@ -154,7 +171,15 @@ def serve(config: Config, config_file: Path) -> None:
                 incarnation=data_dir.incarnation,
             )
             meta, state = snapshot if snapshot else (None, ReplicatedState())
-            storage = _Storage(wal, snapshots, restored, state, meta, data_dir)
+            storage = _Storage(
+                wal,
+                snapshots,
+                restored,
+                state,
+                meta,
+                data_dir,
+                joins=bool(config.join) and recorded is None,
+            )
             trio.run(_run, config, storage, tls, log)
     finally:
         data_dir.close()
@@ -172,6 +197,8 @@ class _Storage:
     #: the snapshot `state` comes from
     snapshot: SnapshotMeta | None
     data_dir: DataDir
+    #: whether the node asks to join (`join` is set, and the data dir records no members)
+    joins: bool
 
 
 def _load_snapshot(
@@ -227,16 +254,30 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
     for key, address in listening:
         await _check_listen_address(key, address, log)
 
-    def make_transport(handler: RpcHandler) -> TcpTransport:
-        return TcpTransport(
-            node_id=config.node_id,
-            token=config.cluster_token,
-            listen_addr=(config.peer_addr.host, config.peer_addr.port),
-            peers={m.id: (m.peer_addr.host, m.peer_addr.port) for m in config.peers},
-            rpc_handler=handler,
-            tls=tls.peers if tls is not None else None,
-        )
+    transports: list[TcpTransport] = []
 
+    def make_transport(handler: RpcHandler) -> TcpTransport:
+        transports.append(
+            TcpTransport(
+                node_id=config.node_id,
+                token=config.cluster_token,
+                listen_addr=(config.peer_addr.host, config.peer_addr.port),
+                peers={m.id: (m.peer_addr.host, m.peer_addr.port) for m in config.peers},
+                rpc_handler=handler,
+                tls=tls.peers if tls is not None else None,
+                guest_methods=GUEST_METHODS,
+            )
+        )
+        return transports[0]
+
+    joining = None
+    if storage.joins:
+        me = config.me
+        joining = Joining(
+            [(a.host, a.port) for a in config.join],
+            MemberAddress(str(me.peer_addr), str(me.client_addr)),
+            asker(lambda: transports[0], config.password, tls.peers.connect if tls else None),
+        )
     node = Node(
         node_options(config),
         storage.wal,
@@ -247,6 +288,7 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
         snapshot=storage.snapshot,
         incarnation=storage.data_dir.incarnation,
         fresh=storage.data_dir.created,
+        join=joining,
     )
     server = ClientServer(node, storage.state, server_limits(config), config.password)
     serving = False

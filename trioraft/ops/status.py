@@ -25,12 +25,17 @@ COLUMNS = (
 )
 
 
+def encode_command(args: list[bytes]) -> bytes:
+    """A command as a client sends it: a RESP array of bulk strings."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
 def request(
     host: str, port: int, args: list[bytes], timeout: float, tls: ssl.SSLContext | None = None
 ) -> Reply:
     """Send one command on a new connection (TLS when given a context) and return its
     reply."""
-    payload = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    payload = encode_command(args)
     with contextlib.ExitStack() as stack:
         sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
         if tls is not None:
@@ -60,10 +65,12 @@ MEMBER_COLUMNS = (
 def cluster_rows(
     host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None
 ) -> list[dict[str, str]]:
-    return _rows(request(host, port, [b"RAFT.STATUS"], timeout, tls))
+    return table_rows(request(host, port, [b"RAFT.STATUS"], timeout, tls))
 
 
-def _rows(reply: Reply) -> list[dict[str, str]]:
+def table_rows(reply: Reply) -> list[dict[str, str]]:
+    """The rows of RAFT.STATUS or RAFT.MEMBER LIST, as field -> value; ValueError with the
+    node's error text."""
     if isinstance(reply, ErrorReply):
         raise ValueError(reply.text)
     if not isinstance(reply, list):
@@ -89,7 +96,7 @@ def run_member_command(
     ValueError with the node's error."""
     reply = request(host, port, args, timeout, tls)
     if args[:2] == [b"RAFT.MEMBER", b"LIST"]:
-        print_table(_rows(reply), MEMBER_COLUMNS)
+        print_table(table_rows(reply), MEMBER_COLUMNS)
         return
     if isinstance(reply, ErrorReply):
         raise ValueError(reply.text)

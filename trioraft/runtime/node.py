@@ -48,7 +48,7 @@ from trioraft.core.errors import (
     TooMuchUncommitted,
     TransferInProgress,
 )
-from trioraft.core.membership import ChangeKind, MemberChange, decode_members
+from trioraft.core.membership import ChangeKind, MemberChange, decode_members, encode_members
 from trioraft.core.messages import (
     Entry,
     EntryKind,
@@ -66,8 +66,9 @@ from trioraft.kvstore.steps import Release, run_stepwise
 from trioraft.ops.config import parse_address
 from trioraft.ops.logs import NodeLogger
 from trioraft.ops.metrics import NodeMetrics
-from trioraft.runtime import incarnation
+from trioraft.runtime import incarnation, joining
 from trioraft.runtime.forwarding import Forwarder
+from trioraft.runtime.joining import Joining
 from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
 from trioraft.runtime.statemachine import R, StateMachine
 from trioraft.storage.wal import Recovery, WriteAheadLog
@@ -121,6 +122,12 @@ class Refused:
 #: what a membership change or a transfer comes to: None once done, or why not
 ChangeOutcome: TypeAlias = Refused | WriteFailure | None
 
+#: what a node asking to join comes to: the configuration that has it, or why not
+Admission: TypeAlias = Members | Refused | WriteFailure
+
+
+#: the requests a node that is not a member may make over the peer transport
+GUEST_METHODS = frozenset({"join"})
 
 #: how long a client request may wait for its outcome, unless the options say otherwise
 REQUEST_TIMEOUT = 5.0
@@ -195,12 +202,14 @@ class Node(Generic[R]):
         incarnation: str | None = None,
         fresh: bool = False,
         clock: Callable[[], int] = wall_clock_ms,
+        join: Joining | None = None,
     ) -> None:
         """A node resuming from its storage: `state`, as the newest snapshot (if any,
         `snapshot`) holds it, and the log. Without a snapshot store the node never
         snapshots; without an incarnation it does not check that its data dir is the one
         the cluster knows (tests). `clock` is the wall clock (Unix ms) its proposals are
-        stamped with (see stamps.py)."""
+        stamped with (see stamps.py). With `join`, it first asks to be added to a running
+        cluster (joining.py)."""
         self.options = options
         #: what happened to the node, counted for /metrics
         self.metrics = NodeMetrics()
@@ -222,8 +231,11 @@ class Node(Generic[R]):
             may_vote=incarnation is None,
         )
         self.transport = transport_factory(self._serve_rpc)
-        #: where each other member is reached, as the transport was last told
+        #: where each other member is reached, as the transport was last told: the
+        #: config file's peers, and the members the data dir records (a node that joined
+        #: has only the latter)
         self._peer_book: dict[NodeId, Address] = dict(options.peer_addresses)
+        self._reach(self.core.members)
         self._clock = clock
         #: the stamps of this node's proposals: never below the latest one in its log
         self._stamper = Stamper(self.state.time)
@@ -269,6 +281,8 @@ class Node(Generic[R]):
         #: this data dir's incarnation id, and whether the data dir was created just now
         self.incarnation = incarnation
         self.fresh = fresh
+        #: whom to ask to add this node, until one has
+        self.joining = join
         #: set once the data dir passed the incarnation check: the last start check
         self.accepted = trio.Event()
         #: the node's nursery, for tasks started later (snapshot transfers)
@@ -290,8 +304,10 @@ class Node(Generic[R]):
             task_status.started()
 
     async def _check_incarnation(self) -> None:
-        """Have the peers confirm that this data dir is the one the cluster knows (when
-        the node has an incarnation), then set `accepted`."""
+        """Ask to join when told to; have the peers confirm that this data dir is the one
+        the cluster knows (when the node has an incarnation), then set `accepted`."""
+        if self.joining is not None:
+            await joining.join(self, self.joining)
         if self.incarnation is not None:
             await incarnation.guard(self, self.incarnation, self.fresh)
         self.accepted.set()
@@ -382,8 +398,12 @@ class Node(Generic[R]):
             self.log.warning(
                 "this node was removed from the cluster: it takes no further part (stop it)"
             )
-        # removed members stay in the book: a leader that removed itself still leads
-        # until that commits, and must be heard meanwhile
+        self._reach(members)
+
+    def _reach(self, members: Members) -> None:
+        """Add where `members` says its members are to the transport's book. Removed
+        members stay in it: a leader that removed itself still leads until that
+        commits, and must be heard meanwhile."""
         book = dict(self._peer_book)
         for peer, address in members.addresses:
             if peer != self.id:
@@ -781,6 +801,7 @@ class Node(Generic[R]):
             "change_members",
             request,
             lambda: self._change_committed(change),
+            _decode_change,
         )
 
     def _change_committed(self, change: MemberChange) -> bool:
@@ -809,6 +830,54 @@ class Node(Generic[R]):
         self._count_outcome(index, waiter)
         return waiter.outcome
 
+    async def admit(self, joiner: NodeId, address: MemberAddress) -> Admission:
+        """A node asking to join: add it as a learner wherever the leader is (it is promoted
+        once caught up). Asking again once it is a member at the same addresses is done
+        at once. Returns the configuration once this node's log shows it (so the joiner
+        knows its peers), or why it was not added."""
+        outcome = await self._changing_at_leader(
+            lambda: self._admit_here(joiner, address),
+            "join",
+            [joiner, address.peer, address.client],
+            lambda: self.core.members.address(joiner) == address,
+            decode_admission,
+        )
+        if isinstance(outcome, Members):
+            return outcome
+        if outcome is not None:
+            return outcome
+        with trio.move_on_after(self.options.request_timeout):
+            while self.core.members.address(joiner) != address:
+                await self._progress.wait()
+        return self.core.members
+
+    async def _admit_here(self, joiner: NodeId, address: MemberAddress) -> ChangeOutcome:
+        core = self.core
+        if not core.is_leader:
+            raise NotLeader(core.leader_id)
+        if core.members.address(joiner) == address and core.configs.last_index <= core.commit:
+            return None
+        if joiner not in core.members.all:
+            self.log.info("a node asks to join", member=joiner, peer=address.peer)
+        return await self._change_members_here(MemberChange(ChangeKind.ADD, joiner, address))
+
+    def admitted(self, answer: Payload, asked: str) -> str | None:
+        """A member's answer to this node asking to join (`joining.py`): None once added
+        (the node then starts from the configuration answered, until the leader's log
+        arrives), else why not."""
+        outcome = decode_admission(answer)
+        if not isinstance(outcome, Members):
+            return outcome.reason if isinstance(outcome, Refused) else str(outcome)
+        self.log.info(
+            "added to the cluster as a learner; taking the leader's log",
+            asked=asked,
+            voters=",".join(sorted(outcome.voters)),
+        )
+        if self.core.log.last_index == 0:
+            self.core.adopt_members(outcome)
+            self.poke()
+        return None
+
     async def transfer(self, target: NodeId | None) -> ChangeOutcome:
         """Hand leadership to `target` (the most caught-up voter when None) wherever the
         leader is; returns once another node leads (None), or why not (as
@@ -822,6 +891,7 @@ class Node(Generic[R]):
                 self.core.leader_id not in (None, asked)
                 and (target is None or self.core.leader_id == target)
             ),
+            _decode_change,
         )
 
     async def _transfer_here(self, target: NodeId | None) -> ChangeOutcome:
@@ -871,18 +941,20 @@ class Node(Generic[R]):
 
     async def _changing_at_leader(
         self,
-        here: Callable[[], Awaitable[ChangeOutcome]],
+        here: Callable[[], Awaitable[T]],
         method: str,
         payload: Payload,
         done: Callable[[], bool],
-    ) -> ChangeOutcome:
-        """`_at_leader` for a membership change or a transfer. Its effect changes who
-        leads (a transfer, a leader removing itself), so the leader's answer is often
-        overtaken by the news of the change: when the outcome is unknown, `done()` seen
-        from here (within the request timeout) makes it done."""
+        decode: Callable[[Payload], T],
+    ) -> T | WriteFailure | None:
+        """`_at_leader` for a membership change or a transfer, `decode` reading the
+        leader's answer. Its effect changes who leads (a transfer, a leader removing
+        itself), so the leader's answer is often overtaken by the news of the change:
+        when the outcome is unknown, `done()` seen from here (within the request
+        timeout) makes it done (None)."""
 
-        async def there(leader: NodeId, timeout: float) -> ChangeOutcome:
-            return _decode_change(await self._call_leader(leader, method, payload, timeout))
+        async def there(leader: NodeId, timeout: float) -> T:
+            return decode(await self._call_leader(leader, method, payload, timeout))
 
         try:
             return await self._at_leader(here, there)
@@ -906,6 +978,10 @@ class Node(Generic[R]):
         if method == "transfer":
             assert payload is None or isinstance(payload, str)
             return _encode_change(await self._transfer_here(payload))
+        if method == "join":
+            assert isinstance(payload, list | tuple)
+            joiner, peer, client = payload
+            return encode_admission(await self.admit(joiner, MemberAddress(peer, client)))
         if method == "members":
             rows: Payload = await self._member_rows_here()
             return rows
@@ -1080,3 +1156,21 @@ def _decode_change(encoded: Payload) -> ChangeOutcome:
         return None
     assert isinstance(code, int) and isinstance(reason, str)
     return Refused(reason) if code == _REFUSED else _FAILURES_BY_CODE[code](reason)
+
+
+def encode_admission(outcome: Admission) -> Payload:
+    """How the answer to a node asking to join travels."""
+    if isinstance(outcome, Members):
+        return [0, encode_members(outcome)]
+    return _encode_change(outcome)
+
+
+def decode_admission(encoded: Payload) -> Admission:
+    assert isinstance(encoded, list | tuple) and len(encoded) == 2
+    code, value = encoded
+    if code == 0:
+        assert isinstance(value, bytes)
+        return decode_members(value)
+    outcome = _decode_change(encoded)
+    assert outcome is not None
+    return outcome

@@ -34,6 +34,11 @@ Theory of operation:
   handshake; the connecting side checks the peer's certificate and that it names the
   host it connected to. TLS comes first, under the same connect-and-handshake deadline;
   the token handshake and the frames then run inside it unchanged.
+- Guests: a node that is not a member yet knows only an address. `call_address` opens a
+  connection of its own to whichever node listens there (its Hello names no `dst`), sends
+  one request and closes. The accepting side takes such a connection (and only such) from
+  a node it does not know, when it has `guest_methods`, and only requests for them: a
+  Raft message, or another method, ends it. The token is checked as for any peer.
 - `set_peers` changes whom a node connects to and accepts. A changed address takes effect
   at once: the current connection is dropped, its pending calls fail, and what is queued
   goes to the new address. Connections already accepted from a removed peer last until
@@ -105,7 +110,11 @@ _CONNECT_ERRORS = (OSError, trio.TooSlowError, trio.BrokenResourceError, Transpo
 #: what ends an established connection without being a bug
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 
-_Accepted: TypeAlias = tuple[NodeId, FrameReader]
+#: the `dst` of a Hello meant for whichever node listens at the address
+ANY_NODE: NodeId = ""
+
+#: (the connecting node, the reader past its Hello, whether it is a guest)
+_Accepted: TypeAlias = tuple[NodeId, FrameReader, bool]
 
 
 class _Outbox:
@@ -212,8 +221,11 @@ class TcpTransport:
         backoff: tuple[float, float] = (0.05, 1.0),
         unreachable_grace: float = 10.0,
         tls: PeerContexts | None = None,
+        guest_methods: frozenset[str] = frozenset(),
     ) -> None:
         self.node_id = node_id
+        #: the methods a node that is not a peer may call (none: such nodes are refused)
+        self._guest_methods = guest_methods
         #: the address to listen on; once `serve` has bound it, the actual address
         self.listen_addr = listen_addr
         self._token = token.encode() if isinstance(token, str) else token
@@ -306,6 +318,38 @@ class TcpTransport:
             raise RpcTimeout(f"no answer from peer {peer!r} to {method!r} within {timeout} s")
         finally:
             link.pending.pop(request_id, None)
+
+    async def call_address(
+        self, address: Address, method: str, payload: Payload, timeout: float
+    ) -> Payload:
+        """Run `method` on whichever node listens at `address`, on a connection of its own
+        (a node that is not a member yet knows only addresses). Raises RpcUnavailable when
+        no trioraft node answers the handshake there, else as `call`."""
+        host, port = address
+        with trio.move_on_after(timeout):
+            try:
+                stream, reader = await self._connect(ANY_NODE, address)
+            except _CONNECT_ERRORS as exc:
+                raise RpcUnavailable(f"{host}:{port}: {describe_error(exc)}") from None
+            try:
+                await stream.send_all(encode_request(1, method, payload))
+                while True:
+                    bodies = await _receive_bodies(stream, reader)
+                    if bodies is None:
+                        raise RpcConnectionLost(f"{host}:{port} closed the connection")
+                    for body in bodies:
+                        answer = decode_frame(body)
+                        if isinstance(answer, Refusal):
+                            raise RpcBusy(answer.reason)
+                        if isinstance(answer, Response) and answer.id == 1:
+                            call = PendingCall()
+                            call.resolve(answer.ok, answer.payload)
+                            return call.outcome()
+            except (*_STREAM_ERRORS, ProtocolError) as exc:
+                raise RpcConnectionLost(f"{host}:{port}: {describe_error(exc)}") from None
+            finally:
+                await trio.aclose_forcefully(stream)
+        raise RpcTimeout(f"no answer from {host}:{port} to {method!r} within {timeout} s")
 
     def set_peers(self, peers: Mapping[NodeId, Address]) -> None:
         """Replace the address book; an entry for this node itself is ignored."""
@@ -533,8 +577,8 @@ class TcpTransport:
         try:
             accepted = await self._accept_handshake(stream, remote)
             if accepted is not None:
-                src, reader = accepted
-                await self._serve_peer(stream, reader, src, remote)
+                src, reader, guest = accepted
+                await self._serve_peer(stream, reader, src, remote, guest=guest)
         finally:
             await trio.aclose_forcefully(stream)
 
@@ -579,7 +623,7 @@ class TcpTransport:
             )
             return None
         reader.max_frame = self._max_frame
-        return checked.src, reader
+        return checked.src, reader, checked.src not in self._links
 
     def _check_hello(self, bodies: list[bytearray]) -> Hello | str:
         """The Hello in `bodies` if it is accepted, else why it is refused."""
@@ -591,9 +635,9 @@ class TcpTransport:
             return str(exc)
         if not hmac.compare_digest(hello.token, self._token):
             return "wrong cluster token"
-        if hello.dst != self.node_id:
+        if hello.dst not in (self.node_id, ANY_NODE):
             return f"it expects node {hello.dst!r}, this is {self.node_id!r}"
-        if hello.src not in self._links:
+        if hello.src not in self._links and not (hello.dst == ANY_NODE and self._guest_methods):
             return f"unknown node id {hello.src!r}"
         return hello
 
@@ -603,9 +647,16 @@ class TcpTransport:
         )
 
     async def _serve_peer(
-        self, stream: trio.abc.Stream, reader: FrameReader, src: NodeId, remote: str
+        self,
+        stream: trio.abc.Stream,
+        reader: FrameReader,
+        src: NodeId,
+        remote: str,
+        *,
+        guest: bool = False,
     ) -> None:
-        """Read an accepted connection until it ends: Raft messages in, RPCs answered."""
+        """Read an accepted connection until it ends: Raft messages in, RPCs answered; a
+        guest's connection carries only requests for the guest methods."""
         answers = _Outbox(self._queue_frames, self._queue_bytes)
         slots = HandlerSlots()
         async with trio.open_nursery() as nursery:
@@ -624,6 +675,8 @@ class TcpTransport:
                         return
                     for body in bodies:
                         item = decode_frame(body)
+                        if guest:
+                            self._check_guest_frame(item)
                         if isinstance(item, Request):
                             # no checkpoint: the requests that arrived together start
                             # together, so the node can batch them
@@ -656,6 +709,13 @@ class TcpTransport:
                 )
             finally:
                 nursery.cancel_scope.cancel()
+
+    def _check_guest_frame(self, item: Message | Request | Response | Refusal) -> None:
+        """A node that is not a peer may only call the guest methods."""
+        if not isinstance(item, Request):
+            raise ProtocolError("a node that is not a peer sent more than requests")
+        if item.method not in self._guest_methods:
+            raise ProtocolError(f"a node that is not a peer called {item.method!r}")
 
     async def _deliver(self, msg: Message) -> None:
         """Hand a Raft message to the node; without a checkpoint while there is room, so
