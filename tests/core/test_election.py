@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from harness.core_cluster import (
     ELECTION_TICKS,
-    Cluster,
+    CoreCluster,
     avoiding,
     involving,
     log_of,
@@ -178,7 +178,7 @@ def test_pre_vote_grant_changes_nothing_at_the_voter() -> None:
 
 
 def test_cut_off_node_coming_back_does_not_disturb_the_leader() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     comeback = cluster.nodes["c"]
     for _ in range(3):
@@ -257,7 +257,7 @@ def test_vote_granted_to_candidate_with_a_newer_last_term_and_a_shorter_log() ->
 
 
 def test_vote_survives_a_restart() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     cluster.elect("a")
     voter = cluster.restart("b")
     voter.step(vote_request("c", "b", 1, last_index=1, last_term=1))
@@ -282,7 +282,7 @@ def test_higher_term_vote_request_is_adopted_even_when_refused() -> None:
 
 
 def test_higher_term_answer_makes_the_leader_a_follower_and_clears_its_vote() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.step(AppendEntriesResponse(src="b", dst="a", term=2, success=False, index=0))
     rd = leader.ready()
@@ -320,7 +320,7 @@ def test_candidate_follows_a_leader_of_its_own_term() -> None:
 
 
 def test_split_vote_leads_to_a_new_election_at_a_higher_term() -> None:
-    cluster = Cluster(config=NO_PRE_VOTE)
+    cluster = CoreCluster(config=NO_PRE_VOTE)
     for node in cluster.nodes.values():
         run_out_timeout(node)
     cluster.stabilize()
@@ -341,14 +341,14 @@ def test_single_node_cluster_elects_itself() -> None:
 
 
 def test_leader_hearing_from_no_majority_steps_down() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     tick(leader, 2 * ELECTION_TICKS)
     assert (leader.role, leader.term) == (Role.FOLLOWER, 1)
 
 
 def test_leader_hearing_from_a_majority_stays_leader() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     cluster.drop(involving("c"))
     for _ in range(3 * ELECTION_TICKS):
@@ -360,9 +360,9 @@ def test_leader_hearing_from_a_majority_stays_leader() -> None:
 # --- leadership transfer -----------------------------------------------------------
 
 
-def lagging_target_cluster() -> Cluster:
+def lagging_target_cluster() -> CoreCluster:
     """`a` leads; `b` missed the latest entry; a transfer to `b` has been asked for."""
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.propose([b"x"])
     cluster.stabilize(avoiding("b"))
@@ -390,14 +390,14 @@ def test_transfer_vote_request_overrides_the_leader_lease() -> None:
 
 
 def test_transfer_to_an_up_to_date_target_sends_timeout_now() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.transfer_leadership("b")
     assert TimeoutNow(src="a", dst="b", term=1) in cluster.ready("a").messages
 
 
 def test_transfer_hands_leadership_to_the_target() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     cluster.elect("a").transfer_leadership("b")
     cluster.stabilize()
     assert (cluster.nodes["b"].role, cluster.nodes["b"].term) == (Role.LEADER, 2)
@@ -430,7 +430,7 @@ def test_transfer_is_abandoned_after_an_election_timeout() -> None:
 
 
 def test_proposals_stay_refused_after_timeout_now_until_the_transfer_ends() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.transfer_leadership("b")
     cluster.ready("a")
@@ -442,7 +442,7 @@ def test_proposals_stay_refused_after_timeout_now_until_the_transfer_ends() -> N
 
 
 def test_leader_whose_write_hangs_for_an_election_timeout_hands_leadership_over() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     cluster.hung_disks.add("a")
     leader.propose([b"x"])
@@ -455,7 +455,7 @@ def test_leader_whose_write_hangs_for_an_election_timeout_hands_leadership_over(
 
 
 def test_leader_whose_write_hangs_steps_down_when_no_follower_catches_up() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     cluster.hung_disks.add("a")
     leader.propose([b"x"])
@@ -467,7 +467,7 @@ def test_leader_whose_write_hangs_steps_down_when_no_follower_catches_up() -> No
 
 
 def test_leader_with_a_slow_disk_that_keeps_up_stays_leader() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     cluster.hung_disks.add("a")
     for k in range(3 * ELECTION_TICKS):

@@ -8,7 +8,7 @@ import random
 import pytest
 from harness.core_cluster import (
     ELECTION_TICKS,
-    Cluster,
+    CoreCluster,
     avoiding,
     involving,
     log_of,
@@ -61,9 +61,9 @@ def config_entry(term: int, index: int, configuration: Members) -> Entry:
     return Entry(term, index, EntryKind.CONFIG, encode_members(configuration))
 
 
-def cluster_with_learner(config: RaftConfig | None = None) -> Cluster:
+def cluster_with_learner(config: RaftConfig | None = None) -> CoreCluster:
     """`a` leads voters a, b, c; `d` was added as a learner and has caught up."""
-    cluster = Cluster(config=config or RaftConfig(promote_learners=False))
+    cluster = CoreCluster(config=config or RaftConfig(promote_learners=False))
     leader = cluster.elect("a")
     cluster.add_node("d")
     leader.change_members(add("d", D_ADDRESS))
@@ -75,7 +75,7 @@ def cluster_with_learner(config: RaftConfig | None = None) -> Cluster:
 
 
 def test_configuration_entry_takes_effect_on_append_before_it_commits() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     index, _ = leader.change_members(add("d", D_ADDRESS))
     assert leader.members == WITH_D and leader.commit < index
@@ -99,7 +99,7 @@ def test_configuration_entry_is_undone_when_a_new_leader_cuts_it_off() -> None:
 
 
 def test_second_change_is_refused_until_the_first_commits() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     cluster.add_node("d")
     cluster.add_node("e")
@@ -112,7 +112,7 @@ def test_second_change_is_refused_until_the_first_commits() -> None:
 
 
 def test_change_is_refused_before_the_leader_commits_an_entry_of_its_term() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.campaign("a")
     with pytest.raises(ChangeNotAllowedYet, match="not committed an entry of its term"):
         leader.change_members(add("d"))
@@ -121,7 +121,7 @@ def test_change_is_refused_before_the_leader_commits_an_entry_of_its_term() -> N
 
 
 def test_change_is_refused_by_a_follower() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     cluster.elect("a")
     with pytest.raises(NotLeader):
         cluster.nodes["b"].change_members(add("d"))
@@ -250,7 +250,7 @@ def test_lagging_learner_is_not_promoted() -> None:
 
 
 def test_leader_removing_itself_leads_until_the_change_commits_then_hands_over() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     index, _ = leader.change_members(remove("a"))
     assert leader.members.voters == {"b", "c"}
@@ -267,7 +267,7 @@ def test_leader_removing_itself_leads_until_the_change_commits_then_hands_over()
 
 
 def test_leader_commits_its_own_removal_without_counting_itself() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     index, _ = leader.change_members(remove("a"))
     cluster.hung_disks.add("a")  # its own copy never becomes durable
@@ -279,7 +279,7 @@ def test_leader_commits_its_own_removal_without_counting_itself() -> None:
 
 
 def test_removed_member_that_knows_it_never_campaigns() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.change_members(remove("c"))
     cluster.stabilize()
@@ -291,7 +291,7 @@ def test_removed_member_that_knows_it_never_campaigns() -> None:
 
 
 def test_removed_member_that_missed_its_removal_cannot_disturb_the_cluster() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     cluster.drop(involving("c"))
     leader.change_members(remove("c"))
@@ -314,7 +314,7 @@ def test_removed_member_that_missed_its_removal_cannot_disturb_the_cluster() -> 
 
 
 def test_snapshot_records_the_configuration_at_its_index() -> None:
-    cluster = Cluster(config=RaftConfig(promote_learners=False))
+    cluster = CoreCluster(config=RaftConfig(promote_learners=False))
     leader = cluster.elect("a")
     cluster.add_node("d")
     leader.propose([b"x"])
@@ -329,7 +329,7 @@ def test_snapshot_records_the_configuration_at_its_index() -> None:
 
 
 def test_new_learner_behind_the_snapshot_gets_it_with_the_configuration() -> None:
-    cluster = Cluster(config=RaftConfig(promote_learners=False))
+    cluster = CoreCluster(config=RaftConfig(promote_learners=False))
     leader = cluster.elect("a")
     cluster.add_node("d")
     leader.propose([b"x"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from harness.core_cluster import Cluster, make_raft, progress_of, run_out_timeout
+from harness.core_cluster import CoreCluster, make_raft, progress_of, run_out_timeout
 
 from trioraft.core.errors import NotLeader
 from trioraft.core.leadership import ReadState
@@ -23,7 +23,7 @@ def depose(leader: Raft) -> None:
 
 
 def test_read_index_on_a_follower_raises_not_leader() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     cluster.elect("a")
     with pytest.raises(NotLeader) as raised:
         cluster.nodes["b"].read_index("r")
@@ -31,7 +31,7 @@ def test_read_index_on_a_follower_raises_not_leader() -> None:
 
 
 def test_read_waits_until_the_leader_has_committed_an_entry_of_its_term() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.campaign("a")
     leader.read_index("r")
     leader.tick()
@@ -42,7 +42,7 @@ def test_read_waits_until_the_leader_has_committed_an_entry_of_its_term() -> Non
 
 
 def test_read_index_is_the_commit_index_when_the_read_is_registered() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.read_index("r")
     leader.propose([b"x"])
@@ -52,7 +52,7 @@ def test_read_index_is_the_commit_index_when_the_read_is_registered() -> None:
 
 
 def test_heartbeat_now_sends_a_round_in_the_next_ready_which_followers_echo() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     cluster.stabilize()
     round_ = leader.heartbeat_now()
@@ -65,7 +65,7 @@ def test_heartbeat_now_sends_a_round_in_the_next_ready_which_followers_echo() ->
 
 
 def test_read_is_released_once_a_majority_answered_a_heartbeat_round() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     cluster.elect("a").read_index("r")
     assert cluster.ready("a").reads == []
     cluster.deliver(lambda m: m.dst == "b")
@@ -75,7 +75,7 @@ def test_read_is_released_once_a_majority_answered_a_heartbeat_round() -> None:
 
 
 def test_answers_to_a_round_sent_before_the_read_do_not_release_it() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.tick()
     cluster.ready("a")
@@ -88,7 +88,7 @@ def test_answers_to_a_round_sent_before_the_read_do_not_release_it() -> None:
 
 
 def test_many_reads_share_one_heartbeat_round() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     for ctx in ("r1", "r2", "r3"):
         leader.read_index(ctx)
@@ -99,7 +99,7 @@ def test_many_reads_share_one_heartbeat_round() -> None:
 
 
 def test_leader_stepping_down_drops_its_pending_reads() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.read_index("r")
     depose(leader)
@@ -108,7 +108,7 @@ def test_leader_stepping_down_drops_its_pending_reads() -> None:
 
 
 def test_leader_stepping_down_drops_reads_waiting_for_its_first_commit() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.campaign("a")
     leader.read_index("r")
     depose(leader)
@@ -116,7 +116,7 @@ def test_leader_stepping_down_drops_reads_waiting_for_its_first_commit() -> None
 
 
 def test_single_node_cluster_serves_reads_alone() -> None:
-    cluster = Cluster(ids=("a",))
+    cluster = CoreCluster(ids=("a",))
     cluster.elect("a").read_index("r")
     assert cluster.ready("a").reads == [ReadState("r", 1)]
 

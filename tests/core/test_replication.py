@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from harness.core_cluster import (
-    Cluster,
+    CoreCluster,
     Where,
     avoiding,
     involving,
@@ -73,7 +73,7 @@ def append_after(node_id: str, prev_index: int) -> Where:
 
 
 def test_new_leader_appends_a_noop_of_its_term() -> None:
-    cluster = Cluster(logs={node_id: log_of(1, 1) for node_id in "abc"}, term=1)
+    cluster = CoreCluster(logs={node_id: log_of(1, 1) for node_id in "abc"}, term=1)
     leader = cluster.campaign("a")
     assert leader.log.entries[-1] == Entry(2, 3, EntryKind.NOOP)
 
@@ -149,7 +149,7 @@ def test_committed_entries_are_never_handed_out_before_they_are_persisted() -> N
 # --- back-off on the leader --------------------------------------------------------
 
 
-def second_probe_to_b(cluster: Cluster) -> AppendEntries:
+def second_probe_to_b(cluster: CoreCluster) -> AppendEntries:
     """Elect `a`, let `b` reject its first probe, and return the probe that follows."""
     cluster.campaign("a")
     cluster.deliver(lambda m: m.dst == "b")
@@ -161,24 +161,24 @@ def second_probe_to_b(cluster: Cluster) -> AppendEntries:
 
 def test_leader_skips_a_follower_term_it_does_not_have() -> None:
     logs = {"a": log_of(1, 1, 3, 3), "b": log_of(1, 1, 2, 2, 2, 2), "c": log_of(1, 1)}
-    probe = second_probe_to_b(Cluster(logs=logs, term=3))
+    probe = second_probe_to_b(CoreCluster(logs=logs, term=3))
     assert (probe.prev_index, probe.prev_term) == (2, 1)
 
 
 def test_leader_resumes_after_its_own_last_entry_of_the_follower_term() -> None:
     logs = {"a": log_of(1, 2, 2, 2, 4), "b": log_of(1, 2, 2, 2, 2, 2, 2), "c": log_of(1)}
-    probe = second_probe_to_b(Cluster(logs=logs, term=4))
+    probe = second_probe_to_b(CoreCluster(logs=logs, term=4))
     assert (probe.prev_index, probe.prev_term) == (4, 2)
 
 
 # --- commitment on the leader ------------------------------------------------------
 
 
-def old_term_entry_on_a_majority() -> Cluster:
+def old_term_entry_on_a_majority() -> CoreCluster:
     """`a` leads in term 3 and has replicated its term-2 entry at index 2 to `b`; after
     `b` rejected the first probe, the AppendEntries carrying the no-op (3) is held back."""
     logs = {"a": log_of(1, 2), "b": log_of(1), "c": log_of(1)}
-    cluster = Cluster(config=ONE_ENTRY_PER_MESSAGE, logs=logs, term=2)
+    cluster = CoreCluster(config=ONE_ENTRY_PER_MESSAGE, logs=logs, term=2)
     cluster.campaign("a")
     cluster.drop(involving("c"))
     cluster.deliver()
@@ -200,7 +200,7 @@ def test_leader_commits_old_term_entries_with_an_entry_of_its_term() -> None:
 
 
 def test_leader_counts_its_own_copy_only_once_persisted() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.propose([b"x"])
     cluster.ready("a", persist=False)
@@ -213,7 +213,7 @@ def test_leader_counts_its_own_copy_only_once_persisted() -> None:
 
 
 def test_committed_entries_are_applied_on_every_node_in_order() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     cluster.elect("a").propose([b"x", b"y"])
     cluster.stabilize()
     datas = {node_id: [e.data for e in applied] for node_id, applied in cluster.applied.items()}
@@ -224,12 +224,12 @@ def test_committed_entries_are_applied_on_every_node_in_order() -> None:
 
 
 def test_proposals_in_a_batch_get_consecutive_indexes_in_the_leader_term() -> None:
-    leader = Cluster().elect("a")
+    leader = CoreCluster().elect("a")
     assert leader.propose([b"x", b"y", b"z"]) == [(2, 1), (3, 1), (4, 1)]
 
 
 def test_proposal_on_a_follower_raises_not_leader_naming_the_leader() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     cluster.elect("a")
     follower = cluster.nodes["b"]
     with pytest.raises(NotLeader) as raised:
@@ -242,7 +242,7 @@ SMALL_UNCOMMITTED = RaftConfig(max_uncommitted_bytes=10)
 
 
 def test_proposals_past_the_uncommitted_bytes_cap_are_refused() -> None:
-    cluster = Cluster(config=SMALL_UNCOMMITTED)
+    cluster = CoreCluster(config=SMALL_UNCOMMITTED)
     leader = cluster.elect("a")
     leader.propose([b"12345", b"67890"])
     with pytest.raises(TooMuchUncommitted):
@@ -251,7 +251,7 @@ def test_proposals_past_the_uncommitted_bytes_cap_are_refused() -> None:
 
 
 def test_committed_and_applied_entries_make_room_for_proposals() -> None:
-    cluster = Cluster(config=SMALL_UNCOMMITTED)
+    cluster = CoreCluster(config=SMALL_UNCOMMITTED)
     leader = cluster.elect("a")
     leader.propose([b"1234567890"])
     cluster.stabilize()
@@ -259,7 +259,7 @@ def test_committed_and_applied_entries_make_room_for_proposals() -> None:
 
 
 def test_entries_committed_but_not_durable_on_the_leader_still_count() -> None:
-    cluster = Cluster(config=SMALL_UNCOMMITTED)
+    cluster = CoreCluster(config=SMALL_UNCOMMITTED)
     leader = cluster.elect("a")
     cluster.hung_disks.add("a")
     leader.propose([b"1234567890"])
@@ -270,12 +270,12 @@ def test_entries_committed_but_not_durable_on_the_leader_still_count() -> None:
 
 
 def test_a_proposal_larger_than_the_cap_is_taken_when_nothing_is_uncommitted() -> None:
-    leader = Cluster(config=SMALL_UNCOMMITTED).elect("a")
+    leader = CoreCluster(config=SMALL_UNCOMMITTED).elect("a")
     assert leader.propose([b"x" * 100]) == [(2, 1)]
 
 
 def test_a_leader_elected_again_starts_counting_afresh() -> None:
-    cluster = Cluster(config=RaftConfig(max_uncommitted_bytes=10, check_quorum=False))
+    cluster = CoreCluster(config=RaftConfig(max_uncommitted_bytes=10, check_quorum=False))
     cluster.elect("a").propose([b"1234567890"])
     cluster.drop()  # the proposal is lost with the leadership
     cluster.elect("b", avoiding("a"))
@@ -288,21 +288,21 @@ def test_a_leader_elected_again_starts_counting_afresh() -> None:
 
 
 def test_probing_follower_gets_one_append_entries_at_a_time() -> None:
-    cluster = Cluster(config=ONE_ENTRY_PER_MESSAGE)
+    cluster = CoreCluster(config=ONE_ENTRY_PER_MESSAGE)
     cluster.campaign("a").propose([b"x", b"y"])
     assert appends_to("b", cluster.network) != []
     assert appends_to("b", cluster.ready("a").messages) == []
 
 
 def test_replicating_follower_gets_at_most_max_inflight_append_entries() -> None:
-    cluster = Cluster(config=RaftConfig(max_batch_entries=1, max_inflight=3))
+    cluster = CoreCluster(config=RaftConfig(max_batch_entries=1, max_inflight=3))
     cluster.elect("a").propose([b"1", b"2", b"3", b"4", b"5"])
     sent = appends_to("b", cluster.ready("a").messages)
     assert [m.prev_index for m in sent] == [1, 2, 3]
 
 
 def test_acknowledgement_makes_room_for_the_next_append_entries() -> None:
-    cluster = Cluster(config=RaftConfig(max_batch_entries=1, max_inflight=3))
+    cluster = CoreCluster(config=RaftConfig(max_batch_entries=1, max_inflight=3))
     cluster.elect("a").propose([b"1", b"2", b"3", b"4", b"5"])
     cluster.ready("a")
     cluster.deliver(append_after("b", 1))
@@ -312,7 +312,7 @@ def test_acknowledgement_makes_room_for_the_next_append_entries() -> None:
 
 
 def test_rejection_while_replicating_falls_back_to_probing() -> None:
-    cluster = Cluster(config=ONE_ENTRY_PER_MESSAGE)
+    cluster = CoreCluster(config=ONE_ENTRY_PER_MESSAGE)
     leader = cluster.elect("a")
     leader.propose([b"x", b"y"])
     cluster.ready("a")
@@ -325,7 +325,7 @@ def test_rejection_while_replicating_falls_back_to_probing() -> None:
 
 
 def test_lost_append_entries_are_sent_again_after_a_heartbeat_round() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.propose([b"x"])
     cluster.stabilize(avoiding("b"))
@@ -337,7 +337,7 @@ def test_lost_append_entries_are_sent_again_after_a_heartbeat_round() -> None:
 
 def test_heartbeat_round_during_a_follower_write_resends_nothing() -> None:
     # the heartbeat answer overtakes the acknowledgement, which waits for b's disk
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.propose([b"x"])
     cluster.ready("a")
@@ -358,7 +358,7 @@ def test_heartbeat_round_during_a_follower_write_resends_nothing() -> None:
 
 
 def test_a_follower_that_never_acknowledges_gets_no_more_than_its_window() -> None:
-    cluster = Cluster(config=RaftConfig(max_batch_entries=1, max_inflight=2))
+    cluster = CoreCluster(config=RaftConfig(max_batch_entries=1, max_inflight=2))
     leader = cluster.elect("a")
     cluster.hung_disks.add("b")  # b answers heartbeats, never AppendEntries
     delivered: list[Message] = []
@@ -371,7 +371,7 @@ def test_a_follower_that_never_acknowledges_gets_no_more_than_its_window() -> No
     assert leader.commit == 11
 
 
-def exchange(cluster: Cluster, follower: str) -> None:
+def exchange(cluster: CoreCluster, follower: str) -> None:
     """Deliver what is in flight to `follower`, its answers back to `a`, and take the
     Readies on the way."""
     cluster.deliver(lambda m: m.dst == follower)
@@ -381,7 +381,7 @@ def exchange(cluster: Cluster, follower: str) -> None:
 
 
 def test_lost_acknowledgement_does_not_stall_commitment() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.propose([b"x"])
     cluster.stabilize(lambda m: avoiding("c")(m) and m.src != "b")
@@ -393,7 +393,7 @@ def test_lost_acknowledgement_does_not_stall_commitment() -> None:
 
 
 def test_lost_acknowledgement_does_not_block_a_full_window() -> None:
-    cluster = Cluster(config=RaftConfig(max_inflight=1))
+    cluster = CoreCluster(config=RaftConfig(max_inflight=1))
     leader = cluster.elect("a")
     leader.propose([b"x"])
     cluster.stabilize(avoiding("b"))
@@ -411,7 +411,7 @@ def test_lost_acknowledgement_does_not_block_a_full_window() -> None:
 
 
 def test_leader_append_entries_go_out_before_its_own_write() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     cluster.elect("a").propose([b"x"])
     rd = cluster.nodes["a"].ready()
     assert [e.index for e in rd.entries] == [2]
@@ -423,7 +423,7 @@ def test_leader_append_entries_go_out_before_its_own_write() -> None:
 
 
 def test_leader_heartbeats_go_out_at_once() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.tick()
     rd = leader.ready()
@@ -452,7 +452,7 @@ def test_follower_heartbeat_answer_goes_out_at_once() -> None:
 
 
 def test_restart_keeps_term_vote_and_log() -> None:
-    cluster = Cluster()
+    cluster = CoreCluster()
     cluster.elect("a").propose([b"x"])
     cluster.stabilize()
     before = cluster.nodes["b"]
@@ -466,7 +466,7 @@ def test_a_follower_that_lost_acknowledged_entries_is_reported_and_repaired() ->
     """Only a disk that lost fsynced writes makes a follower's log shorter than the
     leader's `match` for it: the leader must say so and replicate to it again, rather
     than probe the same index forever."""
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.propose([b"x", b"y", b"z"])
     cluster.stabilize()
@@ -487,9 +487,9 @@ def test_a_follower_that_lost_acknowledged_entries_is_reported_and_repaired() ->
 SNAPSHOT = SnapshotMeta(3, 1, members())
 
 
-def compacted_cluster() -> Cluster:
+def compacted_cluster() -> CoreCluster:
     """`a` leads; `c` missed entries 2 and 3, which `a` then compacted away."""
-    cluster = Cluster()
+    cluster = CoreCluster()
     leader = cluster.elect("a")
     leader.propose([b"x", b"y"])
     cluster.stabilize(avoiding("c"))

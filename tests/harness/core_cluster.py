@@ -2,7 +2,7 @@
 Ready values between them the way the runtime does.
 
 The cluster honours the Ready contract: it writes a Ready's snapshot, hard state and
-entries to the node's `Disk`, confirms them with `persisted(last.index, last.term)`, puts
+entries to the node's `RaftDisk`, confirms them with `persisted(last.index, last.term)`, puts
 `messages` on the network at once and `messages_after_persist` only after the write.
 Putting a message on the network delivers nothing: a test (or `stabilize`) chooses which
 messages in flight reach their receivers, so scenarios run one step at a time.
@@ -13,8 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
-import attrs
-
+from harness.raft_disk import RaftDisk
 from trioraft.core.leadership import ReadState
 from trioraft.core.messages import (
     Entry,
@@ -99,27 +98,7 @@ def is_vote_traffic(m: Message) -> bool:
     return isinstance(m, RequestVote | RequestVoteResponse)
 
 
-@attrs.define
-class Disk:
-    """What one node has made durable."""
-
-    hard_state: HardState = attrs.field(factory=HardState)
-    snapshot: SnapshotMeta | None = None
-    #: the log entries after the snapshot
-    entries: list[Entry] = attrs.field(factory=list)
-
-    def write(self, rd: Ready) -> None:
-        if rd.snapshot is not None:
-            self.snapshot = rd.snapshot
-            self.entries = []
-        if rd.hard_state is not None:
-            self.hard_state = rd.hard_state
-        if rd.entries:
-            first = rd.entries[0].index
-            self.entries = [e for e in self.entries if e.index < first] + rd.entries
-
-
-class Cluster:
+class CoreCluster:
     def __init__(
         self,
         ids: Sequence[NodeId] = IDS,
@@ -136,7 +115,7 @@ class Cluster:
         self.config = config
         self.seed = seed
         self.disks = {
-            node_id: Disk(HardState(term), entries=list((logs or {}).get(node_id, ())))
+            node_id: RaftDisk(HardState(term), entries=list((logs or {}).get(node_id, ())))
             for node_id in ids
         }
         self.nodes = {node_id: self._boot(node_id) for node_id in ids}
@@ -171,7 +150,7 @@ class Cluster:
         """Start a new node on an empty disk; it knows no configuration until the leader
         replicates one to it."""
         self.ids += (node_id,)
-        self.disks[node_id] = Disk()
+        self.disks[node_id] = RaftDisk()
         for table in (self.applied, self.reads, self.dropped_reads, self.lost_entries):
             table[node_id] = []
         self._unpersisted[node_id] = []

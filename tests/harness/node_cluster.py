@@ -6,7 +6,7 @@ Rules of the harness:
 - Time is virtual (`autojump_clock`); the helpers never sleep for a fixed time, they poll
   a condition once per tick under a deadline (`wait_until`). The nodes' wall clocks, which
   stamp their proposals, are virtual too: each reads virtual time plus its own offset
-  (`Cluster.clock_offsets_ms`), which a test may set to skew or jump it.
+  (`NodeCluster.clock_offsets_ms`), which a test may set to skew or jump it.
 - Virtual time stands still while a worker thread runs (`hold_clock_during_threads`).
   The autojump clock jumps whenever no task is runnable, and a task waiting for
   `trio.to_thread.run_sync` is not runnable: without the hold, virtual time races on
@@ -151,7 +151,7 @@ class _Running:
     stopped: trio.Event = attrs.Factory(trio.Event)
 
 
-class Cluster:
+class NodeCluster:
     """Nodes `n1`..`nN` sharing one network; each keeps its data dir across restarts."""
 
     def __init__(
@@ -452,7 +452,7 @@ async def open_cluster(
     start: Iterable[NodeId] | None = None,
     snapshots: SnapshotPolicy | None = None,
     founders: int | None = None,
-) -> AsyncIterator[Cluster]:
+) -> AsyncIterator[NodeCluster]:
     """A running cluster of `size` nodes with data dirs under `root` (`raft`: RaftConfig
     fields to set), fsyncing (unless `fsync` is false) to `disk` or a disk model of its
     own, the data dirs checked with the peers when `check_data_dirs`; `start`: only these
@@ -463,7 +463,7 @@ async def open_cluster(
     model = disk or DiskModel(root, random.Random(seed))
     with durability(model):
         async with trio.open_nursery() as nursery:
-            cluster = Cluster(
+            cluster = NodeCluster(
                 nursery, root, size, seed, raft, model, fsync, check_data_dirs, snapshots, founders
             )
             nursery.start_soon(cluster.monitor)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from harness.node_cluster import OK, TICK, Cluster, get, open_cluster, slow_disk, write
+from harness.node_cluster import OK, TICK, NodeCluster, get, open_cluster, slow_disk, write
 from trioraft.runtime.node import Indeterminate, Node, Unavailable
 
 
@@ -29,7 +29,7 @@ async def under_random_faults(root: Path, seed: int, monkeypatch: pytest.MonkeyP
     attempted: dict[bytes, int] = {}
     stale_reads: list[str] = []
 
-    async def client(cluster: Cluster, key: bytes) -> None:
+    async def client(cluster: NodeCluster, key: bytes) -> None:
         for n in range(1, 1_000_000):
             node = rng.choice(cluster.nodes)
             if rng.random() < 0.5:
@@ -49,7 +49,7 @@ async def under_random_faults(root: Path, seed: int, monkeypatch: pytest.MonkeyP
                     stale_reads.append(f"{node.id} read {seen}, acknowledged {floor}")
             await trio.sleep(rng.uniform(0, 5 * TICK))
 
-    async def nemesis(cluster: Cluster) -> None:
+    async def nemesis(cluster: NodeCluster) -> None:
         down: list[str] = []
         for _ in range(12):
             await trio.sleep(rng.uniform(0.1, 1.0))

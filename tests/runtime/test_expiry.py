@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from harness.node_cluster import Cluster, open_cluster, wait_until
+from harness.node_cluster import NodeCluster, open_cluster, wait_until
 from trio.testing import MockClock
 
 from trioraft.core.messages import EntryKind
@@ -18,7 +18,7 @@ from trioraft.redis.server import ClientLimits, ClientServer
 from trioraft.runtime.node import Node
 
 
-def start_sweeps(cluster: Cluster, nursery: trio.Nursery) -> None:
+def start_sweeps(cluster: NodeCluster, nursery: trio.Nursery) -> None:
     for node in cluster.nodes:
         nursery.start_soon(expiry.sweep, node, node.state)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from harness.node_cluster import (
     ELECTION_TIMEOUT_MAX,
-    Cluster,
+    NodeCluster,
     open_cluster,
     wait_until,
     write,
@@ -28,7 +28,7 @@ OK = b"+OK\r\n"
 N4 = MemberAddress("n4:7000", "n4:6379")
 
 
-def a_follower(cluster: Cluster, leader: Node) -> Node:
+def a_follower(cluster: NodeCluster, leader: Node) -> Node:
     return next(n for n in cluster.nodes if n.id != leader.id and n.id in cluster.founders)
 
 

@@ -15,7 +15,7 @@ from harness.node_cluster import (
     HEARTBEAT_TICKS,
     OK,
     TICK,
-    Cluster,
+    NodeCluster,
     get,
     hang_disk,
     open_cluster,
@@ -39,11 +39,11 @@ from trioraft.transport.base import MAX_HANDLERS
 HEARTBEAT = HEARTBEAT_TICKS * TICK
 
 
-def followers(cluster: Cluster, leader: Node) -> list[Node]:
+def followers(cluster: NodeCluster, leader: Node) -> list[Node]:
     return [node for node in cluster.nodes if node is not leader]
 
 
-def has_everywhere(cluster: Cluster, key: bytes, value: bytes) -> bool:
+def has_everywhere(cluster: NodeCluster, key: bytes, value: bytes) -> bool:
     return all(get(node, key) == value for node in cluster.nodes)
 
 
@@ -291,7 +291,7 @@ async def test_acknowledged_writes_survive_a_crash_of_every_node(
 ) -> None:
     acknowledged: dict[bytes, bytes] = {}
 
-    async def keep_writing(cluster: Cluster) -> None:
+    async def keep_writing(cluster: NodeCluster) -> None:
         for n in range(1_000_000):
             node = cluster.nodes[n % len(cluster.nodes)]
             key, value = b"k%d" % n, b"v%d" % n

@@ -9,7 +9,7 @@ from harness.node_cluster import (
     ELECTION_TIMEOUT_MAX,
     OK,
     WALL_CLOCK_EPOCH_MS,
-    Cluster,
+    NodeCluster,
     open_cluster,
     write,
 )
@@ -76,7 +76,7 @@ async def test_stamps_are_the_leaders_clock_and_never_go_back_across_leaders(
         await agree_on_time(cluster)
 
 
-async def agree_on_time(cluster: Cluster) -> None:
+async def agree_on_time(cluster: NodeCluster) -> None:
     """Every running node applies the whole log and ends at the same state-machine time."""
     await cluster.wait_converged()
     times = {node.state.time for node in cluster.nodes}

@@ -19,7 +19,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from harness.node_cluster import Cluster, open_cluster
+from harness.node_cluster import NodeCluster, open_cluster
 from sim.linearizability import Arg, History, Kind, check
 from trio.testing import MockClock
 
@@ -75,7 +75,7 @@ async def _serve(server: ClientServer, stream: trio.abc.Stream) -> None:
 
 @attrs.define
 class Workload:
-    cluster: Cluster
+    cluster: NodeCluster
     history: History
     rng: random.Random
     servers: dict[str, ClientServer] = attrs.Factory(dict)
@@ -206,7 +206,7 @@ def keys_of(commands: Sequence[Command]) -> tuple[bytes, ...]:
     return tuple(dict.fromkeys(key for key, _, _ in commands))
 
 
-async def nemesis(cluster: Cluster, rng: random.Random) -> None:
+async def nemesis(cluster: NodeCluster, rng: random.Random) -> None:
     """Cut off the leader, crash a node, or heal and restart: one node at most is out."""
     whole = True
     while True:
@@ -224,7 +224,7 @@ async def nemesis(cluster: Cluster, rng: random.Random) -> None:
             whole = True
 
 
-async def heal(cluster: Cluster) -> None:
+async def heal(cluster: NodeCluster) -> None:
     cluster.network.heal()
     running = {node.id for node in cluster.nodes}
     for node_id in cluster.ids:

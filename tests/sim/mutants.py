@@ -30,7 +30,8 @@ import attrs
 
 import trioraft.core.log
 import trioraft.core.raft
-from sim.simulation import CoreFactory, Plan, Simulation, SimulationFailure
+from sim.plans import Plan
+from sim.simulation import CoreFactory, Simulation, SimulationFailure
 from trioraft.core.leadership import Leadership
 from trioraft.core.messages import (
     AppendEntriesResponse,

@@ -95,13 +95,27 @@ import itertools
 import random
 import traceback
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import NoReturn, TypeAlias
 
 import attrs
-import msgpack  # type: ignore[import-untyped]
 
-from sim.linearizability import Arg, Handle, History, Kind, check
+from sim.checker import Checker
+from sim.linearizability import Arg, History, Kind, check
+from sim.nodes import Client, Envelope, Op, SimNode, Write
+from sim.plans import MAX_MEMBERS, MIN_VOTERS, TICK, Plan
+from sim.state_machine import (
+    DEADLINE,
+    FILLER,
+    apply_entry,
+    deadline_of,
+    decode_command,
+    encode_command,
+    pack_kv,
+    stamp_of,
+    time_of_state,
+    unpack_kv,
+)
 from trioraft.core.errors import (
     ChangeNotAllowedYet,
     InvalidChange,
@@ -125,13 +139,9 @@ from trioraft.core.messages import (
     SnapshotMeta,
     describe,
 )
-from trioraft.core.raft import Raft, RaftConfig, Ready, Role
-from trioraft.kvstore.stamps import Stamper, stamp, time_of, unstamp
+from trioraft.core.raft import Raft, Ready, Role
+from trioraft.kvstore.stamps import Stamper, stamp, unstamp
 
-#: steps between two ticks of a node running at its nominal rate
-TICK = 4
-#: a client gives up on an operation (indeterminate) after this many steps
-OP_TIMEOUT = 40 * TICK
 #: after healing, a leader must have committed in its term within this many steps
 LEADER_BOUND = 100 * TICK
 #: after healing, clients keep issuing operations for this many steps
@@ -146,677 +156,11 @@ EPOCH_MS = 1_800_000_000_000
 #: the leader looks for keys past their deadline every this many steps
 SWEEP_STEPS = TICK
 
-KV: TypeAlias = dict[bytes, bytes]
 CoreFactory: TypeAlias = Callable[..., Raft]
 
 
 class SimulationFailure(AssertionError):
     """A safety or liveness property failed; the message says which, and how to replay."""
-
-
-# --- plans ---------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Profile:
-    """How hostile a run is. Rates are mean steps between events; 0 means never."""
-
-    name: str
-    #: probability that a message is lost in transit
-    drop: float = 0.0
-    #: probability that a message is delivered twice
-    duplicate: float = 0.0
-    #: probability that a message takes a detour of up to two election timeouts
-    detour: float = 0.0
-    #: ordinary latency is 1 .. latency steps, so messages overtake each other
-    latency: int = 3
-    #: a durable write takes 1 .. fsync steps
-    fsync: int = 2
-    partition_every: int = 0
-    #: a partition lasts partition_steps[0] .. partition_steps[1] steps
-    partition_steps: tuple[int, int] = (10 * TICK, 150 * TICK)
-    #: the kinds of partition drawn from (see `_random_partition`)
-    partition_kinds: tuple[str, ...] = ("split", "leader", "one-way", "bridge", "flaky")
-    crash_every: int = 0
-    #: the most nodes down at once
-    max_down: int = 1
-    #: steps a crashed node stays down: 1 .. downtime
-    downtime: int = 100 * TICK
-    #: probability that a newly elected leader crashes within a few steps, before its
-    #: no-op is safely replicated (how Figure 8 of the Raft paper begins)
-    kill_new_leader: float = 0.0
-    #: a doomed new leader crashes kill_after .. kill_after + kill_within steps after its
-    #: election
-    kill_after: int = 0
-    kill_within: int = 3 * TICK
-    #: a crash is a power loss of the whole host: the messages it sent that are still on
-    #: their way are lost with it (so a leader's first AppendEntries can die with it, which
-    #: Figure 8 needs)
-    crash_loses_sends: bool = False
-    transfer_every: int = 0
-    #: mean steps between membership changes asked of the leader (0: never)
-    member_every: int = 0
-    #: probability that a newly elected leader is asked for a membership change at once
-    member_on_election: float = 0.0
-    #: a node snapshots once it has applied this many entries past its last snapshot
-    snapshot_every: int = 40
-    #: most entries in one AppendEntries, for every run of this profile (None: the plan
-    #: draws it)
-    batch_entries: int | None = None
-    #: the share of gets through read_index, for every run of this profile (None: the plan
-    #: draws it)
-    reads: float | None = None
-    #: a client gives up on an operation (indeterminate) after this many steps
-    op_timeout: int = OP_TIMEOUT
-    #: the share of writes of a string key that give it a deadline (0: no expiry at all, and
-    #: entries carry no time)
-    ttl: float = 0.0
-    #: a node's wall clock jumps (forwards or backwards) every this many steps, on average
-    clock_jump_every: int = 0
-    #: by this many milliseconds, at least and at most
-    clock_jump_ms: tuple[int, int] = (1000, 5000)
-    #: the number of nodes at the start, for every run of this profile (None: the plan
-    #: draws it)
-    size: int | None = None
-
-
-PROFILES = (
-    Profile("calm", drop=0.01, duplicate=0.01, transfer_every=500, member_every=400),
-    Profile(
-        "lossy",
-        drop=0.2,
-        duplicate=0.1,
-        detour=0.03,
-        latency=6,
-        transfer_every=700,
-        member_every=500,
-    ),
-    Profile(
-        "partitions", drop=0.02, duplicate=0.02, latency=4, partition_every=200, member_every=400
-    ),
-    Profile(
-        "crashes",
-        drop=0.02,
-        latency=4,
-        fsync=8,
-        crash_every=150,
-        snapshot_every=20,
-        member_every=300,
-    ),
-    Profile(
-        "elections",
-        drop=0.05,
-        latency=5,
-        fsync=4,
-        crash_every=300,
-        max_down=2,
-        downtime=30 * TICK,
-        kill_new_leader=0.5,
-        crash_loses_sends=True,
-        snapshot_every=30,
-        member_every=300,
-        member_on_election=0.5,
-    ),
-    # Figure 8 of the Raft paper: a leader dies with its no-op on its own disk only, the
-    # next one too, and the first comes back and, one entry per message, sends its old
-    # term's entry to a majority before its new no-op: committing it then would be unsafe
-    Profile(
-        "figure-8",
-        drop=0.02,
-        latency=6,
-        fsync=1,
-        crash_every=100,
-        max_down=2,
-        downtime=15 * TICK,
-        kill_new_leader=0.6,
-        # once its no-op is durable (fsync takes one step), before it arrives anywhere
-        kill_after=2,
-        kill_within=2,
-        crash_loses_sends=True,
-        batch_entries=1,
-        snapshot_every=30,
-    ),
-    # a leader cut off alone leads on until CheckQuorum deposes it, while the others elect
-    # a new one: clients that give up soon and read a lot keep asking the old leader, so a
-    # read it answers without a heartbeat round a majority answered is a stale read
-    Profile(
-        "deposed",
-        drop=0.02,
-        latency=3,
-        partition_every=50,
-        partition_steps=(25 * TICK, 50 * TICK),
-        partition_kinds=("leader",),
-        reads=0.7,
-        op_timeout=15 * TICK,
-    ),
-    Profile(
-        "laggards",
-        drop=0.05,
-        latency=4,
-        partition_every=300,
-        crash_every=300,
-        snapshot_every=6,
-        member_every=300,
-    ),
-    Profile(
-        "chaos",
-        drop=0.1,
-        duplicate=0.05,
-        detour=0.02,
-        latency=6,
-        fsync=6,
-        partition_every=250,
-        crash_every=200,
-        max_down=5,
-        kill_new_leader=0.2,
-        crash_loses_sends=True,
-        transfer_every=400,
-        snapshot_every=12,
-        member_every=400,
-        member_on_election=0.5,
-    ),
-    # membership changes all the time while new leaders die young: a leader asked for a
-    # change as soon as it is elected, before its no-op commits, must refuse it (thesis
-    # 4.1, the single-server trap), else an uncommitted change of an earlier leader and
-    # its own can form two majorities that do not overlap
-    Profile(
-        "membership",
-        drop=0.05,
-        latency=6,
-        fsync=6,
-        crash_every=120,
-        max_down=2,
-        downtime=20 * TICK,
-        kill_new_leader=0.6,
-        kill_after=1,
-        kill_within=6,
-        crash_loses_sends=True,
-        member_every=15,
-        member_on_election=1.0,
-        # an even number of voters: two changes one step from it each can leave two
-        # majorities that do not overlap
-        size=4,
-        snapshot_every=25,
-    ),
-)
-
-#: a membership change never leaves fewer voters, nor more members, than these
-MIN_VOTERS = 3
-MAX_MEMBERS = 6
-
-#: no fault at all: the named scenarios inject their own
-QUIET = Profile("quiet", snapshot_every=1000)
-
-#: expiry decided through the log, with wall clocks that drift apart and jump (seconds,
-#: backwards too) while leaders change: kept apart from PROFILES, whose seeds are pinned
-EXPIRY_PROFILES = (
-    Profile(
-        "clocks",
-        drop=0.02,
-        latency=4,
-        ttl=0.6,
-        clock_jump_every=150,
-        transfer_every=150,
-        crash_every=300,
-        snapshot_every=20,
-    ),
-    Profile(
-        "clocks-partitions",
-        drop=0.05,
-        latency=5,
-        ttl=0.6,
-        clock_jump_every=100,
-        partition_every=250,
-        partition_kinds=("leader", "split"),
-        transfer_every=300,
-        snapshot_every=12,
-    ),
-)
-
-
-@attrs.frozen
-class Plan:
-    """Everything a run's shape depends on; `from_seed` derives one from a seed."""
-
-    seed: int
-    size: int
-    profile: Profile
-    #: steps with faults, before everything heals
-    fault_steps: int
-    clients: int
-    keys: int
-    config: RaftConfig = attrs.field(factory=RaftConfig)
-    #: the share of client operations that are gets through read_index (the others go
-    #: through the log: a few gets, and writes)
-    reads: float = 0.3
-    #: the command that replays this run (None: the seeded run of `seed`)
-    replay: str | None = None
-
-    @classmethod
-    def from_seed(cls, seed: int, profiles: tuple[Profile, ...] = PROFILES) -> Plan:
-        r = random.Random(f"trioraft-plan-{seed}")
-        size = r.choice((3, 3, 5))
-        profile = r.choice(profiles)
-        return cls(
-            seed=seed,
-            size=profile.size or size,
-            profile=profile,
-            fault_steps=r.randrange(1500, 2500),
-            clients=r.randint(2, 4),
-            keys=r.randint(2, 4),
-            reads=profile.reads or r.choice((0.2, 0.3, 0.5)),
-            config=RaftConfig(
-                # a narrow timeout range: quick elections, and more split votes
-                election_ticks_max=r.choice((None, None, 12)),
-                heartbeat_ticks=r.choice((1, 2)),
-                max_batch_entries=profile.batch_entries or r.choice((3, 64)),
-                max_inflight=r.choice((2, 16)),
-            ),
-        )
-
-    def describe(self) -> str:
-        return (
-            f"seed {self.seed}: {self.size} nodes, profile {self.profile.name}, "
-            f"{self.fault_steps} fault steps, {self.clients} clients, {self.keys} keys"
-        )
-
-
-# --- the replicated state machine ----------------------------------------------------------
-
-
-def encode_command(op_id: int, kind: Kind, key: bytes, args: tuple[Arg, ...]) -> bytes:
-    data: bytes = msgpack.packb([op_id, kind.value, key, *args])
-    return data
-
-
-def decode_command(data: bytes) -> tuple[int, Kind, bytes, list[object]]:
-    op_id, kind, key, *args = msgpack.unpackb(data)
-    return op_id, Kind(kind), key, args
-
-
-def _decimal(value: bytes) -> int | None:
-    try:
-        number = int(value)
-    except ValueError:
-        return None
-    if b"%d" % number != value or not -(2**63) <= number < 2**63:
-        return None
-    return number
-
-
-#: where the state keeps a key's deadline (Unix ms, decimal) and its time (the latest
-#: entry's stamp): in the same map, so that snapshots and state comparisons include them
-DEADLINE = b"\0deadline:"
-TIME = b"\0time"
-
-
-def deadline_of(kv: KV, key: bytes) -> int:
-    """The key's deadline (Unix ms), 0 for none."""
-    return int(kv.get(DEADLINE + key, b"0"))
-
-
-def time_of_state(kv: KV) -> int:
-    return int(kv.get(TIME, b"0"))
-
-
-def apply_entry(kv: KV, data: bytes) -> tuple[int, object, list[bytes]]:
-    """Apply a command entry, as trioraft's state machine treats time: the entry's stamp
-    (if any) is the state's time; a key whose deadline has passed by then is deleted before
-    the command sees it. Returns the op id (0 for none), the reply, and the keys that went
-    past their deadline here."""
-    time_ms, command = unstamp(data)
-    if time_ms is not None:
-        kv[TIME] = b"%d" % time_ms
-    op_id, kind, key, args = decode_command(command)
-    now = time_of_state(kv)
-    # EXPIRE: the leader's deletion of keys past their deadline, named in its arguments
-    keys = [arg for arg in args if isinstance(arg, bytes)] if kind is Kind.EXPIRE else [key]
-    expired = [k for k in keys if k in kv and 0 < deadline_of(kv, k) <= now]
-    for gone in expired:
-        del kv[gone], kv[DEADLINE + gone]
-    if kind is Kind.EXPIRE:
-        return op_id, None, expired
-    return op_id, apply_command(kv, kind, key, args, now), expired
-
-
-def apply_command(kv: KV, kind: Kind, key: bytes, args: list[object], now: int = 0) -> object:
-    """Apply one command to the key-value state; returns its reply. The meaning of each
-    kind is the model of `linearizability`. A set with a second argument, a TTL in ms,
-    gives the key the deadline `now` + TTL; any other set drops the deadline."""
-    current = kv.get(key)
-    if kind is Kind.GET:
-        return current
-    if kind is Kind.SET:
-        value = args[0]
-        assert isinstance(value, bytes)
-        kv[key] = value
-        kv.pop(DEADLINE + key, None)
-        if len(args) == 2:
-            ttl = args[1]
-            assert isinstance(ttl, int)
-            kv[DEADLINE + key] = b"%d" % (now + ttl)
-        return None
-    if kind is Kind.DEL:
-        kv.pop(DEADLINE + key, None)
-        return 0 if kv.pop(key, None) is None else 1
-    if kind is Kind.INCR:
-        by = args[0]
-        assert isinstance(by, int)
-        number = 0 if current is None else _decimal(current)
-        if number is None or not -(2**63) <= number + by < 2**63:
-            return None
-        kv[key] = b"%d" % (number + by)
-        return number + by
-    expected, value = args
-    assert isinstance(value, bytes)
-    if current != expected:
-        return False
-    kv[key] = value
-    kv.pop(DEADLINE + key, None)
-    return True
-
-
-def pack_kv(kv: KV) -> bytes:
-    data: bytes = msgpack.packb(kv)
-    return data
-
-
-def unpack_kv(data: bytes) -> KV:
-    kv: KV = msgpack.unpackb(data)
-    return kv
-
-
-EMPTY_KV = pack_kv({})
-FILLER = encode_command(0, Kind.GET, b"", ())
-
-
-def _stamp_of(entry: Entry) -> int | None:
-    return time_of(entry.data) if entry.kind is EntryKind.COMMAND else None
-
-
-# --- nodes ---------------------------------------------------------------------------------
-
-
-class Disk:
-    """A node's durable storage: exactly what survives a crash."""
-
-    def __init__(self) -> None:
-        self.hard_state = HardState()
-        #: the snapshot the log starts after, and its state machine data
-        self.snapshot: SnapshotMeta | None = None
-        self.snapshot_data = EMPTY_KV
-        #: the entries after the snapshot, contiguous
-        self.log: list[Entry] = []
-        #: snapshots received from leaders, stored before the core hears of them
-        self.received: dict[tuple[int, int], bytes] = {}
-
-    @property
-    def base(self) -> int:
-        return self.snapshot.index if self.snapshot else 0
-
-    @property
-    def last_index(self) -> int:
-        return self.base + len(self.log)
-
-    def term(self, index: int) -> int | None:
-        if index == self.base:
-            return self.snapshot.term if self.snapshot else 0
-        offset = index - self.base - 1
-        return self.log[offset].term if 0 <= offset < len(self.log) else None
-
-
-@attrs.define(slots=True, eq=False)
-class Write:
-    """One Ready's durable write, in flight: it lands at `done_at`, after every earlier one."""
-
-    snapshot: SnapshotMeta | None
-    snapshot_data: bytes
-    hard_state: HardState | None
-    entries: list[Entry]
-    #: the Ready's messages_after_persist, sent once this write has landed
-    after: list[Message]
-    done_at: int
-
-
-@attrs.define(slots=True, eq=False)
-class Op:
-    """A client operation in flight. Writes (and some gets) go through the log and end when
-    the proposing node applies index `index`; other gets go through read_index."""
-
-    id: int
-    client: Client
-    handle: Handle
-    kind: Kind
-    key: bytes
-    args: tuple[Arg, ...]
-    via_log: bool
-    #: the step after which the client gives up (None: it waits for ever)
-    deadline: int | None
-    issued_after_heal: bool
-    #: via the log: where the proposal landed
-    index: int = 0
-    term: int = 0
-    #: via read_index: the highest commit index seen anywhere when the read was issued (the
-    #: index the core releases it at may not be lower), and the highest term led in by then
-    #: (only a leader of that term or a later one may release it)
-    floor: int = 0
-    term_floor: int = 0
-    done: bool = False
-
-
-@attrs.define(eq=False)
-class Client:
-    id: int
-    #: the node it believes leads
-    target: NodeId
-    next_at: int = 0
-    op: Op | None = None
-    ops: int = 0
-    #: the last value it saw for each key, to make set_if_equal succeed sometimes
-    seen: dict[bytes, bytes | None] = attrs.Factory(dict)
-
-
-class SimNode:
-    """One node: its disk, and while up, its core, state machine and pending work."""
-
-    def __init__(self, node_id: NodeId, rate: float, bootstrap: Members) -> None:
-        self.id = node_id
-        #: the configuration its core starts from on an empty disk
-        self.bootstrap = bootstrap
-        self.disk = Disk()
-        self.core: Raft | None = None
-        #: bumped at every restart; a snapshot report goes only to the incarnation that sent
-        self.incarnation = 0
-        self.kv: KV = {}
-        #: the last index applied to kv (or covered by the snapshot it was restored from)
-        self.applied = 0
-        #: the snapshot the core's log starts after, with its data: what InstallSnapshot sends
-        self.snapshot: tuple[SnapshotMeta, bytes] | None = None
-        self.writes: deque[Write] = deque()
-        #: proposals awaiting their index's application, by index
-        self.waiting: dict[int, list[Op]] = {}
-        #: reads registered with read_index, by ctx
-        self.reads: dict[Hashable, Op] = {}
-        #: reads released by the core at an index not yet applied
-        self.released: list[tuple[int, Op]] = []
-        #: steps per tick, drifting around TICK
-        self.rate = rate
-        self.next_tick = 0.0
-        #: the step it restarts at, while down
-        self.restart_at: int | None = None
-        #: its wall clock (expiry runs): ms per step relative to nominal, and an offset
-        #: that jumps
-        self.clock_rate = 1.0
-        self.clock_offset_ms = 0
-        #: the stamps its proposals get (its clock, never below a stamp in its log)
-        self.stamper = Stamper()
-        #: had input since the last Ready and check
-        self.dirty = False
-
-
-@attrs.define(slots=True, eq=False)
-class Envelope:
-    msg: Message
-    #: an InstallSnapshot's state machine data, copied from the sender at send time
-    data: bytes
-    sender_incarnation: int
-
-
-# --- the safety checker --------------------------------------------------------------------
-
-
-class Checker:
-    """The cluster-wide safety properties, with the memory they need across steps."""
-
-    def __init__(self, fail: Callable[[str, str], NoReturn]) -> None:
-        self.fail = fail
-        #: term -> the one node that led in it
-        self.leaders: dict[int, NodeId] = {}
-        #: (index, term) -> (predecessor term, kind, data), over every log ever checked
-        self.entries: dict[tuple[int, int], tuple[int, EntryKind, bytes]] = {}
-        #: per node, the log as last verified: its snapshot index and a copy of its entries
-        self.views: dict[NodeId, tuple[int, list[Entry]]] = {}
-        #: committed[i]: the term of the entry committed at i (None: known only via a
-        #: snapshot); committed_seen[i]: the lowest term of a node that saw it committed
-        self.committed: list[int | None] = [0]
-        self.committed_seen: list[int] = [0]
-        #: per node, the commit index already recorded
-        self.seen_commit: dict[NodeId, int] = {}
-        #: index -> the entry applied there, and the state machine right after it
-        self.applied: dict[int, Entry] = {}
-        self.state_at: dict[int, KV] = {0: {}}
-
-    def check_node(self, node_id: NodeId, core: Raft, fresh: list[int]) -> None:
-        """Check one node's log and commit index; adds newly committed indexes to fresh."""
-        self._check_log(node_id, core)
-        self._observe_commit(node_id, core, fresh)
-
-    def check_leader(self, node_id: NodeId, core: Raft, fresh: list[int]) -> None:
-        term = core.term
-        known = self.leaders.get(term)
-        if known is None:
-            self.leaders[term] = node_id
-            self._check_complete(
-                node_id, core, range(core.log.snapshot_index + 1, len(self.committed))
-            )
-        elif known != node_id:
-            self.fail("election safety", f"{known} and {node_id} both lead term {term}")
-        else:
-            self._check_complete(node_id, core, fresh)
-
-    def check_following(self, node_id: NodeId, core: Raft) -> None:
-        """A node knows only the leader of its own term as its leader (it learns of it from
-        that leader's messages); following a deposed one would send it clients' work."""
-        followed = core.leader_id
-        if followed is not None and followed != self.leaders.get(core.term):
-            self.fail(
-                "leader knowledge",
-                f"{node_id} in term {core.term} follows {followed}, but "
-                f"{self.leaders.get(core.term)} leads that term",
-            )
-
-    def restarted(self, node_id: NodeId, core: Raft) -> None:
-        self.seen_commit[node_id] = core.commit
-
-    def _check_log(self, node_id: NodeId, core: Raft) -> None:
-        log = core.log
-        entries, base = log.entries, log.snapshot_index
-        view = self.views.get(node_id)
-        start = 0
-        if view is not None:
-            old_base, old = view
-            if old_base == base and old == entries:
-                return
-            shift = base - old_base
-            overlap = min(len(old) - shift, len(entries))
-            if shift >= 0 and overlap > 0 and entries[:overlap] == old[shift : shift + overlap]:
-                start = overlap  # the prefix was verified, and has not changed since
-        known = self.entries
-        for pos in range(start, len(entries)):
-            entry = entries[pos]
-            if entry.index != base + pos + 1:
-                self.fail("log matching", f"{node_id}'s log is not contiguous at {entry}")
-            prev = entries[pos - 1].term if pos else log.snapshot_term
-            fact = (prev, entry.kind, entry.data)
-            first = known.setdefault((entry.index, entry.term), fact)
-            if first != fact:
-                self.fail(
-                    "log matching",
-                    f"{node_id} holds ({entry.index}, {entry.term}) after term {prev} with "
-                    f"{entry.kind.name} {entry.data!r}; another log had it after term "
-                    f"{first[0]} with {first[1].name} {first[2]!r}",
-                )
-        self.views[node_id] = (base, list(entries))
-
-    def _observe_commit(self, node_id: NodeId, core: Raft, fresh: list[int]) -> None:
-        commit, seen = core.commit, self.seen_commit.get(node_id, 0)
-        if commit < seen:
-            self.fail("commit", f"{node_id}'s commit index went back from {seen} to {commit}")
-        if commit == seen:
-            return
-        log = core.log
-        committed, committed_seen = self.committed, self.committed_seen
-        if commit >= len(committed):
-            grow = commit + 1 - len(committed)
-            committed.extend([None] * grow)
-            committed_seen.extend([core.term] * grow)
-        for index in range(seen + 1, commit + 1):
-            term = log.term(index)
-            if term is None:
-                if index > log.snapshot_index:
-                    self.fail("commit", f"{node_id} commits {commit} beyond its log")
-                continue
-            first = committed[index]
-            if first is None:
-                committed[index] = term
-            elif first != term:
-                self.fail(
-                    "state machine safety",
-                    f"{node_id} committed term {term} at {index}; term {first} was committed "
-                    f"there before",
-                )
-            if core.term <= committed_seen[index]:
-                committed_seen[index] = core.term
-                fresh.append(index)
-        self.seen_commit[node_id] = commit
-
-    def _check_complete(self, node_id: NodeId, core: Raft, indexes: range | list[int]) -> None:
-        log, term = core.log, core.term
-        for index in indexes:
-            committed = self.committed[index]
-            if (
-                committed is not None
-                and self.committed_seen[index] < term
-                and index > log.snapshot_index
-                and log.term(index) != committed
-            ):
-                self.fail(
-                    "leader completeness",
-                    f"{node_id} leads term {term} without the entry ({index}, {committed}) "
-                    f"committed in term {self.committed_seen[index]} or before "
-                    f"(its log holds term {log.term(index)} there)",
-                )
-
-    def check_apply(self, node_id: NodeId, entry: Entry, kv: KV) -> None:
-        first = self.applied.setdefault(entry.index, entry)
-        if first is not entry and (first.term, first.kind, first.data) != (
-            entry.term,
-            entry.kind,
-            entry.data,
-        ):
-            self.fail(
-                "state machine safety",
-                f"{node_id} applies {entry} at {entry.index}; {first} was applied there before",
-            )
-        self.check_state(node_id, entry.index, kv)
-
-    def check_state(self, node_id: NodeId, index: int, kv: KV) -> None:
-        state = self.state_at.setdefault(index, dict(kv))
-        if state != kv:
-            self.fail(
-                "state machine safety",
-                f"{node_id}'s state at {index} is {kv!r}; another node's was {state!r}",
-            )
 
 
 # --- the simulation ------------------------------------------------------------------------
@@ -1060,8 +404,9 @@ class Simulation:
         disk, core = node.disk, node.core
         assert core is not None
         if write.snapshot is not None:
-            self._check_cut(node.id, [e for e in disk.log if e.index > write.snapshot.index], [])
-            disk.snapshot, disk.snapshot_data, disk.log = write.snapshot, write.snapshot_data, []
+            self._check_cut(node.id, disk.entries_from(write.snapshot.index + 1), [])
+            disk.install(write.snapshot)
+            disk.snapshot_data = write.snapshot_data
             disk.received = {k: v for k, v in disk.received.items() if k[0] > write.snapshot.index}
         if write.hard_state is not None:
             old, new = disk.hard_state, write.hard_state
@@ -1080,11 +425,10 @@ class Simulation:
                     f"{node.id} writes entries from {first} onto a disk holding "
                     f"{disk.base + 1}..{disk.last_index}",
                 )
-            self._check_cut(node.id, disk.log[first - disk.base - 1 :], entries)
-            del disk.log[first - disk.base - 1 :]
-            disk.log.extend(entries)
+            self._check_cut(node.id, disk.entries_from(first), entries)
+            disk.append(entries)
             for entry in entries:
-                node.stamper.observe(_stamp_of(entry))
+                node.stamper.observe(stamp_of(entry))
         self._send_all(node, write.after)
         if entries:
             core.persisted(entries[-1].index, entries[-1].term)
@@ -1113,7 +457,7 @@ class Simulation:
         op_id = 0
         if entry.kind is EntryKind.COMMAND:
             before = time_of_state(node.kv)
-            stamped = _stamp_of(entry)
+            stamped = stamp_of(entry)
             if stamped is not None and stamped < before:
                 self._fail(
                     "monotonic stamps",
@@ -1235,8 +579,8 @@ class Simulation:
             self._fail("persistence", f"{node.id} applied {index} which is not on its disk")
         meta = SnapshotMeta(index, term, core.members_at(index))
         data = pack_kv(node.kv)
-        del disk.log[: index - disk.base]
-        disk.snapshot, disk.snapshot_data = meta, data
+        disk.compact(meta)
+        disk.snapshot_data = data
         core.compact(index)
         node.snapshot = (meta, data)
 
@@ -1518,7 +862,7 @@ class Simulation:
             rng=random.Random(self.node_rng.getrandbits(64)),
             config=self.plan.config,
             hard_state=disk.hard_state,
-            entries=list(disk.log),
+            entries=list(disk.entries),
             snapshot=disk.snapshot,
         )
         node.core = core
@@ -1526,8 +870,8 @@ class Simulation:
         node.restart_at = None
         node.kv = unpack_kv(disk.snapshot_data)
         node.stamper = Stamper(time_of_state(node.kv))
-        for entry in disk.log:
-            node.stamper.observe(_stamp_of(entry))
+        for entry in disk.entries:
+            node.stamper.observe(stamp_of(entry))
         node.applied = disk.base
         node.snapshot = (disk.snapshot, disk.snapshot_data) if disk.snapshot else None
         node.next_tick = self.now + node.rate * self.node_rng.random()
@@ -1733,7 +1077,7 @@ class Simulation:
         """The configuration a core restarted from the node's disk would be in."""
         disk = node.disk
         configs = Configurations(disk.snapshot.members if disk.snapshot else node.bootstrap)
-        configs.appended(disk.log)
+        configs.appended(disk.entries)
         return configs.current
 
     def _new_leader(self, node_id: NodeId, term: int) -> None:

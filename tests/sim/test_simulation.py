@@ -24,15 +24,8 @@ import attrs
 import pytest
 
 from sim.mutants import CHANGE_BEFORE_OWN_COMMIT
-from sim.simulation import (
-    EXPIRY_PROFILES,
-    QUIET,
-    TICK,
-    CoreFactory,
-    Plan,
-    Simulation,
-    SimulationFailure,
-)
+from sim.plans import EXPIRY_PROFILES, QUIET, TICK, Plan
+from sim.simulation import CoreFactory, Simulation, SimulationFailure
 from trioraft.core.membership import ChangeKind, MemberChange
 from trioraft.core.messages import NodeId
 from trioraft.core.raft import Raft, RaftConfig

@@ -16,7 +16,7 @@ import trio
 from harness.disk_model import DiskModel
 from harness.node_cluster import (
     OK,
-    Cluster,
+    NodeCluster,
     get,
     open_cluster,
     wait_until,
@@ -173,7 +173,7 @@ def test_a_power_loss_at_any_fsync_of_a_snapshot_write_keeps_a_whole_snapshot(
 # --- a cluster on the production write path ----------------------------------------------
 
 
-async def write_while(cluster: Cluster, acknowledged: dict[bytes, bytes], count: int) -> None:
+async def write_while(cluster: NodeCluster, acknowledged: dict[bytes, bytes], count: int) -> None:
     for n in range(count):
         node = cluster.nodes[n % len(cluster.nodes)]
         key, value = b"k%d" % n, b"v%d" % n
@@ -181,7 +181,7 @@ async def write_while(cluster: Cluster, acknowledged: dict[bytes, bytes], count:
             acknowledged[key] = value
 
 
-async def check_acknowledged(cluster: Cluster, acknowledged: dict[bytes, bytes]) -> None:
+async def check_acknowledged(cluster: NodeCluster, acknowledged: dict[bytes, bytes]) -> None:
     leader = await cluster.wait_for_leader()
     await leader.read_barrier()
     lost = {key: value for key, value in acknowledged.items() if get(leader, key) != value}
