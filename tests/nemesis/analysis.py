@@ -98,6 +98,17 @@ def lost_writes(
     return sorted(lost, key=lambda op: op.call)
 
 
+def disagreements(final: dict[str, dict[str, bytes | None]]) -> list[str]:
+    """The keys whose final reads differ between nodes, each with what every node read."""
+    keys = sorted({key for values in final.values() for key in values})
+    lines = []
+    for key in keys:
+        seen = {node: values[key] for node, values in final.items() if key in values}
+        if len(set(seen.values())) > 1:
+            lines.append(f"{key}: {seen}")
+    return lines
+
+
 def acknowledged_writes(operations: Iterable[Operation]) -> list[float]:
     """The return times of every acknowledged write, ascending."""
     return sorted(op.ret for op in operations if op.status is Status.OK and op.kind in WRITE_KINDS)

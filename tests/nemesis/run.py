@@ -48,11 +48,11 @@ import trio
 from sim.linearizability import CheckResult, Kind, Status, Verdict, check
 
 from trioraft.ops.config import RaftSection
-from trioraft.runtime.node import REQUEST_TIMEOUT
 
 from .analysis import (
     acknowledged_writes,
     count_faults,
+    disagreements,
     fault_row,
     load_history,
     lost_writes,
@@ -63,16 +63,12 @@ from .faults import Nemesis
 from .hosts import Hosts, LoopbackHosts, NetnsHosts, build_cluster, netns_problem
 from .locks import LockClients, check_locks, lock_summary
 from .schedule import NETWORK_KINDS, FaultKind, parse_kinds, schedule
-from .workload import TTL_MS, Recorder, Target, Workload, read_everything, unbalanced_banks
+from .workload import Recorder, Target, Workload, read_everything, unbalanced_banks
 
 #: the default place of run folders
 RESULTS = Path(tempfile.gettempdir()) / "trioraft-nemesis"
 #: how long the final reads of one batch may take
 FINAL_READ_SECONDS = 10.0
-#: how long after its call a write whose client gave up may still take effect: a node
-#: gives a write up by its request timeout, and one already in the leader's log commits
-#: within a round of the healed cluster (a second is ample)
-SETTLE_SECONDS = REQUEST_TIMEOUT + 1.0
 #: lost writes and violations shown in the text summary
 SHOWN = 10
 
@@ -232,20 +228,9 @@ async def _drive(
         finally:
             workload.stop()
             lockers.stop()
-    unsettled = [
-        op.call
-        for op in recorder.operations()
-        if op.status is Status.INFO and op.kind is not Kind.EXPIRE
-    ]
-    # every write whose client gave up has settled, and so has a deadline it may carry
-    # (stamped as it takes effect); every deadline of an answered write has passed
-    settled = max([*unsettled, -SETTLE_SECONDS]) + SETTLE_SECONDS + TTL_MS[1] / 1000
-    await trio.sleep(
-        max(0.0, settled - time.monotonic(), workload.deadlines_over - time.monotonic())
-    )
+    await workload.settle()
     nemesis.say("healed; clients stopped; reading every key through every node")
-    keys = workload.keys.all_keys + workload.ttl_keys.all_keys + workload.accounts
-    return await read_everything(recorder, targets, keys, FINAL_READ_SECONDS)
+    return await read_everything(recorder, targets, workload.all_keys, FINAL_READ_SECONDS)
 
 
 def summarize(
@@ -271,7 +256,7 @@ def summarize(
     lost = lost_writes(since_start, final)
     acks = acknowledged_writes(op for op in operations if not str(op.client).startswith("final"))
     rows = [fault_row(record, acks, t0, end) for record in nemesis.records]
-    disagreements = _disagreements(final)
+    disagree = disagreements(final)
     lock_problems = check_locks(lockers.grants, lockers.resource)
     unbalanced = unbalanced_banks(final, workload.banks.all_keys)
     failures = []
@@ -279,8 +264,8 @@ def summarize(
         failures.append("the history is not linearizable")
     if lost:
         failures.append(f"{len(lost)} acknowledged write(s) lost")
-    if disagreements:
-        failures.append(f"the final reads disagree on {len(disagreements)} key(s)")
+    if disagree:
+        failures.append(f"the final reads disagree on {len(disagree)} key(s)")
     if read_problems:
         failures.append("some final reads failed")
     if workload.stats.unexpected_count:
@@ -318,7 +303,7 @@ def summarize(
             "count": len(lost),
             "examples": [op.describe() for op in lost[:SHOWN]],
         },
-        "final_reads": {"disagreements": disagreements[:SHOWN], "problems": read_problems},
+        "final_reads": {"disagreements": disagree[:SHOWN], "problems": read_problems},
         "unbalanced_banks": unbalanced[:SHOWN],
         "unexpected_replies": {
             "count": workload.stats.unexpected_count,
@@ -358,16 +343,6 @@ def _checker_summary(result: CheckResult, seconds: float) -> dict[str, Any]:
             if key_result.verdict is not Verdict.OK
         ][:SHOWN],
     }
-
-
-def _disagreements(final: dict[str, dict[str, bytes | None]]) -> list[str]:
-    keys = sorted({key for values in final.values() for key in values})
-    lines = []
-    for key in keys:
-        seen = {node: values[key] for node, values in final.items() if key in values}
-        if len(set(seen.values())) > 1:
-            lines.append(f"{key}: {seen}")
-    return lines
 
 
 def _seconds(value: float | None) -> str:

@@ -53,6 +53,8 @@ from harness.resp_client import Arg as Word
 from harness.resp_client import ConnectionClosed, Error, Reply
 from sim.linearizability import Arg, Handle, History, Kind, Operation, Status
 
+from trioraft.runtime.node import REQUEST_TIMEOUT
+
 from .client import Connection, UnexpectedReply, interpret
 
 #: seconds a client waits before trying again to connect to a node that refused
@@ -72,6 +74,10 @@ TRANSFER_SHARE = 0.1
 #: how much earlier than call + TTL a value may vanish: the wall clock the leader stamps
 #: entries with and the monotonic clock of the history may drift a little apart
 EXPIRY_MARGIN = 0.1
+#: how long after its call a write whose client gave up may still take effect: a node
+#: gives a write up by its request timeout, and one already in the leader's log commits
+#: within a round of the healed cluster (a second is ample)
+SETTLE_SECONDS = REQUEST_TIMEOUT + 1.0
 
 BROKEN = (OSError, ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -332,6 +338,24 @@ class Workload(ClientTasks):
     def accounts(self) -> list[str]:
         """Every bank account used so far."""
         return [account for bank in self.banks.all_keys for account in accounts_of(bank)]
+
+    @property
+    def all_keys(self) -> list[str]:
+        """Every key the clients used so far: plain, with deadlines, bank accounts."""
+        return self.keys.all_keys + self.ttl_keys.all_keys + self.accounts
+
+    async def settle(self) -> None:
+        """Once the clients stopped: sleep until no write whose client gave up can still
+        take effect, nor a deadline it may carry (stamped as it takes effect), and every
+        deadline of an answered write has passed."""
+        unsettled = [
+            op.call
+            for op in self.recorder.operations()
+            if op.status is Status.INFO and op.kind is not Kind.EXPIRE
+        ]
+        settled = max([*unsettled, -SETTLE_SECONDS]) + SETTLE_SECONDS + TTL_MS[1] / 1000
+        now = time.monotonic()
+        await trio.sleep(max(0.0, settled - now, self.deadlines_over - now))
 
     async def _transfer(
         self, rng: random.Random, number: int, target: Target, connection: Connection
