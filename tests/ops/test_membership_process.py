@@ -13,6 +13,7 @@ import time
 
 import attrs
 import pytest
+from harness.membership import start_founders
 from harness.polling import wait_until
 from harness.ports import HOST
 from harness.process_cluster import ProcessCluster
@@ -25,19 +26,9 @@ pytestmark = pytest.mark.processes
 
 
 def start_three_of_four(cluster: ProcessCluster) -> tuple[Node, list[Node], Node]:
-    """Start n1..n3 as a cluster of three (their configs rewritten without n4, whose own
-    config still lists every member: it knows where the cluster is); return n4, the three
-    founders and their leader."""
-    newcomer = cluster["n4"]
-    founders = [node for node in cluster.nodes if node is not newcomer]
-    for node in founders:
-        config = load_config(node.config_path)
-        members = tuple(m for m in config.members if m.id != newcomer.id)
-        node.config_path.write_text(render_config(attrs.evolve(config, members=members)))
-        node.start()
-    for node in founders:
-        node.wait_serving()
-    return newcomer, founders, cluster.wait_for_leader()
+    """Start n1..n3 as a cluster of three; return n4, the three founders and their leader."""
+    founders = start_founders(cluster, 3)
+    return cluster["n4"], founders, cluster.wait_for_leader()
 
 
 def add_and_wait_promoted(via: Node, newcomer: Node) -> None:
