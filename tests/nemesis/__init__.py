@@ -4,8 +4,8 @@ A run starts `trioraft serve` processes, each in its own network namespace where
 machine allows (else on loopback, without partitions), lets concurrent clients work on
 a small set of keys over real sockets while a seeded schedule injects faults (kill -9,
 SIGSTOP, iptables partitions, kill of every node, a follower that needs a snapshot, a
-wiped data dir, forced snapshots), then heals, reads everything back and judges the
-recorded history. The modules, in the order a run uses them:
+wiped data dir, forced snapshots, members removed, wiped and added), then heals, reads
+everything back and judges the recorded history. The modules, in the order a run uses them:
 
 - `hosts`: namespaces, bridge, veths and iptables partitions, or loopback; the cluster
   configs for them.

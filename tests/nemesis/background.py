@@ -20,13 +20,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Self
 
 import attrs
 import trio
 from harness.polling import wait_until
-from harness.process_node import Node
 from harness.writers import ACK_SECONDS
 from sim.linearizability import CheckResult, Operation, Verdict, check
 
@@ -39,10 +38,6 @@ from .workload import Recorder, Target, Workload, read_everything, unbalanced_ba
 FINAL_READ_SECONDS = 10.0
 #: how long the clients may take to stop, settle and read everything back
 FINISH_SECONDS = 120.0
-
-
-def targets_of(nodes: Iterable[Node]) -> list[Target]:
-    return [Target(node.id, node.host, node.client_port) for node in nodes]
 
 
 @attrs.frozen

@@ -29,6 +29,15 @@ The two condition-driven faults:
   faults that follow. (Restoring an older copy would be unsafe: the node would have
   forgotten votes and acknowledged entries, the very thing the refusal guards against.)
 
+The membership faults (replace, grow, shrink) drive each change to its condition in the
+leader's member list (`harness.membership`): a node leaving is first taken out of the
+clients' nodes (`on_members`), then removed, killed and its data dir deleted; a node
+joining is added, started on an empty data dir, and must be promoted to voter within
+`harness.membership.CHANGE_SECONDS`, then the clients use it again. Nodes removed stay
+down and out of every other fault until a `grow` (or a `shrink` at the smallest size)
+adds one back; at least `min(3, nodes - 1)` members stay. A change that does not take effect, or a
+newcomer never promoted, is a finding.
+
 A partition must be seen to take effect before it heals: a node of the minority side (of
 an isolation or a split) must not acknowledge a write of the probe key, and a leader cut
 off in it must step down; both go into the record's notes, and a failure is a finding.
@@ -52,6 +61,7 @@ from pathlib import Path
 
 import attrs
 import trio
+from harness.membership import add_member, remove_member, wait_voter
 from harness.polling import wait_until
 from harness.process_cluster import ProcessCluster
 from harness.process_node import Node
@@ -115,13 +125,24 @@ class Nemesis:
     """Applies fault plans to `cluster` on `hosts`; see the module docstring."""
 
     def __init__(
-        self, cluster: ProcessCluster, hosts: Hosts, seed: int, say: Callable[[str], None]
+        self,
+        cluster: ProcessCluster,
+        hosts: Hosts,
+        seed: int,
+        say: Callable[[str], None],
+        on_members: Callable[[list[Node]], None] = lambda members: None,
     ) -> None:
         self.cluster = cluster
         self.hosts = hosts
         self.say = say
+        #: told the members whenever they change (the clients go only to these)
+        self.on_members = on_members
         #: nodes the nemesis killed and has not restarted
         self.down: set[str] = set()
+        #: nodes removed from the cluster (killed, their data dirs deleted)
+        self.removed: set[str] = set()
+        #: the fewest members the membership faults leave
+        self.fewest = min(3, len(cluster.nodes) - 1)
         self.findings: list[str] = []
         self.records: list[FaultRecord] = []
         self._probes = itertools.count()
@@ -183,7 +204,7 @@ class Nemesis:
         """A node that is not running though the nemesis did not kill it is a finding;
         it is started again so the run can go on."""
         for node in self.cluster.nodes:
-            if node.id in self.down or node.running or node.process is None:
+            if node.id in self.down | self.removed or node.running or node.process is None:
                 continue
             self.findings.append(
                 f"{node.id} exited on its own with status {node.returncode}\n{node.log_tail()}"
@@ -376,13 +397,89 @@ class Nemesis:
         )
         await self._restart(follower, record)
 
+    async def _replace(self, plan: FaultPlan, record: FaultRecord) -> None:
+        node_id = await self._target(plan, record)
+        record.description = f"{self._named(node_id, record)} removed, wiped, added again"
+        record.start = time.monotonic()
+        if await self._remove(node_id, record):
+            await self._add(node_id, record)
+
+    async def _grow(self, plan: FaultPlan, record: FaultRecord) -> None:
+        record.start = time.monotonic()
+        if not self.removed:
+            first = plan.choose(self._ids())
+            record.description = f"{first} removed first (no node to add), then "
+            if not await self._remove(first, record):
+                return
+        node_id = plan.choose(self.removed)
+        record.description += f"{node_id} added"
+        await self._add(node_id, record)
+
+    async def _shrink(self, plan: FaultPlan, record: FaultRecord) -> None:
+        record.start = time.monotonic()
+        if len(self._ids()) <= self.fewest:
+            first = plan.choose(self.removed)
+            record.description = f"{first} added first (at the fewest members), then "
+            if not await self._add(first, record):
+                return
+        node_id = await self._target(plan, record)
+        record.description += f"{self._named(node_id, record)} removed"
+        await self._remove(node_id, record)
+
+    async def _remove(self, node_id: str, record: FaultRecord) -> bool:
+        """Take `node_id` out of the clients' nodes, remove it from the cluster, kill it
+        and delete its data dir; False (and a finding) if the removal never took effect."""
+        record.nodes.append(node_id)
+        node = self.cluster[node_id]
+        self.removed.add(node_id)
+        self.on_members(self._members())
+        others = [other for other in self._up() if other is not node]
+        try:
+            await trio.to_thread.run_sync(remove_member, others, node_id)
+        except (AssertionError, TimeoutError) as exc:
+            self.findings.append(f"fault #{record.number}: removing {node_id} failed: {exc}")
+            self.removed.discard(node_id)
+            self.on_members(self._members())
+            return False
+        await trio.to_thread.run_sync(node.kill)
+        await trio.to_thread.run_sync(lambda: shutil.rmtree(node.data_dir, ignore_errors=True))
+        record.healed = time.monotonic()
+        return True
+
+    async def _add(self, node_id: str, record: FaultRecord) -> bool:
+        """Add the removed `node_id`, start it on an empty data dir and wait until it is a
+        voter; then the clients use it again. False (and a finding) if it never is."""
+        record.nodes.append(node_id)
+        node = self.cluster[node_id]
+        members = self._up()
+        asked = time.monotonic()
+        try:
+            await trio.to_thread.run_sync(add_member, members, node)
+            node.start()
+            self.removed.discard(node_id)
+            await trio.to_thread.run_sync(wait_voter, members, node_id)
+        except (AssertionError, TimeoutError) as exc:
+            self.findings.append(
+                f"fault #{record.number}: adding {node_id} failed: {exc}\n{node.log_tail()}"
+            )
+            return False
+        finally:
+            record.healed = time.monotonic()
+        record.notes[f"{node_id}_promoted_s"] = round(record.healed - asked, 2)
+        self.on_members(self._members())
+        return True
+
     # --- pieces ------------------------------------------------------------------------
 
     def _ids(self) -> list[str]:
-        return sorted(node.id for node in self.cluster.nodes)
+        """The members, sorted (faults aim only at them)."""
+        return sorted(node.id for node in self._members())
+
+    def _members(self) -> list[Node]:
+        return [node for node in self.cluster.nodes if node.id not in self.removed]
 
     def _up(self) -> list[Node]:
-        return [node for node in self.cluster.nodes if node.running and not node.paused]
+        return [node for node in self._members() if node.running and not node.paused]
 
     def _named(self, node_id: str, record: FaultRecord) -> str:
         return f"{node_id} (the leader)" if record.notes.get("leader") == node_id else node_id
@@ -581,4 +678,7 @@ _FAULTS = {
     FaultKind.SNAPSHOT_INSTALL: Nemesis._snapshot_install,
     FaultKind.WIPE: Nemesis._wipe,
     FaultKind.SNAPSHOT: Nemesis._snapshots,
+    FaultKind.REPLACE: Nemesis._replace,
+    FaultKind.GROW: Nemesis._grow,
+    FaultKind.SHRINK: Nemesis._shrink,
 }

@@ -45,6 +45,7 @@ from typing import Any
 
 import attrs
 import trio
+from harness.process_node import Node
 from sim.linearizability import CheckResult, Kind, Status, Verdict, check
 
 from trioraft.ops.config import RaftSection
@@ -63,7 +64,7 @@ from .faults import Nemesis
 from .hosts import Hosts, LoopbackHosts, NetnsHosts, build_cluster, netns_problem
 from .locks import LockClients, check_locks, lock_summary
 from .schedule import NETWORK_KINDS, FaultKind, parse_kinds, schedule
-from .workload import Recorder, Target, Workload, read_everything, unbalanced_banks
+from .workload import Recorder, Workload, read_everything, targets_of, unbalanced_banks
 
 #: the default place of run folders
 RESULTS = Path(tempfile.gettempdir()) / "trioraft-nemesis"
@@ -166,7 +167,7 @@ def run(options: Options) -> Result:
         say(f"{options.nodes} nodes {'on loopback' if problem else 'in network namespaces'}")
         cluster.start_all()
         cluster.wait_for_leader()
-        targets = [Target(node.id, node.host, node.client_port) for node in cluster.nodes]
+        targets = targets_of(cluster.nodes)
         workload = Workload(
             targets,
             recorder,
@@ -183,12 +184,12 @@ def run(options: Options) -> Result:
             locks=options.locks,
             timeout=options.timeout,
         )
-        nemesis = Nemesis(cluster, hosts, options.seed, say)
+        nemesis = Nemesis(
+            cluster, hosts, options.seed, say, lambda members: _retarget(members, workload, lockers)
+        )
         t0 = time.monotonic()
         try:
-            final, read_problems = trio.run(
-                _drive, options, workload, lockers, nemesis, recorder, targets
-            )
+            final, read_problems = trio.run(_drive, options, workload, lockers, nemesis)
         finally:
             write_history(options.out / "history.jsonl", recorder, t0)
         end = time.monotonic()
@@ -215,8 +216,6 @@ async def _drive(
     workload: Workload,
     lockers: LockClients,
     nemesis: Nemesis,
-    recorder: Recorder,
-    targets: list[Target],
 ) -> tuple[dict[str, dict[str, bytes | None]], list[str]]:
     plans = schedule(options.seed, options.kinds, options.nodes)
     async with trio.open_nursery() as nursery:
@@ -229,8 +228,15 @@ async def _drive(
             workload.stop()
             lockers.stop()
     await workload.settle()
-    nemesis.say("healed; clients stopped; reading every key through every node")
-    return await read_everything(recorder, targets, workload.all_keys, FINAL_READ_SECONDS)
+    nemesis.say("healed; clients stopped; reading every key through every member")
+    return await read_everything(
+        workload.recorder, workload.targets, workload.all_keys, FINAL_READ_SECONDS
+    )
+
+
+def _retarget(members: Sequence[Node], workload: Workload, lockers: LockClients) -> None:
+    """Clients (and the final reads) go only to the members from now on."""
+    workload.targets = lockers.targets = targets_of(members)
 
 
 def summarize(

@@ -47,6 +47,15 @@ class FaultKind(enum.Enum):
     WIPE = "wipe"
     #: snapshots forced on random nodes (also during every other fault)
     SNAPSHOT = "snapshot"
+    #: a member (the leader or any) removed, killed, its data dir deleted; then added
+    #: again under its own id and address, started on an empty data dir and promoted
+    REPLACE = "replace"
+    #: a node that is no member (removed by an earlier fault, or else by this one first)
+    #: added, started on an empty data dir and promoted
+    GROW = "grow"
+    #: a member (the leader or any) removed, killed, its data dir deleted; at the
+    #: smallest size the run allows, a node is first added as in `grow`
+    SHRINK = "shrink"
 
 
 NETWORK_KINDS = frozenset({FaultKind.ISOLATE, FaultKind.SPLIT, FaultKind.BRIDGE})
@@ -54,10 +63,11 @@ NETWORK_KINDS = frozenset({FaultKind.ISOLATE, FaultKind.SPLIT, FaultKind.BRIDGE}
 ALIASES: dict[str, tuple[FaultKind, ...]] = {
     "all": tuple(FaultKind),
     "partition": (FaultKind.ISOLATE, FaultKind.SPLIT, FaultKind.BRIDGE),
+    "membership": (FaultKind.REPLACE, FaultKind.GROW, FaultKind.SHRINK),
 }
 
 #: (shortest, longest) seconds each kind of fault lasts; the condition-driven ones
-#: (snapshot-install, wipe) last as long as their steps take
+#: (snapshot-install, wipe, the membership changes) last as long as their steps take
 DURATIONS: dict[FaultKind, tuple[float, float]] = {
     FaultKind.KILL: (1.0, 5.0),
     FaultKind.KILL_LEADER: (1.0, 5.0),
@@ -69,10 +79,21 @@ DURATIONS: dict[FaultKind, tuple[float, float]] = {
     FaultKind.SNAPSHOT_INSTALL: (0.0, 0.0),
     FaultKind.WIPE: (0.0, 0.0),
     FaultKind.SNAPSHOT: (2.0, 5.0),
+    FaultKind.REPLACE: (0.0, 0.0),
+    FaultKind.GROW: (0.0, 0.0),
+    FaultKind.SHRINK: (0.0, 0.0),
 }
 #: the kinds that may aim at the leader instead of any node, half of the time
 LEADER_OR_ANY = frozenset(
-    {FaultKind.PAUSE, FaultKind.ISOLATE, FaultKind.SPLIT, FaultKind.BRIDGE, FaultKind.SNAPSHOT}
+    {
+        FaultKind.PAUSE,
+        FaultKind.ISOLATE,
+        FaultKind.SPLIT,
+        FaultKind.BRIDGE,
+        FaultKind.SNAPSHOT,
+        FaultKind.REPLACE,
+        FaultKind.SHRINK,
+    }
 )
 #: seconds of calm before each fault: (shortest, longest)
 QUIET = (0.5, 2.0)
@@ -128,9 +149,10 @@ class FaultPlan:
         return ordered[min(int(self.pick * len(ordered)), len(ordered) - 1)]
 
     def arrange(self, node_ids: Iterable[str], first: str) -> list[str]:
-        """Every node, `first` first, the others in `order`."""
+        """Every node, `first` first, the others in `order` (whose positions past the
+        nodes there are now, after a shrink, are skipped)."""
         ordered = sorted(node_ids)
-        rest = [ordered[k] for k in self.order if ordered[k] != first]
+        rest = [ordered[k] for k in self.order if k < len(ordered) and ordered[k] != first]
         return [first, *rest]
 
 

@@ -5,13 +5,15 @@ is fixed by its seed, lost writes and unavailability are counted as documented, 
 history file reads back as the operations the checker saw, and the checker's verdict
 on a recorded history that hides a stale read is a violation.
 
-Then three real runs, each a few faults of each kind (docs/testing.md):
+Then real runs, each a few faults of each kind (docs/testing.md):
 
 - the process faults (kill -9 of a node, of the leader, of all; SIGSTOP; a follower
   that needs a snapshot; a wiped data dir; forced snapshots), in network namespaces
   where the machine allows, else on loopback;
 - the network faults (an isolated node, a majority/minority split, a bridge), which
   need namespaces: without them the test is skipped, saying why;
+- the membership faults (a member removed, wiped and added again; a node added; a
+  member removed), marked slow;
 - a loopback run, so the fallback stays working where namespaces are used.
 
 A run that does not pass fails with its summary: the reasons, the faults, and the
@@ -47,6 +49,7 @@ PROCESS_FAULTS = (
     FaultKind.SNAPSHOT,
 )
 NETWORK_FAULTS = (FaultKind.ISOLATE, FaultKind.SPLIT, FaultKind.BRIDGE, FaultKind.SNAPSHOT)
+MEMBERSHIP_FAULTS = (FaultKind.REPLACE, FaultKind.GROW, FaultKind.SHRINK)
 
 
 # --- the pieces ---------------------------------------------------------------------------
@@ -75,6 +78,7 @@ def test_fault_names_and_aliases() -> None:
         FaultKind.BRIDGE,
     )
     assert parse_kinds("all") == tuple(FaultKind)
+    assert parse_kinds("membership") == MEMBERSHIP_FAULTS
     with pytest.raises(ValueError, match="unknown fault 'reboot'"):
         parse_kinds("kill,reboot")
 
@@ -89,6 +93,22 @@ def _op(
 ) -> Operation:
     status = Status.INFO if ret == math.inf else Status.OK
     return Operation(0, key, kind, args, output, call, ret, status)
+
+
+def test_a_plan_arranges_the_members_there_are_now() -> None:
+    plan = FaultPlan(
+        number=1,
+        kind=FaultKind.SPLIT,
+        at_leader=False,
+        pick=0.0,
+        order=(4, 0, 3, 1, 2),
+        duration=1.0,
+        quiet=0.0,
+        snapshots=(),
+    )
+    assert plan.arrange(["n1", "n2", "n3", "n4", "n5"], "n2") == ["n2", "n5", "n1", "n4", "n3"]
+    # after a shrink, the positions past the members left are skipped
+    assert plan.arrange(["n1", "n2", "n4"], "n2") == ["n2", "n1", "n4"]
 
 
 def test_an_acknowledged_set_that_nothing_superseded_must_be_final() -> None:
@@ -255,6 +275,28 @@ def test_network_faults(tmp_path_factory: pytest.TempPathFactory) -> None:
     assert [notes["minority_acknowledged"] for notes in cut_off] == [False] * 4, cut_off
     assert all(n.get("isolated_leader_stepped_down", True) for n in cut_off), cut_off
     assert any("isolated_leader_stepped_down" in n for n in cut_off), "a leader was cut off"
+
+
+@pytest.mark.processes
+@pytest.mark.slow
+def test_membership_faults(tmp_path_factory: pytest.TempPathFactory) -> None:
+    result = _run_or_skip(
+        Options(
+            seed=14,
+            kinds=MEMBERSHIP_FAULTS,
+            time=TIME_CAP,
+            max_faults=len(MEMBERSHIP_FAULTS) * 2,
+            nodes=4,
+            out=tmp_path_factory.mktemp("nemesis-membership"),
+        )
+    )
+    injected = result.summary["faults_injected"]
+    assert all(injected.get(kind.value) == 2 for kind in MEMBERSHIP_FAULTS), injected
+    rows = result.summary["fault_log"]
+    # every fault but a plain shrink added a node, and each one added was promoted
+    promoted = [key for row in rows for key in row["notes"] if key.endswith("_promoted_s")]
+    adding = [row for row in rows if row["kind"] != FaultKind.SHRINK.value]
+    assert len(promoted) >= len(adding), rows
 
 
 @pytest.mark.processes

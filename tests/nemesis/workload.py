@@ -45,10 +45,11 @@ import abc
 import itertools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 import trio
+from harness.process_node import Node
 from harness.resp_client import Arg as Word
 from harness.resp_client import ConnectionClosed, Error, Reply
 from sim.linearizability import Arg, Handle, History, Kind, Operation, Status
@@ -89,6 +90,10 @@ class Target:
     node_id: str
     host: str
     port: int
+
+
+def targets_of(nodes: Iterable[Node]) -> list[Target]:
+    return [Target(node.id, node.host, node.client_port) for node in nodes]
 
 
 class Recorder:

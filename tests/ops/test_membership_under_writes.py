@@ -30,8 +30,9 @@ from harness.membership import (
 from harness.polling import wait_until
 from harness.process_cluster import ELECTION_SECONDS, ProcessCluster
 from harness.process_node import Node
-from nemesis.background import BackgroundWorkload, Judgement, targets_of
+from nemesis.background import BackgroundWorkload, Judgement
 from nemesis.hosts import NetnsHosts, build_cluster, netns_problem
+from nemesis.workload import targets_of
 
 from trioraft.ops.config import RaftSection
 
