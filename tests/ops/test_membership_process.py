@@ -4,21 +4,24 @@ then the leader is removed while a client writes through a follower; no acknowle
 write is lost. Prints the time from `member add` to promotion and the longest write gap
 while the leader removes itself. And a member whose data dir was wiped is replaced under a
 new id while a client writes through the leader. And a node configured with `join` asks
-(a client address, then a peer address) to be added, becomes a voter and restarts."""
+(a client address, then a peer address) to be added, becomes a voter and restarts. And
+the time from `member add` to promotion with a million keys in the leader's snapshot."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
 import attrs
 import pytest
-from harness.membership import start_founders
+from harness.big_keyspace import msets
+from harness.membership import CHANGE_SECONDS, start_founders, wait_voter
 from harness.polling import wait_until
 from harness.ports import HOST
 from harness.process_cluster import ProcessCluster
 from harness.process_node import Node, run_cli
-from harness.writers import BackgroundWriter
+from harness.writers import BackgroundWriter, write_all
 
 from trioraft.ops.config import load_config, parse_address, render_config
 
@@ -31,7 +34,7 @@ def start_three_of_four(cluster: ProcessCluster) -> tuple[Node, list[Node], Node
     return cluster["n4"], founders, cluster.wait_for_leader()
 
 
-def add_and_wait_promoted(via: Node, newcomer: Node) -> None:
+def add_and_wait_promoted(via: Node, newcomer: Node, timeout: float = CHANGE_SECONDS) -> None:
     """`trioraft member add` the newcomer through `via`, start it on its empty data dir and
     wait until the leader has promoted it to voter."""
     address = f"{HOST}:{newcomer.peer_port}", f"{HOST}:{newcomer.client_port}"
@@ -40,8 +43,7 @@ def add_and_wait_promoted(via: Node, newcomer: Node) -> None:
     newcomer.wait_serving()
     # as the leader's log says: the newcomer's own config lists it among the members, so
     # until the leader's log reaches it, the newcomer itself believes it is a voter
-    promoted = (newcomer.id, "voter")
-    wait_until(lambda: promoted in voters_listed(via), 60.0, f"{newcomer.id} promoted")
+    wait_voter([via], newcomer.id, timeout)
 
 
 def voters_listed(via: Node) -> list[tuple[str, str]]:
@@ -131,3 +133,28 @@ def test_a_node_with_join_is_added_through_a_follower_becomes_a_voter_and_restar
         newcomer.restart()
         assert newcomer.call("SET", "again", "n4") == "OK"
         assert "join is ignored" in newcomer.log_text()
+
+
+#: keys in the leader's snapshot when the newcomer is added
+MILLION = 1_000_000
+#: how long loading them, and then the newcomer's promotion, may take
+MILLION_SECONDS = 600.0
+
+
+@pytest.mark.slow
+def test_a_member_added_beside_a_million_keys_is_promoted() -> None:
+    with ProcessCluster.create(4) as cluster:
+        newcomer, _, leader = start_three_of_four(cluster)
+        write_all(leader, msets(MILLION), depth=16, timeout=MILLION_SECONDS)
+        reply = leader.call("RAFT.SNAPSHOT", timeout=MILLION_SECONDS)
+        assert isinstance(reply, str) and reply.startswith("OK"), reply
+        asked = time.monotonic()
+        add_and_wait_promoted(leader, newcomer, MILLION_SECONDS)
+        promoted = time.monotonic() - asked
+        wait_until(
+            lambda: newcomer.call("DBSIZE", timeout=MILLION_SECONDS) == MILLION,
+            MILLION_SECONDS,
+            f"{newcomer.id} holds every key",
+        )
+        load = ", ".join(f"{figure:.1f}" for figure in os.getloadavg())
+        print(f"\nmember add to promotion, {MILLION} keys: {promoted:.1f} s (load {load})")
