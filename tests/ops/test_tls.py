@@ -36,6 +36,7 @@ from harness.resp_client import RespClient
 from trioraft.core.messages import Heartbeat, Message, NodeId
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.ops.config import TlsConfig, load_config, render_config
+from trioraft.ops.logs import LineFormatter
 from trioraft.ops.metrics import NodeMetrics
 from trioraft.ops.tls import TlsContexts, TlsError, load_contexts
 from trioraft.redis.server import ClientLimits, ClientServer
@@ -281,7 +282,9 @@ async def peers(
 
 
 def logged(caplog: pytest.LogCaptureFixture, *texts: str) -> bool:
-    return any(all(text in r.getMessage() for text in texts) for r in caplog.records)
+    """Whether a line as the daemon logs it contains all of `texts`."""
+    line = LineFormatter(timestamps=False)
+    return any(all(text in line.format(r) for text in texts) for r in caplog.records)
 
 
 async def wait_logged(caplog: pytest.LogCaptureFixture, *texts: str) -> None:
@@ -334,7 +337,7 @@ async def test_a_peer_with_a_certificate_of_another_ca_is_refused(
         # n2 reaching n1: n1 refuses n2's certificate and closes the connection
         with pytest.raises(RpcUnavailable, match="trust this node's certificate"):
             await n2.call("n1", "echo", {}, timeout=DEADLINE)
-        await wait_logged(caplog, "refused a peer connection", "node=n1", "TLS: certificate")
+        await wait_logged(caplog, "n1 refused a peer connection", "TLS: certificate")
         # n1 reaching n2: n1 does not trust n2's certificate
         with pytest.raises(RpcUnavailable, match="TLS: certificate rejected"):
             await n1.call("n2", "echo", {}, timeout=DEADLINE)
@@ -366,7 +369,7 @@ async def test_plain_tcp_and_tls_peers_refuse_each_other(
         n1, n2, n3 = nodes["n1"], nodes["n2"], nodes["n3"]
         with pytest.raises(RpcUnavailable):
             await n2.call("n1", "echo", {}, timeout=DEADLINE)
-        await wait_logged(caplog, "refused a peer connection", "node=n1", "TLS:")
+        await wait_logged(caplog, "n1 refused a peer connection", "TLS:")
         with pytest.raises(RpcUnavailable, match="TLS"):
             await n1.call("n2", "echo", {}, timeout=DEADLINE)
         assert (await n3.call("n1", "echo", 3, timeout=DEADLINE))["payload"] == 3

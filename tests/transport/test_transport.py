@@ -35,6 +35,7 @@ from trioraft.core.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
+from trioraft.ops.logs import LineFormatter
 from trioraft.transport import (
     FrameTooLarge,
     MemoryNetwork,
@@ -139,12 +140,16 @@ async def wait_until(condition: Callable[[], bool]) -> None:
             await trio.sleep(0.01)
 
 
+#: formats a record as the daemon logs it (without the time)
+LOG_LINE = LineFormatter(timestamps=False)
+
+
 def logged(caplog: pytest.LogCaptureFixture, *texts: str) -> bool:
-    """Whether the transport logged a warning containing all of `texts`."""
+    """Whether the transport logged a warning whose line contains all of `texts`."""
     return any(
         r.name == "trioraft.transport"
         and r.levelno == logging.WARNING
-        and all(text in r.getMessage() for text in texts)
+        and all(text in LOG_LINE.format(r) for text in texts)
         for r in caplog.records
     )
 
@@ -418,7 +423,7 @@ async def test_handshake_refusals(
             intruder.send(TimeoutNow(src=src, dst=expects, term=1))
             with pytest.raises(RpcUnavailable, match=reason):
                 await intruder.call(expects, "echo", None, timeout=DEADLINE)
-            await wait_until(lambda: logged(caplog, "remote=127.0.0.1:", f"reason={reason}"))
+            await wait_until(lambda: logged(caplog, "remote=127.0.0.1:", f'reason="{reason}'))
             assert intruder.stats()[expects].dropped >= 1
             with pytest.raises(trio.WouldBlock):
                 n1.incoming.receive_nowait()
@@ -816,6 +821,12 @@ async def test_a_guest_may_not_send_raft_messages(caplog: pytest.LogCaptureFixtu
         stream = await trio.open_tcp_stream(*n1.listen_addr)
         try:
             await stream.send_all(encode_hello(Hello(TOKEN.encode(), "n9", "")))
+            # after the verdict: frames sent before it would be refused as such
+            reader = FrameReader(4096)
+            with trio.fail_after(DEADLINE):
+                while not (bodies := reader.bodies()):
+                    reader.feed(await stream.receive_some())
+            assert decode_verdict(bodies[0]).accepted
             await stream.send_all(encode_message(TimeoutNow(src="n9", dst="n1", term=1)))
             await wait_until(lambda: logged(caplog, "not a peer sent more than requests"))
         finally:

@@ -202,6 +202,11 @@ class NodeLogger:
                 level, msg, exc_info=exc, extra={"node": self.node_id, "fields": fields}
             )
 
+    def log(self, level: int, msg: str, /, *, exc_info: bool = False, **fields: object) -> None:
+        """A line at `level`, chosen at run time; with `exc_info`, carrying the exception
+        being handled."""
+        self._log(level, msg, fields, exc_info)
+
     def debug(self, msg: str, /, **fields: object) -> None:
         self._log(logging.DEBUG, msg, fields)
 

@@ -29,6 +29,7 @@ import trio
 
 from trioraft.core.messages import NodeId
 from trioraft.transport.errors import RpcTimeout
+from trioraft.wakeup import Wakeup
 
 #: `propose` calls to the leader in flight at once; well under the leader's handler cap
 MAX_IN_FLIGHT = 4
@@ -73,7 +74,7 @@ class Forwarder(Generic[T]):
         #: writes not yet sent, oldest first
         self._queue: list[_Write[T]] = []
         #: set while `_queue` is not empty
-        self._queued = trio.Event()
+        self._queued = Wakeup()
         self._in_flight = trio.Semaphore(MAX_IN_FLIGHT)
 
     async def forward(self, leader: NodeId, commands: list[bytes], timeout: float) -> list[T]:
@@ -100,7 +101,7 @@ class Forwarder(Generic[T]):
                 await self._in_flight.acquire()  # meanwhile, more writes join the batch
                 batch = self._take_batch()
                 if not self._queue:
-                    self._queued = trio.Event()
+                    self._queued.clear()
                 if batch:
                     nursery.start_soon(self._send, batch)
                 else:  # every queued writer gave up while waiting

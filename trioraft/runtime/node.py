@@ -74,6 +74,7 @@ from trioraft.runtime.statemachine import R, StateMachine
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport.base import Address, Payload, Transport
 from trioraft.transport.errors import RpcError, RpcRemoteError, RpcUnavailable
+from trioraft.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from trioraft.storage.snapshots import SnapshotStore
@@ -252,14 +253,14 @@ class Node(Generic[R]):
         #: ReadIndex requests waiting for their index, by token
         self._reads: dict[Hashable, _ReadWaiter] = {}
         self._read_ids = itertools.count()
-        #: set whenever something was fed to the core; the driver replaces it after waking
-        self._wake = trio.Event()
-        #: set (and replaced) whenever `applied` moves or the role changes
-        self._progress = trio.Event()
+        #: set whenever something was fed to the core; the driver clears it as it wakes
+        self._wake = Wakeup()
+        #: pulsed whenever `applied` moves or the role changes
+        self._progress = Wakeup()
         self._wal_queue: list[WalItem] = []
         #: the messages held back in `_wal_queue`
         self._wal_queue_messages = 0
-        self._wal_wake = trio.Event()
+        self._wal_wake = Wakeup()
         #: when the WAL write in progress began (None when the writer is idle), and
         #: whether it has been reported as stalled
         self._wal_write_began: float | None = None
@@ -270,7 +271,7 @@ class Node(Generic[R]):
         self._forwarder = Forwarder(self._propose_on_leader)
         #: follower reads waiting for the next read-index question to the leader
         self._follower_reads: list[_ReadWaiter] = []
-        self._follower_reads_wake = trio.Event()
+        self._follower_reads_wake = Wakeup()
         self._last_role = self.core.role
         self._last_leader: NodeId | None = None
         self._last_term = self.core.term
@@ -338,7 +339,7 @@ class Node(Generic[R]):
     async def _driver(self) -> None:
         while True:
             await self._wake.wait()
-            self._wake = trio.Event()
+            self._wake.clear()
             self._handle(self.core.ready())
             self._notice_role_change()
 
@@ -468,8 +469,7 @@ class Node(Generic[R]):
             self.nursery.start_soon(run_stepwise, Release(parts))
 
     def _signal_progress(self) -> None:
-        self._progress.set()
-        self._progress = trio.Event()
+        self._progress.pulse()
 
     def _notice_role_change(self) -> None:
         role, leader, term = self.core.role, self.core.leader_id, self.core.term
@@ -490,7 +490,7 @@ class Node(Generic[R]):
     async def _wal_writer(self) -> None:
         while True:
             await self._wal_wake.wait()
-            self._wal_wake = trio.Event()
+            self._wal_wake.clear()
             batch, self._wal_queue = self._wal_queue, []
             self._wal_queue_messages = 0
             if any(item.writes for item in batch):
@@ -645,7 +645,7 @@ class Node(Generic[R]):
         it was asked; reads arriving meanwhile wait for the next question."""
         while True:
             await self._follower_reads_wake.wait()
-            self._follower_reads_wake = trio.Event()
+            self._follower_reads_wake.clear()
             batch, self._follower_reads = self._follower_reads, []
             if not batch:
                 continue

@@ -52,6 +52,7 @@ from trioraft.transport.base import (
 )
 from trioraft.transport.codec import copy_payload
 from trioraft.transport.errors import RpcBusy, RpcConnectionLost, RpcTimeout, RpcUnavailable
+from trioraft.wakeup import Wakeup
 
 
 class MemoryNetwork:
@@ -172,7 +173,7 @@ class _Line:
         #: (delivery time, item) pairs; delivery times never decrease along the queue
         self.queue: deque[tuple[float, Message | _Request]] = deque()
         #: set while `queue` is not empty
-        self.ready = trio.Event()
+        self.ready = Wakeup()
         #: whether its delivery task has been started
         self.running = False
         #: the destination's admission of this line's requests
@@ -368,7 +369,7 @@ class MemoryTransport:
                     line.sent += 1
                 else:
                     line.dropped += 1
-            line.ready = trio.Event()
+            line.ready.clear()
 
     def _hand_over(self, request: _Request, line: _Line) -> None:
         """A request reaching the end of its line: admitted or refused there, failed if

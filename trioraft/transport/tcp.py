@@ -58,6 +58,7 @@ from typing import TypeAlias
 import trio
 
 from trioraft.core.messages import Message, NodeId
+from trioraft.ops.logs import NodeLogger
 from trioraft.ops.tls import PeerContexts, handshake_failure
 from trioraft.transport.base import (
     Address,
@@ -99,8 +100,7 @@ from trioraft.transport.errors import (
     RpcUnavailable,
     TransportError,
 )
-
-logger = logging.getLogger("trioraft.transport")
+from trioraft.wakeup import Wakeup
 
 #: how much one read asks the kernel for
 _RECEIVE_SIZE = 256 * 1024
@@ -129,7 +129,7 @@ class _Outbox:
         #: the sum of their lengths
         self._bytes = 0
         #: set while `_frames` is not empty
-        self._ready = trio.Event()
+        self._ready = Wakeup()
         #: frames written to the connection, ever
         self.sent = 0
         #: frames refused or discarded, ever
@@ -156,7 +156,7 @@ class _Outbox:
         frames = list(self._frames)
         self._frames.clear()
         self._bytes = 0
-        self._ready = trio.Event()
+        self._ready.clear()
         return frames
 
     def clear(self) -> None:
@@ -224,6 +224,7 @@ class TcpTransport:
         guest_methods: frozenset[str] = frozenset(),
     ) -> None:
         self.node_id = node_id
+        self.log = NodeLogger(node_id, "trioraft.transport")
         #: the methods a node that is not a peer may call (none: such nodes are refused)
         self._guest_methods = guest_methods
         #: the address to listen on; once `serve` has bound it, the actual address
@@ -280,19 +281,16 @@ class TcpTransport:
     def send(self, msg: Message) -> None:
         link = self._links.get(msg.dst)
         if link is None:
-            logger.debug(
-                "dropped a message for an unknown peer: node=%s peer=%r", self.node_id, msg.dst
-            )
+            self.log.debug("dropped a message for an unknown peer", peer=msg.dst)
             return
         frame = encode_message(msg)
         if len(frame) - HEADER_SIZE > self._max_frame:
             link.outbox.dropped += 1
-            logger.warning(
-                "dropped a message above the frame limit: node=%s peer=%s type=%s bytes=%d",
-                self.node_id,
-                link.peer,
-                type(msg).__name__,
-                len(frame),
+            self.log.warning(
+                "dropped a message above the frame limit",
+                peer=link.peer,
+                type=type(msg).__name__,
+                bytes=len(frame),
             )
             return
         link.outbox.put(frame)
@@ -426,30 +424,23 @@ class TcpTransport:
             stream, reader = await self._connect(link.peer, address)
         except _CONNECT_ERRORS as exc:
             reason = describe_error(exc)
-            logger.log(
+            self.log.log(
                 self._unreachable_level(link, failures),
-                "peer unreachable: node=%s peer=%s address=%s:%d reason=%s",
-                self.node_id,
-                link.peer,
-                host,
-                port,
-                reason,
+                "peer unreachable",
+                peer=link.peer,
+                address=f"{host}:{port}",
+                reason=reason,
             )
             link.reset(RpcUnavailable, f"cannot reach peer {link.peer!r}: {reason}")
             return False
         if failures:
-            logger.info(
-                "peer reachable: node=%s peer=%s address=%s:%d failed_attempts=%d",
-                self.node_id,
-                link.peer,
-                host,
-                port,
-                failures,
+            self.log.info(
+                "peer reachable", peer=link.peer, address=f"{host}:{port}", failed_attempts=failures
             )
         link.connected = link.reached = True
         try:
             async with trio.open_nursery() as nursery:
-                where = f"peer={link.peer}"
+                where = {"peer": link.peer}
                 nursery.start_soon(
                     self._write_loop, stream, link.outbox, nursery.cancel_scope, where
                 )
@@ -508,9 +499,7 @@ class TcpTransport:
             while True:
                 bodies = await _receive_bodies(stream, reader)
                 if bodies is None:
-                    logger.debug(
-                        "connection closed by the peer: node=%s peer=%s", self.node_id, link.peer
-                    )
+                    self.log.debug("connection closed by the peer", peer=link.peer)
                     return
                 for body in bodies:
                     answer = decode_frame(body)
@@ -526,24 +515,22 @@ class TcpTransport:
                     else:
                         call.resolve(answer.ok, answer.payload)
         except ProtocolError as exc:
-            logger.warning(
-                "closing a connection to a peer that broke the protocol: node=%s peer=%s reason=%s",
-                self.node_id,
-                link.peer,
-                exc,
+            self.log.warning(
+                "closing a connection to a peer that broke the protocol",
+                peer=link.peer,
+                reason=str(exc),
             )
         except _STREAM_ERRORS as exc:
-            logger.debug(
-                "connection to peer lost: node=%s peer=%s reason=%s",
-                self.node_id,
-                link.peer,
-                describe_error(exc),
-            )
+            self.log.debug("connection to peer lost", peer=link.peer, reason=describe_error(exc))
         finally:
             scope.cancel()
 
     async def _write_loop(
-        self, stream: trio.abc.Stream, outbox: _Outbox, scope: trio.CancelScope, where: str
+        self,
+        stream: trio.abc.Stream,
+        outbox: _Outbox,
+        scope: trio.CancelScope,
+        where: Mapping[str, object],
     ) -> None:
         """Write everything queued, one batch per `send_all`; on failure cancel `scope`."""
         try:
@@ -554,16 +541,11 @@ class TcpTransport:
                     await stream.send_all(b"".join(frames))
                 outbox.sent += len(frames)
         except trio.TooSlowError:
-            logger.warning(
-                "closing a connection: a write took over %s s: node=%s %s",
-                self._write_timeout,
-                self.node_id,
-                where,
+            self.log.warning(
+                "closing a connection: a write timed out", seconds=self._write_timeout, **where
             )
         except _STREAM_ERRORS as exc:
-            logger.debug(
-                "write failed: node=%s %s reason=%s", self.node_id, where, describe_error(exc)
-            )
+            self.log.debug("write failed", **where, reason=describe_error(exc))
         finally:
             scope.cancel()
 
@@ -598,9 +580,7 @@ class TcpTransport:
                         return None
                 bodies = await _receive_bodies(stream, reader)
                 if bodies is None:
-                    logger.debug(
-                        "closed before its handshake: node=%s remote=%s", self.node_id, remote
-                    )
+                    self.log.debug("closed before its handshake", remote=remote)
                     return None
                 checked = self._check_hello(bodies)
                 if isinstance(checked, str):
@@ -615,11 +595,8 @@ class TcpTransport:
             self._log_refusal(remote, str(exc))
             return None
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            logger.debug(
-                "connection lost during the handshake: node=%s remote=%s reason=%s",
-                self.node_id,
-                remote,
-                describe_error(exc),
+            self.log.debug(
+                "connection lost during the handshake", remote=remote, reason=describe_error(exc)
             )
             return None
         reader.max_frame = self._max_frame
@@ -642,9 +619,7 @@ class TcpTransport:
         return hello
 
     def _log_refusal(self, remote: str, reason: str) -> None:
-        logger.warning(
-            "refused a peer connection: node=%s remote=%s reason=%s", self.node_id, remote, reason
-        )
+        self.log.warning("refused a peer connection", remote=remote, reason=reason)
 
     async def _serve_peer(
         self,
@@ -660,7 +635,7 @@ class TcpTransport:
         answers = _Outbox(self._queue_frames, self._queue_bytes)
         slots = HandlerSlots()
         async with trio.open_nursery() as nursery:
-            where = f"peer={src} remote={remote}"
+            where = {"peer": src, "remote": remote}
             nursery.start_soon(self._write_loop, stream, answers, nursery.cancel_scope, where)
             try:
                 while True:
@@ -669,7 +644,7 @@ class TcpTransport:
                     if idle.cancelled_caught:
                         if slots.running:
                             continue
-                        logger.debug("closing an idle connection: node=%s %s", self.node_id, where)
+                        self.log.debug("closing an idle connection", **where)
                         return
                     if bodies is None:
                         return
@@ -694,19 +669,11 @@ class TcpTransport:
                         else:
                             await self._deliver(item)
             except ProtocolError as exc:
-                logger.warning(
-                    "closing a connection: the peer broke the protocol: node=%s %s reason=%s",
-                    self.node_id,
-                    where,
-                    exc,
+                self.log.warning(
+                    "closing a connection: the peer broke the protocol", **where, reason=str(exc)
                 )
             except _STREAM_ERRORS as exc:
-                logger.debug(
-                    "connection from peer lost: node=%s %s reason=%s",
-                    self.node_id,
-                    where,
-                    describe_error(exc),
-                )
+                self.log.debug("connection from peer lost", **where, reason=describe_error(exc))
             finally:
                 nursery.cancel_scope.cancel()
 
@@ -725,16 +692,13 @@ class TcpTransport:
         except trio.WouldBlock:
             await self._incoming_send.send(msg)
 
-    def _refuse(self, request: Request, answers: _Outbox, slots: HandlerSlots, where: str) -> None:
+    def _refuse(
+        self, request: Request, answers: _Outbox, slots: HandlerSlots, where: Mapping[str, object]
+    ) -> None:
         """Answer a request with a refusal, unrun; warn once per overload."""
         reason = slots.refusal()
         if slots.refused == 1:
-            logger.warning(
-                "refusing peer requests until one finishes: node=%s %s reason=%s",
-                self.node_id,
-                where,
-                reason,
-            )
+            self.log.warning("refusing peer requests until one finishes", **where, reason=reason)
         answers.put(encode_refusal(request.id, reason))
 
     async def _answer(
@@ -748,12 +712,12 @@ class TcpTransport:
                 if len(frame) - HEADER_SIZE > self._max_frame:
                     raise ValueError(f"a response of {len(frame)} bytes exceeds the frame limit")
             except Exception as exc:
-                logger.debug(
-                    "rpc handler failed: node=%s peer=%s method=%r",
-                    self.node_id,
-                    src,
-                    request.method,
+                self.log.log(
+                    logging.DEBUG,
+                    "rpc handler failed",
                     exc_info=True,
+                    peer=src,
+                    method=request.method,
                 )
                 frame = encode_response(request.id, False, describe_error(exc))
             answers.put(frame)
