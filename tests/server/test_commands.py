@@ -436,7 +436,7 @@ def test_plain_info_has_server_raft_and_cluster_sections(client: RespClient) -> 
     reply = client.call("INFO")
     assert isinstance(reply, bytes)
     headers = [line for line in reply.decode().splitlines() if line.startswith("#")]
-    assert {"# Server", "# Raft", "# ProcessCluster"} <= set(headers)
+    assert {"# Server", "# Raft", "# Cluster"} <= set(headers)
     fields = parse_info(reply)
     assert fields["trioraft_version"]
     assert fields["redis_version"].count(".") == 2
@@ -630,7 +630,7 @@ def resp3_cases(prefix: str) -> list[tuple[tuple[str, ...], bytes]]:
         (("CLIENT", "GETNAME"), b"_\r\n"),
         (("PING",), b"+PONG\r\n"),
         (("INCR", k), b"-ERR value is not an integer or out of range\r\n"),
-        (("INFO", "cluster"), b"=34\r\ntxt:# ProcessCluster\r\ncluster_enabled:0\r\n\r\n"),
+        (("INFO", "cluster"), b"=34\r\ntxt:# Cluster\r\ncluster_enabled:0\r\n\r\n"),
     ]
 
 

@@ -259,7 +259,7 @@ def test_redis_cli_with_resp3(follower: Node) -> None:
     assert cli(port, "-3", "MGET", "cli3:k", "cli3:missing") == "v\n\n"
     assert cli(port, "-3", "GET", "cli3:missing") == "\n"
     assert cli(port, "-3", "CONFIG", "GET", "save") == "save \n"
-    assert cli(port, "-3", "INFO", "cluster") == "# ProcessCluster\ncluster_enabled:0\n"
+    assert cli(port, "-3", "INFO", "cluster") == "# Cluster\ncluster_enabled:0\n"
 
 
 def benchmark(port: int, tests: str, *options: str) -> subprocess.CompletedProcess[str]:
