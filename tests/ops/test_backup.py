@@ -12,7 +12,8 @@ from harness.node_cluster import open_cluster, set_command
 
 from trioraft.ops.backup import BackupError, fetch_backup, read_backup
 from trioraft.redis import replies
-from trioraft.redis.server import ClientLimits, ClientServer
+from trioraft.redis.limits import ClientLimits
+from trioraft.redis.server import ClientServer
 
 
 @pytest.mark.parametrize(

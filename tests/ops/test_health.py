@@ -10,9 +10,10 @@ from harness.node_cluster import OK, open_cluster, wait_until, write
 from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock, memory_stream_pair
 
+from trioraft.ops.collector import instrument
 from trioraft.ops.health import Endpoint, health, read_head
-from trioraft.ops.metrics import instrument
-from trioraft.redis.server import ClientLimits, ClientServer
+from trioraft.redis.limits import ClientLimits
+from trioraft.redis.server import ClientServer
 
 
 async def test_a_follower_cut_off_from_its_leader_is_unhealthy_until_it_hears_again(

@@ -26,9 +26,10 @@ from trio.testing import MockClock
 from trioraft.core.messages import EntryKind
 from trioraft.kvstore.replicated import TRANSACTION
 from trioraft.kvstore.stamps import unstamp
+from trioraft.redis.limits import ClientLimits
 from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Reply
 from trioraft.redis.resp import decode_reply, encode
-from trioraft.redis.server import ClientLimits, ClientServer
+from trioraft.redis.server import ClientServer
 from trioraft.redis.transaction import EXECABORT, QUEUED
 
 ACCOUNTS = (b"acct:0", b"acct:1", b"acct:2")

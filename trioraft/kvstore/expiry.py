@@ -15,28 +15,45 @@ deletes them when it applies that entry, at the same index (see replicated.py).
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Final, Protocol
 
 import trio
 
 from trioraft.kvstore import kv
 from trioraft.kvstore.replicated import EXPIRE, ReplicatedState
-from trioraft.redis.replies import ErrorReply, Reply
-from trioraft.runtime.node import WRITE_FAILURES, Node
 
 SWEEP_SECONDS: Final = 0.1
 KEYS_PER_ENTRY: Final = 1000
 ENTRIES_PER_ROUND: Final = 10
 
 
-async def expire_now(node: Node[Reply], keys: list[bytes]) -> bool:
+class Leading(Protocol):
+    @property
+    def is_leader(self) -> bool: ...
+
+
+class Replicating(Protocol):
+    """What expiry needs of the node that replicates the state: whether its core leads,
+    its clock, and writes through the log."""
+
+    @property
+    def core(self) -> Leading: ...
+
+    def time_ms(self) -> int: ...
+
+    async def write(self, commands: list[bytes]) -> Sequence[object]: ...
+
+
+async def expire_now(node: Replicating, keys: list[bytes]) -> bool:
     """Propose the deletion of `keys` (those still past their deadline when it applies)
-    and wait for it; whether it was applied."""
+    and wait for it; whether it was applied (its result, how many keys went, is a number;
+    a write that failed is not)."""
     [outcome] = await node.write([kv.encode_command([EXPIRE, *keys])])
-    return not isinstance(outcome, (*WRITE_FAILURES, ErrorReply))
+    return isinstance(outcome, int)
 
 
-async def sweep(node: Node[Reply], state: ReplicatedState, interval: float = SWEEP_SECONDS) -> None:
+async def sweep(node: Replicating, state: ReplicatedState, interval: float = SWEEP_SECONDS) -> None:
     """While this node leads, delete the keys whose deadline passed in `state` (the state
     machine it replicates), through the log."""
     while True:

@@ -38,6 +38,7 @@ import trio
 
 from trioraft.core.messages import HardState, SnapshotMeta
 from trioraft.kvstore.replicated import ReplicatedState
+from trioraft.ops.config import Config, listed_members
 from trioraft.runtime.snapshotter import capture
 from trioraft.runtime.statemachine import Capture
 from trioraft.storage import DataDir, StorageError, WriteAheadLog
@@ -45,7 +46,6 @@ from trioraft.storage.fileio import FILE_MODE, fsync_dir, fsync_fd
 from trioraft.storage.snapshots import SnapshotHeader, SnapshotStore, encode_header, verify_snapshot
 
 if TYPE_CHECKING:
-    from trioraft.ops.config import Config
     from trioraft.runtime.node import Node
 
 #: the bytes of state in one bulk string of the backup stream
@@ -243,10 +243,8 @@ def refuse_used_data_dirs(configs: Sequence[Config]) -> None:
 def write_data_dirs(meta: SnapshotMeta, state: ReplicatedState, configs: Sequence[Config]) -> None:
     """Write the data dir of every config (all of one new cluster, data dirs empty or
     missing) so that the cluster starts from `state` at `meta`'s index."""
-    from trioraft.ops.daemon import node_options  # not at the top: the daemon imports us
-
     # the members as a node started with these configs takes them, so that it agrees
-    restored = SnapshotMeta(meta.index, meta.term, node_options(configs[0]).members)
+    restored = SnapshotMeta(meta.index, meta.term, listed_members(configs[0]))
     incarnations = {}
     for config in configs:  # first every identity: the state records their incarnations
         with _open_data_dir(config) as data_dir:

@@ -50,6 +50,8 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn
 
+from trioraft.core.messages import MemberAddress, Members
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -781,3 +783,18 @@ def cluster_configs(
         )
         for m in members
     ]
+
+
+def listed_members(config: Config) -> Members:
+    """The configuration the file bootstraps an empty data dir with: none for a node that
+    joins (the cluster it joins tells it; it must never form a cluster of its own)."""
+    if config.join:
+        return Members(frozenset())
+    return Members(
+        voters=frozenset(m.id for m in config.members),
+        addresses=tuple(
+            sorted(
+                (m.id, MemberAddress(str(m.peer_addr), str(m.client_addr))) for m in config.members
+            )
+        ),
+    )

@@ -30,15 +30,16 @@ from trioraft.core.messages import Entry, EntryKind, MemberAddress, Members, Sna
 from trioraft.core.raft import RaftConfig
 from trioraft.kvstore import expiry
 from trioraft.kvstore.replicated import ReplicatedState
-from trioraft.ops.config import Address, Config
+from trioraft.ops.collector import instrument, probe_peers
+from trioraft.ops.config import Address, Config, listed_members
 from trioraft.ops.health import Endpoint
 from trioraft.ops.join import asker
 from trioraft.ops.logs import NodeLogger
-from trioraft.ops.metrics import instrument, probe_peers
 from trioraft.ops.systemd import StatusLine, notify, watchdog, watchdog_interval
 from trioraft.ops.tls import TlsContexts, TlsError, load_contexts
+from trioraft.redis.limits import ClientLimits
 from trioraft.redis.replies import Reply
-from trioraft.redis.server import ClientLimits, ClientServer
+from trioraft.redis.server import ClientServer
 from trioraft.runtime.joining import Joining
 from trioraft.runtime.node import GUEST_METHODS, Node, NodeOptions
 from trioraft.runtime.snapshotter import SnapshotPolicy
@@ -80,21 +81,6 @@ def node_options(config: Config) -> NodeOptions:
         ),
         fsync=config.fsync,
         snapshot_policy=SnapshotPolicy(entries=r.snapshot_entries, bytes=r.snapshot_bytes),
-    )
-
-
-def listed_members(config: Config) -> Members:
-    """The configuration the file bootstraps an empty data dir with: none for a node that
-    joins (the cluster it joins tells it; it must never form a cluster of its own)."""
-    if config.join:
-        return Members(frozenset())
-    return Members(
-        voters=frozenset(m.id for m in config.members),
-        addresses=tuple(
-            sorted(
-                (m.id, MemberAddress(str(m.peer_addr), str(m.client_addr))) for m in config.members
-            )
-        ),
     )
 
 

@@ -15,7 +15,7 @@ from trioraft.redis.info import REDIS_VERSION
 from trioraft.redis.replies import ErrorReply, Map, Reply
 
 if TYPE_CHECKING:
-    from trioraft.redis.server import ClientLimits
+    from trioraft.redis.limits import ClientLimits
 
 __all__ = ["Hello", "check_client_name", "config_get", "config_parameters", "hello_reply"]
 

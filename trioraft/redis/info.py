@@ -6,35 +6,63 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+
+import attrs
 
 from trioraft import __version__
-
-if TYPE_CHECKING:
-    from trioraft.redis.replies import Reply
-    from trioraft.redis.server import ClientServer
-    from trioraft.runtime.node import Node
 
 #: the Redis release whose command semantics trioraft follows
 REDIS_VERSION = "7.2.0"
 
+
+@attrs.define
+class ClientStats:
+    """The client listener's counters, for INFO."""
+
+    started: float = attrs.Factory(time.monotonic)
+    connections_received: int = 0
+    connections_rejected: int = 0
+    connected: int = 0
+    commands_processed: int = 0
+    #: (monotonic time, commands_processed) at the last ops/sec sample
+    ops_sample: tuple[float, int] = (0.0, 0)
+    ops_per_sec: float = 0.0
+
+    def sample_ops(self) -> float:
+        now = time.monotonic()
+        then, count = self.ops_sample
+        if now - then >= 1.0:
+            self.ops_per_sec = (self.commands_processed - count) / (now - then) if then else 0.0
+            self.ops_sample = (now, self.commands_processed)
+        return self.ops_per_sec
+
+
 _DEFAULT_SECTIONS = ("server", "clients", "stats", "raft", "cluster", "keyspace")
 
 
-def render_info(node: Node[Reply], server: ClientServer, sections: list[str]) -> str:
+def render_info(
+    sections: list[str],
+    *,
+    stats: ClientStats,
+    max_clients: int,
+    raft: Callable[[], Mapping[str, object]],
+    keyspace: Callable[[], Mapping[str, int]],
+) -> str:
+    """The INFO text of `sections` (none: the default ones): `raft` gives the node's
+    status and `keyspace` the keyspace's counts, asked only for the sections wanted."""
     wanted = (
         _DEFAULT_SECTIONS
         if not sections or {"all", "everything", "default"} & set(sections)
         else tuple(s for s in _DEFAULT_SECTIONS if s in sections)
     )
-    builders: dict[str, Callable[[], dict[str, Any]]] = {
-        "server": lambda: _server(server),
-        "clients": lambda: _clients(server),
-        "stats": lambda: _stats(server),
-        "raft": lambda: node.status(),
+    builders: dict[str, Callable[[], Mapping[str, object]]] = {
+        "server": lambda: _server(stats),
+        "clients": lambda: {"connected_clients": stats.connected, "maxclients": max_clients},
+        "stats": lambda: _stats(stats),
+        "raft": raft,
         "cluster": lambda: {"cluster_enabled": 0},
-        "keyspace": lambda: _keyspace(server),
+        "keyspace": lambda: _keyspace(keyspace()),
     }
     parts = []
     for name in wanted:
@@ -44,7 +72,7 @@ def render_info(node: Node[Reply], server: ClientServer, sections: list[str]) ->
     return "\r\n".join(parts)
 
 
-def _server(server: ClientServer) -> dict[str, Any]:
+def _server(stats: ClientStats) -> dict[str, object]:
     return {
         "trioraft_version": __version__,
         "redis_version": REDIS_VERSION,
@@ -53,19 +81,11 @@ def _server(server: ClientServer) -> dict[str, Any]:
         "arch_bits": 64 if sys.maxsize > 2**32 else 32,
         "python_version": platform.python_version(),
         "process_id": os.getpid(),
-        "uptime_in_seconds": int(time.monotonic() - server.stats.started),
+        "uptime_in_seconds": int(time.monotonic() - stats.started),
     }
 
 
-def _clients(server: ClientServer) -> dict[str, Any]:
-    return {
-        "connected_clients": server.stats.connected,
-        "maxclients": server.limits.max_clients,
-    }
-
-
-def _stats(server: ClientServer) -> dict[str, Any]:
-    stats = server.stats
+def _stats(stats: ClientStats) -> dict[str, object]:
     return {
         "total_connections_received": stats.connections_received,
         "rejected_connections": stats.connections_rejected,
@@ -74,7 +94,6 @@ def _stats(server: ClientServer) -> dict[str, Any]:
     }
 
 
-def _keyspace(server: ClientServer) -> dict[str, Any]:
-    stats = server.state.store.stats()
+def _keyspace(stats: Mapping[str, int]) -> dict[str, object]:
     line = f"keys={stats['keys']},expires={stats['expires']},avg_ttl={stats['avg_ttl']}"
     return {"db0": line} if stats["keys"] else {}

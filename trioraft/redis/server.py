@@ -50,7 +50,8 @@ from trioraft.redis.handshake import (
     config_parameters,
     hello_reply,
 )
-from trioraft.redis.info import render_info
+from trioraft.redis.info import ClientStats, render_info
+from trioraft.redis.limits import ClientLimits
 from trioraft.redis.replies import OK, PONG, ErrorReply, Map, Reply, SimpleString, Verbatim
 from trioraft.redis.resp import RequestParser, RespProtocolError, encode, encode_into
 from trioraft.runtime.node import (
@@ -69,46 +70,6 @@ from trioraft.transport.base import remote_name
 _EXPIRY_ROUNDS: Final = 3
 #: items of an array reply encoded per event-loop step (about a microsecond each)
 _ITEMS_PER_STEP: Final = 5_000
-
-
-@attrs.frozen
-class ClientLimits:
-    max_value_bytes: int = 1024 * 1024
-    max_inline_bytes: int = 64 * 1024
-    max_args: int = 1024 * 1024
-    #: the largest request, all its arguments together, checked as its bytes arrive
-    max_request_bytes: int = 16 * 1024 * 1024
-    max_clients: int = 10000
-    #: seconds a connection may stay silent (0: forever)
-    idle_timeout: float = 0.0
-    #: seconds a client may take to read its replies before it is disconnected
-    reply_timeout: float = 30.0
-    max_unread_reply_bytes: int = 64 * 1024 * 1024
-    #: the most commands, and bytes of arguments, one transaction (MULTI) may queue
-    max_transaction_commands: int = 10_000
-    max_transaction_bytes: int = 16 * 1024 * 1024
-
-
-@attrs.define
-class Stats:
-    """Counters for INFO."""
-
-    started: float = attrs.Factory(time.monotonic)
-    connections_received: int = 0
-    connections_rejected: int = 0
-    connected: int = 0
-    commands_processed: int = 0
-    #: (monotonic time, commands_processed) at the last ops/sec sample
-    ops_sample: tuple[float, int] = (0.0, 0)
-    ops_per_sec: float = 0.0
-
-    def sample_ops(self) -> float:
-        now = time.monotonic()
-        then, count = self.ops_sample
-        if now - then >= 1.0:
-            self.ops_per_sec = (self.commands_processed - count) / (now - then) if then else 0.0
-            self.ops_sample = (now, self.commands_processed)
-        return self.ops_per_sec
 
 
 class _Kind(enum.Enum):
@@ -163,7 +124,7 @@ class ClientServer:
         self.log = NodeLogger(node.id, "trioraft.server")
         self.limits = limits
         self.password = password.encode() if password else None
-        self.stats = Stats()
+        self.stats = ClientStats()
         self._client_ids = itertools.count(1)
         #: set by `serve`: TLS for every connection, and how long its handshake may take
         self._ssl_context: ssl.SSLContext | None = None
@@ -638,7 +599,14 @@ class ClientServer:
 
     def _info(self, conn: _Connection, args: list[bytes]) -> Reply:
         sections = [a.decode(errors="replace").lower() for a in args[1:]]
-        return Verbatim(render_info(self.node, self, sections).encode())
+        info = render_info(
+            sections,
+            stats=self.stats,
+            max_clients=self.limits.max_clients,
+            raft=self.node.status,
+            keyspace=self.state.store.stats,
+        )
+        return Verbatim(info.encode())
 
     def _client(self, conn: _Connection, args: list[bytes]) -> Reply:
         sub = args[1].upper() if len(args) > 1 else b""
