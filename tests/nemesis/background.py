@@ -32,10 +32,8 @@ from sim.linearizability import CheckResult, Operation, Verdict, check
 from trioraft.closing import ClosedOnExit
 
 from .analysis import acknowledged_writes, disagreements, lost_writes
-from .workload import Recorder, Target, Workload, read_everything, unbalanced_banks
+from .workload import Recorder, Target, Workload, unbalanced_banks
 
-#: how long the final reads of one batch may take
-FINAL_READ_SECONDS = 10.0
 #: how long the clients may take to stop, settle and read everything back
 FINISH_SECONDS = 120.0
 
@@ -131,9 +129,7 @@ class BackgroundWorkload(ClosedOnExit):
         if not self._final_targets:
             return
         await self.workload.settle()
-        self._final = await read_everything(
-            self.recorder, self._final_targets, self.workload.all_keys, FINAL_READ_SECONDS
-        )
+        self._final = await self.workload.read_back(self._final_targets)
 
     def _in_loop(self, action: Callable[[], object]) -> None:
         assert self._token is not None, "the clients' loop never started"

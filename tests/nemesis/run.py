@@ -64,12 +64,10 @@ from .faults import Nemesis
 from .hosts import Hosts, LoopbackHosts, NetnsHosts, build_cluster, netns_problem
 from .locks import LockClients, check_locks, lock_summary
 from .schedule import NETWORK_KINDS, FaultKind, parse_kinds, schedule
-from .workload import Recorder, Workload, read_everything, targets_of, unbalanced_banks
+from .workload import Recorder, Workload, targets_of, unbalanced_banks
 
 #: the default place of run folders
 RESULTS = Path(tempfile.gettempdir()) / "trioraft-nemesis"
-#: how long the final reads of one batch may take
-FINAL_READ_SECONDS = 10.0
 #: lost writes and violations shown in the text summary
 SHOWN = 10
 
@@ -229,9 +227,7 @@ async def _drive(
             lockers.stop()
     await workload.settle()
     nemesis.say("healed; clients stopped; reading every key through every member")
-    return await read_everything(
-        workload.recorder, workload.targets, workload.all_keys, FINAL_READ_SECONDS
-    )
+    return await workload.read_back(workload.targets)
 
 
 def _retarget(members: Sequence[Node], workload: Workload, lockers: LockClients) -> None:

@@ -79,6 +79,8 @@ EXPIRY_MARGIN = 0.1
 #: gives a write up by its request timeout, and one already in the leader's log commits
 #: within a round of the healed cluster (a second is ample)
 SETTLE_SECONDS = REQUEST_TIMEOUT + 1.0
+#: how long the final reads of one batch may take
+FINAL_READ_SECONDS = 10.0
 
 BROKEN = (OSError, ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -361,6 +363,13 @@ class Workload(ClientTasks):
         settled = max([*unsettled, -SETTLE_SECONDS]) + SETTLE_SECONDS + TTL_MS[1] / 1000
         now = time.monotonic()
         await trio.sleep(max(0.0, settled - now, self.deadlines_over - now))
+
+    async def read_back(
+        self, targets: Sequence[Target]
+    ) -> tuple[dict[str, dict[str, bytes | None]], list[str]]:
+        """Once settled: every key used, read through each of `targets` (see
+        `read_everything`)."""
+        return await read_everything(self.recorder, targets, self.all_keys, FINAL_READ_SECONDS)
 
     async def _transfer(
         self, rng: random.Random, number: int, target: Target, connection: Connection
