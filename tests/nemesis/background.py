@@ -175,13 +175,30 @@ class BackgroundWorkload(ClosedOnExit):
         if self._final is None:
             raise AssertionError(f"the clients did not finish within {FINISH_SECONDS} s")
         final, read_problems = self._final
-        operations = self.recorder.operations()
-        return Judgement(
-            operations=operations,
-            result=check(operations, key_budget=60.0),
-            lost=lost_writes(operations, final),
-            disagreements=disagreements(final),
+        return judge(
+            self.recorder.operations(),
+            final,
             read_problems=read_problems,
-            unexpected=list(self.workload.stats.unexpected),
-            unbalanced=unbalanced_banks(final, self.workload.banks.all_keys),
+            unexpected=self.workload.stats.unexpected,
+            banks=self.workload.banks.all_keys,
         )
+
+
+def judge(
+    operations: list[Operation],
+    final: dict[str, dict[str, bytes | None]],
+    *,
+    read_problems: Sequence[str] = (),
+    unexpected: Sequence[tuple[str, str, str]] = (),
+    banks: Sequence[str] = (),
+) -> Judgement:
+    """The judgement of a history whose keys were read back as `final` (per node)."""
+    return Judgement(
+        operations=operations,
+        result=check(operations, key_budget=60.0),
+        lost=lost_writes(operations, final),
+        disagreements=disagreements(final),
+        read_problems=list(read_problems),
+        unexpected=list(unexpected),
+        unbalanced=unbalanced_banks(final, banks),
+    )

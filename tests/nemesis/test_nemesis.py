@@ -33,6 +33,7 @@ from harness.resp_client import Error, parse_reply
 from sim.linearizability import Kind, Operation, Status, Verdict, check
 
 from nemesis.analysis import availability, load_history, lost_writes, write_history
+from nemesis.background import judge
 from nemesis.faults import FaultRecord
 from nemesis.locks import Grant, Resource, check_locks
 from nemesis.run import Options, Result, Unsupported, run
@@ -124,6 +125,28 @@ def test_an_acknowledged_set_that_nothing_superseded_must_be_final() -> None:
     overlapping = _op("k", Kind.SET, (b"3000",), None, 2.5, 3.5)
     assert lost_writes([second, overlapping], {"n1": {"k": b"3000"}}) == []
     assert lost_writes([first, second], {"n1": {"k": None}}) == [second]
+
+
+def test_a_judgement_names_what_went_wrong_and_measures_write_gaps() -> None:
+    first = _op("k", Kind.SET, (b"1000",), None, 0.0, 1.0)
+    second = _op("k", Kind.SET, (b"2000",), None, 2.0, 3.0)
+    read = _op("k", Kind.GET, (), b"2000", 5.0, 6.0)
+    good = judge([first, second, read], {"n1": {"k": b"2000"}, "n2": {"k": b"2000"}})
+    assert good.passed, good.explain()
+    assert good.longest_write_gap(0.5, 8.0) == 5.0  # from the second write's return on
+    assert good.longest_write_gap(0.5, 3.5) == 2.0
+    # the first value read back everywhere: the second write was lost, the read is
+    # stale; and the nodes disagree on another key
+    stale = _op("k", Kind.GET, (), b"1000", 5.0, 6.0)
+    final = {"n1": {"k": b"1000", "j": b"1"}, "n2": {"k": b"1000", "j": None}}
+    bad = judge([first, second, stale], final)
+    assert bad.result.verdict is Verdict.VIOLATION
+    assert bad.lost == [second]
+    assert [p.split(":")[0] for p in bad.problems] == [
+        "the checker says violation",
+        "acknowledged write lost",
+        "final reads disagree",
+    ]
 
 
 def test_unavailability_is_the_longest_time_without_an_acknowledged_write() -> None:
