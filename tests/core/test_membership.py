@@ -310,6 +310,32 @@ def test_removed_member_that_missed_its_removal_cannot_disturb_the_cluster() -> 
     assert cluster.nodes["b"].term == term
 
 
+def test_a_voter_votes_for_a_candidate_its_own_configuration_leaves_out() -> None:
+    """Votes are granted without consulting the voter's configuration (thesis 4.1), or
+    uncommitted changes that disagree can leave no node able to win. Here d, whose log is
+    the most up to date, removed itself and so never campaigns; b holds an older change
+    removing a. a, next most up to date and a voter in its own configuration of four,
+    needs the votes of b and c: were b to refuse a as no member, nobody could ever win."""
+    logs = {
+        "a": log_of(1, 3, 3),
+        "b": [*log_of(1), config_entry(2, 2, Members(frozenset("bcd")))],
+        "c": log_of(1, 3),
+        "d": [*log_of(1, 3, 3), config_entry(3, 4, Members(frozenset("abc")))],
+    }
+    cluster = CoreCluster(ids="abcd", logs=logs, term=3)
+    assert "d" not in cluster.nodes["d"].members.voters
+    assert "a" not in cluster.nodes["b"].members.voters
+    for _ in range(10 * ELECTION_TICKS):
+        for node in cluster.nodes.values():
+            node.tick()
+        cluster.stabilize()
+        if cluster.nodes["a"].is_leader:
+            break
+    assert cluster.nodes["a"].is_leader
+    # the leader's log wins: d's self-removal is cut off, and d is a voter again
+    assert cluster.nodes["d"].members.voters == frozenset("abcd")
+
+
 # --- snapshots and restarts --------------------------------------------------------
 
 

@@ -9,7 +9,10 @@ overlap, so no joint consensus is needed as long as the rules below hold:
   off by a conflicting leader (`Configurations` keeps the history this needs);
 - a leader appends a change only once it has committed an entry of its own term, so that
   an uncommitted change from an earlier leader can no longer win over its own;
-- only one change is uncommitted at a time.
+- only one change is uncommitted at a time;
+- a node grants votes without consulting its own configuration (thesis 4.1): when two
+  uncommitted changes disagree, a candidate may need the vote of a node whose
+  configuration leaves it out, and without it no one could ever win.
 
 Learners are never counted: only voters elect, commit and confirm reads.
 """

@@ -616,11 +616,9 @@ class Raft:
             or (self.vote is None and self.leader_id is None)
             or (m.pre_vote and m.term > self.term)
         )
-        grant = (
-            may_vote
-            and m.src in self.members.voters
-            and self.log.is_up_to_date(m.last_log_index, m.last_log_term)
-        )
+        # the candidate need not be in this node's configuration (thesis 4.1): when two
+        # uncommitted changes disagree, only such a vote may let anyone win
+        grant = may_vote and self.log.is_up_to_date(m.last_log_index, m.last_log_term)
         if grant and not m.pre_vote:
             self.vote = m.src
             self.election_elapsed = 0
