@@ -27,6 +27,9 @@ class Profile:
     duplicate: float = 0.0
     #: probability that a message takes a detour of up to two election timeouts
     detour: float = 0.0
+    #: probability that an InstallSnapshot arrives once more, up to two election timeouts
+    #: later, when its receiver may have moved past it
+    stale_snapshots: float = 0.0
     #: ordinary latency is 1 .. latency steps, so messages overtake each other
     latency: int = 3
     #: a durable write takes 1 .. fsync steps
@@ -57,6 +60,9 @@ class Profile:
     member_every: int = 0
     #: probability that a newly elected leader is asked for a membership change at once
     member_on_election: float = 0.0
+    #: probability that a leader is cut off from everyone right after it takes a
+    #: membership change, for partition_steps: the others elect a new leader without it
+    cut_changing_leader: float = 0.0
     #: a node snapshots once it has applied this many entries past its last snapshot
     snapshot_every: int = 40
     #: most entries in one AppendEntries, for every run of this profile (None: the plan
@@ -162,6 +168,7 @@ PROFILES = (
         drop=0.1,
         duplicate=0.05,
         detour=0.02,
+        stale_snapshots=0.3,
         latency=6,
         fsync=6,
         partition_every=250,
@@ -174,10 +181,11 @@ PROFILES = (
         member_every=400,
         member_on_election=0.5,
     ),
-    # membership changes all the time while new leaders die young: a leader asked for a
-    # change as soon as it is elected, before its no-op commits, must refuse it (thesis
-    # 4.1, the single-server trap), else an uncommitted change of an earlier leader and
-    # its own can form two majorities that do not overlap
+    # membership changes all the time, and leaders change during them: a leader is often
+    # cut off right after it takes a change, so the change stays on its side, and the
+    # others elect a leader that is asked for a change at once, before its no-op
+    # commits. It must refuse (thesis 4.1, the single-server trap), else the earlier
+    # leader's uncommitted change and its own can form two majorities that do not overlap
     Profile(
         "membership",
         drop=0.05,
@@ -186,12 +194,14 @@ PROFILES = (
         crash_every=120,
         max_down=2,
         downtime=20 * TICK,
-        kill_new_leader=0.6,
+        kill_new_leader=0.2,
         kill_after=1,
         kill_within=6,
         crash_loses_sends=True,
         member_every=15,
         member_on_election=1.0,
+        cut_changing_leader=0.7,
+        partition_steps=(30 * TICK, 100 * TICK),
         # an even number of voters: two changes one step from it each can leave two
         # majorities that do not overlap
         size=4,

@@ -12,11 +12,12 @@ depends on the order of a set of node ids, which changes between processes). One
    just elected), leadership transfers, and membership changes asked of the leader (add a
    new node as a learner, promote a learner, remove a voter -- the leader itself too -- or
    a learner; an added node always has a new id and an empty disk, a removed one keeps
-   running);
+   running), and in some profiles a leader cut off from everyone right after it takes one;
 2. completes the durable writes that are due, in FIFO order per node: the write lands on
    the node's `Disk`, the messages that waited for it go out, `persisted()` is called;
 3. delivers the messages that are due, unless the link is cut, the receiver is down or the
-   network loses them (an InstallSnapshot lost is reported to its sender);
+   network loses them (an InstallSnapshot lost is reported to its sender; in some
+   profiles a stale copy of an InstallSnapshot arrives much later);
 4. ticks every node whose own, slightly drifting, clock says so;
 5. lets clients issue operations and gives up on the ones that timed out. A client sends
    to the node it believes leads; a write (and some gets) is proposed there and ends when
@@ -220,6 +221,9 @@ class Simulation:
         self.survival_checked = 0
         self.report = Report()
         self.trace: deque[str] = deque(maxlen=40)
+        #: the last messages that arrived (step, message, whether it was lost), for the
+        #: transcript a failure prints; formatted only then
+        self.arrivals: deque[tuple[int, Message, bool]] = deque(maxlen=30)
         #: messages in flight: (arrival step, sequence number, envelope)
         self.in_flight: list[tuple[int, int, Envelope]] = []
         self.sequence = itertools.count()
@@ -606,6 +610,9 @@ class Simulation:
             if p.detour and r.random() < p.detour:
                 delay += r.randrange(2 * 2 * self.plan.config.election_ticks * TICK)
             heapq.heappush(self.in_flight, (self.now + delay, next(self.sequence), envelope))
+        if isinstance(m, InstallSnapshot) and p.stale_snapshots and r.random() < p.stale_snapshots:
+            delay = 1 + r.randrange(2 * 2 * self.plan.config.election_ticks * TICK)
+            heapq.heappush(self.in_flight, (self.now + delay, next(self.sequence), envelope))
 
     def _check_promises(self, node: SimNode, m: Message) -> None:
         """What a message promises must be on the sender's disk when it leaves."""
@@ -654,6 +661,7 @@ class Simulation:
                 src.dirty = True
             if not lost:
                 dst.disk.received[(m.meta.index, m.meta.term)] = envelope.data
+        self.arrivals.append((self.now, m, lost))
         if lost or dst.core is None:
             return
         term = dst.core.term
@@ -722,7 +730,15 @@ class Simulation:
             changes.append(MemberChange(ChangeKind.ADD, new_id, address))
         if not changes:
             return
-        self.change_members(leader, r.choice(changes))
+        taken = self.change_members(leader, r.choice(changes))
+        cut = self.profile.cut_changing_leader
+        if taken and cut and r.random() < cut:
+            rest = [n.id for n in self.nodes if n.id != leader]
+            self.partition(
+                {(leader, b) for b in rest} | {(b, leader) for b in rest},
+                until=self.now + r.randrange(*self.profile.partition_steps),
+                kind="the changing leader",
+            )
 
     def change_members(self, leader: NodeId, change: MemberChange) -> bool:
         """Ask `leader` for `change` (an added node is created at once); returns whether
@@ -814,7 +830,9 @@ class Simulation:
         for node in self.nodes:
             if node.core is None:
                 self.restart(node.id)
-        self.profile = attrs.evolve(self.profile, drop=0.0, duplicate=0.0, detour=0.0)
+        self.profile = attrs.evolve(
+            self.profile, drop=0.0, duplicate=0.0, detour=0.0, stale_snapshots=0.0
+        )
         self.trace.append(f"{self.now}: everything heals")
 
     def crash(self, node_id: NodeId) -> None:
@@ -1140,8 +1158,12 @@ class Simulation:
 
     def _fail(self, prop: str, detail: str) -> NoReturn:
         trace = "\n".join(f"  {line}" for line in self.trace)
+        transcript = "\n".join(
+            f"  {step}: {describe(m)}{' (lost)' if lost else ''}" for step, m, lost in self.arrivals
+        )
         raise SimulationFailure(
             f"{prop} violated at step {self.now} ({self.plan.describe()}):\n{detail}\n"
             f"recent events:\n{trace}\n"
+            f"last messages to arrive:\n{transcript}\n"
             f"replay: {self.plan.replay or REPLAY.format(seed=self.plan.seed)}"
         )
