@@ -30,8 +30,9 @@ import shutil
 import ssl
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import attrs
 
@@ -70,28 +71,57 @@ class ProcessCluster(ClosedOnExit):
         limits: dict[str, int] | None = None,
         tls: Mapping[str, TlsConfig] | None = None,
     ) -> ProcessCluster:
-        """Write the configs of a new cluster (ids n1..nN) into a new temp dir; nothing
-        is started. `raft` and `limits` override keys of those tables; `tls` gives nodes
-        a `[tls]` table, by id."""
-        root = Path(tempfile.mkdtemp(prefix="trioraft-test-"))
+        """Write the configs of a new cluster (ids n1..nN, on loopback) into a new temp
+        dir; nothing is started. `raft` and `limits` override keys of those tables; `tls`
+        gives nodes a `[tls]` table, by id."""
+        ports = free_ports(2 * size)
+        members = [
+            Member(
+                id=f"n{k + 1}",
+                peer_addr=Address(HOST, ports[size + k]),
+                client_addr=Address(HOST, ports[k]),
+            )
+            for k in range(size)
+        ]
+        return cls.configured(
+            Path(tempfile.mkdtemp(prefix="trioraft-test-")),
+            members,
+            token="test-cluster-token",
+            password=password,
+            fsync=fsync,
+            raft=RaftSection(**(raft or {})),
+            limits=Limits(**(limits or {})),
+            tls=tls,
+        )
+
+    @classmethod
+    def configured(
+        cls,
+        root: Path,
+        members: Sequence[Member],
+        *,
+        token: str,
+        log_dir: Path | None = None,
+        launchers: Mapping[str, tuple[str, ...]] | None = None,
+        password: str | None = None,
+        fsync: bool = True,
+        raft: RaftSection | None = None,
+        limits: Limits | None = None,
+        tls: Mapping[str, TlsConfig] | None = None,
+    ) -> ProcessCluster:
+        """The cluster of `members`, its configs and data dirs written into `root`, which
+        it owns from now on (removed on close, and at once if writing fails); node logs go
+        to `log_dir` (default `root`), each node is started through its launcher, by id
+        (see `Node.launcher`). Nothing is started."""
         try:
-            ports = free_ports(2 * size)
-            members = [
-                Member(
-                    id=f"n{k + 1}",
-                    peer_addr=Address(HOST, ports[size + k]),
-                    client_addr=Address(HOST, ports[k]),
-                )
-                for k in range(size)
-            ]
             configs = cluster_configs(
                 members,
-                token="test-cluster-token",
+                token=token,
                 data_root=root / "data",
                 fsync=fsync,
                 password=password,
-                raft=RaftSection(**(raft or {})),
-                limits=Limits(**(limits or {})),
+                raft=raft or RaftSection(),
+                limits=limits or Limits(),
             )
             nodes = []
             for config in configs:
@@ -100,8 +130,9 @@ class ProcessCluster(ClosedOnExit):
                     Node.configured(
                         attrs.evolve(config, tls=node_tls),
                         root,
-                        root,
+                        log_dir or root,
                         password=password,
+                        launcher=(launchers or {}).get(config.node_id, ()),
                         client_tls=(
                             ssl.create_default_context(cafile=node_tls.ca_file)
                             if node_tls is not None
@@ -189,21 +220,21 @@ class ProcessCluster(ClosedOnExit):
         return index
 
 
+class ClusterOptions(TypedDict, total=False):
+    """The options of `ProcessCluster.create` besides the size."""
+
+    password: str | None
+    fsync: bool
+    raft: dict[str, int] | None
+    limits: dict[str, int] | None
+    tls: Mapping[str, TlsConfig] | None
+
+
 @contextlib.contextmanager
-def running_cluster(
-    size: int = 3,
-    *,
-    password: str | None = None,
-    fsync: bool = True,
-    raft: dict[str, int] | None = None,
-    limits: dict[str, int] | None = None,
-    tls: Mapping[str, TlsConfig] | None = None,
-) -> Iterator[ProcessCluster]:
-    """A started cluster with a leader (see `ProcessCluster.create` for the options), closed on
-    exit: every process killed and the directory removed."""
-    with ProcessCluster.create(
-        size, password=password, fsync=fsync, raft=raft, limits=limits, tls=tls
-    ) as c:
-        c.start_all()
-        c.wait_for_leader()
-        yield c
+def running_cluster(size: int = 3, **options: Unpack[ClusterOptions]) -> Iterator[ProcessCluster]:
+    """A started cluster with a leader (see `ProcessCluster.create` for the options),
+    closed on exit: every process killed and the directory removed."""
+    with ProcessCluster.create(size, **options) as cluster:
+        cluster.start_all()
+        cluster.wait_for_leader()
+        yield cluster

@@ -76,12 +76,13 @@ class Node:
         log_dir: Path,
         *,
         password: str | None = None,
-        host: str = HOST,
+        host: str | None = None,
         launcher: tuple[str, ...] = (),
         client_tls: ssl.SSLContext | None = None,
     ) -> Node:
         """The node that `config` describes, its config file written to `root/<id>.toml`
-        and its log going to `log_dir/<id>.log`; nothing is started."""
+        and its log going to `log_dir/<id>.log`; clients reach it at `host` (default: the
+        host of its client address). Nothing is started."""
         path = root / f"{config.node_id}.toml"
         path.write_text(render_config(config))
         return cls(
@@ -92,7 +93,7 @@ class Node:
             peer_port=config.peer_addr.port,
             log_path=log_dir / f"{config.node_id}.log",
             password=password,
-            host=host,
+            host=config.client_addr.host if host is None else host,
             launcher=launcher,
             client_tls=client_tls,
         )

@@ -47,10 +47,9 @@ from pathlib import Path
 import attrs
 from harness.ports import HOST, free_ports
 from harness.process_cluster import ProcessCluster
-from harness.process_node import Node
 
 from trioraft.closing import ClosedOnExit
-from trioraft.ops.config import Address, Member, RaftSection, cluster_configs
+from trioraft.ops.config import Address, Member, RaftSection
 
 #: client and peer ports inside a namespace (each namespace has its own port space)
 NETNS_CLIENT_PORT = 7001
@@ -333,26 +332,19 @@ def build_cluster(hosts: Hosts, log_dir: Path, raft: RaftSection) -> ProcessClus
     """Configs and data dirs for one node per host in a new temp dir (removed by
     `ProcessCluster.close`), with the node logs in `log_dir`; nothing is started."""
     remove_stale_dirs()
-    root = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
-    try:
-        members = [
-            Member(
-                id=host.node_id,
-                peer_addr=Address(host.ip, host.peer_port),
-                client_addr=Address(host.ip, host.client_port),
-            )
-            for host in hosts.hosts.values()
-        ]
-        configs = cluster_configs(
-            members, token=f"nemesis-{os.getpid()}", data_root=root / "data", raft=raft
+    members = [
+        Member(
+            id=host.node_id,
+            peer_addr=Address(host.ip, host.peer_port),
+            client_addr=Address(host.ip, host.client_port),
         )
-        nodes = []
-        for config in configs:
-            host = hosts.hosts[config.node_id]
-            nodes.append(
-                Node.configured(config, root, log_dir, host=host.ip, launcher=host.launcher)
-            )
-    except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
-        raise
-    return ProcessCluster(root, nodes)
+        for host in hosts.hosts.values()
+    ]
+    return ProcessCluster.configured(
+        Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")),
+        members,
+        token=f"nemesis-{os.getpid()}",
+        log_dir=log_dir,
+        launchers={host.node_id: host.launcher for host in hosts.hosts.values()},
+        raft=raft,
+    )

@@ -33,18 +33,6 @@ def arity(name: str) -> Error:
     return Error(f"ERR wrong number of arguments for '{name}' command")
 
 
-@pytest.fixture
-def follower(shared_cluster: ProcessCluster) -> Node:
-    return shared_cluster.followers()[0]
-
-
-@pytest.fixture
-def client(follower: Node) -> Iterator[RespClient]:
-    """A connection to a follower of the shared cluster."""
-    with follower.client() as connection:
-        yield connection
-
-
 # ---- strings ------------------------------------------------------------------------
 
 

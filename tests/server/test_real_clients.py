@@ -19,15 +19,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 import redis.asyncio
-from harness.process_cluster import ProcessCluster, running_cluster
+from harness.process_cluster import running_cluster
 from harness.process_node import Node
 
 pytestmark = pytest.mark.processes
-
-
-@pytest.fixture
-def follower(shared_cluster: ProcessCluster) -> Node:
-    return shared_cluster.followers()[0]
 
 
 @pytest.fixture

@@ -19,17 +19,6 @@ from harness.resp_client import RespClient
 pytestmark = pytest.mark.processes
 
 
-@pytest.fixture
-def follower(shared_cluster: ProcessCluster) -> Node:
-    return shared_cluster.followers()[0]
-
-
-@pytest.fixture
-def client(follower: Node) -> Iterator[RespClient]:
-    with follower.client() as connection:
-        yield connection
-
-
 def exchange(client: RespClient, *lines: str) -> bytes:
     """Send inline request lines at once and return the reply bytes, read until the
     server has sent nothing more for a moment after the last one (every test ends its

@@ -733,7 +733,3 @@ def change_reply(outcome: ChangeOutcome) -> Reply:
     if isinstance(outcome, Refused):
         return ErrorReply(f"ERR {outcome.reason}")
     return error_reply(outcome)
-
-
-def _arity(name: str) -> ErrorReply:
-    return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
