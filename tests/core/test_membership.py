@@ -403,3 +403,18 @@ def test_adopting_members_is_refused_once_the_log_holds_entries() -> None:
     with pytest.raises(ValueError, match="the log already holds a configuration"):
         node.adopt_members(Members(frozenset("ab")))
     assert node.members == Members(frozenset("a"))
+
+
+def test_a_withdrawn_node_ends_its_campaign_and_neither_campaigns_nor_votes() -> None:
+    node = Raft("a", Members(frozenset("abc")), rng=random.Random(0))
+    run_out_timeout(node)
+    assert node.role is Role.PRE_CANDIDATE
+    node.withdraw()
+    assert node.role is Role.FOLLOWER
+    for _ in range(10 * node.config.election_ticks):
+        node.tick()
+    node.step(RequestVote(src="b", dst="a", term=5, last_log_index=9, last_log_term=4))
+    assert node.role is Role.FOLLOWER and not node.ready().messages
+    node.allow_voting()
+    run_out_timeout(node)
+    assert node.role is Role.PRE_CANDIDATE

@@ -198,9 +198,16 @@ class NodeCluster:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    async def start(self, node_id: NodeId, *, join_via: Sequence[NodeId] = ()) -> Node:
+    async def start(
+        self,
+        node_id: NodeId,
+        *,
+        join_via: Sequence[NodeId] = (),
+        listed: Sequence[NodeId] | None = None,
+    ) -> Node:
         """Start `node_id` from its data dir (a restart if it ran before); with `join_via`,
-        as a node configured to join: it asks those nodes, in turn, to add it."""
+        as a node configured to join: it asks those nodes, in turn, to add it; with
+        `listed`, its config file's members are those (else the founders)."""
         assert node_id not in self._running, f"{node_id} is already running"
         fsync = self.fsync
         data_dir = self._root / node_id
@@ -233,7 +240,7 @@ class NodeCluster:
                 self._raft,
                 fsync=fsync,
                 snapshots=self._snapshots,
-                founders=() if join_via else self.founders,
+                founders=() if join_via else listed or self.founders,
             ),
             wal,
             recovery,

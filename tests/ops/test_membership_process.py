@@ -21,6 +21,7 @@ from harness.polling import wait_until
 from harness.ports import HOST
 from harness.process_cluster import ProcessCluster
 from harness.process_node import Node, run_cli
+from harness.resp_client import Error
 from harness.writers import BackgroundWriter, write_all
 
 from trioraft.ops.config import load_config, parse_address, render_config
@@ -41,9 +42,9 @@ def add_and_wait_promoted(via: Node, newcomer: Node, timeout: float = CHANGE_SEC
     assert member(via, "add", newcomer.id, *address).strip() == "OK"
     newcomer.start()
     newcomer.wait_serving()
-    # as the leader's log says: the newcomer's own config lists it among the members, so
-    # until the leader's log reaches it, the newcomer itself believes it is a voter
     wait_voter([via], newcomer.id, timeout)
+    # its own config lists it among the voters; the running cluster told it otherwise
+    assert "the running cluster has this node as a learner" in newcomer.log_text()
 
 
 def voters_listed(via: Node) -> list[tuple[str, str]]:
@@ -82,7 +83,7 @@ def test_grow_to_four_then_remove_the_leader_while_a_client_writes() -> None:
         assert voters_listed(follower) == [(m, "voter") for m in expected]
         last = writer.acked[-1]
         assert newcomer.call("GET", f"w:{last}") == str(last).encode()
-        assert leader.info()["membership"] == "none"
+        assert leader.info()["membership"] == "removed"
         assert "was removed from the cluster" in leader.log_text()
 
 
@@ -158,3 +159,26 @@ def test_a_member_added_beside_a_million_keys_is_promoted() -> None:
         )
         load = ", ".join(f"{figure:.1f}" for figure in os.getloadavg())
         print(f"\nmember add to promotion, {MILLION} keys: {promoted:.1f} s (load {load})")
+
+
+@pytest.mark.slow
+def test_a_node_removed_while_down_learns_it_when_it_comes_back_and_says_so() -> None:
+    with ProcessCluster.create(3) as cluster:
+        for node in cluster.nodes:
+            node.start()
+        leader = cluster.wait_for_leader()
+        gone = next(node for node in cluster.nodes if node is not leader)
+        gone.kill()
+        assert member(leader, "remove", gone.id).strip() == "OK"
+        gone.start()
+        gone.wait_serving()
+        wait_until(
+            lambda: "this node was removed from the cluster" in gone.log_text(),
+            60.0,
+            f"{gone.id} says it was removed",
+        )
+        reply = gone.call("SET", "k", "v")
+        assert isinstance(reply, Error), reply
+        assert reply.text.startswith("CLUSTERDOWN this node was removed from the cluster; use a")
+        assert leader.call("SET", "k", "v") == "OK"
+        assert gone.info()["membership"] == "removed"

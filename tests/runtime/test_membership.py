@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 from harness.node_cluster import (
     ELECTION_TIMEOUT_MAX,
+    TICK,
     NodeCluster,
     open_cluster,
     wait_until,
@@ -19,6 +21,7 @@ from trio.testing import MockClock
 
 from trioraft.core.membership import ChangeKind, MemberChange
 from trioraft.core.messages import MemberAddress
+from trioraft.core.raft import Role
 from trioraft.kvstore.replicated import wiped_message
 from trioraft.redis.members import LIST, parse_member_command, parse_transfer
 from trioraft.redis.replies import ErrorReply
@@ -186,3 +189,117 @@ async def test_a_node_asking_to_join_is_told_why_not_and_asks_again(
         assert await leader.change_members(MemberChange(ChangeKind.REMOVE, "n5")) is None
         await wait_until(lambda: "n4" in leader.core.members.voters, 6 * ELECTION_TIMEOUT_MAX)
         assert new.core.members == leader.core.members
+
+
+async def stays_follower(node: Node, seconds: float) -> None:
+    """Check at every tick for `seconds` that `node` neither campaigns nor leads."""
+    for _ in range(round(seconds / TICK)):
+        await trio.sleep(TICK)
+        assert node.core.role is Role.FOLLOWER
+
+
+def removal_lines(caplog: pytest.LogCaptureFixture, node: Node) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if "was removed from the cluster" in r.getMessage() and r.node == node.id  # type: ignore[attr-defined]
+    ]
+
+
+async def test_a_removed_follower_learns_it_stops_and_answers_clients_so(
+    clock: MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_cluster(tmp_path, size=3) as cluster:
+        leader = await cluster.wait_for_leader()
+        gone = a_follower(cluster, leader)
+        assert await leader.change_members(MemberChange(ChangeKind.REMOVE, gone.id)) is None
+        await wait_until(lambda: gone.removal() is not None, 3 * ELECTION_TIMEOUT_MAX)
+        assert gone.removal() == leader.core.members and not gone.core.may_vote
+        assert (await write(gone, b"k", b"v")).startswith(
+            b"-CLUSTERDOWN this node was removed from the cluster; use a member"
+        )
+        assert await write(leader, b"k", b"v") == OK
+        await stays_follower(gone, 5 * ELECTION_TIMEOUT_MAX)
+        assert len(removal_lines(caplog, gone)) == 1
+
+
+async def test_a_node_removed_while_down_is_told_when_it_comes_back_and_can_be_added_again(
+    clock: MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_cluster(tmp_path, size=3) as cluster:
+        leader = await cluster.wait_for_leader()
+        gone = a_follower(cluster, leader)
+        await cluster.crash(gone.id)
+        assert await leader.change_members(MemberChange(ChangeKind.REMOVE, gone.id)) is None
+        back = await cluster.start(gone.id)
+        assert gone.id in back.core.members.voters  # its own log missed the removal
+        await wait_until(lambda: back.removal() is not None, 4 * ELECTION_TIMEOUT_MAX)
+        assert len(removal_lines(caplog, back)) == 1
+        await stays_follower(back, 5 * ELECTION_TIMEOUT_MAX)  # no more campaigns
+        assert leader.core.is_leader
+        address = MemberAddress(f"{gone.id}:7000", f"{gone.id}:6379")
+        added = await leader.change_members(MemberChange(ChangeKind.ADD, gone.id, address))
+        assert added is None
+        await wait_until(lambda: gone.id in leader.core.members.voters, 4 * ELECTION_TIMEOUT_MAX)
+        assert back.removal() is None and back.core.may_vote
+        assert await write(back, b"again", b"1") == OK
+
+
+# --- a new node whose config file lists it as a voter --------------------------------
+
+
+async def never_campaigns_until_promoted(leader: Node, new: Node) -> None:
+    while new.id not in leader.core.members.voters:
+        assert new.core.role is Role.FOLLOWER
+        await trio.sleep(TICK)
+
+
+async def test_a_node_added_then_started_listed_as_a_voter_starts_as_the_learner_it_is(
+    clock: MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_cluster(
+        tmp_path, size=4, founders=3, start=["n1", "n2", "n3"], check_data_dirs=True
+    ) as cluster:
+        leader = await cluster.wait_for_leader()
+        assert await leader.change_members(MemberChange(ChangeKind.ADD, "n4", N4)) is None
+        new = await cluster.start("n4", listed=cluster.ids)
+        assert new.core.members.voters == {"n1", "n2", "n3", "n4"}  # as its file says
+        await new.accepted.wait()
+        assert new.core.members.learners == {"n4"} and "n4" not in new.core.members.voters
+        assert any("has this node as a learner" in r.getMessage() for r in caplog.records)
+        with trio.fail_after(4 * ELECTION_TIMEOUT_MAX):
+            await never_campaigns_until_promoted(leader, new)
+        assert await write(new, b"k", b"v") == OK
+
+
+async def test_a_node_started_listed_as_a_voter_before_it_was_added_waits_to_be_added(
+    clock: MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_cluster(
+        tmp_path, size=4, founders=3, start=["n1", "n2", "n3"], check_data_dirs=True
+    ) as cluster:
+        leader = await cluster.wait_for_leader()
+        assert await write(leader, b"k", b"v") == OK
+        new = await cluster.start("n4", listed=cluster.ids)
+        await wait_until(lambda: not new.core.members.all, ELECTION_TIMEOUT_MAX)
+        assert any("does not have this node as a member" in r.getMessage() for r in caplog.records)
+        for _ in range(round(3 * ELECTION_TIMEOUT_MAX / TICK)):
+            await trio.sleep(TICK)
+            assert new.core.role is Role.FOLLOWER and leader.core.is_leader
+        assert await leader.change_members(MemberChange(ChangeKind.ADD, "n4", N4)) is None
+        with trio.fail_after(4 * ELECTION_TIMEOUT_MAX):
+            await never_campaigns_until_promoted(leader, new)
+
+
+async def test_a_first_member_starting_late_on_an_empty_data_dir_is_a_voter(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_cluster(tmp_path, size=3, start=["n1", "n2"], check_data_dirs=True) as cluster:
+        leader = await cluster.wait_for_leader()
+        assert await write(leader, b"k", b"v") == OK
+        late = await cluster.start("n3")
+        await late.accepted.wait()
+        assert late.core.members.voters == {"n1", "n2", "n3"} and late.core.may_vote
+        await cluster.crash(leader.id)
+        successor = await cluster.wait_for_leader()
+        assert await write(successor, b"k2", b"v") == OK

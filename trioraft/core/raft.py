@@ -284,6 +284,14 @@ class Raft:
         it may vote and campaign from now on."""
         self.may_vote = True
 
+    def withdraw(self) -> None:
+        """The runtime learned that this node was removed from the cluster: it neither
+        votes nor campaigns (until `allow_voting()`, should it be added again), and a
+        campaign under way ends."""
+        self.may_vote = False
+        if self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE):
+            self._become_follower(self.term, None)
+
     def adopt_members(self, members: Members) -> None:
         """Take `members` as the configuration to start from: the one a running cluster
         answered a node that asked to join it, in place of none. Only while the log holds

@@ -23,6 +23,15 @@ way back. Once accepted, every node registers its incarnation through the log (a
 after every start: registering the same incarnation twice changes nothing); a refused
 registration stops the node the same way.
 
+The same answers tell a node whose log is empty whether to believe its config file's
+`members`, which bootstrap a new cluster only. A peer that has seen the cluster run
+also answers with its committed configuration. If one of those leaves this node out
+of the voters (it was added with `trioraft member add`, so it is a learner, or it was not
+added at all), the node starts from that configuration instead (as a learner, or as no
+member), so it never votes nor campaigns on the file's word, and waits for the leader's
+log; else (every peer that answered is new too, or has it as a voter: a cluster being
+bootstrapped, or a node of the first members starting late) it keeps the file's.
+
 Asking only when the data dir is new would not do: a wiped node that was refused once has
 a data dir again, no longer new, and started a second time it would vote until its
 registration is refused, which needs a leader, which its vote may elect.
@@ -39,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trioraft.core.messages import NodeId
+from trioraft.core.membership import decode_members, encode_members
+from trioraft.core.messages import Members, NodeId
 from trioraft.transport.base import Payload
 from trioraft.transport.errors import RpcError
 
@@ -79,9 +89,11 @@ def answer(node: Node[Any], member: NodeId) -> Payload:
     """What this node tells `member` asking about itself: the incarnation it records for
     it (None if none) and whether it has never seen the cluster run."""
     core = node.core
+    index, members = node.committed_configuration()
     return {
         "incarnation": node.known_incarnation(member),
         "blank": core.term == 0 and core.log.last_index == 0,
+        "configuration": [index, encode_members(members)],
     }
 
 
@@ -93,6 +105,8 @@ async def _verify_with_peers(node: Node[Any], incarnation: str) -> None:
     bootstrap_quorum = members.quorum() - (1 if node.id in members.voters else 0)
     none_recorded: set[str] = set()
     blank: set[str] = set()
+    #: the committed configurations of the peers that have seen the cluster run
+    running: list[tuple[int, Members]] = []
     vouched = False
 
     async def ask(peer: str) -> None:
@@ -103,6 +117,9 @@ async def _verify_with_peers(node: Node[Any], incarnation: str) -> None:
             return
         assert isinstance(reply, dict)
         known = reply["incarnation"]
+        if not reply["blank"] and "configuration" in reply:
+            index, encoded = reply["configuration"]
+            running.append((index, decode_members(encoded)))
         if known is None:
             none_recorded.add(peer)
             if reply["blank"]:
@@ -118,8 +135,37 @@ async def _verify_with_peers(node: Node[Any], incarnation: str) -> None:
                 if peer not in none_recorded:
                     nursery.start_soon(ask, peer)
         if vouched or len(none_recorded) >= majority_of_peers or len(blank) >= bootstrap_quorum:
+            _check_the_file(node, running)
             return
         await trio.sleep(RETRY_PAUSE)
+
+
+def _check_the_file(node: Node[Any], running: list[tuple[int, Members]]) -> None:
+    """A node starting from its file's `members` (its log is empty) and listed there as a
+    voter starts instead from the newest configuration of a running peer that does not
+    have it as a voter, if there is one."""
+    core = node.core
+    if core.log.last_index or node.id not in core.members.voters:
+        return
+    doubting = [(index, members) for index, members in running if node.id not in members.voters]
+    if not doubting:
+        return
+    _, members = max(doubting, key=lambda answer: answer[0])
+    if node.id in members.learners:
+        node.log.warning(
+            "the running cluster has this node as a learner, not as a voter as the config "
+            "file's members say: it starts as a learner and takes the leader's log",
+            voters=",".join(sorted(members.voters)),
+        )
+        node.start_from(members)
+        return
+    node.log.warning(
+        "the running cluster does not have this node as a member (the config file's "
+        "members only bootstrap a new cluster): it takes no part until it is added "
+        f"(`trioraft member add ADDR {node.id} PEER_ADDR CLIENT_ADDR`)",
+        voters=",".join(sorted(members.voters)),
+    )
+    node.start_from(Members(frozenset(), addresses=members.addresses))
 
 
 async def _register(node: Node[Any], incarnation: str) -> None:

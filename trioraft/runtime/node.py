@@ -284,6 +284,10 @@ class Node(Generic[R]):
         self.fresh = fresh
         #: whom to ask to add this node, until one has
         self.joining = join
+        #: (index, configuration) of a committed configuration without this node that a
+        #: peer told it of, and whether it knows itself removed (see `removal`)
+        self._told_removed: tuple[int, Members] | None = None
+        self._removed = False
         #: set once the data dir passed the incarnation check: the last start check
         self.accepted = trio.Event()
         #: the node's nursery, for tasks started later (snapshot transfers)
@@ -300,6 +304,7 @@ class Node(Generic[R]):
             nursery.start_soon(self._wal_writer)
             nursery.start_soon(self._follower_read_batcher)
             nursery.start_soon(self._forwarder.run)
+            nursery.start_soon(self._ask_if_removed)
             self.nursery = nursery
             nursery.start_soon(self._check_incarnation)
             task_status.started()
@@ -342,6 +347,7 @@ class Node(Generic[R]):
             self._wake.clear()
             self._handle(self.core.ready())
             self._notice_role_change()
+            self._notice_removal()
 
     def _handle(self, rd: Ready) -> None:
         reset = None
@@ -395,10 +401,6 @@ class Node(Generic[R]):
         self.log.info(
             "configuration", voters=",".join(sorted(members.voters)), learners=learners or "-"
         )
-        if self.id not in members.all and members.voters:
-            self.log.warning(
-                "this node was removed from the cluster: it takes no further part (stop it)"
-            )
         self._reach(members)
 
     def _reach(self, members: Members) -> None:
@@ -486,6 +488,88 @@ class Node(Generic[R]):
         self._signal_progress()
         for watcher in self.role_watchers:
             watcher()
+
+    # --- removal ---------------------------------------------------------------------
+
+    def removal(self) -> Members | None:
+        """The newest committed configuration this node knows of that leaves it out (it
+        was removed), or None. Known from its own log (a configuration without it, the
+        newest there, and committed), or told by a peer (`_ask_if_removed`) of one at
+        least as new as any in its log; a later configuration with it undoes either."""
+        core = self.core
+        current = core.members
+        if current.voters and self.id not in current.all and core.configs.last_index <= core.commit:
+            return current
+        told = self._told_removed
+        if told is not None and told[0] >= core.configs.last_index:
+            return told[1]
+        return None
+
+    def _notice_removal(self) -> None:
+        removed = self.removal()
+        if (removed is not None) == self._removed:
+            return
+        self._removed = removed is not None
+        if removed is not None:
+            self.log.warning(
+                "this node was removed from the cluster: it takes no further part (no "
+                "votes, no campaigns) and answers clients -CLUSTERDOWN; stop it",
+                voters=",".join(sorted(removed.voters)),
+            )
+            self.core.withdraw()
+        else:
+            self.log.info("this node is a member again")
+            if self.accepted.is_set():
+                self.core.allow_voting()
+        self._signal_progress()
+
+    def removed_error(self) -> Unavailable:
+        """What a removed node answers clients: where the members are."""
+        removed = self.removal() or Members(frozenset())
+        where = ", ".join(f"{node} at {address.client}" for node, address in removed.addresses)
+        return Unavailable(
+            "this node was removed from the cluster; use a member" + (f": {where}" if where else "")
+        )
+
+    def committed_configuration(self) -> tuple[int, Members]:
+        """The newest committed configuration (as far as this node knows) and the index
+        of the entry that made it (the snapshot's index for the log's first one)."""
+        core = self.core
+        at = max(
+            (index for index, _ in core.configs.changes if index <= core.commit),
+            default=core.log.snapshot_index,
+        )
+        return at, core.members_at(core.commit)
+
+    async def _ask_if_removed(self) -> None:
+        """Every two election timeouts, while without a leader or left out of its own
+        newest configuration, ask the peers for their committed configuration: a node
+        removed while it was down or cut off is never sent the change (it would
+        campaign in vain for ever), and one that has it may never hear that it
+        committed (the leader stops sending to it then)."""
+        while True:
+            await trio.sleep(2 * self.options.tick_seconds * self.core.config.election_ticks)
+            core = self.core
+            left_out = core.members.voters and self.id not in core.members.all
+            if self._removed or (core.leader_id is not None and not left_out):
+                continue
+            async with trio.open_nursery() as nursery:
+                for peer in sorted(self._peer_book):
+                    nursery.start_soon(self._ask_membership, peer)
+            self._notice_removal()
+
+    async def _ask_membership(self, peer: NodeId) -> None:
+        try:
+            answer = await self.transport.call(peer, "committed_configuration", None, 1.0)
+        except RpcError:
+            return
+        assert isinstance(answer, list | tuple)
+        index, encoded = answer
+        members = decode_members(encoded)
+        told = self._told_removed
+        newer = told is None or index > told[0]
+        if index and newer and members.voters and self.id not in members.all:
+            self._told_removed = (index, members)
 
     async def _wal_writer(self) -> None:
         while True:
@@ -682,6 +766,8 @@ class Node(Generic[R]):
     async def wait_for_leader(self, deadline: float = math.inf) -> NodeId:
         """The current leader, waiting up to `leader_wait` for one, and never past
         `deadline` (trio time); else Unavailable."""
+        if self._removed:
+            raise self.removed_error()
         if self.core.leader_id is not None:
             return self.core.leader_id  # the common case, without a cancel scope
         with trio.move_on_at(min(trio.current_time() + self.options.leader_wait, deadline)):
@@ -873,10 +959,16 @@ class Node(Generic[R]):
             asked=asked,
             voters=",".join(sorted(outcome.voters)),
         )
-        if self.core.log.last_index == 0:
-            self.core.adopt_members(outcome)
-            self.poke()
+        self.start_from(outcome)
         return None
+
+    def start_from(self, members: Members) -> None:
+        """Take `members`, as the running cluster knows them, in place of the
+        configuration the node started with, until the leader's log arrives (see
+        `Raft.adopt_members`); nothing once the log holds entries."""
+        if self.core.log.last_index == 0:
+            self.core.adopt_members(members)
+            self.poke()
 
     async def transfer(self, target: NodeId | None) -> ChangeOutcome:
         """Hand leadership to `target` (the most caught-up voter when None) wherever the
@@ -985,6 +1077,9 @@ class Node(Generic[R]):
         if method == "members":
             rows: Payload = await self._member_rows_here()
             return rows
+        if method == "committed_configuration":
+            index, members = self.committed_configuration()
+            return [index, encode_members(members)]
         if method == "read_index":
             return list(await self._leader_read_index())
         if method == "status":
@@ -1097,7 +1192,7 @@ class Node(Generic[R]):
             "snapshot_index": self.snapshotter.index if self.snapshotter else 0,
             "members": ",".join(sorted(core.members.voters)),
             "learners": ",".join(sorted(core.members.learners)),
-            "membership": _membership(self.id, core.members),
+            "membership": "removed" if self._removed else _membership(self.id, core.members),
         }
 
 
