@@ -68,6 +68,7 @@ from trioraft.transport.codec import (
     encode_response,
     encode_verdict,
 )
+from trioraft.transport.errors import HandshakeRefused
 
 TOKEN = "s3cret"
 LOCAL = ("127.0.0.1", 0)
@@ -809,8 +810,10 @@ async def test_guests_are_refused_what_they_may_not_do(
 ) -> None:
     async with tcp_nodes("n1", guest_methods=guest_methods) as nodes:
         joiner = TcpTransport("n9", token, LOCAL, {}, echo_handler)
-        with pytest.raises(error, match=reason):
+        with pytest.raises(error, match=reason) as info:
             await joiner.call_address(nodes["n1"].listen_addr, method, None, DEADLINE)
+        refused = isinstance(info.value.__cause__, HandshakeRefused)
+        assert refused == (error is RpcUnavailable)  # a node answered the handshake: no
     if error is RpcConnectionLost:
         assert logged(caplog, "a node that is not a peer called 'fail'")
 

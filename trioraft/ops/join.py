@@ -20,7 +20,12 @@ from trioraft.redis.replies import Reply
 from trioraft.redis.resp import decode_reply
 from trioraft.runtime.joining import Ask
 from trioraft.transport.base import Address, Payload, describe_error
-from trioraft.transport.errors import RpcConnectionLost, RpcError, RpcUnavailable
+from trioraft.transport.errors import (
+    HandshakeRefused,
+    RpcConnectionLost,
+    RpcError,
+    RpcUnavailable,
+)
 from trioraft.transport.tcp import TcpTransport
 
 #: what a client listener may answer with, or fail by
@@ -38,6 +43,8 @@ def asker(
         try:
             return await transport.call_address(address, method, payload, timeout)
         except (RpcUnavailable, RpcConnectionLost) as exc:
+            if isinstance(exc.__cause__, HandshakeRefused):
+                raise  # a peer listener, which refused this node (a wrong token...)
             as_peer = str(exc)
         try:
             with trio.fail_after(timeout):

@@ -322,11 +322,15 @@ class TcpTransport:
     ) -> Payload:
         """Run `method` on whichever node listens at `address`, on a connection of its own
         (a node that is not a member yet knows only addresses). Raises RpcUnavailable when
-        no trioraft node answers the handshake there, else as `call`."""
+        no trioraft node answers the handshake there, or one refuses it (then caused by
+        the HandshakeRefused), else as `call`."""
         host, port = address
         with trio.move_on_after(timeout):
             try:
                 stream, reader = await self._connect(ANY_NODE, address)
+            except HandshakeRefused as exc:
+                # a trioraft node answered, and said no: the cause tells it from silence
+                raise RpcUnavailable(f"{host}:{port}: {exc}") from exc
             except _CONNECT_ERRORS as exc:
                 raise RpcUnavailable(f"{host}:{port}: {describe_error(exc)}") from None
             try:
