@@ -4,6 +4,7 @@ and the envelopes the network carries."""
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Hashable
 
@@ -82,6 +83,46 @@ class Client:
     ops: int = 0
     #: the last value it saw for each key, to make set_if_equal succeed sometimes
     seen: dict[bytes, bytes | None] = attrs.Factory(dict)
+
+    def choose(
+        self, r: random.Random, key: bytes, counter: bool, reads: float
+    ) -> tuple[Kind, tuple[Arg, ...], bool]:
+        """The next operation on `key` (a `counter` key takes INCR, another holds strings):
+        its kind, its arguments and whether it goes through the log; `reads` is the share of
+        gets through read_index."""
+        via_log = True
+        args: tuple[Arg, ...] = ()
+        roll = r.random()
+        if r.random() < reads:
+            kind, via_log = Kind.GET, False
+        elif roll < 0.05:
+            kind = Kind.GET
+        elif roll < 0.4 and counter:
+            kind, args = Kind.INCR, (r.randint(1, 5),)
+        elif roll < 0.4:
+            kind, args = Kind.SET, (b"c%d.%d" % (self.id, self.ops),)
+        elif roll < 0.75:
+            kind = Kind.SET_IF_EQUAL
+            expected = self.seen.get(key) if r.random() < 0.7 else r.choice((None, b"0", b"c0.1"))
+            value = b"%d" % r.randint(0, 9) if counter else b"c%d.%d" % (self.id, self.ops)
+            args = (expected, value)
+        else:
+            kind = Kind.DEL
+        self.ops += 1
+        return kind, args, via_log
+
+    def saw(self, op: Op, output: object) -> None:
+        """Remember the value an operation that succeeded saw or left."""
+        if op.kind is Kind.GET:
+            self.seen[op.key] = output if isinstance(output, bytes) else None
+        elif op.kind is Kind.SET or (op.kind is Kind.SET_IF_EQUAL and output is True):
+            value = op.args[-1]
+            assert isinstance(value, bytes)
+            self.seen[op.key] = value
+        elif op.kind is Kind.INCR and isinstance(output, int):
+            self.seen[op.key] = b"%d" % output
+        elif op.kind is Kind.DEL:
+            self.seen[op.key] = None
 
 
 class SimNode:

@@ -102,7 +102,7 @@ from typing import NoReturn, TypeAlias
 import attrs
 
 from sim.checker import Checker
-from sim.linearizability import Arg, History, Kind, check
+from sim.linearizability import History, Kind, check
 from sim.nodes import Client, Envelope, Op, SimNode, Write
 from sim.plans import MAX_MEMBERS, MIN_VOTERS, TICK, Plan
 from sim.state_machine import (
@@ -925,28 +925,7 @@ class Simulation:
         r = self.client_rng
         slot = r.randrange(len(self.keys))
         key = self.keys[slot]
-        via_log = True
-        args: tuple[Arg, ...] = ()
-        seen = client.seen.get(key)
-        roll = r.random()
-        if r.random() < self.plan.reads:
-            kind, via_log = Kind.GET, False
-        elif roll < 0.05:
-            kind = Kind.GET
-        elif roll < 0.4 and slot % 2 == 0:  # even keys count, odd keys hold strings
-            kind, args = Kind.INCR, (r.randint(1, 5),)
-        elif roll < 0.4:
-            kind, args = Kind.SET, (b"c%d.%d" % (client.id, client.ops),)
-        elif roll < 0.75:
-            kind = Kind.SET_IF_EQUAL
-            expected = seen if r.random() < 0.7 else r.choice((None, b"0", b"c0.1"))
-            value = (
-                b"%d" % r.randint(0, 9) if slot % 2 == 0 else b"c%d.%d" % (client.id, client.ops)
-            )
-            args = (expected, value)
-        else:
-            kind = Kind.DEL
-        client.ops += 1
+        kind, args, via_log = client.choose(r, key, slot % 2 == 0, self.plan.reads)
         ttl = 0
         if kind is Kind.SET and slot % 2 == 1 and self.clock_rng.random() < self.profile.ttl:
             ttl = self.clock_rng.randint(20, 800)
@@ -1005,17 +984,7 @@ class Simulation:
         self._finish_op(op)
         self.history.complete(op.handle, output)
         self.report.ops_ok += 1
-        seen = op.client.seen
-        if op.kind is Kind.GET:
-            seen[op.key] = output if isinstance(output, bytes) else None
-        elif op.kind is Kind.SET or (op.kind is Kind.SET_IF_EQUAL and output is True):
-            value = op.args[-1]
-            assert isinstance(value, bytes)
-            seen[op.key] = value
-        elif op.kind is Kind.INCR and isinstance(output, int):
-            seen[op.key] = b"%d" % output
-        elif op.kind is Kind.DEL:
-            seen[op.key] = None
+        op.client.saw(op, output)
 
     def _end_failed(self, op: Op) -> None:
         if not op.done:
