@@ -275,6 +275,7 @@ async def _run(config: Config, storage: _Storage, tls: TlsContexts | None, log: 
         incarnation=storage.data_dir.incarnation,
         fresh=storage.data_dir.created,
         join=joining,
+        ask_address=lambda *call: transports[0].call_address(*call),
     )
     server = ClientServer(node, storage.state, server_limits(config), config.password)
     serving = False

@@ -68,7 +68,7 @@ from trioraft.ops.logs import NodeLogger
 from trioraft.ops.metrics import NodeMetrics
 from trioraft.runtime import incarnation, joining
 from trioraft.runtime.forwarding import Forwarder
-from trioraft.runtime.joining import Joining
+from trioraft.runtime.joining import Ask, Joining
 from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
 from trioraft.runtime.statemachine import R, StateMachine
 from trioraft.storage.wal import Recovery, WriteAheadLog
@@ -128,7 +128,7 @@ Admission: TypeAlias = Members | Refused | WriteFailure
 
 
 #: the requests a node that is not a member may make over the peer transport
-GUEST_METHODS = frozenset({"join"})
+GUEST_METHODS = frozenset({"join", "committed_configuration"})
 
 #: how long a client request may wait for its outcome, unless the options say otherwise
 REQUEST_TIMEOUT = 5.0
@@ -204,13 +204,15 @@ class Node(Generic[R]):
         fresh: bool = False,
         clock: Callable[[], int] = wall_clock_ms,
         join: Joining | None = None,
+        ask_address: Ask | None = None,
     ) -> None:
         """A node resuming from its storage: `state`, as the newest snapshot (if any,
         `snapshot`) holds it, and the log. Without a snapshot store the node never
         snapshots; without an incarnation it does not check that its data dir is the one
         the cluster knows (tests). `clock` is the wall clock (Unix ms) its proposals are
         stamped with (see stamps.py). With `join`, it first asks to be added to a running
-        cluster (joining.py)."""
+        cluster (joining.py). `ask_address` reaches a peer that refuses this node's link
+        (one that no longer knows it) as a guest, to ask whether it was removed."""
         self.options = options
         #: what happened to the node, counted for /metrics
         self.metrics = NodeMetrics()
@@ -288,6 +290,7 @@ class Node(Generic[R]):
         #: peer told it of, and whether it knows itself removed (see `removal`)
         self._told_removed: tuple[int, Members] | None = None
         self._removed = False
+        self._ask_address = ask_address
         #: set once the data dir passed the incarnation check: the last start check
         self.accepted = trio.Event()
         #: the node's nursery, for tasks started later (snapshot transfers)
@@ -559,8 +562,16 @@ class Node(Generic[R]):
             self._notice_removal()
 
     async def _ask_membership(self, peer: NodeId) -> None:
+        method = "committed_configuration"
         try:
-            answer = await self.transport.call(peer, "committed_configuration", None, 1.0)
+            try:
+                answer = await self.transport.call(peer, method, None, 1.0)
+            except RpcUnavailable:
+                # a member that restarted with a file no longer listing this node
+                # refuses its link, but answers a guest
+                if self._ask_address is None:
+                    raise
+                answer = await self._ask_address(self._peer_book[peer], method, None, 1.0)
         except RpcError:
             return
         assert isinstance(answer, list | tuple)
