@@ -1,15 +1,17 @@
 """The Trio runtime of one node: it owns a Raft core, its storage and its transport.
 
 Tasks, all in one nursery:
-- the driver: the only task that calls `ready()`; it wakes whenever something was fed to
-  the core (a peer message, a tick, a proposal, a read, a confirmed write), takes one
-  Ready and acts on it without awaiting in between, so each Ready is handled whole;
+- the driver: wakes whenever something was fed to the core (a tick, a proposal, a read),
+  takes one Ready and acts on it without awaiting in between (`_drive`), so each Ready is
+  handled whole; the proposals made in one pass of the event loop go out in one Ready;
 - the ticker: one `tick()` every tick interval;
-- the pump: moves peer messages from the transport into the core;
+- the pump: moves peer messages from the transport into the core, every message already
+  received at once, and then takes and handles the Ready itself: an answer to a peer
+  (an append acknowledged, a commit) goes out without waiting a pass for the driver;
 - the WAL writer: writes and fsyncs the Readys queued by the driver, in order, in a worker
   thread; everything that arrived while an fsync ran goes into the next one (group
-  commit); then it releases the messages that promised durability and confirms the
-  write to the core;
+  commit); then it releases the messages that promised durability, confirms the write to
+  the core and handles the Ready that follows (a leader's commit) itself;
 - the follower read batcher: asks the leader for one read index for every read that
   arrived since the previous question;
 - the forwarder: sends a follower's writes to the leader, many in one call
@@ -342,15 +344,20 @@ class Node(Generic[R]):
                 except trio.WouldBlock:
                     break
                 self.core.step(msg)
-            self.poke()
+            self._drive()
 
     async def _driver(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            self._handle(self.core.ready())
-            self._notice_role_change()
-            self._notice_removal()
+            self._drive()
+
+    def _drive(self) -> None:
+        """Take the core's Ready and act on it; called by the tasks that fed the core,
+        never across an await, so one Ready is handled whole before the next is taken."""
+        self._handle(self.core.ready())
+        self._notice_role_change()
+        self._notice_removal()
 
     def _handle(self, rd: Ready) -> None:
         reset = None
@@ -600,7 +607,7 @@ class Node(Generic[R]):
                     last = item.entries[-1]
             if last is not None:
                 self.core.persisted(last.index, last.term)
-                self.poke()
+                self._drive()
 
     def _report_wal_stall(self) -> None:
         """Log once that the WAL write in progress has taken an election timeout (the
