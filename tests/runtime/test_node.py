@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -133,6 +134,33 @@ async def test_read_barrier_on_a_lagging_follower_waits_for_the_write(
         assert get(slow, b"k") is None  # a local read is stale...
         await slow.read_barrier()
         assert get(slow, b"k") == b"new"  # ...a linearizable one is not
+
+
+async def test_a_follower_asks_about_a_read_while_an_earlier_question_is_out(
+    clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        follower = followers(cluster, leader)[0]
+        call_leader = follower._call_leader
+        questions = 0
+        first_answered = trio.Event()
+
+        async def first_question_held(*args: Any) -> Any:
+            nonlocal questions
+            questions += 1
+            if questions == 1:
+                await first_answered.wait()
+            return await call_leader(*args)
+
+        monkeypatch.setattr(follower, "_call_leader", first_question_held)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follower.read_barrier)
+            await wait_until(lambda: questions == 1, 1.0)
+            with trio.fail_after(ELECTION_TIMEOUT_MIN):
+                await follower.read_barrier()  # asked at once, not after the first
+            assert questions == 2
+            first_answered.set()
 
 
 async def test_failover_elects_a_new_leader_within_the_election_timeout(

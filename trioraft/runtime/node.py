@@ -12,8 +12,8 @@ Tasks, all in one nursery:
   thread; everything that arrived while an fsync ran goes into the next one (group
   commit); then it releases the messages that promised durability, confirms the write to
   the core and handles the Ready that follows (a leader's commit) itself;
-- the follower read batcher: asks the leader for one read index for every read that
-  arrived since the previous question;
+- the follower read batchers: each asks the leader for one read index for every read
+  that arrived since the previous question, so a few questions can be in flight;
 - the forwarder: sends a follower's writes to the leader, many in one call
   (`forwarding.py`).
 
@@ -87,6 +87,10 @@ if TYPE_CHECKING:
 #: that hangs must not fill the memory: Raft copes with lost messages, and a leader asks
 #: again)
 MAX_MESSAGES_WAITING_FOR_DISK = 1024
+
+#: read-index questions a follower may have in flight to the leader at once: reads that
+#: arrive while one is answered are asked about at once, not after it
+FOLLOWER_READ_QUESTIONS = 4
 
 
 class Unavailable(Exception):
@@ -307,7 +311,8 @@ class Node(Generic[R]):
             nursery.start_soon(self._ticker)
             nursery.start_soon(self._pump)
             nursery.start_soon(self._wal_writer)
-            nursery.start_soon(self._follower_read_batcher)
+            for _ in range(FOLLOWER_READ_QUESTIONS):
+                nursery.start_soon(self._follower_read_batcher)
             nursery.start_soon(self._forwarder.run)
             nursery.start_soon(self._ask_if_removed)
             self.nursery = nursery
@@ -744,7 +749,10 @@ class Node(Generic[R]):
 
     async def _follower_read_batcher(self) -> None:
         """One read-index question to the leader serves every read that arrived before
-        it was asked; reads arriving meanwhile wait for the next question."""
+        it was asked. `FOLLOWER_READ_QUESTIONS` of these run side by side: the reads
+        arriving while a question is out are asked about by an idle one at once (a read
+        waits for a whole question, not also for the end of one already out), and wait
+        only while every one is out."""
         while True:
             await self._follower_reads_wake.wait()
             self._follower_reads_wake.clear()
