@@ -136,6 +136,17 @@ async def test_read_barrier_on_a_lagging_follower_waits_for_the_write(
         assert get(slow, b"k") == b"new"  # ...a linearizable one is not
 
 
+async def test_a_lone_write_and_a_lone_read_go_out_without_waiting_for_the_driver(
+    clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        monkeypatch.setattr(leader, "poke", lambda: None)  # the driver is woken no more
+        with trio.fail_after(ELECTION_TIMEOUT_MIN):
+            assert await write(leader, b"k", b"v") == OK
+            await leader.read_barrier()
+
+
 async def test_a_follower_asks_about_a_read_while_an_earlier_question_is_out(
     clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,7 +3,8 @@
 Tasks, all in one nursery:
 - the driver: wakes whenever something was fed to the core (a tick, a proposal, a read),
   takes one Ready and acts on it without awaiting in between (`_drive`), so each Ready is
-  handled whole; the proposals made in one pass of the event loop go out in one Ready;
+  handled whole; the proposals (and reads) made in one pass of the event loop while
+  others are in flight go out in one Ready, and one made alone goes out at once;
 - the ticker: one `tick()` every tick interval;
 - the pump: moves peer messages from the transport into the core, every message already
   received at once, and then takes and handles the Ready itself: an answer to a peer
@@ -686,7 +687,7 @@ class Node(Generic[R]):
             waiter: _Waiter[R] = _Waiter(term)
             self._waiters[index] = waiter
             waiters.append((index, waiter))
-        self.poke()
+        self._send_or_batch(alone=len(self._waiters) == len(waiters))
         with trio.move_on_after(self.options.request_timeout):
             # entries apply in index order, so once the last is done all are; waiting
             # on each would cost a pass of the event loop per command of the batch
@@ -695,6 +696,16 @@ class Node(Generic[R]):
         for index, waiter in waiters:
             self._count_outcome(index, waiter)
         return [waiter.outcome for _, waiter in waiters]
+
+    def _send_or_batch(self, *, alone: bool) -> None:
+        """After a proposal or a read was fed to the core: the only one of its kind in
+        flight goes out now, in a Ready of its own (a lone client waits no pass for the
+        driver); with others in flight, the driver sends all that arrive in this pass of
+        the event loop together, in its next one."""
+        if alone:
+            self._drive()
+        else:
+            self.poke()
 
     def _count_outcome(self, index: int, waiter: _Waiter[Any]) -> None:
         if not waiter.done.is_set():
@@ -735,7 +746,7 @@ class Node(Generic[R]):
         except NotLeader:
             raise Unavailable("leadership changed") from None
         self._reads[ctx] = waiter
-        self.poke()
+        self._send_or_batch(alone=len(self._reads) == 1)
         try:
             return await waiter.wait()
         finally:
