@@ -19,7 +19,8 @@ from harness.node_cluster import (
 )
 from trio.testing import MockClock
 
-from trioraft.core.messages import NodeId
+from trioraft.core.membership import ChangeKind, MemberChange
+from trioraft.core.messages import MemberAddress, NodeId
 from trioraft.runtime.node import Node
 
 #: long enough for any election to have happened several times over
@@ -101,3 +102,30 @@ async def test_a_restarted_node_whose_log_records_it_votes_with_a_peer_down(
         leader = await cluster.wait_for_leader(["n1", "n2"])
         assert await write(leader, b"after", b"restart") == OK
         assert cluster.refusals == {}
+
+
+async def test_a_member_added_again_is_accepted_by_the_voters_it_learns_of(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    """n_a comes back on an empty data dir after n_b and itself were removed: its bootstrap
+    members still name n_b, which is gone for good, so the voters it must hear from are
+    the ones of the configuration the leader sends it (the leader alone), not of its
+    bootstrap. Accepted, it votes: once the leader removes itself, it takes over."""
+    async with open_cluster(tmp_path, check_data_dirs=True) as cluster:
+        for node in cluster.nodes:
+            await node.accepted.wait()
+        leader = await cluster.wait_for_leader()
+        again, gone = (node.id for node in cluster.nodes if node is not leader)
+        for member in (gone, again):
+            await cluster.crash(member)
+            assert await leader.change_members(MemberChange(ChangeKind.REMOVE, member)) is None
+        cluster.wipe(again)
+        address = MemberAddress(f"{again}:7000", f"{again}:6379")
+        assert await leader.change_members(MemberChange(ChangeKind.ADD, again, address)) is None
+        fresh = await cluster.start(again)
+        await wait_until(lambda: again in leader.core.members.voters, SETTLE)
+        await wait_until(fresh.accepted.is_set, SETTLE)
+        await wait_until(lambda: leader.core.commit >= leader.core.configs.last_index, SETTLE)
+        assert await leader.change_members(MemberChange(ChangeKind.REMOVE, leader.id)) is None
+        assert (await cluster.wait_for_leader(among=[again])) is fresh
+        assert await write(fresh, b"after", b"handover") == OK

@@ -98,11 +98,6 @@ def answer(node: Node[Any], member: NodeId) -> Payload:
 
 
 async def _verify_with_peers(node: Node[Any], incarnation: str) -> None:
-    members = node.core.members
-    peers = sorted(members.voters - {node.id})
-    # rule 3: a majority of the other voters; rule 4: a quorum with this node
-    majority_of_peers = len(peers) // 2 + 1 if peers else 0
-    bootstrap_quorum = members.quorum() - (1 if node.id in members.voters else 0)
     none_recorded: set[str] = set()
     blank: set[str] = set()
     #: the committed configurations of the peers that have seen the cluster run
@@ -130,11 +125,22 @@ async def _verify_with_peers(node: Node[Any], incarnation: str) -> None:
             raise WipedMember(wiped_message(node.id))
 
     while True:
+        # the voters of the configuration in force now: a new member starts from the one
+        # its file bootstraps, then learns the cluster's from the leader (whose voters
+        # may no longer include members the file names, gone for good)
+        members = node.core.members
+        peers = members.voters - {node.id}
+        # rule 3: a majority of the other voters; rule 4: a quorum with this node
+        majority_of_peers = len(peers) // 2 + 1 if peers else 0
+        bootstrap_quorum = members.quorum() - (1 if node.id in members.voters else 0)
         async with trio.open_nursery() as nursery:
-            for peer in peers:
-                if peer not in none_recorded:
-                    nursery.start_soon(ask, peer)
-        if vouched or len(none_recorded) >= majority_of_peers or len(blank) >= bootstrap_quorum:
+            for peer in sorted(peers - none_recorded):
+                nursery.start_soon(ask, peer)
+        if (
+            vouched
+            or len(none_recorded & peers) >= majority_of_peers
+            or len(blank & peers) >= bootstrap_quorum
+        ):
             _check_the_file(node, running)
             return
         await trio.sleep(RETRY_PAUSE)
