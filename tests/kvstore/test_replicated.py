@@ -75,7 +75,7 @@ def test_a_capture_is_the_state_when_it_began_whatever_applies_meanwhile() -> No
                 state.run([b"FLUSHALL"])
     assert steps >= 3
     assert capture.keys == len(expected)
-    restored = ReplicatedState.restore(capture.serialize())
+    restored = ReplicatedState.restore(b"".join(capture.serialize()))
     assert dict(restored.store.items()) == expected
     assert restored.incarnations == {"n1": "first"}
     assert capture.slices == [], "serializing frees the copy"

@@ -22,8 +22,9 @@ from harness.big_keyspace import Pinger, key, msets, terms
 from harness.process_cluster import running_cluster
 from harness.writers import write_all
 
+from trioraft.kvstore import packed
 from trioraft.kvstore.keyspace import Keyspace, bucket_of
-from trioraft.kvstore.kv import KEYS_SLICE, FrozenStore, KVStore, Record
+from trioraft.kvstore.kv import KEYS_SLICE, FrozenStore, KVStore
 from trioraft.kvstore.replicated import SLICE_KEYS, ReplicatedState
 from trioraft.kvstore.steps import RELEASE_KEYS, Release, run_stepwise
 from trioraft.redis.replies import Reply
@@ -70,7 +71,7 @@ def counting_meter(monkeypatch: pytest.MonkeyPatch) -> StepMeter:
     meter = StepMeter()
     take, scan = FrozenStore.take, Keyspace.scan
 
-    def counted_take(view: FrozenStore, max_keys: int) -> dict[bytes, Record]:
+    def counted_take(view: FrozenStore, max_keys: int) -> dict[bytes, packed.Stored]:
         part = take(view, max_keys)
         meter.count(len(part))
         return part
@@ -157,7 +158,9 @@ async def scan_and_snapshot_while_writing(keys: int, monkeypatch: pytest.MonkeyP
         f"{meter.longest_cpu * 1e3:.1f} ms CPU"
     )
     assert meter.most_keys <= bound
-    values = ((key, record[0]) for part in captured.slices for key, record in part.items())
+    values = (
+        (key, packed.value_of(record)) for part in captured.slices for key, record in part.items()
+    )
     assert digest(values) == expected
     assert digest_keys(search.found) == ending_in_7
 
@@ -175,7 +178,7 @@ def test_the_keys_flushall_removes_are_freed_a_bounded_number_per_step() -> None
     parts = store.take_garbage()
     assert store.take_garbage() == [] and len(store) == 0
     sizes = [len(part) for part in parts]
-    assert sum(sizes) == 2 * keys  # each key's value, and its revision and deadline
+    assert sum(sizes) == keys
     release, most = Release(parts), 0
     while not release.done:
         before = len(parts)

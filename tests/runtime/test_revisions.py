@@ -50,7 +50,7 @@ def test_a_snapshot_keeps_revisions_and_the_time() -> None:
         while not capture.done:
             capture.step()
     state.apply_args([b"SET", b"k", b"after"], 5, 1_800_000_000_009)  # not in the capture
-    restored = ReplicatedState.restore(capture.serialize())
+    restored = ReplicatedState.restore(b"".join(capture.serialize()))
     assert restored.time == 1_800_000_000_005
     assert revision(restored.store, b"k") == 4
     assert restored.store.read([b"GET", b"k"]) == b"vw"

@@ -102,18 +102,18 @@ class Keyspace(Generic[V]):
             self._size += 1
         return old
 
-    def remove(self, key: bytes) -> bool:
-        """Remove `key`; whether it was there."""
+    def pop(self, key: bytes) -> V | None:
+        """Remove `key`; what it mapped to (None: it was absent)."""
         number = crc32(key) >> _SHIFT
         bucket = self._buckets[number]
         old = bucket.get(key)
         if old is None:
-            return False
+            return None
         if self._views:
             self._before_change(number, key, old)
         del bucket[key]
         self._size -= 1
-        return True
+        return old
 
     def update(self, items: Mapping[bytes, V]) -> None:
         for key, value in items.items():

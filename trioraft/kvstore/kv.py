@@ -45,12 +45,11 @@ Rules of this module:
 - Every key has a revision: the log index of the entry that last wrote it (`apply`'s
   `revision`), readable with RAFT.REVISION (nil for a missing key), as etcd's
   mod_revision. Log indices only grow, whoever leads, so a key's revision only grows
-  too: it serves as a lock's fencing token. The values and the metadata (revision and
-  deadline packed into one int) are two parallel keyspaces with the same keys: no
-  object per key that the garbage collector would have to visit (a tuple per key makes
-  the dicts holding them tracked, and a full collection then walks every key: hundreds
-  of milliseconds at a million keys, enough to lose the leadership). `Record` is the
-  three together, as commands and snapshots see them.
+  too: it serves as a lock's fencing token. The keyspace maps each key to one bytes
+  object, its value with the revision and deadline packed after it (packed.py): one
+  object per key besides the key itself (a large value: a tuple of the three, so that
+  reads need not copy it). `Record` is the three apart, as commands and snapshots see
+  them.
 - Deadlines are absolute (Unix ms). Time comes only from the caller: `apply` takes the
   time of the entry being applied, `read` the time to read at. A key whose deadline has
   passed by then counts as missing; a command being applied deletes it (the same on
@@ -67,15 +66,16 @@ import heapq
 import random
 import re
 from collections.abc import Callable, Iterator, Mapping, Sized
-from typing import Final, TypeAlias, TypeVar
+from typing import Final, TypeVar
 
 import attrs
 import msgpack  # type: ignore[import-untyped]
 import xxhash
 
 from trioraft.closing import ClosedOnExit
-from trioraft.kvstore import floats, glob
+from trioraft.kvstore import floats, glob, packed
 from trioraft.kvstore.keyspace import BUCKETS, FrozenKeyspace, Keyspace
+from trioraft.kvstore.packed import Record
 from trioraft.redis.replies import OK, ErrorReply, Reply, SimpleString
 
 __all__ = [
@@ -131,10 +131,6 @@ _STRTOULL: Final = re.compile(rb"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
 
 #: 1: key -> value; 2: key -> [value, revision, deadline]
 _SNAPSHOT_FORMAT: Final = 2
-
-#: a key's value, its revision (the log index of its last write) and its deadline (Unix
-#: ms; 0 when it has none)
-Record: TypeAlias = tuple[bytes, int, int]
 
 
 def parse_int(arg: bytes) -> int | None:
@@ -592,9 +588,11 @@ def decode_command(data: bytes) -> list[bytes]:
     return args
 
 
-def serialize(part: Mapping[bytes, Record]) -> bytes:
-    """Snapshot bytes for keys and their records, e.g. a slice of a `KVStore.freeze` view."""
-    payload: bytes = msgpack.packb([_SNAPSHOT_FORMAT, part], use_bin_type=True)
+def serialize(part: Mapping[bytes, packed.Stored]) -> bytes:
+    """Snapshot bytes for keys and their stored records (packed.py), e.g. a slice of a
+    `KVStore.freeze` view."""
+    records = {key: packed.unpack(record) for key, record in part.items()}
+    payload: bytes = msgpack.packb([_SNAPSHOT_FORMAT, records], use_bin_type=True)
     return payload
 
 
@@ -607,6 +605,10 @@ def deserialize(data: bytes) -> dict[bytes, Record]:
     return _records(saved)
 
 
+#: the largest revision or deadline a record holds (packed.py)
+_UINT64_MAX: Final = (1 << 64) - 1
+
+
 def _is_record(saved: object) -> bool:
     return (
         type(saved) is list
@@ -614,6 +616,8 @@ def _is_record(saved: object) -> bool:
         and type(saved[0]) is bytes
         and type(saved[1]) is int
         and type(saved[2]) is int
+        and 0 <= saved[1] <= _UINT64_MAX
+        and 0 <= saved[2] <= _UINT64_MAX
     )
 
 
@@ -635,47 +639,24 @@ def _records(saved: object) -> dict[bytes, Record]:
     }
 
 
-def _alive(record: Record, now: int) -> bool:
-    """Whether a key with `record` is there at time `now`: no deadline, or a later one."""
-    return not record[2] or record[2] > now
-
-
-def _alive_meta(meta: int, now: int) -> bool:
-    deadline = meta & _DEADLINE_MASK
-    return not deadline or deadline > now
-
-
-_DEADLINE_MASK: Final = (1 << 64) - 1
-
-
-def _pack_meta(revision: int, deadline: int) -> int:
-    return revision << 64 | deadline
-
-
 class FrozenStore(ClosedOnExit):
     """A store's keys and records as they were when frozen, read a slice at a time while
-    the store changes. Its two keyspaces hold the same keys in the same buckets, so their
-    frozen views give the same keys slice by slice."""
+    the store changes."""
 
-    def __init__(self, values: FrozenKeyspace[bytes], metas: FrozenKeyspace[int]) -> None:
-        self._values = values
-        self._metas = metas
+    def __init__(self, records: FrozenKeyspace[packed.Stored]) -> None:
+        self._records = records
 
     @property
     def done(self) -> bool:
-        return self._values.done
+        return self._records.done
 
-    def take(self, max_keys: int) -> dict[bytes, Record]:
-        """The keys and records of the next buckets (see `FrozenKeyspace.take`)."""
-        metas = self._metas.take(max_keys)
-        return {
-            key: (value, metas[key] >> 64, metas[key] & _DEADLINE_MASK)
-            for key, value in self._values.take(max_keys).items()
-        }
+    def take(self, max_keys: int) -> dict[bytes, packed.Stored]:
+        """The keys and stored records (packed.py) of the next buckets (see
+        `FrozenKeyspace.take`): the store's own objects, not copies."""
+        return self._records.take(max_keys)
 
     def close(self) -> None:
-        self._values.close()
-        self._metas.close()
+        self._records.close()
 
 
 class KeySearch(ClosedOnExit):
@@ -705,7 +686,8 @@ class KeySearch(ClosedOnExit):
         """Read about `KEYS_SLICE` more keys."""
         assert self._view is not None, "step() only while not done"
         now = self._now
-        live = [key for key, record in self._view.take(KEYS_SLICE).items() if _alive(record, now)]
+        part = self._view.take(KEYS_SLICE)
+        live = [key for key, record in part.items() if packed.alive(record, now)]
         matches = self._matches
         self.found.extend(live if matches is None else [key for key in live if matches(key)])
 
@@ -723,7 +705,6 @@ class KVStore:
         "_expiring",
         "_hidden",
         "_keyspace",
-        "_metas",
         "_now",
         "_random",
         "_revision",
@@ -731,12 +712,10 @@ class KVStore:
 
     def __init__(self, data: Mapping[bytes, bytes] | None = None) -> None:
         """A store holding `data` (revision 0, no deadlines), or empty."""
-        #: the values, and each key's revision and deadline (`_pack_meta`)
-        self._keyspace: Keyspace[bytes] = Keyspace()
-        self._metas: Keyspace[int] = Keyspace()
+        #: each key's record, as packed.py stores it
+        self._keyspace: Keyspace[packed.Stored] = Keyspace()
         if data:
-            self._keyspace.update(data)
-            self._metas.update(dict.fromkeys(data, 0))
+            self._keyspace.update({key: packed.pack(value, 0, 0) for key, value in data.items()})
         #: (deadline, key) of the keys with a deadline, smallest first; an item whose key
         #: has another deadline by now (or is gone) is stale, and dropped when met
         self._deadlines: list[tuple[int, bytes]] = []
@@ -789,19 +768,18 @@ class KVStore:
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every key and its value, all at once (for tests and tools)."""
-        return self._keyspace.items()
+        for key, record in self._keyspace.items():
+            yield key, packed.value_of(record)
 
     def records(self) -> Iterator[tuple[bytes, Record]]:
         """Every key and its record, all at once (for tests and tools)."""
-        metas = self._metas
-        for key, value in self._keyspace.items():
-            meta = metas.get(key) or 0
-            yield key, (value, meta >> 64, meta & _DEADLINE_MASK)
+        for key, record in self._keyspace.items():
+            yield key, packed.unpack(record)
 
     def freeze(self) -> FrozenStore:
         """A view of the keyspace as it is now, for a snapshot: `take` its slices, whatever
         commands run in between, and close it."""
-        return FrozenStore(self._keyspace.freeze(), self._metas.freeze())
+        return FrozenStore(self._keyspace.freeze())
 
     def search_keys(self, pattern: bytes, now: int) -> KeySearch:
         """KEYS `pattern` at time `now`, to be run a step at a time (see KeySearch)."""
@@ -810,20 +788,18 @@ class KVStore:
     def take_garbage(self) -> list[Sized]:
         """The keys FLUSHALL removed since the last call, in parts, for the caller to free
         a few parts at a time (freeing ten million keys at once takes seconds)."""
-        return [*self._keyspace.take_retired(), *self._metas.take_retired()]
+        return list(self._keyspace.take_retired())
 
     def discard(self) -> list[Sized]:
         """Remove every key; return them as `take_garbage` does, e.g. to free the state a
         snapshot from the leader replaced."""
         self._keyspace.clear()
-        self._metas.clear()
         return self.take_garbage()
 
     def load(self, data: bytes) -> None:
         """Add the keys saved in `serialize` bytes; ValueError when they are not that."""
         for key, record in deserialize(data).items():
-            self._keyspace.put(key, record[0])
-            self._metas.put(key, _pack_meta(record[1], record[2]))
+            self._keyspace.put(key, packed.pack(*record))
             if record[2]:
                 self._expiring += 1
                 heapq.heappush(self._deadlines, (record[2], key))
@@ -859,8 +835,8 @@ class KVStore:
         return gone
 
     def _deadline(self, key: bytes) -> int:
-        meta = self._metas.get(key)
-        return 0 if meta is None else meta & _DEADLINE_MASK
+        record = self._keyspace.get(key)
+        return 0 if record is None else packed.deadline_of(record)
 
     # -- changes: every write goes through these, which keep the SCAN and deadline indexes
 
@@ -868,13 +844,12 @@ class KVStore:
         """The record of `key` unless it is missing or past its deadline at `_now`: a
         command being applied deletes such a key (at the same index on every replica); a
         read only counts it as gone."""
-        value = self._keyspace.get(key)
-        if value is None:
+        found = self._keyspace.get(key)
+        if found is None:
             return None
-        meta = self._metas.get(key) or 0
-        deadline = meta & _DEADLINE_MASK
-        if not deadline or deadline > self._now:
-            return value, meta >> 64, deadline
+        record = packed.unpack(found)
+        if not record[2] or record[2] > self._now:
+            return record
         if self._applying:
             self._remove(key)
         else:
@@ -886,9 +861,8 @@ class KVStore:
         return None if record is None else record[0]
 
     def _put(self, key: bytes, value: bytes, deadline: int = 0) -> None:
-        self._keyspace.put(key, value)
-        old = self._metas.swap(key, _pack_meta(self._revision, deadline))
-        old_deadline = 0 if old is None else old & _DEADLINE_MASK
+        old = self._keyspace.swap(key, packed.pack(value, self._revision, deadline))
+        old_deadline = 0 if old is None else packed.deadline_of(old)
         if old_deadline:
             self._expiring -= 1
         if deadline:
@@ -908,11 +882,10 @@ class KVStore:
             self._put(key, record[0], deadline)
 
     def _remove(self, key: bytes) -> bool:
-        if not self._keyspace.remove(key):
+        old = self._keyspace.pop(key)
+        if old is None:
             return False
-        meta = self._metas.get(key) or 0
-        self._metas.remove(key)
-        if meta & _DEADLINE_MASK:
+        if packed.deadline_of(old):
             self._expiring -= 1
         return True
 
@@ -1127,11 +1100,10 @@ class KVStore:
         error = _check_mset(args)
         if error is not None:
             return error
-        put, swap, meta = self._keyspace.put, self._metas.swap, _pack_meta(self._revision, 0)
+        swap, pack, revision = self._keyspace.swap, packed.pack, self._revision
         for i in range(1, len(args), 2):
-            put(args[i], args[i + 1])
-            old = swap(args[i], meta)
-            if old is not None and old & _DEADLINE_MASK:
+            old = swap(args[i], pack(args[i + 1], revision, 0))
+            if old is not None and packed.deadline_of(old):
                 self._expiring -= 1
         return OK
 
@@ -1218,11 +1190,17 @@ class KVStore:
         """Whether `key` is before its deadline. One past it is never deleted here, even
         by a transaction being applied (RANDOMKEY's choice differs between replicas, and
         so would their states): a read names it for deletion (`read_hiding`)."""
-        if _alive_meta(self._metas.get(key) or 0, self._now):
+        if self._before_deadline(key):
             return True
         if not self._applying:
             self._hidden.append(key)
         return False
+
+    def _before_deadline(self, key: bytes) -> bool:
+        """Whether `key` has no deadline or one after `_now` (a missing key counts as
+        before: SCAN and RANDOMKEY ask only about keys they just found)."""
+        record = self._keyspace.get(key)
+        return record is None or packed.alive(record, self._now)
 
     def _keys(self, args: list[bytes]) -> Reply:
         with self.search_keys(args[1], self._now) as search:
@@ -1235,8 +1213,7 @@ class KVStore:
         if isinstance(parsed, ErrorReply):
             return parsed
         cursor, keys = self._keyspace.scan(parsed.cursor, min(parsed.count, SCAN_MAX_COUNT))
-        metas, now = self._metas, self._now
-        live = [key for key in keys if _alive_meta(metas.get(key) or 0, now)]
+        live = [key for key in keys if self._before_deadline(key)]
         found: list[Reply]
         if parsed.pattern is None:
             found = list(live)
@@ -1261,7 +1238,6 @@ class KVStore:
         if error is not None:
             return error
         self._keyspace.clear()
-        self._metas.clear()
         self._deadlines = []
         self._expiring = 0
         return OK

@@ -33,7 +33,7 @@ without letting go): between two slices the event loop gets its turn.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sized
+from collections.abc import Iterator, Mapping, Sized
 from typing import Final, Self
 
 import attrs
@@ -42,6 +42,7 @@ import msgpack  # type: ignore[import-untyped]
 from trioraft.closing import ClosedOnExit
 from trioraft.core.messages import NodeId
 from trioraft.kvstore import kv
+from trioraft.kvstore.packed import Stored
 from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Reply
 from trioraft.redis.resp import decode_reply, encode
 from trioraft.runtime.incarnation import wiped_message
@@ -122,8 +123,9 @@ class Capture(ClosedOnExit):
         self.incarnations = incarnations
         #: the state machine's time
         self.time = time_ms
-        #: the keyspace slices copied so far, in order, none empty
-        self.slices: list[dict[bytes, kv.Record]] = []
+        #: the keyspace slices copied so far, in order, none empty: the keys and their
+        #: stored records (the objects the keyspace holds, not copies)
+        self.slices: list[dict[bytes, Stored]] = []
         #: the number of keys in `slices`
         self.keys = 0
         self._keyspace = keyspace
@@ -142,25 +144,26 @@ class Capture(ClosedOnExit):
     def close(self) -> None:
         self._keyspace.close()
 
-    def serialize(self) -> bytes:
-        """Snapshot bytes of the finished capture; meant for a worker thread. The slices
-        are freed as they are packed, one at a time: freeing them all in one go would hold
-        the GIL, and so the event loop, for as long as that takes."""
+    def serialize(self) -> Iterator[bytes]:
+        """The snapshot bytes of the finished capture, in pieces: the head, then each
+        slice packed as it is asked for and let go, so that the whole snapshot is never
+        in memory at once (the snapshot store writes each piece as it comes). Meant for a
+        worker thread; it can be read once."""
         packer = msgpack.Packer(use_bin_type=True)
         parts = self.slices
         parts.reverse()
-        slices = []
-        while parts:
-            slices.append(packer.pack(kv.serialize(parts.pop())))
         # the outer list is laid out by hand: msgpack would build it in one long call
-        head = [
-            packer.pack_array_header(4),
-            packer.pack(_SNAPSHOT_FORMAT),
-            packer.pack(self.incarnations),
-            packer.pack(self.time),
-            packer.pack_array_header(len(slices)),
-        ]
-        return b"".join(head + slices)
+        yield b"".join(
+            [
+                packer.pack_array_header(4),
+                packer.pack(_SNAPSHOT_FORMAT),
+                packer.pack(self.incarnations),
+                packer.pack(self.time),
+                packer.pack_array_header(len(parts)),
+            ]
+        )
+        while parts:
+            yield packer.pack(kv.serialize(parts.pop()))
 
 
 class ReplicatedState:

@@ -89,7 +89,7 @@ async def take_backup(node: Node[Any]) -> Backup:
 def _serialize(held: list[Capture]) -> tuple[bytes, int]:
     """In a worker thread: the serialized capture (taken out of `held`, so it is freed
     here) and its crc32."""
-    data = held.pop().serialize()
+    data = b"".join(held.pop().serialize())
     return data, zlib.crc32(data)
 
 

@@ -37,6 +37,7 @@ from trioraft.core.messages import Entry, InstallSnapshot, Members, NodeId, Snap
 from trioraft.kvstore.steps import run_stepwise
 from trioraft.runtime.statemachine import Capture, R, StateMachine
 from trioraft.storage import StorageError
+from trioraft.storage.snapshots import read_header
 from trioraft.transport.base import Payload
 from trioraft.transport.errors import RpcError
 
@@ -159,9 +160,8 @@ class Snapshotter(Generic[R]):
         the data's size. It is taken out of the list, so that the copy is freed here as
         it is serialized, not in the event loop (freeing a copy of a large keyspace takes
         tens of milliseconds)."""
-        data = held.pop().serialize()
-        self.store.write(meta, data)
-        return len(data)
+        path = self.store.write(meta, held.pop().serialize())
+        return read_header(path).size
 
     def _compact(self, index: int) -> None:
         from trioraft.runtime.node import WalItem

@@ -23,7 +23,7 @@ incarnation guard reads them through the last five methods.
 
 from __future__ import annotations
 
-from collections.abc import Sized
+from collections.abc import Iterator, Sized
 from typing import Protocol, Self, TypeVar
 
 from trioraft.core.messages import NodeId
@@ -46,8 +46,9 @@ class Capture(Protocol):
     def step(self) -> None:
         """Copy the next slice."""
 
-    def serialize(self) -> bytes:
-        """The snapshot bytes of the finished copy; meant for a worker thread."""
+    def serialize(self) -> Iterator[bytes]:
+        """The snapshot bytes of the finished copy, in pieces made as they are asked for
+        (so that the whole need not be in memory at once); meant for a worker thread."""
         ...
 
     def close(self) -> None: ...
