@@ -4,11 +4,13 @@ Taking. Once `policy.entries` entries or `policy.bytes` bytes of commands were a
 since the last snapshot (or on RAFT.SNAPSHOT), the replicated state is copied in the
 event loop, a slice per step while commands go on applying (a copy of the state at the
 snapshot's index all the same), then serialized and written durably in a worker thread.
-Then the log is compacted: the core drops the entries up to `policy.catchup_entries`
-before the snapshot (a follower only slightly behind still gets entries rather than a
-whole snapshot), and the WAL deletes the segments wholly before that, through the WAL
-writer so that the log is only ever touched by one thread. At most one snapshot is taken
-at a time.
+Then the log is compacted: the core keeps the last `policy.catchup_entries` entries up
+to the snapshot, no more than `policy.catchup_bytes` of commands (a follower only
+slightly behind still gets entries rather than a whole snapshot), and drops the ones
+before; the WAL deletes the segments wholly before those, through the WAL writer so that
+the log is only ever touched by one thread. So the log in memory holds about
+`policy.bytes` of commands since the snapshot and at most `catchup_bytes` before it. At
+most one snapshot is taken at a time.
 
 Sending. When the leader's core wants a follower to get a snapshot, one task per follower
 streams the newest snapshot file in chunks over RPC: `snapshot_begin` (the follower says
@@ -54,6 +56,8 @@ class SnapshotPolicy:
     bytes: int = 64 * 1024 * 1024
     #: entries kept in the log before the snapshot, for followers slightly behind
     catchup_entries: int = 5_000
+    #: ... and at most this many bytes of their commands
+    catchup_bytes: int = 8 * 1024 * 1024
     #: the size of one chunk sent to a follower
     chunk_bytes: int = 1024 * 1024
     #: how long one transfer step may take (the last one loads the state)
@@ -152,7 +156,7 @@ class Snapshotter(Generic[R]):
             node.metrics.snapshot_durations["taken"].observe(seconds)
             node.metrics.snapshot_bytes["taken"].inc(size)
             node.log.info("snapshot taken", index=index, keys=keys, seconds=round(seconds, 3))
-            self._compact(index - self.policy.catchup_entries)
+            self._compact(self._catchup_start(index) - 1)
             return index
 
     def _write(self, meta: SnapshotMeta, held: list[Capture]) -> int:
@@ -162,6 +166,18 @@ class Snapshotter(Generic[R]):
         tens of milliseconds)."""
         path = self.store.write(meta, held.pop().serialize())
         return read_header(path).size
+
+    def _catchup_start(self, index: int) -> int:
+        """The first entry to keep in the log after a snapshot at `index`: the last
+        `catchup_entries` entries up to it, as many as fit in `catchup_bytes`."""
+        log, policy = self.node.core.log, self.policy
+        start, kept = index + 1, 0
+        while start > max(index + 1 - policy.catchup_entries, log.first_index):
+            kept += len(log.entry(start - 1).data)
+            if kept > policy.catchup_bytes:
+                break
+            start -= 1
+        return start
 
     def _compact(self, index: int) -> None:
         from trioraft.runtime.node import WalItem
