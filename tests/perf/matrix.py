@@ -1,14 +1,18 @@
 """The standard benchmark matrix, as `nox -s bench` runs it: a 3-node cluster with fsync
 on and, where it is installed, redis-server with `appendfsync always`, each measured with
 `trioraft bench` at P1/P16, c1/c50, SET/GET, on the leader and on a follower, in one run.
+Where a Python with the `pysyncobj` package is at hand (this one, or the one
+`--pysyncobj-python` names), a 3-node PySyncObj key-value store (pysyncobj_kv.py) is
+measured too, on its leader, by the same client at the same settings.
 
 The machine is shared and noisy, so every setting measures its targets back to back
-(redis-server, then the leader, then a follower, then the same on the `--baseline`
-cluster if given) and the table reports ratios beside the figures. redis-benchmark, where
-installed, measures the c50 P1 SET cell of redis-server and of the leader again, as a
-check on the client.
+(redis-server, PySyncObj's leader, then the leader, then a follower, then the same on
+the `--baseline` cluster if given) and the table reports ratios beside the figures.
+redis-benchmark, where installed, measures the c50 P1 SET cell of redis-server and of
+the leader again, as a check on the client.
 
     PYTHONPATH=tests python tests/perf/matrix.py --out DIR [--duration S] [--baseline DIR]
+        [--pysyncobj-python PYTHON]
 
 writes DIR/bench.md, DIR/bench.json and, with matplotlib, DIR/bench.png.
 """
@@ -23,7 +27,7 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,8 @@ import trio
 from harness.polling import wait_until
 from harness.ports import free_ports
 from harness.process_cluster import ProcessCluster
+from harness.redis_server import answers, ask
+from harness.redis_server import redis_server as start_redis_server
 
 from trioraft.ops.bench import BenchError, BenchSpec, run_bench, write_plot
 
@@ -48,6 +54,8 @@ KEYSPACE = 100_000
 #: since a benchmark machine may be loaded
 START_SECONDS = 120.0
 VALUE_SIZE = 100
+#: a node of the PySyncObj reference
+PYSYNCOBJ_NODE = Path(__file__).with_name("pysyncobj_kv.py")
 
 
 @attrs.frozen
@@ -59,34 +67,44 @@ class Target:
 @contextlib.contextmanager
 def redis_server() -> Iterator[Target | None]:
     """redis-server with the AOF fsynced before every reply, or None if not installed."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    options = ("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+    with start_redis_server(*options) as started:
+        yield None if started is None else Target("redis-server", started.port)
+
+
+def has_pysyncobj(python: str) -> bool:
+    """Whether `python` can import pysyncobj."""
+    with contextlib.suppress(OSError):
+        found = subprocess.run([python, "-c", "import pysyncobj"], capture_output=True)
+        return found.returncode == 0
+    return False
+
+
+@contextlib.contextmanager
+def pysyncobj_cluster(python: str) -> Iterator[Target | None]:
+    """The leader of a 3-node PySyncObj key-value store run by `python`, or None when
+    that Python has no pysyncobj."""
+    if not has_pysyncobj(python):
         yield None
         return
-    (port,) = free_ports(1)
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as folder:
-        process = subprocess.Popen(
-            [
-                *(binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", folder),
-                *("--appendonly", "yes", "--appendfsync", "always", "--save", ""),
-            ],
-            stdout=subprocess.DEVNULL,
+    ports = free_ports(6)
+    clients, peers = ports[:3], [f"127.0.0.1:{port}" for port in ports[3:]]
+    with contextlib.ExitStack() as stack:
+        for client, peer in zip(clients, peers, strict=True):
+            partners = [arg for other in peers if other != peer for arg in ("--partner", other)]
+            process = subprocess.Popen(
+                [python, str(PYSYNCOBJ_NODE), "--port", str(client), "--node", peer, *partners],
+                stdout=subprocess.DEVNULL,
+            )
+            stack.callback(process.wait)
+            stack.callback(process.kill)
+        wait_until(lambda: all(map(answers, clients)), START_SECONDS, "PySyncObj answers")
+        leader = wait_until(
+            lambda: next((port for port in clients if ask(port, "ROLE") == "leader"), None),
+            START_SECONDS,
+            "PySyncObj elects a leader",
         )
-        try:
-            wait_until(lambda: _answers(port), 10.0, "redis-server answers")
-            yield Target("redis-server", port)
-        finally:
-            process.kill()
-            process.wait()
-
-
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        done = subprocess.run(
-            ["redis-cli", "-p", str(port), "PING"], capture_output=True, timeout=2
-        )
-        return done.stdout.strip() == b"PONG"
-    return False
+        yield Target("pysyncobj leader", leader)
 
 
 @contextlib.contextmanager
@@ -176,7 +194,10 @@ def report(
     """The markdown page: context, then one row per setting."""
     baseline = any(name.startswith("baseline") for name in names)
     columns = [name for name in names if not name.startswith("baseline")]
+    pysyncobj = "pysyncobj leader" in names
     header = [*columns, "leader / redis", "follower / leader"]
+    if pysyncobj:
+        header.append("leader / PySyncObj")
     if baseline:
         header += ["baseline leader", "baseline follower", "leader / baseline", "follower / b."]
     lines = [
@@ -197,6 +218,8 @@ def report(
             _ratio(row.get("trioraft leader"), row.get("redis-server")),
             _ratio(row.get("trioraft follower"), row.get("trioraft leader")),
         ]
+        if pysyncobj:
+            cells.append(_ratio(row.get("trioraft leader"), row.get("pysyncobj leader")))
         if baseline:
             cells += [_cell(row.get("baseline leader")), _cell(row.get("baseline follower"))]
             cells += [
@@ -217,7 +240,14 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def run(out: Path, duration: float, baseline: Path | None, only: list[str], rounds: int) -> None:
+def run(
+    out: Path,
+    duration: float,
+    baseline: Path | None,
+    only: list[str],
+    rounds: int,
+    pysyncobj_python: str,
+) -> None:
     settings = [s for s in SETTINGS if not only or _label(s) in only]
     unknown = set(only) - {_label(s) for s in SETTINGS}
     if unknown:
@@ -228,7 +258,8 @@ def run(out: Path, duration: float, baseline: Path | None, only: list[str], roun
     measured: dict[str, dict[str, list[dict[str, Any]]]] = {_label(s): {} for s in settings}
     checks: list[tuple[str, float | None, float]] = []
     with contextlib.ExitStack() as stack:
-        targets = [t for t in [stack.enter_context(redis_server())] if t is not None]
+        references = [redis_server(), pysyncobj_cluster(pysyncobj_python)]
+        targets = [t for t in map(stack.enter_context, references) if t is not None]
         targets += stack.enter_context(cluster("trioraft", None))
         if baseline is not None:
             targets += stack.enter_context(cluster("baseline", baseline))
@@ -257,6 +288,11 @@ def run(out: Path, duration: float, baseline: Path | None, only: list[str], roun
     ]
     if not any(t.name == "redis-server" for t in targets):
         context.append("redis-server is not installed: no reference column.")
+    if any(t.name == "pysyncobj leader" for t in targets):
+        context.append(
+            "PySyncObj: 3 nodes of pysyncobj_kv.py (a replicated dict behind a RESP front), "
+            "log in memory, never fsyncs; its GET is a local read, without a read barrier."
+        )
     names = [t.name for t in targets]
     (out / "bench.md").write_text(report(settings, results, names, checks, context))
     (out / "bench.json").write_text(json.dumps(measured, indent=1))
@@ -294,8 +330,13 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="measure every cell this many times, in turn"
     )
+    parser.add_argument(
+        "--pysyncobj-python",
+        default=sys.executable,
+        help="a Python with pysyncobj, to measure the PySyncObj reference (default: this one)",
+    )
     args = parser.parse_args()
-    run(args.out, args.duration, args.baseline, args.only, args.rounds)
+    run(args.out, args.duration, args.baseline, args.only, args.rounds, args.pysyncobj_python)
 
 
 if __name__ == "__main__":
