@@ -65,7 +65,7 @@ from trioraft.redis.resp import encode
 from trioraft.redis.server import outcome_reply
 from trioraft.runtime.incarnation import WipedMember
 from trioraft.runtime.joining import Joining
-from trioraft.runtime.node import Node, NodeOptions, WalItem, encode_admission
+from trioraft.runtime.node import Node, NodeOptions, WalItem
 from trioraft.runtime.snapshotter import SnapshotPolicy
 from trioraft.storage.datadir import WAL_DIR
 from trioraft.storage.fileio import durability
@@ -75,6 +75,7 @@ from trioraft.storage.state import Restored, open_storage
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport import MemoryNetwork, MemoryTransport, RpcHandler
 from trioraft.transport.base import Address, Payload
+from trioraft.transport.codec import copy_payload
 from trioraft.transport.errors import RpcUnavailable
 
 OK = b"+OK\r\n"
@@ -260,17 +261,16 @@ class NodeCluster:
         return node
 
     def _joining(self, node_id: NodeId, via: Sequence[NodeId]) -> Joining:
-        """Asking node X to add `node_id` is calling X's `admit` (the address says X)."""
+        """Asking node X to add `node_id` is X serving the request (the address says X),
+        with the request and answer copied as a connection would."""
 
         async def ask(address: Address, method: str, payload: Payload, timeout: float) -> Payload:
             running = self._running.get(address[0])
             if running is None:
                 raise RpcUnavailable(f"{address[0]} is down")
-            assert method == "join" and isinstance(payload, list)
-            joiner, peer, client = payload
             with trio.fail_after(timeout):
-                admission = await running.node.admit(joiner, MemberAddress(peer, client))
-            return encode_admission(admission)
+                answer = await running.node.serve_rpc(node_id, method, copy_payload(payload))
+            return copy_payload(answer)
 
         own = MemberAddress(f"{node_id}:7000", f"{node_id}:6379")
         return Joining([(member, 7000) for member in via], own, ask)

@@ -27,7 +27,7 @@ from harness.node_cluster import (
 from harness.random_faults import under_random_faults
 from trio.testing import MockClock, wait_all_tasks_blocked
 
-from trioraft.core.messages import Entry
+from trioraft.core.messages import Entry, SnapshotMeta
 from trioraft.kvstore import kv
 from trioraft.redis import replies
 from trioraft.runtime import node as node_module
@@ -278,12 +278,13 @@ async def test_a_follower_refusing_snapshots_is_asked_again_after_growing_pauses
         assert behind.snapshotter is not None
         asked: list[float] = []
 
-        async def refuse_at_once(src: str, method: str, payload: object) -> None:
-            asked.append(trio.current_time())
+        def refuse_at_once(meta: SnapshotMeta, size: int, crc: int) -> None:
+            # in the worker thread that would create the partial file
+            asked.append(trio.from_thread.run_sync(trio.current_time))
             raise SnapshotRefused("no room for it")
 
         with monkeypatch.context() as patch:
-            patch.setattr(behind.snapshotter, "serve_rpc", refuse_at_once)
+            patch.setattr(behind.snapshotter.store, "receiver", refuse_at_once)
             cluster.network.heal()
             await trio.sleep(4.0)
         pauses = [b - a for a, b in itertools.pairwise(asked)]

@@ -18,6 +18,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trioraft.core.membership import ChangeKind, MemberChange
 from trioraft.core.messages import (
     MESSAGE_TYPES,
     AppendEntries,
@@ -27,6 +28,7 @@ from trioraft.core.messages import (
     Heartbeat,
     HeartbeatResponse,
     InstallSnapshot,
+    MemberAddress,
     Members,
     Message,
     NodeId,
@@ -49,18 +51,24 @@ from trioraft.transport import (
     RpcUnavailable,
     TcpTransport,
     Transport,
+    rpcs,
 )
 from trioraft.transport.base import MAX_HANDLERS
 from trioraft.transport.codec import (
     HEADER_SIZE,
+    RPCS,
     FrameReader,
     Hello,
     Refusal,
     Verdict,
     copy_payload,
+    decode_answer,
+    decode_call,
     decode_frame,
     decode_hello,
     decode_verdict,
+    encode_answer,
+    encode_call,
     encode_hello,
     encode_message,
     encode_refusal,
@@ -69,6 +77,7 @@ from trioraft.transport.codec import (
     encode_verdict,
 )
 from trioraft.transport.errors import HandshakeRefused
+from trioraft.transport.rpcs import PeerRequest
 
 TOKEN = "s3cret"
 LOCAL = ("127.0.0.1", 0)
@@ -79,7 +88,11 @@ FAST_BACKOFF = (0.01, 0.1)
 
 def samples(src: NodeId = "n1", dst: NodeId = "n2", term: int = 3) -> list[Message]:
     """One or more values of every Raft message type, with non-default fields."""
-    members = Members(voters=frozenset({"n1", "n2", "n3"}), learners=frozenset({"n4"}))
+    members = Members(
+        voters=frozenset({"n1", "n2", "n3"}),
+        learners=frozenset({"n4"}),
+        addresses=(("n4", MemberAddress("10.0.0.4:7000", "10.0.0.4:6379")),),
+    )
     entries = (
         Entry(term, 6, EntryKind.COMMAND, b"set k v"),
         Entry(term, 7, EntryKind.NOOP),
@@ -209,6 +222,144 @@ def test_append_entries_round_trip(entries: tuple[Entry, ...], commit: int, src:
     assert decoded == msg
     assert isinstance(decoded, AppendEntries)
     assert all(type(e.kind) is EntryKind for e in decoded.entries)
+
+
+def test_the_wire_format_of_a_snapshot_offer_is_fixed() -> None:
+    """A snapshot's metadata carries the whole configuration, addresses included, in the
+    form a configuration entry has."""
+    members = Members(
+        voters=frozenset({"n1"}),
+        learners=frozenset({"n2"}),
+        addresses=(("n1", MemberAddress("h:1", "h:2")), ("n2", MemberAddress("h:3", "h:4"))),
+    )
+    offer = InstallSnapshot(src="n1", dst="n2", term=3, meta=SnapshotMeta(9, 2, members))
+    assert encode_message(offer).hex() == (
+        "0000002f960006a26e31a26e32039309029391a26e3191a26e32"
+        "9293a26e31a3683a31a3683a3293a26e32a3683a33a3683a34"
+    )
+
+
+# The typed RPCs.
+
+
+def rpc_samples() -> list[tuple[PeerRequest[Any], list[Any]]]:
+    """Every RPC request, each with the answers it allows."""
+    meta = SnapshotMeta(
+        7, 2, Members(frozenset({"n1"}), frozenset(), (("n1", MemberAddress("h:1", "h:2")),))
+    )
+    failed = rpcs.Failed(rpcs.FailureKind.INDETERMINATE, "timed out")
+    config = rpcs.Configuration(4, meta.members)
+    not_leader = rpcs.NotLeaderAnswer("n3")
+    change = (rpcs.Done(), rpcs.Refused("n9 is not a member"), failed, rpcs.NotLeaderAnswer(None))
+    add = MemberChange(ChangeKind.ADD, "n4", MemberAddress("h:5", "h:6"))
+    return [
+        (rpcs.Propose((b"set k v", b"")), [rpcs.Proposed((b"+OK", failed)), not_leader]),
+        (rpcs.ReadIndex(), [rpcs.ReadPoint(12, 1_700_000_000_000), not_leader]),
+        (rpcs.ChangeMembers(add), list(change)),
+        (rpcs.ChangeMembers(MemberChange(ChangeKind.REMOVE, "n2")), list(change)),
+        (rpcs.Transfer(None), list(change)),
+        (rpcs.Transfer("n2"), list(change)),
+        (
+            rpcs.Join("n5", MemberAddress("h:7", "h:8")),
+            [rpcs.Admitted(meta.members), rpcs.Refused("h:7 is taken"), failed],
+        ),
+        (rpcs.MemberList(), [rpcs.MemberRows(({"id": "n1", "match_index": 4},)), not_leader]),
+        (rpcs.StatusQuery(), [rpcs.StatusRow({"node_id": "n1", "term": 3})]),
+        (rpcs.IncarnationQuery("n2"), [rpcs.IncarnationAnswer("abc", False, config)]),
+        (rpcs.IncarnationQuery("n2"), [rpcs.IncarnationAnswer(None, True, config)]),
+        (rpcs.ConfigurationQuery(), [config]),
+        (rpcs.SnapshotBegin(meta, 100, 0xDEADBEEF), [rpcs.SnapshotOffset(40)]),
+        (rpcs.SnapshotChunk(7, 2, 40, b"\x00" * 8), [rpcs.Done()]),
+        (rpcs.SnapshotInstall(7, 2, 5), [rpcs.Done()]),
+    ]
+
+
+def test_rpc_samples_cover_every_request_type() -> None:
+    assert {type(request) for request, _ in rpc_samples()} == set(RPCS.values())
+
+
+@pytest.mark.parametrize("request_", [r for r, _ in rpc_samples()], ids=repr)
+def test_rpc_request_round_trip(request_: PeerRequest[Any]) -> None:
+    method, payload = encode_call(request_)
+    assert decode_call(method, copy_payload(payload)) == request_
+
+
+@pytest.mark.parametrize(
+    ("request_", "answer"),
+    [(r, a) for r, answers in rpc_samples() for a in answers],
+    ids=lambda v: type(v).__name__,
+)
+def test_rpc_answer_round_trip(request_: PeerRequest[Any], answer: Any) -> None:
+    assert decode_answer(request_, copy_payload(encode_answer(request_, answer))) == answer
+
+
+def test_the_wire_format_of_rpcs_is_fixed() -> None:
+    """Fixed bytes for a forwarded write and its answers (see test_the_wire_format_of_
+    messages_is_fixed): the payload is the array of the request's fields; an answer's is
+    its tag (its place among the request's answers) followed by its fields."""
+    propose = rpcs.Propose((b"set k v",))
+    method, payload = encode_call(propose)
+    assert encode_request(5, method, payload).hex() == (
+        "00000016940105a770726f706f73659191c407736574206b2076"
+    )
+    proposed = rpcs.Proposed((b"OK", rpcs.Failed(rpcs.FailureKind.OVERLOADED, "full")))
+    assert encode_response(5, True, encode_answer(propose, proposed)).hex() == (
+        "00000012940205c3920092c4024f4b9203a466756c6c"
+    )
+    not_leader = encode_answer(propose, rpcs.NotLeaderAnswer("n2"))
+    assert encode_response(5, True, not_leader).hex() == "00000009940205c39201a26e32"
+
+
+@pytest.mark.parametrize(
+    ("method", "payload", "error"),
+    [
+        ("nothing", [], "unknown method 'nothing'"),
+        ("propose", [[b"ok", 5]], "Propose.commands: item 1: 5 is not bytes"),
+        ("propose", [b"one"], "Propose.commands: b'one' is not an array"),
+        ("propose", [], r"\(\) is not Propose \(commands\)"),
+        ("read_index", None, "None is not ReadIndex"),
+        ("transfer", [7], "Transfer.target: 7 is not str or None"),
+        ("change_members", [["grow", "n4", None]], "MemberChange.kind: 'grow' is not a ChangeKind"),
+        (
+            "change_members",
+            [["add", "n4", ["h:1"]]],
+            r"address: \('h:1',\) is not MemberAddress or None",
+        ),
+        ("incarnation_of", [None], "IncarnationQuery.member: None is not str"),
+        ("snapshot_chunk", [1, 2, -1.5, b""], "SnapshotChunk.offset: -1.5 is not int"),
+        ("snapshot_install", [1, True, 3], "SnapshotInstall.term: True is not int"),
+        ("snapshot_begin", [[1, 1, [[], [], [["n1", 2, "h"]]]], 1, 1], "address is"),
+        ("snapshot_begin", [[1, 1, [[5], [], []]], 1, 1], "voters holds 5"),
+    ],
+)
+def test_a_malformed_rpc_request_is_refused_saying_what_is_wrong(
+    method: str, payload: Payload, error: str
+) -> None:
+    with pytest.raises(ProtocolError, match=error):
+        decode_call(method, copy_payload(payload))
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (None, "malformed answer to 'propose': None"),
+        ([2], "malformed answer to 'propose': \\(2,\\)"),
+        (["0", []], "malformed answer to 'propose'"),
+        ([0, [b"x", [9, "?"]]], "Proposed.outcomes: item 1: Failed.kind: 9 is not a FailureKind"),
+        ([0, [b"x", [1]]], "Proposed.outcomes: item 1"),
+        ([1, 5], "NotLeaderAnswer.leader: 5 is not str or None"),
+    ],
+)
+def test_a_malformed_rpc_answer_is_refused_saying_what_is_wrong(
+    payload: Payload, error: str
+) -> None:
+    with pytest.raises(ProtocolError, match=error):
+        decode_answer(rpcs.Propose(()), copy_payload(payload))
+
+
+def test_an_answer_a_request_does_not_allow_cannot_be_encoded() -> None:
+    with pytest.raises(TypeError, match="NotLeaderAnswer is not an answer to 'status'"):
+        encode_answer(rpcs.StatusQuery(), rpcs.NotLeaderAnswer(None))
 
 
 def test_frame_reader_reassembles_a_stream_fed_byte_by_byte() -> None:

@@ -21,12 +21,20 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 import msgpack  # type: ignore[import-untyped]
 
 from trioraft.core.errors import InvalidChange
-from trioraft.core.messages import Entry, EntryKind, MemberAddress, Members, NodeId
+from trioraft.core.messages import (
+    Entry,
+    EntryKind,
+    MemberAddress,
+    Members,
+    NodeId,
+    SnapshotMeta,
+)
 
 
 class ChangeKind(enum.Enum):
@@ -84,20 +92,78 @@ def _with(members: Members, voters: frozenset[NodeId], learners: frozenset[NodeI
 
 def encode_members(members: Members) -> bytes:
     """The data of a configuration entry."""
-    addresses = [[node, a.peer, a.client] for node, a in members.addresses]
-    data: bytes = msgpack.packb(
-        [sorted(members.voters), sorted(members.learners), addresses], use_bin_type=True
-    )
+    data: bytes = msgpack.packb(members_to_wire(members), use_bin_type=True)
     return data
 
 
 def decode_members(data: bytes) -> Members:
-    voters, learners, addresses = msgpack.unpackb(data, raw=False)
+    return members_from_wire(msgpack.unpackb(data, raw=False))
+
+
+# The one form a configuration travels and is stored in (a configuration entry, a
+# snapshot's metadata in the peer protocol and in the snapshot file): an array of the
+# sorted voters, the sorted learners, and [id, peer address, client address] per member.
+
+
+def members_to_wire(members: Members) -> list[Any]:
+    addresses = [[node, a.peer, a.client] for node, a in members.addresses]
+    return [sorted(members.voters), sorted(members.learners), addresses]
+
+
+def members_from_wire(value: object) -> Members:
+    """The configuration `value` holds; ValueError saying what is wrong with it."""
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise ValueError(f"a configuration is [voters, learners, addresses], not {value!r:.60}")
+    voters, learners, addresses = value
     return Members(
-        frozenset(voters),
-        frozenset(learners),
-        tuple((node, MemberAddress(peer, client)) for node, peer, client in addresses),
+        frozenset(_node_ids("voters", voters)),
+        frozenset(_node_ids("learners", learners)),
+        tuple(_address(item) for item in _array("addresses", addresses)),
     )
+
+
+def meta_to_wire(meta: SnapshotMeta) -> list[Any]:
+    """A snapshot's metadata: [index, term, configuration]."""
+    return [meta.index, meta.term, members_to_wire(meta.members)]
+
+
+def meta_from_wire(value: object) -> SnapshotMeta:
+    """The snapshot metadata `value` holds; ValueError saying what is wrong with it."""
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise ValueError(
+            f"a snapshot's metadata is [index, term, configuration], not {value!r:.60}"
+        )
+    index, term, members = value
+    if type(index) is not int or type(term) is not int or index < 0 or term < 0:
+        raise ValueError(f"a snapshot's index and term are counts, not {index!r}, {term!r}")
+    return SnapshotMeta(index, term, members_from_wire(members))
+
+
+def _array(what: str, value: object) -> list[Any] | tuple[Any, ...]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"a configuration's {what} is not an array: {value!r:.60}")
+    return value
+
+
+def _node_ids(what: str, value: object) -> list[NodeId]:
+    ids = _array(what, value)
+    for node in ids:
+        if type(node) is not str:
+            raise ValueError(f"a configuration's {what} holds {node!r:.40}, not a node id")
+    return list(ids)
+
+
+def _address(item: object) -> tuple[NodeId, MemberAddress]:
+    if (
+        not isinstance(item, list | tuple)
+        or len(item) != 3
+        or not all(type(field) is str for field in item)
+    ):
+        raise ValueError(
+            f"a configuration's address is [id, peer address, client address], not {item!r:.60}"
+        )
+    node, peer, client = item
+    return node, MemberAddress(peer, client)
 
 
 class Configurations:

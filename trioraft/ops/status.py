@@ -77,7 +77,8 @@ def table_rows(reply: Reply) -> list[dict[str, str]]:
         raise ValueError(f"unexpected reply {reply!r}")
     rows = []
     for row in reply:
-        assert isinstance(row, list)
+        if not isinstance(row, list):
+            raise ValueError(f"unexpected status row {row!r}")
         flat = [item.decode() if isinstance(item, bytes) else str(item) for item in row]
         rows.append(dict(zip(flat[::2], flat[1::2], strict=True)))
     return rows

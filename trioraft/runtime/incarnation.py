@@ -48,10 +48,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trioraft.core.membership import decode_members, encode_members
 from trioraft.core.messages import Members, NodeId
-from trioraft.transport.base import Payload
 from trioraft.transport.errors import RpcError
+from trioraft.transport.rpcs import Configuration, IncarnationAnswer, IncarnationQuery
 
 if TYPE_CHECKING:
     from trioraft.runtime.node import Node
@@ -85,16 +84,15 @@ async def guard(node: Node[Any], incarnation: str, fresh: bool) -> None:
     await _register(node, incarnation)
 
 
-def answer(node: Node[Any], member: NodeId) -> Payload:
+def answer(node: Node[Any], member: NodeId) -> IncarnationAnswer:
     """What this node tells `member` asking about itself: the incarnation it records for
     it (None if none) and whether it has never seen the cluster run."""
     core = node.core
-    index, members = node.committed_configuration()
-    return {
-        "incarnation": node.known_incarnation(member),
-        "blank": core.term == 0 and core.log.last_index == 0,
-        "configuration": [index, encode_members(members)],
-    }
+    return IncarnationAnswer(
+        node.known_incarnation(member),
+        core.term == 0 and core.log.last_index == 0,
+        Configuration(*node.committed_configuration()),
+    )
 
 
 async def _verify_with_peers(node: Node[Any], incarnation: str) -> None:
@@ -107,17 +105,15 @@ async def _verify_with_peers(node: Node[Any], incarnation: str) -> None:
     async def ask(peer: str) -> None:
         nonlocal vouched
         try:
-            reply = await node.transport.call(peer, "incarnation_of", node.id, ASK_TIMEOUT)
+            reply = await node.peers.call(peer, IncarnationQuery(node.id), ASK_TIMEOUT)
         except RpcError:
             return
-        assert isinstance(reply, dict)
-        known = reply["incarnation"]
-        if not reply["blank"] and "configuration" in reply:
-            index, encoded = reply["configuration"]
-            running.append((index, decode_members(encoded)))
+        known = reply.incarnation
+        if not reply.blank:
+            running.append((reply.configuration.index, reply.configuration.members))
         if known is None:
             none_recorded.add(peer)
-            if reply["blank"]:
+            if reply.blank:
                 blank.add(peer)
         elif known == incarnation:
             vouched = True

@@ -16,6 +16,7 @@ so at once. A member of another id at the same addresses is refused, with the re
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -24,8 +25,10 @@ import attrs
 import trio
 
 from trioraft.core.messages import MemberAddress
+from trioraft.runtime import peers
 from trioraft.transport.base import Address, Payload
 from trioraft.transport.errors import RpcError
+from trioraft.transport.rpcs import Join
 
 if TYPE_CHECKING:
     from trioraft.runtime.node import Node
@@ -53,14 +56,15 @@ class Joining:
 async def join(node: Node[Any], joining: Joining) -> None:
     """Ask until a member answers that this node was added (`Node.admitted` then takes
     the configuration it answered with)."""
-    request: Payload = [node.id, joining.own.peer, joining.own.client]
+    request = Join(node.id, joining.own)
     pause = BACKOFF[0]
     for attempt in itertools.count(1):
         reasons = []
         for address in joining.addresses:
             where = f"{address[0]}:{address[1]}"
             try:
-                answer = await joining.ask(address, "join", request, ASK_TIMEOUT)
+                ask = functools.partial(joining.ask, address)
+                answer = await peers.call_via(ask, request, ASK_TIMEOUT, where)
             except RpcError as exc:
                 reasons.append(f"{where}: {exc}")
                 continue

@@ -34,6 +34,7 @@ unknown (`Indeterminate`: the wait timed out, or the request was lost in flight)
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -51,7 +52,7 @@ from trioraft.core.errors import (
     TooMuchUncommitted,
     TransferInProgress,
 )
-from trioraft.core.membership import ChangeKind, MemberChange, decode_members, encode_members
+from trioraft.core.membership import ChangeKind, MemberChange, decode_members
 from trioraft.core.messages import (
     Entry,
     EntryKind,
@@ -72,11 +73,16 @@ from trioraft.ops.metrics import NodeMetrics
 from trioraft.runtime import incarnation, joining
 from trioraft.runtime.forwarding import Forwarder
 from trioraft.runtime.joining import Ask, Joining
+from trioraft.runtime.peers import Peers, RpcTable, call_via, led
 from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
 from trioraft.runtime.statemachine import R, StateMachine
 from trioraft.storage.wal import Recovery, WriteAheadLog
+from trioraft.transport import rpcs
 from trioraft.transport.base import Address, Payload, Transport
-from trioraft.transport.errors import RpcError, RpcRemoteError, RpcUnavailable
+from trioraft.transport.codec import method_of
+from trioraft.transport.errors import RpcBadAnswer, RpcError, RpcRemoteError, RpcUnavailable
+from trioraft.transport.rpcs import FailureKind
+from trioraft.transport.rpcs import Refused as Refused  # a ChangeOutcome
 from trioraft.wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -120,13 +126,6 @@ WRITE_FAILURES = (Unavailable, Indeterminate, Overloaded)
 Outcome: TypeAlias = R | WriteFailure
 
 
-@attrs.frozen
-class Refused:
-    """A membership change or transfer refused as asked: nothing changed."""
-
-    reason: str
-
-
 #: what a membership change or a transfer comes to: None once done, or why not
 ChangeOutcome: TypeAlias = Refused | WriteFailure | None
 
@@ -135,12 +134,13 @@ Admission: TypeAlias = Members | Refused | WriteFailure
 
 
 #: the requests a node that is not a member may make over the peer transport
-GUEST_METHODS = frozenset({"join", "committed_configuration"})
+GUEST_METHODS = frozenset({method_of(rpcs.Join), method_of(rpcs.ConfigurationQuery)})
 
 #: how long a client request may wait for its outcome, unless the options say otherwise
 REQUEST_TIMEOUT = 5.0
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 @attrs.frozen
@@ -240,7 +240,8 @@ class Node(Generic[R]):
             # a node that checks its data dir votes only once the check has passed
             may_vote=incarnation is None,
         )
-        self.transport = transport_factory(self._serve_rpc)
+        self.transport = transport_factory(self.serve_rpc)
+        self.peers = Peers(self.transport)
         #: where each other member is reached, as the transport was last told: the
         #: config file's peers, and the members the data dir records (a node that joined
         #: has only the latter)
@@ -253,6 +254,20 @@ class Node(Generic[R]):
             self._observe_stamp(entry)
         self.snapshotter = (
             Snapshotter(self, snapshots, meta, options.snapshot_policy) if snapshots else None
+        )
+        self._rpc_table = RpcTable(
+            {
+                rpcs.Propose: self._serve_propose,
+                rpcs.ReadIndex: self._serve_read_index,
+                rpcs.ChangeMembers: self._serve_change_members,
+                rpcs.Transfer: self._serve_transfer,
+                rpcs.MemberList: self._serve_member_list,
+                rpcs.StatusQuery: self._serve_status,
+                rpcs.IncarnationQuery: self._serve_incarnation,
+                rpcs.Join: self._serve_join,
+                rpcs.ConfigurationQuery: self._serve_configuration,
+                **(self.snapshotter.rpc_handlers() if self.snapshotter else {}),
+            }
         )
         #: the last log index applied to `state`
         self.applied = self.core.applied_handed
@@ -575,21 +590,20 @@ class Node(Generic[R]):
             self._notice_removal()
 
     async def _ask_membership(self, peer: NodeId) -> None:
-        method = "committed_configuration"
+        request = rpcs.ConfigurationQuery()
         try:
             try:
-                answer = await self.transport.call(peer, method, None, 1.0)
+                answer = await self.peers.call(peer, request, 1.0)
             except RpcUnavailable:
                 # a member that restarted with a file no longer listing this node
                 # refuses its link, but answers a guest
                 if self._ask_address is None:
                     raise
-                answer = await self._ask_address(self._peer_book[peer], method, None, 1.0)
+                ask = functools.partial(self._ask_address, self._peer_book[peer])
+                answer = await call_via(ask, request, 1.0, peer)
         except RpcError:
             return
-        assert isinstance(answer, list | tuple)
-        index, encoded = answer
-        members = decode_members(encoded)
+        index, members = answer.index, answer.members
         told = self._told_removed
         newer = told is None or index > told[0]
         if index and newer and members.voters and self.id not in members.all:
@@ -775,26 +789,15 @@ class Node(Generic[R]):
                 if leader is None or leader == self.id:
                     raise Unavailable("no leader")
                 self.metrics.read_rounds_leader.inc()
-                point = await self._call_leader(
-                    leader, "read_index", None, self.options.request_timeout
+                point = led(
+                    await self._call_leader(leader, rpcs.ReadIndex(), self.options.request_timeout)
                 )
-                index, time_ms = self._read_point(point)
-            except (Unavailable, LeaderChanged, RpcError):
+            except (Unavailable, NotLeader, LeaderChanged, RpcError):
                 for waiter in batch:
                     waiter.fail()
                 continue
             for waiter in batch:
-                waiter.resolve(index, time_ms)
-
-    def _read_point(self, answer: Payload) -> tuple[int, int]:
-        """The read index and leader time in a leader's answer to "read_index"; a leader
-        from before read times answers only the index, read at this node's time."""
-        if isinstance(answer, int):
-            return answer, self.time_ms()
-        assert isinstance(answer, list | tuple) and len(answer) == 2
-        index, time_ms = answer
-        assert isinstance(index, int) and isinstance(time_ms, int)
-        return index, time_ms
+                waiter.resolve(point.index, point.time_ms)
 
     async def wait_applied(self, index: int) -> None:
         while self.applied < index:
@@ -840,37 +843,28 @@ class Node(Generic[R]):
         deadline = trio.current_time() + self.options.request_timeout
         while True:
             leader = await self.wait_for_leader(deadline)
-            if leader == self.id:
-                try:
-                    return await here()
-                except NotLeader:
-                    await self._await_progress_until(deadline)
-                    continue
             try:
+                if leader == self.id:
+                    return await here()
                 return await there(leader, max(deadline - trio.current_time(), 0.01))
-            except LeaderChanged:
-                raise Indeterminate("the leader changed before it answered") from None
-            except RpcUnavailable:
+            except (NotLeader, RpcUnavailable):
                 await self._await_progress_until(deadline)
                 continue
-            except RpcRemoteError as exc:
-                if str(exc).startswith("NotLeader"):
-                    await self._await_progress_until(deadline)
-                    continue
+            except LeaderChanged:
+                raise Indeterminate("the leader changed before it answered") from None
+            except (RpcRemoteError, RpcBadAnswer) as exc:
                 raise Indeterminate(str(exc)) from None
             except RpcError:
                 raise Indeterminate("the leader did not answer in time") from None
 
-    async def _call_leader(
-        self, leader: NodeId, method: str, payload: Payload, timeout: float
-    ) -> Payload:
-        """Call `method` on `leader`; raises LeaderChanged as soon as this node learns
-        that another node leads (or that none does), rather than waiting out the timeout
-        on a leader that stalled."""
+    async def _call_leader(self, leader: NodeId, request: rpcs.PeerRequest[A], timeout: float) -> A:
+        """`leader`'s answer to `request`; raises LeaderChanged as soon as this node
+        learns that another node leads (or that none does), rather than waiting out the
+        timeout on a leader that stalled."""
         with trio.CancelScope() as scope:
             self._leader_calls.add(scope)
             try:
-                return await self.transport.call(leader, method, payload, timeout)
+                return await self.peers.call(leader, request, timeout)
             finally:
                 self._leader_calls.discard(scope)
         raise LeaderChanged()
@@ -879,23 +873,27 @@ class Node(Generic[R]):
         self, leader: NodeId, commands: list[bytes], timeout: float
     ) -> list[Outcome[R]]:
         """The outcomes of `commands` proposed by `leader` (see `_call_leader`)."""
-        answer = await self._call_leader(leader, "propose", commands, timeout)
-        assert isinstance(answer, list | tuple) and len(answer) == len(commands)
-        return [self._decode_outcome(outcome) for outcome in answer]
+        request = rpcs.Propose(tuple(commands))
+        answer = led(await self._call_leader(leader, request, timeout))
+        if len(answer.outcomes) != len(commands):
+            raise RpcBadAnswer(
+                f"{leader} answered {len(answer.outcomes)} outcomes to {len(commands)} commands"
+            )
+        return [self._outcome_from_wire(outcome) for outcome in answer.outcomes]
 
-    def _encode_outcome(self, outcome: Outcome[R]) -> Payload:
+    async def _serve_propose(self, src: NodeId, request: rpcs.Propose) -> rpcs.Proposed:
+        outcomes = await self.propose(list(request.commands))
+        return rpcs.Proposed(tuple(self._outcome_to_wire(outcome) for outcome in outcomes))
+
+    def _outcome_to_wire(self, outcome: Outcome[R]) -> bytes | rpcs.Failed:
         if isinstance(outcome, WRITE_FAILURES):
-            return [_FAILURE_CODES[type(outcome)], str(outcome)]
-        return [0, self.state.encode_result(outcome)]
+            return _failure_to_wire(outcome)
+        return self.state.encode_result(outcome)
 
-    def _decode_outcome(self, encoded: Payload) -> Outcome[R]:
-        assert isinstance(encoded, list | tuple) and len(encoded) == 2
-        code, value = encoded
-        if code == 0:
-            assert isinstance(value, bytes)
-            return self.state.decode_result(value)
-        assert isinstance(code, int) and isinstance(value, str)
-        return _FAILURES_BY_CODE[code](value)
+    def _outcome_from_wire(self, outcome: bytes | rpcs.Failed) -> Outcome[R]:
+        if isinstance(outcome, rpcs.Failed):
+            return _FAILURES[outcome.kind](outcome.reason)
+        return self.state.decode_result(outcome)
 
     async def register(self, incarnation: str) -> bool | None:
         """Record this node's incarnation through the log; whether it was recorded,
@@ -916,15 +914,11 @@ class Node(Generic[R]):
         """Make a membership change wherever the leader is; returns once it is committed
         (None), Refused saying why (nothing changed), Unavailable (not made) or
         Indeterminate (unknown)."""
-        request = [change.kind.value, change.node]
-        if change.address is not None:
-            request += [change.address.peer, change.address.client]
         return await self._changing_at_leader(
             lambda: self._change_members_here(change),
-            "change_members",
-            request,
+            rpcs.ChangeMembers(change),
             lambda: self._change_committed(change),
-            _decode_change,
+            _change_from_wire,
         )
 
     def _change_committed(self, change: MemberChange) -> bool:
@@ -960,10 +954,9 @@ class Node(Generic[R]):
         knows its peers), or why it was not added."""
         outcome = await self._changing_at_leader(
             lambda: self._admit_here(joiner, address),
-            "join",
-            [joiner, address.peer, address.client],
+            rpcs.Join(joiner, address),
             lambda: self.core.members.address(joiner) == address,
-            decode_admission,
+            _admission_from_wire,
         )
         if isinstance(outcome, Members):
             return outcome
@@ -984,11 +977,11 @@ class Node(Generic[R]):
             self.log.info("a node asks to join", member=joiner, peer=address.peer)
         return await self._change_members_here(MemberChange(ChangeKind.ADD, joiner, address))
 
-    def admitted(self, answer: Payload, asked: str) -> str | None:
+    def admitted(self, answer: rpcs.JoinAnswer, asked: str) -> str | None:
         """A member's answer to this node asking to join (`joining.py`): None once added
         (the node then starts from the configuration answered, until the leader's log
         arrives), else why not."""
-        outcome = decode_admission(answer)
+        outcome = _admission_from_wire(answer)
         if not isinstance(outcome, Members):
             return outcome.reason if isinstance(outcome, Refused) else str(outcome)
         self.log.info(
@@ -1014,13 +1007,12 @@ class Node(Generic[R]):
         asked = self.core.leader_id
         return await self._changing_at_leader(
             lambda: self._transfer_here(target),
-            "transfer",
-            target,
+            rpcs.Transfer(target),
             lambda: (
                 self.core.leader_id not in (None, asked)
                 and (target is None or self.core.leader_id == target)
             ),
-            _decode_change,
+            _change_from_wire,
         )
 
     async def _transfer_here(self, target: NodeId | None) -> ChangeOutcome:
@@ -1064,26 +1056,24 @@ class Node(Generic[R]):
         return rows
 
     async def _ask_member_rows(self, leader: NodeId, timeout: float) -> list[dict[str, Any]]:
-        rows = await self._call_leader(leader, "members", None, timeout)
-        assert isinstance(rows, list | tuple)
-        return [dict(row) for row in rows]
+        answer = led(await self._call_leader(leader, rpcs.MemberList(), timeout))
+        return [dict(row) for row in answer.rows]
 
     async def _changing_at_leader(
         self,
         here: Callable[[], Awaitable[T]],
-        method: str,
-        payload: Payload,
+        request: rpcs.PeerRequest[A],
         done: Callable[[], bool],
-        decode: Callable[[Payload], T],
+        from_wire: Callable[[A], T],
     ) -> T | WriteFailure | None:
-        """`_at_leader` for a membership change or a transfer, `decode` reading the
-        leader's answer. Its effect changes who leads (a transfer, a leader removing
+        """`_at_leader` for a membership change or a transfer, `from_wire` reading the
+        leader's answer to `request`. Its effect changes who leads (a transfer, a leader removing
         itself), so the leader's answer is often overtaken by the news of the change:
         when the outcome is unknown, `done()` seen from here (within the request
         timeout) makes it done (None)."""
 
         async def there(leader: NodeId, timeout: float) -> T:
-            return decode(await self._call_leader(leader, method, payload, timeout))
+            return from_wire(await self._call_leader(leader, request, timeout))
 
         try:
             return await self._at_leader(here, there)
@@ -1096,37 +1086,45 @@ class Node(Generic[R]):
                 return None
             return exc
 
-    async def _serve_rpc(self, src: NodeId, method: str, payload: Payload) -> Payload:
-        if method == "propose":
-            assert isinstance(payload, list | tuple)
-            outcomes = await self.propose([bytes(command) for command in payload])
-            return [self._encode_outcome(outcome) for outcome in outcomes]
-        if method == "change_members":
-            assert isinstance(payload, list | tuple)
-            return _encode_change(await self._change_members_here(_change_from(payload)))
-        if method == "transfer":
-            assert payload is None or isinstance(payload, str)
-            return _encode_change(await self._transfer_here(payload))
-        if method == "join":
-            assert isinstance(payload, list | tuple)
-            joiner, peer, client = payload
-            return encode_admission(await self.admit(joiner, MemberAddress(peer, client)))
-        if method == "members":
-            rows: Payload = await self._member_rows_here()
-            return rows
-        if method == "committed_configuration":
-            index, members = self.committed_configuration()
-            return [index, encode_members(members)]
-        if method == "read_index":
-            return list(await self._leader_read_index())
-        if method == "status":
-            return self.status()
-        if method == "incarnation_of":
-            assert isinstance(payload, str)
-            return incarnation.answer(self, payload)
-        if method.startswith("snapshot_") and self.snapshotter is not None:
-            return await self.snapshotter.serve_rpc(src, method, payload)
-        raise ValueError(f"unknown method {method!r}")
+    async def serve_rpc(self, src: NodeId, method: str, payload: Payload) -> Payload:
+        """Serve a peer's request (the transport's handler)."""
+        return await self._rpc_table.serve(src, method, payload)
+
+    async def _serve_read_index(self, src: NodeId, request: rpcs.ReadIndex) -> rpcs.ReadPoint:
+        try:
+            return rpcs.ReadPoint(*await self._leader_read_index())
+        except Unavailable:
+            raise NotLeader(self.core.leader_id) from None
+
+    async def _serve_change_members(
+        self, src: NodeId, request: rpcs.ChangeMembers
+    ) -> rpcs.ChangeAnswer:
+        return _change_to_wire(await self._change_members_here(request.change))
+
+    async def _serve_transfer(self, src: NodeId, request: rpcs.Transfer) -> rpcs.ChangeAnswer:
+        return _change_to_wire(await self._transfer_here(request.target))
+
+    async def _serve_member_list(self, src: NodeId, request: rpcs.MemberList) -> rpcs.MemberRows:
+        return rpcs.MemberRows(tuple(await self._member_rows_here()))
+
+    async def _serve_status(self, src: NodeId, request: rpcs.StatusQuery) -> rpcs.StatusRow:
+        return rpcs.StatusRow(self.status())
+
+    async def _serve_incarnation(
+        self, src: NodeId, request: rpcs.IncarnationQuery
+    ) -> rpcs.IncarnationAnswer:
+        return incarnation.answer(self, request.member)
+
+    async def _serve_join(self, src: NodeId, request: rpcs.Join) -> rpcs.JoinAnswer:
+        outcome = await self.admit(request.joiner, request.address)
+        if isinstance(outcome, Members):
+            return rpcs.Admitted(outcome)
+        return outcome if isinstance(outcome, Refused) else _failure_to_wire(outcome)
+
+    async def _serve_configuration(
+        self, src: NodeId, request: rpcs.ConfigurationQuery
+    ) -> rpcs.Configuration:
+        return rpcs.Configuration(*self.committed_configuration())
 
     async def snapshot_now(self) -> int:
         """Take a snapshot now (RAFT.SNAPSHOT); returns its index."""
@@ -1212,9 +1210,8 @@ class Node(Generic[R]):
     async def peer_status(self, peer: NodeId, timeout: float) -> dict[str, Any]:
         """`peer`'s status row, asked over its link; RpcError when it does not answer
         within `timeout` seconds."""
-        row = await self.transport.call(peer, "status", None, timeout)
-        assert isinstance(row, dict)
-        return row
+        answer = await self.peers.call(peer, rpcs.StatusQuery(), timeout)
+        return dict(answer.fields)
 
     def status(self) -> dict[str, Any]:
         core = self.core
@@ -1260,49 +1257,39 @@ def _membership(node_id: NodeId, members: Members) -> str:
     return "learner" if node_id in members.learners else "none"
 
 
-def _change_from(request: list[Any] | tuple[Any, ...]) -> MemberChange:
-    kind, node, *addresses = request
-    address = MemberAddress(*addresses) if addresses else None
-    return MemberChange(ChangeKind(kind), node, address)
+#: how a write's failure travels back from the leader
+_FAILURE_KINDS: dict[type[WriteFailure], FailureKind] = {
+    Unavailable: FailureKind.UNAVAILABLE,
+    Indeterminate: FailureKind.INDETERMINATE,
+    Overloaded: FailureKind.OVERLOADED,
+}
+_FAILURES = {kind: failure for failure, kind in _FAILURE_KINDS.items()}
 
 
-#: how a forwarded write's failure travels back from the leader (0: a result; 4: a
-#: membership change or transfer refused)
-_FAILURE_CODES: dict[type[WriteFailure], int] = {Unavailable: 1, Indeterminate: 2, Overloaded: 3}
-_FAILURES_BY_CODE = {code: failure for failure, code in _FAILURE_CODES.items()}
-_REFUSED = 4
+def _failure_to_wire(failure: WriteFailure) -> rpcs.Failed:
+    return rpcs.Failed(_FAILURE_KINDS[type(failure)], str(failure))
 
 
-def _encode_change(outcome: ChangeOutcome) -> Payload:
+def _change_to_wire(outcome: ChangeOutcome) -> rpcs.Done | Refused | rpcs.Failed:
     if outcome is None:
-        return [0, None]
+        return rpcs.Done()
     if isinstance(outcome, Refused):
-        return [_REFUSED, outcome.reason]
-    return [_FAILURE_CODES[type(outcome)], str(outcome)]
+        return outcome
+    return _failure_to_wire(outcome)
 
 
-def _decode_change(encoded: Payload) -> ChangeOutcome:
-    assert isinstance(encoded, list | tuple) and len(encoded) == 2
-    code, reason = encoded
-    if code == 0:
-        return None
-    assert isinstance(code, int) and isinstance(reason, str)
-    return Refused(reason) if code == _REFUSED else _FAILURES_BY_CODE[code](reason)
+def _change_from_wire(answer: rpcs.ChangeAnswer) -> ChangeOutcome:
+    """The outcome of a change the leader answered; NotLeader if it does not lead."""
+    if isinstance(answer, rpcs.NotLeaderAnswer):
+        raise NotLeader(answer.leader)
+    if isinstance(answer, rpcs.Failed):
+        return _FAILURES[answer.kind](answer.reason)
+    return None if isinstance(answer, rpcs.Done) else answer
 
 
-def encode_admission(outcome: Admission) -> Payload:
-    """How the answer to a node asking to join travels."""
-    if isinstance(outcome, Members):
-        return [0, encode_members(outcome)]
-    return _encode_change(outcome)
-
-
-def decode_admission(encoded: Payload) -> Admission:
-    assert isinstance(encoded, list | tuple) and len(encoded) == 2
-    code, value = encoded
-    if code == 0:
-        assert isinstance(value, bytes)
-        return decode_members(value)
-    outcome = _decode_change(encoded)
-    assert outcome is not None
-    return outcome
+def _admission_from_wire(answer: rpcs.JoinAnswer) -> Admission:
+    if isinstance(answer, rpcs.Admitted):
+        return answer.members
+    if isinstance(answer, rpcs.Failed):
+        return _FAILURES[answer.kind](answer.reason)
+    return answer

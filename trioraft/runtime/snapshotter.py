@@ -35,13 +35,21 @@ from typing import TYPE_CHECKING, Any, Generic
 import attrs
 import trio
 
-from trioraft.core.messages import Entry, InstallSnapshot, Members, NodeId, SnapshotMeta
+from trioraft.core.messages import Entry, InstallSnapshot, NodeId, SnapshotMeta
 from trioraft.kvstore.steps import run_stepwise
+from trioraft.runtime.peers import Handler
 from trioraft.runtime.statemachine import Capture, R, StateMachine
 from trioraft.storage import StorageError
 from trioraft.storage.snapshots import read_header
-from trioraft.transport.base import Payload
 from trioraft.transport.errors import RpcError
+from trioraft.transport.rpcs import (
+    Done,
+    PeerRequest,
+    SnapshotBegin,
+    SnapshotChunk,
+    SnapshotInstall,
+    SnapshotOffset,
+)
 
 if TYPE_CHECKING:
     from trioraft.runtime.node import Node
@@ -207,35 +215,20 @@ class Snapshotter(Generic[R]):
             assert meta is not None, "the log is compacted only after a snapshot is written"
             reader = await trio.to_thread.run_sync(self.store.open_reader, meta)
             try:
-                header: Payload = {
-                    "index": meta.index,
-                    "term": meta.term,
-                    "voters": sorted(meta.members.voters),
-                    "learners": sorted(meta.members.learners),
-                    "size": reader.size,
-                    "crc": reader.crc,
-                }
                 node.log.info("sending a snapshot", to=peer, index=meta.index, bytes=reader.size)
-                offset = await node.transport.call(
-                    peer, "snapshot_begin", header, policy.rpc_timeout
-                )
-                assert isinstance(offset, int)
+                begin = SnapshotBegin(meta, reader.size, reader.crc)
+                offset = (await node.peers.call(peer, begin, policy.rpc_timeout)).received
                 sent_bytes = node.metrics.snapshot_bytes["sent"]
                 while offset < reader.size:
-                    chunk = await trio.to_thread.run_sync(reader.read, offset, policy.chunk_bytes)
-                    await node.transport.call(
-                        peer,
-                        "snapshot_chunk",
-                        [meta.index, meta.term, offset, chunk],
-                        policy.rpc_timeout,
-                    )
-                    offset += len(chunk)
-                    sent_bytes.inc(len(chunk))
+                    data = await trio.to_thread.run_sync(reader.read, offset, policy.chunk_bytes)
+                    chunk = SnapshotChunk(meta.index, meta.term, offset, data)
+                    await node.peers.call(peer, chunk, policy.rpc_timeout)
+                    offset += len(data)
+                    sent_bytes.inc(len(data))
             finally:
                 reader.close()
-            await node.transport.call(
-                peer, "snapshot_install", [meta.index, meta.term, term], policy.rpc_timeout
-            )
+            install = SnapshotInstall(meta.index, meta.term, term)
+            await node.peers.call(peer, install, policy.rpc_timeout)
             delivered = True
             node.metrics.snapshot_durations["sent"].observe(trio.current_time() - started)
             backoff.succeeded()
@@ -253,41 +246,38 @@ class Snapshotter(Generic[R]):
 
     # --- receiving -------------------------------------------------------------------
 
-    async def serve_rpc(self, src: NodeId, method: str, payload: Payload) -> Payload:
-        if method == "snapshot_begin":
-            return await self._begin(payload)
-        if method == "snapshot_chunk":
-            assert isinstance(payload, list | tuple)
-            index, term, offset, chunk = payload
-            receiver = self._current(index, term)
-            await trio.to_thread.run_sync(receiver.write, offset, chunk)
-            return None
-        if method == "snapshot_install":
-            assert isinstance(payload, list | tuple)
-            index, term, leader_term = payload
-            await self._install(src, self._current(index, term), leader_term)
-            return None
-        raise ValueError(f"unknown method {method!r}")
+    def rpc_handlers(self) -> dict[type[PeerRequest[Any]], Handler]:
+        """The handlers of the requests a leader sends a follower a snapshot with."""
+        return {
+            SnapshotBegin: self._begin,
+            SnapshotChunk: self._chunk,
+            SnapshotInstall: self._install_requested,
+        }
 
-    async def _begin(self, header: Payload) -> int:
-        assert isinstance(header, dict)
-        meta = SnapshotMeta(
-            header["index"],
-            header["term"],
-            Members(frozenset(header["voters"]), frozenset(header["learners"])),
-        )
+    async def _begin(self, src: NodeId, request: SnapshotBegin) -> SnapshotOffset:
+        meta = request.meta
         old = self._receiver
         if old is not None and old.meta == meta:
-            return old.received
+            return SnapshotOffset(old.received)
         self._receiver = None
         async with self._lock:
             if old is not None:
                 await trio.to_thread.run_sync(old.abort)
             receiver = await trio.to_thread.run_sync(
-                self.store.receiver, meta, header["size"], header["crc"]
+                self.store.receiver, meta, request.size, request.crc
             )
         self._receiver = receiver
-        return receiver.received
+        return SnapshotOffset(receiver.received)
+
+    async def _chunk(self, src: NodeId, request: SnapshotChunk) -> Done:
+        receiver = self._current(request.index, request.term)
+        await trio.to_thread.run_sync(receiver.write, request.offset, request.data)
+        return Done()
+
+    async def _install_requested(self, src: NodeId, request: SnapshotInstall) -> Done:
+        receiver = self._current(request.index, request.term)
+        await self._install(src, receiver, request.leader_term)
+        return Done()
 
     def _current(self, index: int, term: int) -> SnapshotReceiver:
         receiver = self._receiver

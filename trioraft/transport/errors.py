@@ -10,6 +10,8 @@ What a caller of `Transport.call` may see, and what each means for the request:
   the request.
 - `RpcRemoteError`: the peer ran its handler and the handler raised; the message is the
   remote error's text.
+- `RpcBadAnswer`: the peer answered with something its request does not allow;
+  indeterminate too.
 
 `ProtocolError` (and `FrameTooLarge`) describe a peer that broke the wire protocol; they
 end that one connection and never reach a caller of `send` or `call`.
@@ -61,3 +63,8 @@ class RpcConnectionLost(RpcError):
 
 class RpcRemoteError(RpcError):
     """The remote handler raised; the message is the remote exception's text."""
+
+
+class RpcBadAnswer(RpcError):
+    """The answer is not one the request allows (see codec.decode_answer); the request
+    may have been handled."""
