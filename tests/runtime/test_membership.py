@@ -26,6 +26,7 @@ from trioraft.kvstore.replicated import wiped_message
 from trioraft.redis.members import LIST, parse_member_command, parse_transfer
 from trioraft.redis.replies import ErrorReply
 from trioraft.runtime.node import Node, Refused
+from trioraft.runtime.snapshotter import SnapshotPolicy
 
 OK = b"+OK\r\n"
 N4 = MemberAddress("n4:7000", "n4:6379")
@@ -60,6 +61,30 @@ async def test_a_member_added_through_a_follower_catches_up_and_is_promoted(
             ("n4", "voter"),
         ]
         assert rows[3]["peer_addr"] == "n4:7000" and rows[3]["client_addr"] == "n4:6379"
+
+
+async def test_a_member_that_installs_a_snapshot_knows_every_members_addresses(
+    clock: MockClock, tmp_path: Path
+) -> None:
+    policy = SnapshotPolicy(entries=10, catchup_entries=2)
+    async with open_cluster(
+        tmp_path, size=4, founders=3, start=["n1", "n2", "n3"], snapshots=policy
+    ) as cluster:
+        leader = await cluster.wait_for_leader()
+        assert await leader.change_members(MemberChange(ChangeKind.ADD, "n4", N4)) is None
+        added_at = leader.core.configs.last_index
+        for k in range(30):
+            assert await write(leader, b"k%d" % k, b"v") == OK
+        await wait_until(lambda: leader.core.log.snapshot_index > added_at, ELECTION_TIMEOUT_MAX)
+        new = await cluster.start("n4")
+        # the entry that added it is compacted away: it learns the members from the
+        # snapshot alone (before its promotion appends a configuration entry)
+        await wait_until(lambda: new.core.log.snapshot_index > added_at, ELECTION_TIMEOUT_MAX)
+        assert new.core.members.address("n4") == N4
+        assert new.core.members == leader.core.members_at(new.core.log.snapshot_index)
+        assert new.snapshotter is not None
+        on_disk = new.snapshotter.store.latest()
+        assert on_disk is not None and on_disk.members.address("n4") == N4
 
 
 async def test_a_removed_leader_hands_over_and_writes_go_on(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from trioraft.core.messages import Entry, HardState, Members, SnapshotMeta
+from trioraft.core.messages import Entry, HardState, MemberAddress, Members, SnapshotMeta
 from trioraft.storage import (
     ChunkOffsetError,
     CorruptionError,
@@ -72,10 +72,32 @@ def test_write_and_load_round_trip(tmp_path: Path) -> None:
     assert path.stat().st_size == header.data_offset + len(data)
 
 
-#: a snapshot file of 5 bytes of data at (500, 3), voters n1 and n2, learner n4: magic,
-#: format version, header length, index, term, data size, data crc, voter and learner
-#: counts, the ids (each after its length), the header's crc, then the data
+#: a snapshot file of 5 bytes of data at (500, 3), voters n1 and n2, learner n4, with
+#: their addresses: magic, format version, header length, index, term, data size, data
+#: crc, the configuration (msgpack, as a configuration entry holds it), the header's crc,
+#: then the data
 SNAPSHOT_FILE = (
+    "5452494f534e4150"
+    "02000000"
+    "79000000"
+    "f401000000000000"
+    "0300000000000000"
+    "0500000000000000"
+    "fbd293a3"
+    "93"
+    "92a26e31a26e32"
+    "91a26e34"
+    "93"
+    "93a26e31a76e313a37303030a76e313a36333739"
+    "93a26e32a76e323a37303030a76e323a36333739"
+    "93a26e34a76e343a37303030a76e343a36333739"
+    "ba513994"
+    "7374617465"
+)
+
+#: the same snapshot in format version 1, which kept the members' ids only: voter and
+#: learner counts, then each id after its length
+SNAPSHOT_FILE_V1 = (
     "5452494f534e4150"
     "01000000"
     "44000000"
@@ -92,17 +114,30 @@ SNAPSHOT_FILE = (
     "7374617465"
 )
 
+ADDRESSED = Members(
+    frozenset({"n1", "n2"}),
+    frozenset({"n4"}),
+    tuple((node, MemberAddress(f"{node}:7000", f"{node}:6379")) for node in ("n1", "n2", "n4")),
+)
+
 
 def test_the_file_format_is_fixed(tmp_path: Path) -> None:
     """Fixed bytes, so a change of the on-disk format cannot pass unnoticed (a new version
     must read an old snapshot; see docs/data-format.md)."""
-    at = meta(500, 3, Members(frozenset({"n1", "n2"}), frozenset({"n4"})))
+    at = meta(500, 3, ADDRESSED)
     written = SnapshotStore(tmp_path / "written").write(at, b"state")
     assert written.read_bytes().hex() == SNAPSHOT_FILE
     old = tmp_path / "old"
     old.mkdir()
     (old / written.name).write_bytes(bytes.fromhex(SNAPSHOT_FILE))
     assert SnapshotStore(old).load_latest() == (at, b"state")
+
+
+def test_a_version_1_file_loads_with_its_members_and_no_addresses(tmp_path: Path) -> None:
+    path = tmp_path / snapshots.snapshot_name(500, 3)
+    path.write_bytes(bytes.fromhex(SNAPSHOT_FILE_V1))
+    members = Members(frozenset({"n1", "n2"}), frozenset({"n4"}))
+    assert SnapshotStore(tmp_path).load_latest() == (meta(500, 3, members), b"state")
 
 
 def test_write_from_chunks_and_empty_data(tmp_path: Path) -> None:
@@ -255,10 +290,10 @@ def test_header_must_match_the_file_name(tmp_path: Path) -> None:
 def test_unknown_format_version(tmp_path: Path) -> None:
     path = tmp_path / snapshots.snapshot_name(5, 1)
     header = bytearray(encode_header(meta(5), 0, 0))
-    struct.pack_into("<I", header, 8, 2)
+    struct.pack_into("<I", header, 8, 3)
     struct.pack_into("<I", header, len(header) - 4, zlib.crc32(header[:-4]))
     path.write_bytes(bytes(header))
-    with pytest.raises(DataDirError, match="snapshot format version 2 is not supported"):
+    with pytest.raises(DataDirError, match="snapshot format version 3 is not supported"):
         SnapshotStore(tmp_path).latest()
 
 

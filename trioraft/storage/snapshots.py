@@ -16,18 +16,22 @@ Integers are little-endian; crc32 is zlib's (IEEE 802.3 polynomial):
 
     offset  size  field
     0       8     magic b"TRIOSNAP"
-    8       4     format version (u32): 1
+    8       4     format version (u32): 2
     12      4     header length h (u32), the header checksum included
     16      8     index (u64): the last log index the snapshot covers, at least 1
     24      8     term (u64): the term of the entry at index
     32      8     data length n (u64)
     40      4     crc32 of the data (u32)
-    44      4     number of voters v (u32)
-    48      4     number of learners l (u32)
-    52      ...   the v voter ids, then the l learner ids, each group sorted; an id is its
-                  length (u16) then its UTF-8 bytes
+    44      ...   the configuration as of index, as a configuration entry holds it
+                  (core/membership.py: msgpack of the voters, the learners, and each
+                  member's id, peer address and client address)
     h - 4   4     crc32 of header bytes 0 .. h - 4 (u32)
     h       n     data
+
+Version 1 files (written before the configuration carried addresses) still load: from
+offset 44 they have the number of voters v (u32) and of learners l (u32), then the v
+voter ids and the l learner ids, each its length (u16) then its UTF-8 bytes; their
+configuration has no addresses (the log's next configuration entry brings them).
 
 The file is exactly h + n bytes long, and its header's (index, term) is its name's.
 
@@ -61,13 +65,15 @@ import contextlib
 import os
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
 import attrs
+import msgpack  # type: ignore[import-untyped]
 
 from trioraft.closing import ClosedOnExit
+from trioraft.core.membership import decode_members, encode_members
 from trioraft.core.messages import Members, SnapshotMeta
 from trioraft.storage.errors import (
     ChunkOffsetError,
@@ -80,14 +86,17 @@ from trioraft.storage.errors import (
 from trioraft.storage.fileio import DIR_MODE, FILE_MODE, fsync_dir, fsync_fd
 
 MAGIC = b"TRIOSNAP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SNAPSHOT_SUFFIX = ".snap"
 TEMP_SUFFIX = ".snap.tmp"
 PART_SUFFIX = ".snap.part"
 
 _DIGITS = 20
-_FIXED = struct.Struct("<8sIIQQQIII")
+#: magic, format version, header length, index, term, data length, data crc
+_FIXED = struct.Struct("<8sIIQQQI")
 _CRC = struct.Struct("<I")
+#: version 1: the numbers of voters and learners, then each id after its length
+_V1_COUNTS = struct.Struct("<II")
 _ID_LENGTH = struct.Struct("<H")
 _MIN_HEADER = _FIXED.size + _CRC.size
 #: a header longer than this is damage (member ids are short)
@@ -157,26 +166,9 @@ def encode_header(meta: SnapshotMeta, size: int, crc: int) -> bytes:
     """The header of a snapshot file holding `size` bytes of data with checksum `crc`."""
     if meta.index < 1 or meta.term < 0:
         raise ValueError(f"no snapshot can end at index {meta.index}, term {meta.term}")
-    ids: list[bytes] = []
-    for group in (meta.members.voters, meta.members.learners):
-        for node_id in sorted(group):
-            raw = node_id.encode("utf-8")
-            if len(raw) > 0xFFFF:
-                raise ValueError(f"node id of {len(raw)} bytes is too long for a snapshot")
-            ids.append(_ID_LENGTH.pack(len(raw)) + raw)
-    members = b"".join(ids)
+    members = encode_members(meta.members)
     length = _MIN_HEADER + len(members)
-    fixed = _FIXED.pack(
-        MAGIC,
-        FORMAT_VERSION,
-        length,
-        meta.index,
-        meta.term,
-        size,
-        crc,
-        len(meta.members.voters),
-        len(meta.members.learners),
-    )
+    fixed = _FIXED.pack(MAGIC, FORMAT_VERSION, length, meta.index, meta.term, size, crc)
     body = fixed + members
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -235,7 +227,7 @@ def _read_header(path: Path, fd: int) -> SnapshotHeader:
     if file_size < _MIN_HEADER:
         raise _damage(path, 0, f"file of {file_size} bytes is too short for a snapshot header")
     fixed = _pread_exactly(fd, _FIXED.size, 0, path)
-    magic, version, length, index, term, size, crc, voters, learners = _FIXED.unpack(fixed)
+    magic, version, length, index, term, size, crc = _FIXED.unpack(fixed)
     if magic != MAGIC:
         raise _damage(path, 0, "not a snapshot: wrong magic bytes")
     if not _MIN_HEADER <= length <= min(file_size, _MAX_HEADER):
@@ -248,17 +240,15 @@ def _read_header(path: Path, fd: int) -> SnapshotHeader:
     (stored_crc,) = _CRC.unpack_from(header, length - _CRC.size)
     if zlib.crc32(memoryview(header)[: length - _CRC.size]) != stored_crc:
         raise _damage(path, 0, "header checksum mismatch")
-    if version != FORMAT_VERSION:
+    read_members = _MEMBERS_BY_VERSION.get(version)
+    if read_members is None:
         raise DataDirError(
             f"{path}: snapshot format version {version} is not supported "
-            f"(this trioraft reads version {FORMAT_VERSION})"
+            f"(this trioraft reads versions 1 to {FORMAT_VERSION}): a newer trioraft wrote it"
         )
     if index < 1:
         raise _damage(path, _OFFSET_INDEX, "snapshot index 0")
-    groups = _decode_members(path, header, voters + learners, length - _CRC.size)
-    meta = SnapshotMeta(
-        index, term, Members(frozenset(groups[:voters]), frozenset(groups[voters:]))
-    )
+    meta = SnapshotMeta(index, term, read_members(path, header, length - _CRC.size))
     named = _parse_name(path.name)
     if named is not None and named != (index, term):
         raise _damage(
@@ -276,10 +266,22 @@ def _read_header(path: Path, fd: int) -> SnapshotHeader:
     return SnapshotHeader(meta, size, crc, length)
 
 
-def _decode_members(path: Path, header: bytes, count: int, end: int) -> list[str]:
+def _members(path: Path, header: bytes, end: int) -> Members:
+    try:
+        return decode_members(header[_OFFSET_MEMBERS:end])
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise _damage(path, _OFFSET_MEMBERS, f"unreadable configuration: {exc}") from None
+
+
+def _members_v1(path: Path, header: bytes, end: int) -> Members:
+    """The configuration of a version 1 header: ids only."""
+    start = _OFFSET_MEMBERS + _V1_COUNTS.size
+    if end < start:
+        raise _damage(path, _OFFSET_MEMBERS, "the header ends before the member counts")
+    voters, learners = _V1_COUNTS.unpack_from(header, _OFFSET_MEMBERS)
     ids: list[str] = []
-    offset = _FIXED.size
-    for _ in range(count):
+    offset = start
+    for _ in range(voters + learners):
         if offset + _ID_LENGTH.size > end:
             raise _damage(path, _OFFSET_MEMBERS, "the member ids run past the header's end")
         (n,) = _ID_LENGTH.unpack_from(header, offset)
@@ -293,7 +295,14 @@ def _decode_members(path: Path, header: bytes, count: int, end: int) -> list[str
         offset = start + n
     if offset != end:
         raise _damage(path, offset, f"{end - offset} unexpected bytes after the member ids")
-    return ids
+    return Members(frozenset(ids[:voters]), frozenset(ids[voters:]))
+
+
+#: how each format version stores the configuration
+_MEMBERS_BY_VERSION: dict[int, Callable[[Path, bytes, int], Members]] = {
+    1: _members_v1,
+    FORMAT_VERSION: _members,
+}
 
 
 def _data_crc(path: Path, fd: int, start: int, size: int) -> int:
