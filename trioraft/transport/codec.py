@@ -286,18 +286,16 @@ _MESSAGES: Final[
     TimeoutNow: (7, _enc_timeout_now, _dec_timeout_now),
 }
 _ENCODERS: Final = {cls: (tag, encode) for cls, (tag, encode, _) in _MESSAGES.items()}
-_DECODERS: Final = {tag: (cls, decode) for cls, (tag, _, decode) in _MESSAGES.items()}
+_DECODERS: Final = {tag: decode for _, (tag, _, decode) in _MESSAGES.items()}
+_NAMES: Final = {tag: cls.__name__ for cls, (tag, _, _) in _MESSAGES.items()}
 
 
-def _decode_message(frame: tuple[Any, ...]) -> Message:
-    known = _DECODERS.get(frame[1])
-    if known is None:
-        raise ProtocolError(f"malformed frame: no Raft message has the tag {shown(frame[1])}")
-    cls, decode = known
-    try:
-        return decode(frame)
-    except ValueError as exc:  # a field too many or too few
-        raise ProtocolError(f"malformed {cls.__name__}: {exc}") from None
+def _malformed_message(frame: tuple[Any, ...], error: Exception) -> ProtocolError:
+    """What is wrong with a RAFT frame whose decoding raised `error`."""
+    name = _NAMES.get(frame[1]) if type(frame[1]) is int else None
+    if name is None:
+        return ProtocolError(f"malformed frame: no Raft message has the tag {shown(frame[1])}")
+    return ProtocolError(f"malformed {name}: {type(error).__name__}: {error}")
 
 
 # The runtime's RPCs: the method of each request. Its answers are the types its
@@ -455,7 +453,11 @@ def decode_frame(body: bytes | bytearray) -> Message | Request | Response | Refu
         frame = msgpack.unpackb(body, **_UNPACK_OPTIONS)
         kind = frame[0]
         if kind == _RAFT:
-            return _decode_message(frame)
+            try:
+                message: Message = _DECODERS[frame[1]](frame)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise _malformed_message(frame, exc) from None
+            return message
         if kind == _REQUEST:
             _, request_id, method, payload = frame
             if type(request_id) is int and type(method) is str:
