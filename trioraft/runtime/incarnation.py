@@ -44,16 +44,41 @@ a lost data dir and more, beyond the single failure a three-node cluster survive
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import trio
 
 from trioraft.core.messages import Members, NodeId
+from trioraft.core.raft import Raft
+from trioraft.ops.logs import NodeLogger
+from trioraft.runtime.peers import Peers
 from trioraft.transport.errors import RpcError
 from trioraft.transport.rpcs import Configuration, IncarnationAnswer, IncarnationQuery
 
-if TYPE_CHECKING:
-    from trioraft.runtime.node import Node
+
+class GuardedNode(Protocol):
+    """What the guard needs of the node whose data dir it checks (Node has it)."""
+
+    @property
+    def id(self) -> NodeId: ...
+
+    @property
+    def log(self) -> NodeLogger: ...
+
+    @property
+    def core(self) -> Raft: ...
+
+    @property
+    def peers(self) -> Peers: ...
+
+    def known_incarnation(self, node_id: NodeId) -> str | None: ...
+
+    def committed_configuration(self) -> tuple[int, Members]: ...
+
+    def start_from(self, members: Members) -> None: ...
+
+    async def register(self, incarnation: str) -> bool | None: ...
+
 
 #: how long one question to a peer may take, and the pause between rounds
 ASK_TIMEOUT = 1.0
@@ -76,7 +101,7 @@ def wiped_message(node_id: str) -> str:
     )
 
 
-async def guard(node: Node[Any], incarnation: str, fresh: bool) -> None:
+async def guard(node: GuardedNode, incarnation: str, fresh: bool) -> None:
     if node.known_incarnation(node.id) != incarnation:
         await _verify_with_peers(node, incarnation)
         node.log.info("data dir accepted by the peers", incarnation=incarnation, new=fresh)
@@ -84,7 +109,7 @@ async def guard(node: Node[Any], incarnation: str, fresh: bool) -> None:
     await _register(node, incarnation)
 
 
-def answer(node: Node[Any], member: NodeId) -> IncarnationAnswer:
+def answer(node: GuardedNode, member: NodeId) -> IncarnationAnswer:
     """What this node tells `member` asking about itself: the incarnation it records for
     it (None if none) and whether it has never seen the cluster run."""
     core = node.core
@@ -95,7 +120,7 @@ def answer(node: Node[Any], member: NodeId) -> IncarnationAnswer:
     )
 
 
-async def _verify_with_peers(node: Node[Any], incarnation: str) -> None:
+async def _verify_with_peers(node: GuardedNode, incarnation: str) -> None:
     none_recorded: set[str] = set()
     blank: set[str] = set()
     #: the committed configurations of the peers that have seen the cluster run
@@ -142,7 +167,7 @@ async def _verify_with_peers(node: Node[Any], incarnation: str) -> None:
         await trio.sleep(RETRY_PAUSE)
 
 
-def _check_the_file(node: Node[Any], running: list[tuple[int, Members]]) -> None:
+def _check_the_file(node: GuardedNode, running: list[tuple[int, Members]]) -> None:
     """A node starting from its file's `members` (its log is empty) and listed there as a
     voter starts instead from the newest configuration of a running peer that does not
     have it as a voter, if there is one."""
@@ -170,7 +195,7 @@ def _check_the_file(node: Node[Any], running: list[tuple[int, Members]]) -> None
     node.start_from(Members(frozenset(), addresses=members.addresses))
 
 
-async def _register(node: Node[Any], incarnation: str) -> None:
+async def _register(node: GuardedNode, incarnation: str) -> None:
     while True:
         registered = await node.register(incarnation)
         if registered:
