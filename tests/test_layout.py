@@ -132,8 +132,8 @@ def test_a_cycle_is_found_and_named() -> None:
     assert find_cycle(graph, members) == ["a", "b", "c", "a"]
 
 
-#: the one loop left: the node, its snapshotter, its incarnation guard and its joining
-#: step still take the whole node; each is to get a narrow interface of its own
+#: the one loop left: the node's snapshotter and its joining step still take the whole
+#: node; each is to get a narrow interface of its own, as the incarnation guard has
 RUNTIME = "trioraft.runtime."
 
 

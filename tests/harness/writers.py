@@ -11,11 +11,16 @@ from types import TracebackType
 
 from harness.polling import wait_until
 from harness.process_node import Node
-from harness.resp_client import Arg, RespClient
+from harness.resp_client import Arg, Error, RespClient
 
 #: how long a writer may take for the writes a test waits for: one write at a time with
 #: fsyncs on two nodes takes a few ms on quiet cores but over 100 ms at load average 30
 ACK_SECONDS = 60.0
+
+
+def is_timeout(reply: object) -> bool:
+    """True for a -TIMEOUT reply: the write's outcome is unknown."""
+    return isinstance(reply, Error) and reply.text.startswith("TIMEOUT")
 
 
 class BackgroundWriter:
@@ -25,6 +30,8 @@ class BackgroundWriter:
 
     `acked` holds the numbers whose SET was answered +OK, in order; `longest_gap` the
     longest time in seconds between the start and the first +OK or between two +OKs.
+    With `unknown_ok`, a -TIMEOUT (the outcome unknown, as while the leader changes) is
+    recorded in `unknown` and the writer goes on with the next number.
 
         with BackgroundWriter(node.client_port, "w:") as writer:
             writer.wait_acked(10)
@@ -33,11 +40,15 @@ class BackgroundWriter:
         assert writer.failure is None
     """
 
-    def __init__(self, port: int, prefix: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, port: int, prefix: str, timeout: float = 10.0, unknown_ok: bool = False
+    ) -> None:
         self.port = port
         self.prefix = prefix
         self.timeout = timeout
+        self.unknown_ok = unknown_ok
         self.acked: list[int] = []
+        self.unknown: list[int] = []
         self.failure: str | None = None
         self.longest_gap = 0.0
         self._stop = threading.Event()
@@ -83,6 +94,10 @@ class BackgroundWriter:
             with RespClient(self.port, timeout=self.timeout) as client:
                 while not self._stop.is_set():
                     reply = client.call("SET", f"{self.prefix}{number}", number)
+                    if self.unknown_ok and is_timeout(reply):
+                        self.unknown.append(number)
+                        number += 1
+                        continue
                     if reply != "OK":
                         self.failure = f"SET answered {reply!r}"
                         return

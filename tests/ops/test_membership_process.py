@@ -64,7 +64,9 @@ def test_grow_to_four_then_remove_the_leader_while_a_client_writes() -> None:
     with ProcessCluster.create(4) as cluster:
         newcomer, founders, leader = start_three_of_four(cluster)
         follower = next(node for node in founders if node is not leader)
-        with BackgroundWriter(follower.client_port, "w:") as writer:
+        # a write in flight while the leader hands over may get -TIMEOUT (outcome unknown):
+        # the follower that forwarded it stops waiting once it learns of the new leader
+        with BackgroundWriter(follower.client_port, "w:", unknown_ok=True) as writer:
             writer.wait_acked(20)
             asked = time.monotonic()
             add_and_wait_promoted(follower, newcomer)
@@ -77,7 +79,7 @@ def test_grow_to_four_then_remove_the_leader_while_a_client_writes() -> None:
         print(
             f"\nmember add to promotion: {promoted:.2f} s; longest write gap before the "
             f"removal {gap_before:.3f} s, with the leader removing itself "
-            f"{writer.longest_gap:.3f} s"
+            f"{writer.longest_gap:.3f} s; outcome unknown for {len(writer.unknown)} writes"
         )
         expected = sorted({"n1", "n2", "n3", "n4"} - {leader.id})
         assert voters_listed(follower) == [(m, "voter") for m in expected]
