@@ -132,18 +132,9 @@ def test_a_cycle_is_found_and_named() -> None:
     assert find_cycle(graph, members) == ["a", "b", "c", "a"]
 
 
-#: the one loop left: the node's snapshotter and its joining step still take the whole
-#: node; each is to get a narrow interface of its own, as the incarnation guard has
-RUNTIME = "trioraft.runtime."
-
-
-def test_no_import_cycle_outside_the_runtime() -> None:
+def test_no_import_cycle() -> None:
     graph = GRAPH
-    cycles = [
-        " -> ".join(find_cycle(graph, members))
-        for members in strongly_connected(graph)
-        if not all(member.startswith(RUNTIME) for member in members)
-    ]
+    cycles = [" -> ".join(find_cycle(graph, members)) for members in strongly_connected(graph)]
     assert not cycles, "modules import each other round a loop:\n" + "\n".join(cycles)
 
 

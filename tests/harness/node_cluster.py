@@ -65,8 +65,9 @@ from trioraft.redis.resp import encode
 from trioraft.redis.server import outcome_reply
 from trioraft.runtime.incarnation import WipedMember
 from trioraft.runtime.joining import Joining
-from trioraft.runtime.node import Node, NodeOptions, WalItem
+from trioraft.runtime.node import Node, NodeOptions
 from trioraft.runtime.snapshotter import SnapshotPolicy
+from trioraft.runtime.wal_item import WalItem
 from trioraft.storage.datadir import WAL_DIR
 from trioraft.storage.fileio import durability
 from trioraft.storage.replay import Replayed, replay

@@ -19,19 +19,17 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Protocol, TypeAlias
 
 import attrs
 import trio
 
-from trioraft.core.messages import MemberAddress
+from trioraft.core.messages import MemberAddress, NodeId
+from trioraft.ops.logs import NodeLogger
 from trioraft.runtime import peers
 from trioraft.transport.base import Address, Payload
 from trioraft.transport.errors import RpcError
-from trioraft.transport.rpcs import Join
-
-if TYPE_CHECKING:
-    from trioraft.runtime.node import Node
+from trioraft.transport.rpcs import Join, JoinAnswer
 
 #: asks whichever node listens at an address: (address, method, payload, timeout)
 Ask: TypeAlias = Callable[[Address, str, Payload, float], Awaitable[Payload]]
@@ -40,6 +38,18 @@ Ask: TypeAlias = Callable[[Address, str, Payload, float], Awaitable[Payload]]
 BACKOFF = (0.5, 10.0)
 #: how long one member may take to answer: the leader answers once the change commits
 ASK_TIMEOUT = 15.0
+
+
+class JoiningNode(Protocol):
+    """What asking to join needs of the node that asks (Node has it)."""
+
+    @property
+    def id(self) -> NodeId: ...
+
+    @property
+    def log(self) -> NodeLogger: ...
+
+    def admitted(self, answer: JoinAnswer, asked: str) -> str | None: ...
 
 
 @attrs.frozen
@@ -53,7 +63,7 @@ class Joining:
     ask: Ask
 
 
-async def join(node: Node[Any], joining: Joining) -> None:
+async def join(node: JoiningNode, joining: Joining) -> None:
     """Ask until a member answers that this node was added (`Node.admitted` then takes
     the configuration it answered with)."""
     request = Join(node.id, joining.own)

@@ -56,11 +56,9 @@ from trioraft.core.membership import ChangeKind, MemberChange, decode_members
 from trioraft.core.messages import (
     Entry,
     EntryKind,
-    HardState,
     InstallSnapshot,
     MemberAddress,
     Members,
-    Message,
     NodeId,
     SnapshotMeta,
 )
@@ -76,6 +74,7 @@ from trioraft.runtime.joining import Ask, Joining
 from trioraft.runtime.peers import Peers, RpcTable, call_via, led
 from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
 from trioraft.runtime.statemachine import R, StateMachine
+from trioraft.runtime.wal_item import WalItem
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport import rpcs
 from trioraft.transport.base import Address, Payload, Transport
@@ -176,23 +175,6 @@ class _Waiter(Generic[R]):
     @property
     def outcome(self) -> Outcome[R]:
         return self._outcome
-
-
-@attrs.define
-class WalItem:
-    """One Ready's durable part, queued to the WAL writer; or a compaction."""
-
-    hard_state: HardState | None = None
-    entries: list[Entry] = attrs.Factory(list)
-    after_persist: list[Message] = attrs.Factory(list)
-    #: the log restarts after this (index, term): a snapshot from the leader was installed
-    reset: tuple[int, int] | None = None
-    #: delete the segments wholly at or below this index (after the sync)
-    compact_to: int | None = None
-
-    @property
-    def writes(self) -> bool:
-        return bool(self.hard_state or self.entries or self.reset or self.compact_to)
 
 
 class Node(Generic[R]):
@@ -322,6 +304,8 @@ class Node(Generic[R]):
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            if self.snapshotter is not None:
+                await nursery.start(self.snapshotter.run)
             await nursery.start(self.transport.serve)
             nursery.start_soon(self._driver)
             nursery.start_soon(self._ticker)

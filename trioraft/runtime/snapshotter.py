@@ -28,17 +28,21 @@ and the WAL restarts after the snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from contextlib import closing
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 import attrs
 import trio
 
 from trioraft.core.messages import Entry, InstallSnapshot, NodeId, SnapshotMeta
+from trioraft.core.raft import Raft
 from trioraft.kvstore.steps import run_stepwise
-from trioraft.runtime.peers import Handler
+from trioraft.ops.logs import NodeLogger
+from trioraft.ops.metrics import NodeMetrics
+from trioraft.runtime.peers import Handler, Peers
 from trioraft.runtime.statemachine import Capture, R, StateMachine
+from trioraft.runtime.wal_item import WalItem
 from trioraft.storage import StorageError
 from trioraft.storage.snapshots import read_header
 from trioraft.transport.errors import RpcError
@@ -52,7 +56,6 @@ from trioraft.transport.rpcs import (
 )
 
 if TYPE_CHECKING:
-    from trioraft.runtime.node import Node
     from trioraft.storage.snapshots import SnapshotReceiver, SnapshotStore
 
 
@@ -104,10 +107,43 @@ class Backoff:
         self.pause = 0.0
 
 
+class SnapshottingNode(Protocol[R]):
+    """What the snapshotter needs of the node whose snapshots it takes, sends and
+    receives (Node has it)."""
+
+    @property
+    def id(self) -> NodeId: ...
+
+    @property
+    def log(self) -> NodeLogger: ...
+
+    @property
+    def metrics(self) -> NodeMetrics: ...
+
+    @property
+    def core(self) -> Raft: ...
+
+    @property
+    def peers(self) -> Peers: ...
+
+    @property
+    def state(self) -> StateMachine[R]: ...
+
+    #: the index of the last entry applied to `state`
+    @property
+    def applied(self) -> int: ...
+
+    def queue_wal(self, item: WalItem) -> None: ...
+
+    def poke(self) -> None: ...
+
+    def free_stepwise(self, parts: list[Sized]) -> None: ...
+
+
 class Snapshotter(Generic[R]):
     def __init__(
         self,
-        node: Node[R],
+        node: SnapshottingNode[R],
         store: SnapshotStore,
         latest: SnapshotMeta | None,
         policy: SnapshotPolicy | None = None,
@@ -129,6 +165,18 @@ class Snapshotter(Generic[R]):
         self._receiver: SnapshotReceiver | None = None
         #: a received snapshot and its loaded state, stepped into the core, not yet taken
         self._installed: tuple[SnapshotMeta, StateMachine[R]] | None = None
+        #: where snapshots are taken and sent in the background, while `run` runs
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Take and send snapshots in the background until cancelled (with the node)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
 
     # --- taking ----------------------------------------------------------------------
 
@@ -139,8 +187,8 @@ class Snapshotter(Generic[R]):
             self.node.applied - self.index >= self.policy.entries
             or self._bytes_since >= self.policy.bytes
         )
-        if due and not self._lock.locked() and self.node.nursery is not None:
-            self.node.nursery.start_soon(self.take)
+        if due and not self._lock.locked() and self._nursery is not None:
+            self._nursery.start_soon(self.take)
 
     async def take(self) -> int:
         """Snapshot the state as applied now and compact the log; returns the snapshot's
@@ -188,8 +236,6 @@ class Snapshotter(Generic[R]):
         return start
 
     def _compact(self, index: int) -> None:
-        from trioraft.runtime.node import WalItem
-
         core = self.node.core
         if index > core.log.snapshot_index:
             core.compact(index)
@@ -199,10 +245,10 @@ class Snapshotter(Generic[R]):
 
     def send_to(self, peer: NodeId, term: int) -> None:
         """Send the newest snapshot to `peer`, unless a transfer to it is running."""
-        if peer in self._senders or self.node.nursery is None:
+        if peer in self._senders or self._nursery is None:
             return
         self._senders.add(peer)
-        self.node.nursery.start_soon(self._send, peer, term)
+        self._nursery.start_soon(self._send, peer, term)
 
     async def _send(self, peer: NodeId, term: int) -> None:
         node, policy = self.node, self.policy
