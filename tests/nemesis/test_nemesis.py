@@ -255,20 +255,21 @@ def _run_or_skip(options: Options) -> Result:
     return result
 
 
-@pytest.mark.processes
-def test_process_faults(tmp_path_factory: pytest.TempPathFactory) -> None:
+def _each_kind_twice(kinds: tuple[FaultKind, ...], seed: int, nodes: int, out: Path) -> Result:
+    """A run of `nodes` nodes in which every fault in `kinds` is injected twice."""
     result = _run_or_skip(
         Options(
-            seed=11,
-            kinds=PROCESS_FAULTS,
-            time=TIME_CAP,
-            max_faults=len(PROCESS_FAULTS) * 2,
-            nodes=3,
-            out=tmp_path_factory.mktemp("nemesis-process"),
+            seed=seed, kinds=kinds, time=TIME_CAP, max_faults=len(kinds) * 2, nodes=nodes, out=out
         )
     )
     injected = result.summary["faults_injected"]
-    assert all(injected.get(kind.value) == 2 for kind in PROCESS_FAULTS), injected
+    assert all(injected.get(kind.value) == 2 for kind in kinds), injected
+    return result
+
+
+@pytest.mark.processes
+def test_process_faults(tmp_path_factory: pytest.TempPathFactory) -> None:
+    result = _each_kind_twice(PROCESS_FAULTS, 11, 3, tmp_path_factory.mktemp("nemesis-process"))
     notes = [row["notes"] for row in result.summary["fault_log"]]
     assert [n["refusal_status"] for n in notes if "refusal_status" in n] == [1, 1]
     assert [n["snapshot_installed"] for n in notes if "snapshot_installed" in n] == [True, True]
@@ -276,19 +277,8 @@ def test_process_faults(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.mark.processes
 def test_network_faults(tmp_path_factory: pytest.TempPathFactory) -> None:
-    result = _run_or_skip(
-        Options(
-            seed=12,
-            kinds=NETWORK_FAULTS,
-            time=TIME_CAP,
-            max_faults=len(NETWORK_FAULTS) * 2,
-            nodes=5,
-            out=tmp_path_factory.mktemp("nemesis-network"),
-        )
-    )
+    result = _each_kind_twice(NETWORK_FAULTS, 12, 5, tmp_path_factory.mktemp("nemesis-network"))
     assert result.summary["hosts"] == "netns"
-    injected = result.summary["faults_injected"]
-    assert all(injected.get(kind.value) == 2 for kind in NETWORK_FAULTS), injected
     # every isolation and split was seen to take effect (a failure would be a finding)
     cut_off = [
         row["notes"]
@@ -303,18 +293,9 @@ def test_network_faults(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.mark.processes
 @pytest.mark.slow
 def test_membership_faults(tmp_path_factory: pytest.TempPathFactory) -> None:
-    result = _run_or_skip(
-        Options(
-            seed=14,
-            kinds=MEMBERSHIP_FAULTS,
-            time=TIME_CAP,
-            max_faults=len(MEMBERSHIP_FAULTS) * 2,
-            nodes=4,
-            out=tmp_path_factory.mktemp("nemesis-membership"),
-        )
+    result = _each_kind_twice(
+        MEMBERSHIP_FAULTS, 14, 4, tmp_path_factory.mktemp("nemesis-membership")
     )
-    injected = result.summary["faults_injected"]
-    assert all(injected.get(kind.value) == 2 for kind in MEMBERSHIP_FAULTS), injected
     rows = result.summary["fault_log"]
     # every fault but a plain shrink added a node, and each one added was promoted
     promoted = [key for row in rows for key in row["notes"] if key.endswith("_promoted_s")]
