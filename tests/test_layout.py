@@ -145,11 +145,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "storage": ("core",),
     # logs and TLS contexts are shared by every layer that talks to the world
     "transport": ("core", "ops.logs", "ops.tls"),
-    # the entry stamps and the stepwise work are runtime helpers still kept in kvstore/
-    "runtime": (
-        "core", "storage", "transport", "kvstore.stamps", "kvstore.steps",
-        "ops.config", "ops.logs", "ops.metrics",
-    ),
+    "runtime": ("core", "storage", "transport", "ops.config", "ops.logs", "ops.metrics"),
     # the state machine's results are Redis replies, RESP-encoded between nodes
     "kvstore": ("core", "runtime", "redis.replies", "redis.resp"),
     "redis": (

@@ -12,11 +12,11 @@ from trio.testing import MockClock
 from trioraft.core.messages import EntryKind
 from trioraft.kvstore import expiry, kv
 from trioraft.kvstore.replicated import EXPIRE, ReplicatedState
-from trioraft.kvstore.stamps import unstamp
 from trioraft.redis.limits import ClientLimits
 from trioraft.redis.replies import OK
 from trioraft.redis.server import ClientServer
 from trioraft.runtime.node import Node
+from trioraft.runtime.stamps import unstamp
 
 
 def start_sweeps(cluster: NodeCluster, nursery: trio.Nursery) -> None:

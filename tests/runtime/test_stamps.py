@@ -1,4 +1,4 @@
-"""Entry time stamps (trioraft.kvstore.stamps): the leader's clock travels in the log, never goes
+"""Entry time stamps (trioraft.runtime.stamps): the leader's clock travels in the log, never goes
 backwards, and is the only time the state machine knows."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from harness.node_cluster import (
 from trio.testing import MockClock
 
 from trioraft.core.messages import EntryKind
-from trioraft.kvstore.stamps import Stamper, stamp, time_of, unstamp
 from trioraft.runtime.node import Node
+from trioraft.runtime.stamps import Stamper, stamp, time_of, unstamp
 
 
 def test_a_stamped_payload_gives_back_its_time_and_command() -> None:

@@ -25,12 +25,12 @@ from trio.testing import MockClock
 
 from trioraft.core.messages import EntryKind
 from trioraft.kvstore.replicated import TRANSACTION
-from trioraft.kvstore.stamps import unstamp
 from trioraft.redis.limits import ClientLimits
 from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Reply
 from trioraft.redis.resp import decode_reply, encode
 from trioraft.redis.server import ClientServer
 from trioraft.redis.transaction import EXECABORT, QUEUED
+from trioraft.runtime.stamps import unstamp
 
 ACCOUNTS = (b"acct:0", b"acct:1", b"acct:2")
 COUNTER = b"counter"

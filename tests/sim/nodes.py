@@ -22,7 +22,7 @@ from trioraft.core.messages import (
     SnapshotMeta,
 )
 from trioraft.core.raft import Raft
-from trioraft.kvstore.stamps import Stamper
+from trioraft.runtime.stamps import Stamper
 
 
 @attrs.define

@@ -141,7 +141,7 @@ from trioraft.core.messages import (
     describe,
 )
 from trioraft.core.raft import Raft, Ready, Role
-from trioraft.kvstore.stamps import Stamper, stamp, unstamp
+from trioraft.runtime.stamps import Stamper, stamp, unstamp
 
 #: after healing, a leader must have committed in its term within this many steps
 LEADER_BOUND = 100 * TICK

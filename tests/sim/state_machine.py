@@ -13,7 +13,7 @@ from trioraft.core.messages import (
     Entry,
     EntryKind,
 )
-from trioraft.kvstore.stamps import time_of, unstamp
+from trioraft.runtime.stamps import time_of, unstamp
 
 KV: TypeAlias = dict[bytes, bytes]
 

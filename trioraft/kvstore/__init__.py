@@ -1,2 +1,2 @@
-"""The replicated state machine: the key-value commands, the keyspace, glob patterns, entry
-time stamps and expiry, and trioraft's own log commands beside them."""
+"""The replicated state machine: the key-value commands, the keyspace, glob patterns and
+expiry, and trioraft's own log commands beside them."""

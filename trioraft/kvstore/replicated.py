@@ -181,7 +181,7 @@ class ReplicatedState:
         #: each member's data dir incarnation, as first registered
         self.incarnations: dict[str, str] = incarnations or {}
         #: the time (Unix ms) of the latest stamped entry applied: the state machine's
-        #: only clock (see stamps.py)
+        #: only clock (see runtime/stamps.py)
         self.time = time_ms
 
     def apply(self, command: bytes, index: int, time_ms: int | None) -> Reply:

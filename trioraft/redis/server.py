@@ -36,7 +36,6 @@ import trio
 
 from trioraft.kvstore import expiry, kv
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
-from trioraft.kvstore.steps import run_stepwise
 from trioraft.ops.backup import BACKUP_COMMAND, backup_stream, take_backup
 from trioraft.ops.logs import NodeLogger
 from trioraft.ops.metrics import UNKNOWN_COMMAND, Timings
@@ -63,6 +62,7 @@ from trioraft.runtime.node import (
     Refused,
     Unavailable,
 )
+from trioraft.runtime.steps import run_stepwise
 from trioraft.transport.base import remote_name
 
 #: how many times a read has the keys it meets past their deadline deleted and waits

@@ -63,8 +63,6 @@ from trioraft.core.messages import (
     SnapshotMeta,
 )
 from trioraft.core.raft import Raft, RaftConfig, Ready, Role
-from trioraft.kvstore.stamps import Stamper, stamp, time_of, unstamp, wall_clock_ms
-from trioraft.kvstore.steps import Release, run_stepwise
 from trioraft.ops.config import parse_address
 from trioraft.ops.logs import NodeLogger
 from trioraft.ops.metrics import NodeMetrics
@@ -73,7 +71,9 @@ from trioraft.runtime.forwarding import Forwarder
 from trioraft.runtime.joining import Ask, Joining
 from trioraft.runtime.peers import Peers, RpcTable, call_via, led
 from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
+from trioraft.runtime.stamps import Stamper, stamp, time_of, unstamp, wall_clock_ms
 from trioraft.runtime.statemachine import R, StateMachine
+from trioraft.runtime.steps import Release, run_stepwise
 from trioraft.runtime.wal_item import WalItem
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport import rpcs

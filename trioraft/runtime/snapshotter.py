@@ -37,11 +37,11 @@ import trio
 
 from trioraft.core.messages import Entry, InstallSnapshot, NodeId, SnapshotMeta
 from trioraft.core.raft import Raft
-from trioraft.kvstore.steps import run_stepwise
 from trioraft.ops.logs import NodeLogger
 from trioraft.ops.metrics import NodeMetrics
 from trioraft.runtime.peers import Handler, Peers
 from trioraft.runtime.statemachine import Capture, R, StateMachine
+from trioraft.runtime.steps import run_stepwise
 from trioraft.runtime.wal_item import WalItem
 from trioraft.storage import StorageError
 from trioraft.storage.snapshots import read_header
