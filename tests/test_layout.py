@@ -145,12 +145,12 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "storage": ("core",),
     # logs and TLS contexts are shared by every layer that talks to the world
     "transport": ("core", "ops.logs", "ops.tls"),
-    "runtime": ("core", "storage", "transport", "ops.config", "ops.logs", "ops.metrics"),
+    "runtime": ("core", "storage", "transport", "ops.config", "ops.logs"),
     # the state machine's results are Redis replies, RESP-encoded between nodes
     "kvstore": ("core", "runtime", "redis.replies", "redis.resp"),
     "redis": (
         "core", "storage", "transport", "runtime", "kvstore",
-        "ops.backup", "ops.config", "ops.logs", "ops.metrics", "ops.tls",
+        "ops.backup", "ops.config", "ops.logs", "ops.tls",
     ),
     "ops": ("core", "storage", "transport", "runtime", "kvstore", "redis"),
 }  # fmt: skip

@@ -37,10 +37,10 @@ from trioraft.core.messages import Heartbeat, Message, NodeId
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.ops.config import TlsConfig, load_config, render_config
 from trioraft.ops.logs import LineFormatter
-from trioraft.ops.metrics import NodeMetrics
 from trioraft.ops.tls import TlsContexts, TlsError, load_contexts
 from trioraft.redis.limits import ClientLimits
 from trioraft.redis.server import ClientServer
+from trioraft.runtime.metrics import NodeMetrics
 from trioraft.runtime.node import Node as RaftNode
 from trioraft.transport import Payload, RpcUnavailable, TcpTransport
 

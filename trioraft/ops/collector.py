@@ -1,6 +1,7 @@
 """What Prometheus reads of a node when it scrapes: the levels of the node and its client
 server (`NodeCollector`), the peers' round trips (`probe_peers`), and the node's registry
-(`instrument`) that health.py serves. The events counted as they happen are in metrics.py.
+(`instrument`) that health.py serves. The events counted as they happen are in
+runtime/metrics.py.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from trioraft.core.raft import Role
-from trioraft.ops.metrics import NodeMetrics
 from trioraft.redis.server import ClientServer
+from trioraft.runtime.metrics import NodeMetrics
 from trioraft.runtime.node import Node
 from trioraft.transport.errors import RpcError
 

@@ -1,6 +1,6 @@
 """The operator's HTTP listener (`metrics_addr`): `/metrics`, `/health` and `/ready`.
 
-- `GET /metrics`: the node's metrics in Prometheus's text format (metrics.py).
+- `GET /metrics`: the node's metrics in Prometheus's text format (runtime/metrics.py).
 - `GET /health`: 200 `ok` when the node is a member of its cluster, accepted by it (the
   data dir check passed), knows a leader it heard from within an election timeout (or
   leads, which it stops doing once a majority is silent that long) and has applied its

@@ -38,7 +38,6 @@ from trioraft.kvstore import expiry, kv
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
 from trioraft.ops.backup import BACKUP_COMMAND, backup_stream, take_backup
 from trioraft.ops.logs import NodeLogger
-from trioraft.ops.metrics import UNKNOWN_COMMAND, Timings
 from trioraft.ops.tls import HANDSHAKE_SECONDS, handshake_failure
 from trioraft.redis import members, transaction
 from trioraft.redis.handshake import (
@@ -53,6 +52,7 @@ from trioraft.redis.info import ClientStats, render_info
 from trioraft.redis.limits import ClientLimits
 from trioraft.redis.replies import OK, PONG, ErrorReply, Map, Reply, SimpleString, Verbatim
 from trioraft.redis.resp import RequestParser, RespProtocolError, encode, encode_into
+from trioraft.runtime.metrics import UNKNOWN_COMMAND, Timings
 from trioraft.runtime.node import (
     ChangeOutcome,
     Indeterminate,

@@ -65,10 +65,10 @@ from trioraft.core.messages import (
 from trioraft.core.raft import Raft, RaftConfig, Ready, Role
 from trioraft.ops.config import parse_address
 from trioraft.ops.logs import NodeLogger
-from trioraft.ops.metrics import NodeMetrics
 from trioraft.runtime import incarnation, joining
 from trioraft.runtime.forwarding import Forwarder
 from trioraft.runtime.joining import Ask, Joining
+from trioraft.runtime.metrics import NodeMetrics
 from trioraft.runtime.peers import Peers, RpcTable, call_via, led
 from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
 from trioraft.runtime.stamps import Stamper, stamp, time_of, unstamp, wall_clock_ms

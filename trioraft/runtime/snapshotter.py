@@ -38,7 +38,7 @@ import trio
 from trioraft.core.messages import Entry, InstallSnapshot, NodeId, SnapshotMeta
 from trioraft.core.raft import Raft
 from trioraft.ops.logs import NodeLogger
-from trioraft.ops.metrics import NodeMetrics
+from trioraft.runtime.metrics import NodeMetrics
 from trioraft.runtime.peers import Handler, Peers
 from trioraft.runtime.statemachine import Capture, R, StateMachine
 from trioraft.runtime.steps import run_stepwise

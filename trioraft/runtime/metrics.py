@@ -10,12 +10,12 @@ Two kinds:
   is one addition, or a bisection and one addition for a histogram: about ten times
   cheaper than prometheus_client's own locked instruments. They become Prometheus
   metric families only when scraped.
-- Levels, read from the node when Prometheus scrapes (`NodeCollector`, in collector.py):
-  role, term, the commit, applied, last log and snapshot indexes, peer links, client
-  connections. They cost nothing between scrapes.
+- Levels, read from the node when Prometheus scrapes (`NodeCollector`, in
+  ops/collector.py): role, term, the commit, applied, last log and snapshot indexes, peer
+  links, client connections. They cost nothing between scrapes.
 
 Each node has its own `CollectorRegistry` (several nodes may run in one process, in
-tests), exposed in the text format by prometheus_client's `generate_latest` (health.py
+tests), exposed in the text format by prometheus_client's `generate_latest` (ops/health.py
 serves it). A node counts whether or not anyone scrapes it.
 """
 
