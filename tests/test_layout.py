@@ -139,18 +139,18 @@ def test_no_import_cycle() -> None:
 
 
 #: what each layer may import besides itself, trioraft/'s top-level helpers (closing,
-#: wakeup) and the layers below it: a prefix names a package or one module
+#: wakeup, logs) and the layers below it: a prefix names a package or one module
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": (),
     "storage": ("core",),
-    # logs and TLS contexts are shared by every layer that talks to the world
-    "transport": ("core", "ops.logs", "ops.tls"),
-    "runtime": ("core", "storage", "transport", "ops.config", "ops.logs"),
+    # TLS contexts are shared by every layer that talks to the world
+    "transport": ("core", "ops.tls"),
+    "runtime": ("core", "storage", "transport", "ops.config"),
     # the state machine's results are Redis replies, RESP-encoded between nodes
     "kvstore": ("core", "runtime", "redis.replies", "redis.resp"),
     "redis": (
         "core", "storage", "transport", "runtime", "kvstore",
-        "ops.backup", "ops.config", "ops.logs", "ops.tls",
+        "ops.backup", "ops.config", "ops.tls",
     ),
     "ops": ("core", "storage", "transport", "runtime", "kvstore", "redis"),
 }  # fmt: skip
@@ -165,6 +165,15 @@ def layer_of(module: str) -> str | None:
 def test_every_package_is_a_known_layer() -> None:
     packages = {p.parent.name for p in MODULES.values() if p.parent != ROOT}
     assert packages == set(LAYERS)
+
+
+def test_the_top_level_helpers_import_no_layer() -> None:
+    """closing, wakeup and logs lie below every layer, so that any layer may use them."""
+    helpers = [m for m in MODULES if layer_of(m) is None and m.count(".") == 1]
+    helpers.remove("trioraft.__main__")  # the entry point: it runs the command line
+    wrong = sorted(f"{m} imports {t}" for m in helpers for t in GRAPH[m] if layer_of(t))
+    assert "trioraft.logs" in helpers
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.parametrize("layer", sorted(LAYERS))

@@ -35,8 +35,8 @@ from harness.resp_client import RespClient
 
 from trioraft.core.messages import Heartbeat, Message, NodeId
 from trioraft.kvstore.replicated import ReplicatedState
+from trioraft.logs import LineFormatter
 from trioraft.ops.config import TlsConfig, load_config, render_config
-from trioraft.ops.logs import LineFormatter
 from trioraft.ops.tls import TlsContexts, TlsError, load_contexts
 from trioraft.redis.limits import ClientLimits
 from trioraft.redis.server import ClientServer

@@ -37,7 +37,7 @@ from trioraft.core.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
-from trioraft.ops.logs import LineFormatter
+from trioraft.logs import LineFormatter
 from trioraft.transport import (
     FrameTooLarge,
     MemoryNetwork,

@@ -28,6 +28,7 @@ from typing import NoReturn, TextIO
 import attrs
 
 from trioraft import __version__
+from trioraft.logs import setup_logging
 from trioraft.ops.config import (
     Address,
     Config,
@@ -42,7 +43,6 @@ from trioraft.ops.config import (
     same_host_members,
     validate_config,
 )
-from trioraft.ops.logs import setup_logging
 
 #: exit status for bad usage or bad configuration
 EXIT_USAGE = 2

@@ -30,11 +30,11 @@ from trioraft.core.messages import Entry, EntryKind, MemberAddress, Members, Sna
 from trioraft.core.raft import RaftConfig
 from trioraft.kvstore import expiry
 from trioraft.kvstore.replicated import ReplicatedState
+from trioraft.logs import NodeLogger
 from trioraft.ops.collector import instrument, probe_peers
 from trioraft.ops.config import Address, Config, listed_members
 from trioraft.ops.health import Endpoint
 from trioraft.ops.join import asker
-from trioraft.ops.logs import NodeLogger
 from trioraft.ops.systemd import StatusLine, notify, watchdog, watchdog_interval
 from trioraft.ops.tls import TlsContexts, TlsError, load_contexts
 from trioraft.redis.limits import ClientLimits

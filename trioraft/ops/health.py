@@ -24,7 +24,7 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from trioraft.core.raft import Role
-from trioraft.ops.logs import NodeLogger
+from trioraft.logs import NodeLogger
 
 if TYPE_CHECKING:
     from trioraft.runtime.node import Node

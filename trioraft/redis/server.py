@@ -36,8 +36,8 @@ import trio
 
 from trioraft.kvstore import expiry, kv
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
+from trioraft.logs import NodeLogger
 from trioraft.ops.backup import BACKUP_COMMAND, backup_stream, take_backup
-from trioraft.ops.logs import NodeLogger
 from trioraft.ops.tls import HANDSHAKE_SECONDS, handshake_failure
 from trioraft.redis import members, transaction
 from trioraft.redis.handshake import (

@@ -50,7 +50,7 @@ import trio
 
 from trioraft.core.messages import Members, NodeId
 from trioraft.core.raft import Raft
-from trioraft.ops.logs import NodeLogger
+from trioraft.logs import NodeLogger
 from trioraft.runtime.peers import Peers
 from trioraft.transport.errors import RpcError
 from trioraft.transport.rpcs import Configuration, IncarnationAnswer, IncarnationQuery

@@ -25,7 +25,7 @@ import attrs
 import trio
 
 from trioraft.core.messages import MemberAddress, NodeId
-from trioraft.ops.logs import NodeLogger
+from trioraft.logs import NodeLogger
 from trioraft.runtime import peers
 from trioraft.transport.base import Address, Payload
 from trioraft.transport.errors import RpcError

@@ -63,8 +63,8 @@ from trioraft.core.messages import (
     SnapshotMeta,
 )
 from trioraft.core.raft import Raft, RaftConfig, Ready, Role
+from trioraft.logs import NodeLogger
 from trioraft.ops.config import parse_address
-from trioraft.ops.logs import NodeLogger
 from trioraft.runtime import incarnation, joining
 from trioraft.runtime.forwarding import Forwarder
 from trioraft.runtime.joining import Ask, Joining

@@ -37,7 +37,7 @@ import trio
 
 from trioraft.core.messages import Entry, InstallSnapshot, NodeId, SnapshotMeta
 from trioraft.core.raft import Raft
-from trioraft.ops.logs import NodeLogger
+from trioraft.logs import NodeLogger
 from trioraft.runtime.metrics import NodeMetrics
 from trioraft.runtime.peers import Handler, Peers
 from trioraft.runtime.statemachine import Capture, R, StateMachine

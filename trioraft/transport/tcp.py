@@ -58,7 +58,7 @@ from typing import TypeAlias
 import trio
 
 from trioraft.core.messages import Message, NodeId
-from trioraft.ops.logs import NodeLogger
+from trioraft.logs import NodeLogger
 from trioraft.ops.tls import PeerContexts, handshake_failure
 from trioraft.transport.base import (
     Address,

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import pytest
 
-from trioraft.ops.logs import ROOT, NodeLogger, setup_logging
+from trioraft.logs import ROOT, NodeLogger, setup_logging
 
 
 @pytest.fixture
