@@ -143,14 +143,13 @@ def test_no_import_cycle() -> None:
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": (),
     "storage": ("core",),
-    # TLS contexts are shared by every layer that talks to the world
-    "transport": ("core", "ops.tls"),
+    "transport": ("core",),
     "runtime": ("core", "storage", "transport", "ops.config"),
     # the state machine's results are Redis replies, RESP-encoded between nodes
     "kvstore": ("core", "runtime", "redis.replies", "redis.resp"),
     "redis": (
         "core", "storage", "transport", "runtime", "kvstore",
-        "ops.backup", "ops.config", "ops.tls",
+        "ops.backup", "ops.config",
     ),
     "ops": ("core", "storage", "transport", "runtime", "kvstore", "redis"),
 }  # fmt: skip

@@ -1,4 +1,5 @@
-"""TLS for both listeners: the ssl contexts built from the `[tls]` table.
+"""TLS for both listeners: the ssl contexts built from the `[tls]` table (the links use
+them in transport/tcp.py and redis/server.py).
 
 - Clients: the client listener presents the node's certificate and asks clients for
   none, so `redis-cli --tls --cacert ca.pem` and redis-py's `ssl=True` work as they do
@@ -18,26 +19,13 @@ import ssl
 from pathlib import Path
 
 import attrs
-import trio
 
 from trioraft.ops.config import TlsConfig
-
-#: how long a TLS handshake on the client listener may take
-HANDSHAKE_SECONDS = 10.0
+from trioraft.transport.tls import PeerContexts
 
 
 class TlsError(Exception):
     """A TLS file that cannot be used; the message names the key and the file."""
-
-
-@attrs.frozen
-class PeerContexts:
-    """The two sides of a peer link."""
-
-    #: for connections accepted on the peer address: requires a certificate from the CA
-    accept: ssl.SSLContext
-    #: for connections made to peers: presents this node's certificate, checks theirs
-    connect: ssl.SSLContext
 
 
 @attrs.frozen
@@ -106,14 +94,3 @@ def _context(tls: TlsConfig, *, server_side: bool) -> ssl.SSLContext:
     except OSError as exc:
         raise TlsError(f"tls.cert_file: cannot read {tls.cert_file}: {exc.strerror}") from None
     return context
-
-
-def handshake_failure(exc: trio.BrokenResourceError) -> str | None:
-    """Why a TLS handshake failed, in a few words, from the ssl module's error that trio
-    gives as the cause; None when the other side just went away (closed or reset)."""
-    cause = exc.__cause__
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return f"certificate rejected: {cause.verify_message}"
-    if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
-        return (cause.reason or cause.strerror or "handshake failed").lower().replace("_", " ")
-    return None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import attrs
 
+#: how long a client's TLS handshake may take on the client listener
+HANDSHAKE_SECONDS = 10.0
+
 
 @attrs.frozen
 class ClientLimits:

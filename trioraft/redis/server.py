@@ -38,7 +38,6 @@ from trioraft.kvstore import expiry, kv
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
 from trioraft.logs import NodeLogger
 from trioraft.ops.backup import BACKUP_COMMAND, backup_stream, take_backup
-from trioraft.ops.tls import HANDSHAKE_SECONDS, handshake_failure
 from trioraft.redis import members, transaction
 from trioraft.redis.handshake import (
     NOAUTH_HELLO,
@@ -49,7 +48,7 @@ from trioraft.redis.handshake import (
     hello_reply,
 )
 from trioraft.redis.info import ClientStats, render_info
-from trioraft.redis.limits import ClientLimits
+from trioraft.redis.limits import HANDSHAKE_SECONDS, ClientLimits
 from trioraft.redis.replies import OK, PONG, ErrorReply, Map, Reply, SimpleString, Verbatim
 from trioraft.redis.resp import RequestParser, RespProtocolError, encode, encode_into
 from trioraft.runtime.metrics import UNKNOWN_COMMAND, Timings
@@ -64,6 +63,7 @@ from trioraft.runtime.node import (
 )
 from trioraft.runtime.steps import run_stepwise
 from trioraft.transport.base import remote_name
+from trioraft.transport.tls import handshake_failure
 
 #: how many times a read has the keys it meets past their deadline deleted and waits
 #: again; past it, it answers with them hidden

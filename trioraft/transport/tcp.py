@@ -59,7 +59,6 @@ import trio
 
 from trioraft.core.messages import Message, NodeId
 from trioraft.logs import NodeLogger
-from trioraft.ops.tls import PeerContexts, handshake_failure
 from trioraft.transport.base import (
     Address,
     HandlerSlots,
@@ -100,6 +99,7 @@ from trioraft.transport.errors import (
     RpcUnavailable,
     TransportError,
 )
+from trioraft.transport.tls import PeerContexts, handshake_failure
 from trioraft.wakeup import Wakeup
 
 #: how much one read asks the kernel for
