@@ -149,7 +149,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "kvstore": ("core", "runtime", "redis.replies", "redis.resp"),
     "redis": (
         "core", "storage", "transport", "runtime", "kvstore",
-        "ops.backup", "ops.config",
+        "ops.config",
     ),
     "ops": ("core", "storage", "transport", "runtime", "kvstore", "redis"),
 }  # fmt: skip

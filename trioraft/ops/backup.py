@@ -7,14 +7,11 @@ data's length and crc32, with a header checksum; then the replicated state seria
 a snapshot serializes it. So `verify_snapshot` checks a backup whole, and names the byte
 offset of any damage or of where a truncated one ends.
 
-Taking one (`RAFT.BACKUP` on the client port, any node): the node waits for a
-linearizable read barrier, so that it has applied everything committed when the request
-arrived, captures its state at its applied index (a slice per event-loop step, while
-commands go on applying), serializes it in a worker thread and streams it: one RESP array
-`[index, term, size, header, chunk, chunk, ...]`, chunks of `CHUNK_BYTES`. The client
-writes header and chunks to `FILE.tmp`, fsyncs it, checks it with `verify_snapshot` (the
-crc32 was computed by the node over the bytes it serialized: checked end to end), and
-renames it to `FILE`.
+Taking one: any node answers `RAFT.BACKUP` on the client port with its state at an index
+at least the commit index, as one RESP array `[index, term, size, header, chunk, ...]`
+(redis/backup.py). The client writes header and chunks to `FILE.tmp`, fsyncs it, checks
+it with `verify_snapshot` (the crc32 was computed by the node over the bytes it
+serialized: checked end to end), and renames it to `FILE`.
 
 Restoring one writes the data dir of every node of a new cluster: its identity (the new
 cluster's token, a new incarnation), the backup's state as its only snapshot with the
@@ -29,84 +26,22 @@ import os
 import socket
 import ssl
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Final
-
-import attrs
-import trio
+from typing import BinaryIO
 
 from trioraft.core.messages import HardState, SnapshotMeta
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.ops.config import Config, listed_members
-from trioraft.runtime.snapshotter import capture
+from trioraft.redis.backup import BACKUP_COMMAND, serialize_capture
 from trioraft.runtime.statemachine import Capture
 from trioraft.storage import DataDir, StorageError, WriteAheadLog
 from trioraft.storage.fileio import FILE_MODE, fsync_dir, fsync_fd
-from trioraft.storage.snapshots import SnapshotHeader, SnapshotStore, encode_header, verify_snapshot
-
-if TYPE_CHECKING:
-    from trioraft.runtime.node import Node
-
-#: the bytes of state in one bulk string of the backup stream
-CHUNK_BYTES: Final = 1024 * 1024
-#: the command a node answers with a backup
-BACKUP_COMMAND: Final = b"RAFT.BACKUP"
+from trioraft.storage.snapshots import SnapshotHeader, SnapshotStore, verify_snapshot
 
 
 class BackupError(Exception):
     """A backup could not be taken or used; the message says what and where."""
-
-
-# ---- the node's side ------------------------------------------------------------------
-
-
-@attrs.frozen
-class Backup:
-    """A consistent copy of a node's state, ready to stream."""
-
-    meta: SnapshotMeta
-    #: the snapshot file header of `data`
-    header: bytes
-    #: the serialized state
-    data: bytes
-
-
-async def take_backup(node: Node[Any]) -> Backup:
-    """The node's state at an index at least the commit index when called (a read
-    barrier first: Unavailable or Indeterminate when it cannot be had)."""
-    await node.read_barrier()
-    index = node.applied
-    term = node.core.log.term(index)
-    assert term is not None, "the applied index is always in the log or the snapshot"
-    meta = SnapshotMeta(index, term, node.core.members)
-    # the capture begins before the first checkpoint: at the state of `index`
-    held = [await capture(node.state)]
-    data, crc = await trio.to_thread.run_sync(_serialize, held)
-    return Backup(meta, encode_header(meta, len(data), crc), data)
-
-
-def _serialize(held: list[Capture]) -> tuple[bytes, int]:
-    """In a worker thread: the serialized capture (taken out of `held`, so it is freed
-    here) and its crc32."""
-    data = b"".join(held.pop().serialize())
-    return data, zlib.crc32(data)
-
-
-def backup_stream(backup: Backup) -> Iterator[bytes]:
-    """The RESP array a node answers RAFT.BACKUP with, in pieces to send in turn."""
-    size = len(backup.data)
-    chunks = range(0, size, CHUNK_BYTES)
-    meta = backup.meta
-    yield b"*%d\r\n:%d\r\n:%d\r\n:%d\r\n" % (4 + len(chunks), meta.index, meta.term, size)
-    yield _bulk(backup.header)
-    view = memoryview(backup.data)
-    for start in chunks:
-        yield _bulk(view[start : start + CHUNK_BYTES])
-
-
-def _bulk(data: bytes | memoryview) -> bytes:
-    return b"$%d\r\n" % len(data) + bytes(data) + b"\r\n"
 
 
 # ---- the client's side ----------------------------------------------------------------
@@ -250,7 +185,7 @@ def write_data_dirs(meta: SnapshotMeta, state: ReplicatedState, configs: Sequenc
         with _open_data_dir(config) as data_dir:
             incarnations[config.node_id] = data_dir.incarnation
     state.incarnations = incarnations
-    data = _serialize([_copy_whole(state)])[0]
+    data = serialize_capture([_copy_whole(state)])[0]
     for config in configs:
         _write_data_dir(config, restored, data)
 

@@ -37,8 +37,8 @@ import trio
 from trioraft.kvstore import expiry, kv
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
 from trioraft.logs import NodeLogger
-from trioraft.ops.backup import BACKUP_COMMAND, backup_stream, take_backup
 from trioraft.redis import members, transaction
+from trioraft.redis.backup import BACKUP_COMMAND, backup_stream, take_backup
 from trioraft.redis.handshake import (
     NOAUTH_HELLO,
     Hello,
@@ -669,7 +669,7 @@ class ClientServer:
         self, conn: _Connection, args: list[bytes], out: bytearray, stream: trio.abc.Stream
     ) -> None:
         """RAFT.BACKUP: a consistent copy of the state, as an array streamed a chunk at a
-        time after the replies before it (ops/backup.py)."""
+        time after the replies before it (redis/backup.py)."""
         if len(args) != 1:
             encode_into(out, kv.arity_error("raft.backup"), conn.resp3)
             return
