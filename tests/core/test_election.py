@@ -14,6 +14,7 @@ from harness.core_cluster import (
     tick,
 )
 
+from trioraft.core.config import RaftConfig
 from trioraft.core.errors import TransferInProgress
 from trioraft.core.messages import (
     AppendEntriesResponse,
@@ -27,7 +28,7 @@ from trioraft.core.messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
-from trioraft.core.raft import Raft, RaftConfig, Role
+from trioraft.core.raft import Raft, Role
 
 NO_PRE_VOTE = RaftConfig(pre_vote=False)
 

@@ -18,6 +18,7 @@ from harness.core_cluster import (
     tick,
 )
 
+from trioraft.core.config import RaftConfig
 from trioraft.core.errors import (
     ChangeNotAllowedYet,
     InvalidChange,
@@ -38,7 +39,7 @@ from trioraft.core.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
-from trioraft.core.raft import Raft, RaftConfig, Role
+from trioraft.core.raft import Raft, Role
 
 D_ADDRESS = MemberAddress("d:7000", "d:6379")
 WITH_D = Members(frozenset("abc"), frozenset("d"), (("d", D_ADDRESS),))

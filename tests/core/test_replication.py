@@ -15,6 +15,7 @@ from harness.core_cluster import (
     progress_of,
 )
 
+from trioraft.core.config import RaftConfig
 from trioraft.core.errors import NotLeader, TooMuchUncommitted
 from trioraft.core.messages import (
     AppendEntries,
@@ -29,7 +30,8 @@ from trioraft.core.messages import (
     SnapshotMeta,
 )
 from trioraft.core.progress import ReplicationState
-from trioraft.core.raft import FollowerLostEntries, Raft, RaftConfig
+from trioraft.core.raft import Raft
+from trioraft.core.ready import FollowerLostEntries
 
 ONE_ENTRY_PER_MESSAGE = RaftConfig(max_batch_entries=1)
 

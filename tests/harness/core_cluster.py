@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from harness.raft_disk import RaftDisk
+from trioraft.core.config import RaftConfig
 from trioraft.core.leadership import ReadState
 from trioraft.core.messages import (
     Entry,
@@ -26,7 +27,8 @@ from trioraft.core.messages import (
     SnapshotMeta,
 )
 from trioraft.core.progress import Progress
-from trioraft.core.raft import FollowerLostEntries, Raft, RaftConfig, Ready, Role
+from trioraft.core.raft import Raft, Role
+from trioraft.core.ready import FollowerLostEntries, Ready
 
 IDS = ("a", "b", "c")
 ELECTION_TICKS = RaftConfig().election_ticks

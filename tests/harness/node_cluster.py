@@ -48,6 +48,7 @@ import trio
 from trio.testing import MockClock
 
 from harness.disk_model import DiskModel
+from trioraft.core.config import RaftConfig
 from trioraft.core.messages import (
     AppendEntriesResponse,
     MemberAddress,
@@ -57,7 +58,6 @@ from trioraft.core.messages import (
     RequestVoteResponse,
     SnapshotMeta,
 )
-from trioraft.core.raft import RaftConfig
 from trioraft.kvstore import kv
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.redis.replies import Reply

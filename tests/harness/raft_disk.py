@@ -12,7 +12,7 @@ from __future__ import annotations
 import attrs
 
 from trioraft.core.messages import Entry, HardState, SnapshotMeta
-from trioraft.core.raft import Ready
+from trioraft.core.ready import Ready
 
 
 @attrs.define

@@ -2,12 +2,12 @@
 
 Theory of operation. A mutant is the real core with one behaviour broken, built inside the
 test process and handed to the simulation as its core factory. The core is never copied by
-hand: a mutant either overrides one small method of `Raft` in a subclass (where the core
-has a seam of that size), or substitutes one fragment of source in an in-memory copy of
-the module that holds the behaviour (where the bug is one expression inside a larger
-method). A substitution must match exactly once; when a refactor of the core moves the
-fragment, building the mutant fails and says which fragment to update, rather than
-silently testing the unbroken core. A copied class takes every other module-level name
+hand: a mutant either overrides one small method of `Raft` (or of its `Leader`) in a
+subclass (where the core has a seam of that size), or substitutes one fragment of source in
+an in-memory copy of the module that holds the behaviour (where the bug is one expression
+inside a larger method). A substitution must match exactly once; when a refactor of the
+core moves the fragment, building the mutant fails and says which fragment to update,
+rather than silently testing the unbroken core. A copied class takes every other module-level name
 (Role, Ready, the messages) from the real module, so the simulation sees the real types.
 
 The simulation must catch every mutant with its seeded random runs: by a safety property,
@@ -28,11 +28,12 @@ from typing import Any
 
 import attrs
 
+import trioraft.core.leader
 import trioraft.core.log
 import trioraft.core.raft
 from sim.plans import Plan
 from sim.simulation import CoreFactory, Simulation, SimulationFailure
-from trioraft.core.leadership import Leadership
+from trioraft.core.leader import Leader
 from trioraft.core.messages import (
     AppendEntriesResponse,
     Message,
@@ -79,13 +80,31 @@ def raft_with_log(old: str, new: str) -> CoreFactory:
     return MutatedLog
 
 
+def raft_with_leader(leader_class: type[Leader]) -> CoreFactory:
+    """The core whose leader behaviour is `leader_class` (a Leader it breaks)."""
+
+    class MutatedLeader(Raft):
+        def _become_leader(self) -> None:
+            super()._become_leader()
+            # swapped once it has started leading: no mutant breaks the start
+            if self._leader is not None:
+                self._leader.__class__ = leader_class
+
+    return MutatedLeader
+
+
+def leader_with(old: str, new: str) -> CoreFactory:
+    """The core with one fragment of trioraft/core/leader.py substituted."""
+    return raft_with_leader(mutated_class(trioraft.core.leader, "Leader", old, new))
+
+
 # --- overrides at the core's small seams ----------------------------------------------------
 
 
 class VoteBeforeDisk(Raft):
     def _send(self, m: Message) -> None:
         if isinstance(m, RequestVoteResponse):
-            self._messages.append(m)  # out at once, before the vote is durable
+            self._out.messages.append(m)  # out at once, before the vote is durable
         else:
             super()._send(m)
 
@@ -93,15 +112,15 @@ class VoteBeforeDisk(Raft):
 class AckBeforeFsync(Raft):
     def _send(self, m: Message) -> None:
         if isinstance(m, AppendEntriesResponse):
-            self._messages.append(m)  # out at once, before the entries are durable
+            self._out.messages.append(m)  # out at once, before the entries are durable
         else:
             super()._send(m)
 
 
-class ReadWithoutQuorum(Raft):
-    def _release_reads(self, ld: Leadership) -> None:
+class ReadWithoutQuorum(Leader):
+    def _release_reads(self) -> None:
         # every read whose round has gone out, answered or not
-        self._reads.extend(ld.release_reads(confirmed=ld.read_seq))
+        self.out.reads.extend(self.state.release_reads(confirmed=self.state.read_seq))
 
 
 class PreVoteBumpsTerm(Raft):
@@ -132,9 +151,9 @@ MUTANTS = (
     Mutant(
         "figure-8",
         "a leader commits an entry of an earlier term by counting its replicas",
-        lambda: raft_with(
-            "candidate <= self.commit or self.log.term(candidate) != self.term",
-            "candidate <= self.commit",
+        lambda: leader_with(
+            "candidate <= core.commit or core.log.term(candidate) != core.term",
+            "candidate <= core.commit",
         ),
     ),
     Mutant(
@@ -197,14 +216,14 @@ MUTANTS = (
         "read-without-quorum",
         "ReadIndex releases a read as soon as its heartbeat round is sent, without waiting "
         "for a majority to answer it",
-        lambda: ReadWithoutQuorum,
+        lambda: raft_with_leader(ReadWithoutQuorum),
     ),
     Mutant(
         "read-before-own-commit",
         "ReadIndex registers reads before the leader has committed an entry of its term",
-        lambda: raft_with(
-            "if self.committed_in_term():\n            ld.register_read",
-            "if True:\n            ld.register_read",
+        lambda: leader_with(
+            "if self.core.committed_in_term():\n            self.state.register_read",
+            "if True:\n            self.state.register_read",
         ),
     ),
     Mutant(
@@ -238,7 +257,7 @@ MUTANTS = (
     Mutant(
         "heartbeat-commit-uncapped",
         "a heartbeat carries the leader's commit index, not capped at what the follower matches",
-        lambda: raft_with("commit=min(pr.match, self.commit),", "commit=self.commit,"),
+        lambda: leader_with("commit=min(pr.match, core.commit),", "commit=core.commit,"),
     ),
     # the single-server membership trap (thesis 4.1 and its erratum); the named scenario
     # `test_change_before_own_commit_is_the_single_server_trap` builds it step by step
@@ -246,8 +265,8 @@ MUTANTS = (
         "change-before-own-commit",
         "a new leader takes a membership change before it has committed an entry of its "
         "term, so an earlier leader's uncommitted change and its own can each find a majority",
-        lambda: raft_with(
-            "if not self.committed_in_term():\n            # an uncommitted change",
+        lambda: leader_with(
+            "if not core.committed_in_term():\n            # an uncommitted change",
             "if False:\n            # an uncommitted change",
         ),
     ),

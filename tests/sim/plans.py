@@ -8,7 +8,7 @@ import random
 
 import attrs
 
-from trioraft.core.raft import RaftConfig
+from trioraft.core.config import RaftConfig
 
 #: steps between two ticks of a node running at its nominal rate
 TICK = 4

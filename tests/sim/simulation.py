@@ -140,7 +140,8 @@ from trioraft.core.messages import (
     SnapshotMeta,
     describe,
 )
-from trioraft.core.raft import Raft, Ready, Role
+from trioraft.core.raft import Raft, Role
+from trioraft.core.ready import Ready
 from trioraft.runtime.stamps import Stamper, stamp, unstamp
 
 #: after healing, a leader must have committed in its term within this many steps

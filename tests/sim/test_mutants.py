@@ -30,6 +30,7 @@ from sim.mutants import (
     mutated_class,
     seams_of,
 )
+from trioraft.core.leader import Leader
 from trioraft.core.raft import Raft
 from trioraft.runtime.node import Node
 
@@ -81,7 +82,9 @@ def test_every_override_of_a_mutant_breaks_an_existing_method() -> None:
     subclasses = [m.node for m in RUNTIME_MUTANTS] + [
         value
         for value in vars(mutants).values()
-        if isinstance(value, type) and issubclass(value, Raft) and value is not Raft
+        if isinstance(value, type)
+        and issubclass(value, Raft | Leader)
+        and value not in (Raft, Leader)
     ]
     assert len(subclasses) >= 6
     for cls in subclasses:

@@ -26,9 +26,10 @@ import pytest
 from sim.mutants import CHANGE_BEFORE_OWN_COMMIT
 from sim.plans import EXPIRY_PROFILES, QUIET, TICK, Plan
 from sim.simulation import CoreFactory, Simulation, SimulationFailure
+from trioraft.core.config import RaftConfig
 from trioraft.core.membership import ChangeKind, MemberChange
 from trioraft.core.messages import NodeId
-from trioraft.core.raft import Raft, RaftConfig
+from trioraft.core.raft import Raft
 
 #: the longest election timeout, in steps
 ELECTION = 2 * RaftConfig().election_ticks * TICK

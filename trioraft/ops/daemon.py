@@ -25,9 +25,9 @@ from pathlib import Path
 import attrs
 import trio
 
+from trioraft.core.config import RaftConfig
 from trioraft.core.membership import Configurations
 from trioraft.core.messages import Entry, EntryKind, MemberAddress, Members, SnapshotMeta
-from trioraft.core.raft import RaftConfig
 from trioraft.kvstore import expiry
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.logs import NodeLogger

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 import attrs
 import trio
 
+from trioraft.core.config import RaftConfig
 from trioraft.core.errors import (
     ChangeNotAllowedYet,
     InvalidChange,
@@ -62,7 +63,8 @@ from trioraft.core.messages import (
     NodeId,
     SnapshotMeta,
 )
-from trioraft.core.raft import Raft, RaftConfig, Ready, Role
+from trioraft.core.raft import Raft, Role
+from trioraft.core.ready import Ready
 from trioraft.logs import NodeLogger
 from trioraft.ops.config import parse_address
 from trioraft.runtime import incarnation, joining
