@@ -25,7 +25,8 @@ from harness.ports import free_ports
 from harness.process_cluster import ProcessCluster
 from harness.process_node import Node
 from harness.resp_client import Error
-from trioraft.ops.config import Address, Member, load_config, render_config
+from trioraft.ops.config import Member, load_config, render_config
+from trioraft.transport.addresses import HostPort
 
 #: how long a change, or a promotion, may take: a promotion waits for the newcomer to
 #: start (a cold Python start, tens of seconds at high load) and catch up
@@ -114,15 +115,15 @@ def fresh_node(model: Node, node_id: str, members: Sequence[Node], root: Path) -
     listed = [
         Member(
             id=node.id,
-            peer_addr=Address(node.host, node.peer_port),
-            client_addr=Address(node.host, node.client_port),
+            peer_addr=HostPort(node.host, node.peer_port),
+            client_addr=HostPort(node.host, node.client_port),
         )
         for node in members
     ]
     own = Member(
         id=node_id,
-        peer_addr=Address(model.host, peer_port),
-        client_addr=Address(model.host, client_port),
+        peer_addr=HostPort(model.host, peer_port),
+        client_addr=HostPort(model.host, client_port),
     )
     new = attrs.evolve(
         config,

@@ -40,14 +40,8 @@ from harness.polling import wait_until
 from harness.ports import HOST, free_ports
 from harness.process_node import Node
 from trioraft.closing import ClosedOnExit
-from trioraft.ops.config import (
-    Address,
-    Limits,
-    Member,
-    RaftSection,
-    TlsConfig,
-    cluster_configs,
-)
+from trioraft.ops.config import Limits, Member, RaftSection, TlsConfig, cluster_configs
+from trioraft.transport.addresses import HostPort
 
 #: how long a cluster may take to elect a leader that every node knows
 ELECTION_SECONDS = 60.0
@@ -78,8 +72,8 @@ class ProcessCluster(ClosedOnExit):
         members = [
             Member(
                 id=f"n{k + 1}",
-                peer_addr=Address(HOST, ports[size + k]),
-                client_addr=Address(HOST, ports[k]),
+                peer_addr=HostPort(HOST, ports[size + k]),
+                client_addr=HostPort(HOST, ports[k]),
             )
             for k in range(size)
         ]

@@ -49,7 +49,8 @@ from harness.ports import HOST, free_ports
 from harness.process_cluster import ProcessCluster
 
 from trioraft.closing import ClosedOnExit
-from trioraft.ops.config import Address, Member, RaftSection
+from trioraft.ops.config import Member, RaftSection
+from trioraft.transport.addresses import HostPort
 
 #: client and peer ports inside a namespace (each namespace has its own port space)
 NETNS_CLIENT_PORT = 7001
@@ -335,8 +336,8 @@ def build_cluster(hosts: Hosts, log_dir: Path, raft: RaftSection) -> ProcessClus
     members = [
         Member(
             id=host.node_id,
-            peer_addr=Address(host.ip, host.peer_port),
-            client_addr=Address(host.ip, host.client_port),
+            peer_addr=HostPort(host.ip, host.peer_port),
+            client_addr=HostPort(host.ip, host.client_port),
         )
         for host in hosts.hosts.values()
     ]

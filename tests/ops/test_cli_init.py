@@ -13,7 +13,8 @@ import pytest
 
 from trioraft.ops import cli
 from trioraft.ops.cli import main
-from trioraft.ops.config import Address, load_config
+from trioraft.ops.config import load_config
+from trioraft.transport.addresses import HostPort
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -29,8 +30,8 @@ def test_nodes_on_one_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     configs = [load_config(tmp_path / f"n{k}.toml") for k in (1, 2, 3)]
     for k, cfg in enumerate(configs, start=1):
         assert cfg.node_id == f"n{k}"
-        assert cfg.client_addr == Address("127.0.0.1", 7000 + k)
-        assert cfg.peer_addr == Address("127.0.0.1", 8000 + k)
+        assert cfg.client_addr == HostPort("127.0.0.1", 7000 + k)
+        assert cfg.peer_addr == HostPort("127.0.0.1", 8000 + k)
         assert cfg.data_dir == tmp_path / "data" / f"n{k}"
         assert cfg.members == configs[0].members
         assert cfg.cluster_token == configs[0].cluster_token
@@ -62,8 +63,8 @@ def test_nodes_with_host_ports_data_root_and_token(
     )
     assert (status, err) == (0, "")
     cfg = load_config(out_dir / "n5.toml")
-    assert cfg.client_addr == Address("10.1.2.3", 6383)
-    assert cfg.peer_addr == Address("10.1.2.3", 16383)
+    assert cfg.client_addr == HostPort("10.1.2.3", 6383)
+    assert cfg.peer_addr == HostPort("10.1.2.3", 16383)
     assert cfg.data_dir == Path("/var/lib/trioraft/n5")
     assert cfg.cluster_token == "sesame"
     assert [m.id for m in cfg.members] == ["n1", "n2", "n3", "n4", "n5"]
@@ -294,12 +295,12 @@ def test_join_writes_one_joining_node(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     assert (status, err, out) == (0, "", f"wrote {tmp_path}/n4.toml\n")
     cfg = load_config(tmp_path / "n4.toml")
-    assert cfg.join == (Address("10.0.0.1", 7001), Address("10.0.0.2", 8001))
+    assert cfg.join == (HostPort("10.0.0.1", 7001), HostPort("10.0.0.2", 8001))
     assert (cfg.node_id, cfg.cluster_token) == ("n4", "tok")
     assert cfg.data_dir == Path("/var/lib/trioraft/n4")
     assert (cfg.client_addr, cfg.peer_addr) == (
-        Address("10.0.0.4", 7004),
-        Address("10.0.0.4", 8004),
+        HostPort("10.0.0.4", 7004),
+        HostPort("10.0.0.4", 8004),
     )
     [me] = cfg.members
     assert (me.id, me.peer_addr, me.client_addr) == ("n4", cfg.peer_addr, cfg.client_addr)

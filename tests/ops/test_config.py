@@ -9,7 +9,6 @@ import attrs
 import pytest
 
 from trioraft.ops.config import (
-    Address,
     Config,
     ConfigError,
     Limits,
@@ -18,10 +17,10 @@ from trioraft.ops.config import (
     cluster_configs,
     load_config,
     one_per_host_members,
-    parse_address,
     render_config,
     same_host_members,
 )
+from trioraft.transport.addresses import HostPort
 
 MINIMAL = """\
 node_id = "n1"
@@ -77,8 +76,8 @@ def top(line: str, text: str = MINIMAL) -> str:
 def test_minimal_config_takes_the_defaults(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, MINIMAL))
     assert cfg.node_id == "n1"
-    assert cfg.client_addr == Address("127.0.0.1", 7001)
-    assert cfg.peer_addr == Address("127.0.0.1", 8001)
+    assert cfg.client_addr == HostPort("127.0.0.1", 7001)
+    assert cfg.peer_addr == HostPort("127.0.0.1", 8001)
     assert cfg.cluster_token == "secret"
     assert cfg.fsync is True
     assert cfg.password is None
@@ -137,7 +136,7 @@ def test_every_key_set(tmp_path: Path) -> None:
     assert cfg.password == "pw"
     assert cfg.log_level == "debug"
     assert cfg.log_format == "json"
-    assert cfg.metrics_addr == Address("127.0.0.1", 9101)
+    assert cfg.metrics_addr == HostPort("127.0.0.1", 9101)
     assert cfg.raft == RaftSection(5, 20, 100, 200, 10, 1000, 1)
     assert cfg.limits == Limits(100, 200, 10, 1000, 5, 60, 4096, 8192)
     assert cfg.tls == TlsConfig(
@@ -168,8 +167,8 @@ def test_listening_on_a_wildcard_host_with_the_advertised_port(tmp_path: Path) -
     )
     text = text.replace('peer_addr = "127.0.0.1:8001"\ncluster', 'peer_addr = "[::]:8001"\ncluster')
     cfg = load_config(write(tmp_path, text))
-    assert cfg.client_addr == Address("0.0.0.0", 7001)
-    assert cfg.peer_addr == Address("::", 8001)
+    assert cfg.client_addr == HostPort("0.0.0.0", 7001)
+    assert cfg.peer_addr == HostPort("::", 8001)
 
 
 def test_listening_on_an_ip_address_for_an_advertised_host_name(tmp_path: Path) -> None:
@@ -178,47 +177,10 @@ def test_listening_on_an_ip_address_for_an_advertised_host_name(tmp_path: Path) 
     text = MINIMAL.replace(own, own.replace("127.0.0.1", "db1.example"))
     cfg = load_config(write(tmp_path, text))
     assert (cfg.client_addr, cfg.peer_addr) == (
-        Address("127.0.0.1", 7001),
-        Address("127.0.0.1", 8001),
+        HostPort("127.0.0.1", 7001),
+        HostPort("127.0.0.1", 8001),
     )
-    assert cfg.me.client_addr == Address("db1.example", 7001)
-
-
-@pytest.mark.parametrize(
-    ("text", "host", "port"),
-    [
-        ("127.0.0.1:7001", "127.0.0.1", 7001),
-        ("db-1.example.com:1", "db-1.example.com", 1),
-        ("localhost:65535", "localhost", 65535),
-        ("[::1]:6379", "::1", 6379),
-        ("[fe80::1]:80", "fe80::1", 80),
-    ],
-)
-def test_parse_address(text: str, host: str, port: int) -> None:
-    address = parse_address(text)
-    assert (address.host, address.port) == (host, port)
-    assert str(address) == text
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("7001", 'expected "host:port", got "7001"'),
-        (":7001", 'expected "host:port", got ":7001"'),
-        ("host:0", 'port must be a number from 1 to 65535, got "0"'),
-        ("host:65536", 'port must be a number from 1 to 65535, got "65536"'),
-        ("host:http", 'port must be a number from 1 to 65535, got "http"'),
-        ("host:", 'port must be a number from 1 to 65535, got ""'),
-        ("::1:7001", 'write an IPv6 address as "[addr]:port", got "::1:7001"'),
-        ("[nope]:7001", '"nope" is not an IPv6 address'),
-        ("[::1]7001", 'expected "[host]:port", got "[::1]7001"'),
-        ("a b:7001", '"a b" is not a host name or IP address'),
-    ],
-)
-def test_bad_addresses(text: str, message: str) -> None:
-    with pytest.raises(ValueError) as info:
-        parse_address(text)
-    assert str(info.value) == message
+    assert cfg.me.client_addr == HostPort("db1.example", 7001)
 
 
 # ---- type problems ------------------------------------------------------------------
@@ -619,7 +581,7 @@ client_addr = "127.0.0.1:7004"
 
 def test_join_lists_addresses_to_ask(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, JOINING, "n4.toml"))
-    assert cfg.join == (Address("127.0.0.1", 7001), Address("::1", 8002))
+    assert cfg.join == (HostPort("127.0.0.1", 7001), HostPort("::1", 8002))
     assert load_config(write(tmp_path, render_config(cfg), "again.toml")) == cfg
 
 

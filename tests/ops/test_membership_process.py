@@ -24,7 +24,8 @@ from harness.process_node import Node, run_cli
 from harness.resp_client import Error
 from harness.writers import BackgroundWriter, write_all
 
-from trioraft.ops.config import load_config, parse_address, render_config
+from trioraft.ops.config import load_config, render_config
+from trioraft.transport.addresses import parse_address
 
 pytestmark = pytest.mark.processes
 

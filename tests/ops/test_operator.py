@@ -18,7 +18,8 @@ from harness.process_cluster import ProcessCluster, running_cluster
 from harness.process_node import START_SECONDS, Node, run_cli
 from harness.systemd_unit import REFUSED, NotifySocket, start_as_unit
 
-from trioraft.ops.config import Address, load_config, render_config
+from trioraft.ops.config import load_config, render_config
+from trioraft.transport.addresses import HostPort
 
 pytestmark = pytest.mark.processes
 
@@ -160,7 +161,7 @@ def test_the_data_dir_is_private_to_its_owner() -> None:
 def with_peer_host(node: Node, host: str) -> None:
     """Rewrite `node`'s config so that it listens for peers at `host`, and is reached there."""
     config = load_config(node.config_path)
-    address = Address(host, config.peer_addr.port)
+    address = HostPort(host, config.peer_addr.port)
     members = tuple(
         attrs.evolve(m, peer_addr=address) if m.id == config.node_id else m for m in config.members
     )

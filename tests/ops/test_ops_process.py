@@ -27,8 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from trioraft.ops.backup import read_backup
 from trioraft.ops.cli import main
-from trioraft.ops.config import Address, load_config, render_config
+from trioraft.ops.config import load_config, render_config
 from trioraft.storage.snapshots import verify_snapshot
+from trioraft.transport.addresses import HostPort
 
 pytestmark = pytest.mark.processes
 
@@ -73,7 +74,7 @@ def cluster() -> Iterator[tuple[ProcessCluster, dict[str, int]]]:
                 render_config(
                     attrs.evolve(
                         config,
-                        metrics_addr=Address("127.0.0.1", ports[node.id]),
+                        metrics_addr=HostPort("127.0.0.1", ports[node.id]),
                         log_format="json",
                     )
                 )

@@ -30,7 +30,6 @@ import attrs
 from trioraft import __version__
 from trioraft.logs import setup_logging
 from trioraft.ops.config import (
-    Address,
     Config,
     ConfigError,
     Member,
@@ -38,11 +37,11 @@ from trioraft.ops.config import (
     load_config,
     new_token,
     one_per_host_members,
-    parse_address,
     render_config,
     same_host_members,
     validate_config,
 )
+from trioraft.transport.addresses import HostPort, parse_address
 
 #: exit status for bad usage or bad configuration
 EXIT_USAGE = 2
@@ -131,7 +130,7 @@ def _host(text: str) -> str:
     return text
 
 
-def _address(text: str) -> Address:
+def _address(text: str) -> HostPort:
     try:
         return parse_address(text)
     except ValueError as e:
@@ -258,8 +257,8 @@ def _joining_config(args: argparse.Namespace) -> Config:
     host = args.host or "127.0.0.1"
     member = Member(
         id=args.id,
-        peer_addr=Address(host, args.peer_port),
-        client_addr=Address(host, args.client_port),
+        peer_addr=HostPort(host, args.peer_port),
+        client_addr=HostPort(host, args.client_port),
     )
     [config] = cluster_configs([member], token=args.token, data_root=args.data_root)
     config = attrs.evolve(config, join=tuple(args.join))
@@ -395,7 +394,7 @@ def _status_arguments(p: argparse.ArgumentParser, timeout: float = 5.0) -> None:
     )
 
 
-def _node_address(args: argparse.Namespace) -> tuple[Address, ssl.SSLContext | None]:
+def _node_address(args: argparse.Namespace) -> tuple[HostPort, ssl.SSLContext | None]:
     """The node that `_status_arguments` name, and the TLS to speak to it."""
     try:
         address = parse_address(args.address)

@@ -29,8 +29,6 @@ docs/configuration.md describes every key, its default and the reasoning behind 
 from __future__ import annotations
 
 import difflib
-import ipaddress
-import json
 import math
 import re
 import secrets
@@ -51,12 +49,10 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn
 
 from trioraft.core.messages import MemberAddress, Members
+from trioraft.transport.addresses import HostPort, parse_address, quoted
 
 KIB = 1024
 MIB = 1024 * KIB
-
-#: the hosts a node may listen on instead of its advertised host
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 
 #: the levels `log_level` accepts
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -64,7 +60,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 
 
 class ConfigError(Exception):
@@ -80,67 +75,15 @@ class _BadValue(ValueError):
 
 
 @attrs.frozen(slots=True)
-class Address:
-    """A TCP address; written `host:port`, or `[host]:port` for an IPv6 host."""
-
-    #: a host name or IP address, without brackets
-    host: str
-    #: the TCP port, 1..65535
-    port: int
-
-    @property
-    def is_wildcard(self) -> bool:
-        """Whether the host means every local interface."""
-        return self.host in WILDCARD_HOSTS
-
-    @property
-    def is_ip(self) -> bool:
-        """Whether the host is an IP address (not a name)."""
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
-
-    def __str__(self) -> str:
-        if ":" in self.host:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
-
-
-def parse_address(text: str) -> Address:
-    """Parse `host:port` or `[ipv6]:port`; raise ValueError saying what is wrong."""
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f'expected "[host]:port", got {_describe(text)}')
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{_describe(host)} is not an IPv6 address") from None
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f'expected "host:port", got {_describe(text)}')
-        if ":" in host:
-            raise ValueError(f'write an IPv6 address as "[addr]:port", got {_describe(text)}')
-        if not _HOSTNAME.fullmatch(host):
-            raise ValueError(f"{_describe(host)} is not a host name or IP address")
-    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"port must be a number from 1 to 65535, got {_describe(port)}")
-    return Address(host, int(port))
-
-
-@attrs.frozen(slots=True)
 class Member:
     """One node of the initial cluster, as the other nodes reach it."""
 
     #: the node's id, unique in the cluster
     id: str
     #: where the other nodes connect for Raft messages
-    peer_addr: Address
+    peer_addr: HostPort
     #: where clients (and forwarding followers) connect
-    client_addr: Address
+    client_addr: HostPort
 
 
 @attrs.frozen(slots=True)
@@ -232,9 +175,9 @@ class Config:
     #: is resolved against the file's folder
     data_dir: Path
     #: where the node listens for clients
-    client_addr: Address
+    client_addr: HostPort
     #: where the node listens for the other nodes
-    peer_addr: Address
+    peer_addr: HostPort
     #: a secret every node of the cluster shares; a peer link with another token is refused
     cluster_token: str = attrs.field(repr=False)
     #: fsync the log before acknowledging anything; false is only for tests and benchmarks
@@ -247,14 +190,14 @@ class Config:
     #: (one JSON object per line)
     log_format: str = "text"
     #: when set, where the node serves /metrics (Prometheus), /health and /ready over HTTP
-    metrics_addr: Address | None = None
+    metrics_addr: HostPort | None = None
     #: the initial cluster; every node's file lists the same members. With `join`, only
     #: this node's own entry: where the others reach it
     members: tuple[Member, ...]
     #: when set, this node asks a running cluster to add it (as a learner, promoted once
     #: caught up) instead of bootstrapping one: client or peer addresses of its members,
     #: asked in turn until one answers. Only a data dir that records no configuration asks
-    join: tuple[Address, ...] = ()
+    join: tuple[HostPort, ...] = ()
     #: the `[raft]` table: timing and snapshot policy
     raft: RaftSection = RaftSection()
     #: the `[limits]` table: what one client may cost the node
@@ -281,7 +224,7 @@ def _describe(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value if len(value) <= 40 else value[:37] + "...")
+        return quoted(value)
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, dict):
@@ -302,7 +245,7 @@ def _expect(kind: type, wanted: str) -> Callable[[object, type], Any]:
     return structure
 
 
-def _structure_address(value: object, _: type) -> Address:
+def _structure_address(value: object, _: type) -> HostPort:
     if not isinstance(value, str):
         raise _BadValue(f'expected an address "host:port", got {_describe(value)}')
     try:
@@ -334,7 +277,7 @@ def _table_hook_factory(cl: type, converter: cattrs.Converter) -> Callable[[Any,
 
 def _array_hook_factory(cl: type, converter: cattrs.Converter) -> Callable[[Any, type], Any]:
     inner = homogenous_tuple_structure_factory(cl, converter)
-    wanted = "an array of addresses" if cl == tuple[Address, ...] else "an array of tables"
+    wanted = "an array of addresses" if cl == tuple[HostPort, ...] else "an array of tables"
 
     def structure(value: object, kind: type) -> Any:
         if not isinstance(value, list):
@@ -356,9 +299,9 @@ def _make_converter() -> cattrs.Converter:
     c.register_structure_hook(Path, _structure_path)
     c.register_structure_hook_factory(attrs.has, _table_hook_factory)
     c.register_structure_hook_factory(_is_homogeneous_tuple, _array_hook_factory)
-    # registered after the attrs factory, so that it wins for Address
-    c.register_structure_hook(Address, _structure_address)
-    c.register_unstructure_hook(Address, str)
+    # registered after the attrs factory, so that it wins for HostPort
+    c.register_structure_hook(HostPort, _structure_address)
+    c.register_unstructure_hook(HostPort, str)
     c.register_unstructure_hook(Path, str)
     return c
 
@@ -479,7 +422,7 @@ def _metrics_addr_problems(cfg: Config) -> list[str]:
     mine = cfg.metrics_addr
     problems = []
     for name in ("client_addr", "peer_addr"):
-        other: Address = getattr(cfg, name)
+        other: HostPort = getattr(cfg, name)
         same_host = other.host == mine.host or other.is_wildcard or mine.is_wildcard
         if other.port == mine.port and same_host:
             problems.append(f"metrics_addr: {mine} is also {name} ({other})")
@@ -562,7 +505,7 @@ def _members_problems(cfg: Config) -> list[str]:
         return ["members: at least one [[members]] entry is required"]
     problems: list[str] = []
     ids: dict[str, int] = {}
-    addrs: dict[Address, str] = {}
+    addrs: dict[HostPort, str] = {}
     for i, m in enumerate(cfg.members):
         if not _NODE_ID.fullmatch(m.id):
             problems.append(f"members[{i}].id: not a valid node id: {_describe(m.id)}")
@@ -570,7 +513,7 @@ def _members_problems(cfg: Config) -> list[str]:
             problems.append(f"members[{i}].id: {m.id} is also members[{ids[m.id]}].id")
         ids.setdefault(m.id, i)
         for name in ("peer_addr", "client_addr"):
-            addr: Address = getattr(m, name)
+            addr: HostPort = getattr(m, name)
             key = f"members[{i}].{name}"
             if addr.is_wildcard:
                 problems.append(f"{key}: {addr} is not an address other nodes can reach")
@@ -582,8 +525,8 @@ def _members_problems(cfg: Config) -> list[str]:
         return problems
     me = cfg.members[ids[cfg.node_id]]
     for name in ("client_addr", "peer_addr"):
-        own: Address = getattr(cfg, name)
-        listed: Address = getattr(me, name)
+        own: HostPort = getattr(cfg, name)
+        listed: HostPort = getattr(me, name)
         if not _listens_for(own, listed):
             problems.append(
                 f"{name}: {own} differs from members[{ids[cfg.node_id]}].{name} ({listed}): "
@@ -618,7 +561,7 @@ def _join_problems(cfg: Config) -> list[str]:
     return problems
 
 
-def _listens_for(own: Address, advertised: Address) -> bool:
+def _listens_for(own: HostPort, advertised: HostPort) -> bool:
     """Whether a node listening on `own` can be reached at `advertised`."""
     if own.port != advertised.port:
         return False
@@ -714,13 +657,13 @@ def _drop_none(value: Any) -> Any:
 # ---- building a cluster -------------------------------------------------------------
 
 
-def listen_address(advertised: Address) -> Address:
+def listen_address(advertised: HostPort) -> HostPort:
     """Where a node listens to be reached at `advertised`: there when it is an IP address;
     for a host name, 0.0.0.0 on its port (the name may resolve to a loopback address on
     its own host, as a Debian host's name does)."""
     if advertised.is_ip:
         return advertised
-    return Address("0.0.0.0", advertised.port)
+    return HostPort("0.0.0.0", advertised.port)
 
 
 def new_token() -> str:
@@ -735,8 +678,8 @@ def same_host_members(
     return tuple(
         Member(
             id=f"n{k}",
-            peer_addr=Address(host, peer_port + k - 1),
-            client_addr=Address(host, client_port + k - 1),
+            peer_addr=HostPort(host, peer_port + k - 1),
+            client_addr=HostPort(host, client_port + k - 1),
         )
         for k in range(1, count + 1)
     )
@@ -749,8 +692,8 @@ def one_per_host_members(
     return tuple(
         Member(
             id=f"n{k}",
-            peer_addr=Address(host, peer_port),
-            client_addr=Address(host, client_port),
+            peer_addr=HostPort(host, peer_port),
+            client_addr=HostPort(host, client_port),
         )
         for k, host in enumerate(hosts, start=1)
     )

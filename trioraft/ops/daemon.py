@@ -32,7 +32,7 @@ from trioraft.kvstore import expiry
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.logs import NodeLogger
 from trioraft.ops.collector import instrument, probe_peers
-from trioraft.ops.config import Address, Config, listed_members
+from trioraft.ops.config import Config, listed_members
 from trioraft.ops.health import Endpoint
 from trioraft.ops.join import asker
 from trioraft.ops.systemd import StatusLine, notify, watchdog, watchdog_interval
@@ -46,6 +46,7 @@ from trioraft.runtime.snapshotter import SnapshotPolicy
 from trioraft.storage import DataDir, DataDirLocked, StorageError, WriteAheadLog
 from trioraft.storage.snapshots import SnapshotStore
 from trioraft.storage.state import Restored, open_storage
+from trioraft.transport.addresses import HostPort
 from trioraft.transport.base import RpcHandler
 from trioraft.transport.tcp import TcpTransport
 
@@ -331,7 +332,7 @@ async def _serve_metrics(
     nursery: trio.Nursery,
     node: Node[Reply],
     server: ClientServer,
-    address: Address,
+    address: HostPort,
     serving: Callable[[], bool],
 ) -> None:
     """Serve /metrics, /health and /ready at `address`, and probe the peers' round trips."""
@@ -358,7 +359,7 @@ async def _ready_once_accepted(node: Node[Reply], log: NodeLogger) -> None:
     notify("READY=1")
 
 
-async def _check_listen_address(key: str, address: Address, log: NodeLogger) -> None:
+async def _check_listen_address(key: str, address: HostPort, log: NodeLogger) -> None:
     """Resolve a listen address before binding it. A host that does not resolve is a
     StartupError naming the key and the address (it may pass: DNS may not be up yet);
     a host name other than localhost that resolves to loopback addresses only (as a
@@ -389,7 +390,7 @@ def _is_loopback(ip: str) -> bool:
 
 
 async def _start(
-    nursery: trio.Nursery, task: Callable[..., Awaitable[object]], key: str, address: Address
+    nursery: trio.Nursery, task: Callable[..., Awaitable[object]], key: str, address: HostPort
 ) -> None:
     """Start a listening task; an address that cannot be bound is a StartupError naming
     the key and the address."""

@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import trio
 
-from trioraft.ops.config import parse_address
 from trioraft.ops.status import encode_command, table_rows
 from trioraft.redis.replies import Reply
 from trioraft.redis.resp import decode_reply
 from trioraft.runtime.joining import Ask
+from trioraft.transport.addresses import parse_address
 from trioraft.transport.base import Address, Payload, describe_error
 from trioraft.transport.errors import (
     HandshakeRefused,

@@ -17,8 +17,8 @@ from typing import Any
 from trioraft.core.membership import ChangeKind, MemberChange
 from trioraft.core.messages import MemberAddress
 from trioraft.kvstore import kv
-from trioraft.ops.config import parse_address
 from trioraft.redis.replies import ErrorReply, Map, Reply
+from trioraft.transport.addresses import parse_address
 
 #: RAFT.MEMBER subcommand -> (the change, the number of arguments after the subcommand)
 _CHANGES = {

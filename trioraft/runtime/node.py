@@ -66,7 +66,6 @@ from trioraft.core.messages import (
 from trioraft.core.raft import Raft, Role
 from trioraft.core.ready import Ready
 from trioraft.logs import NodeLogger
-from trioraft.ops.config import parse_address
 from trioraft.runtime import incarnation, joining
 from trioraft.runtime.forwarding import Forwarder
 from trioraft.runtime.joining import Ask, Joining
@@ -79,6 +78,7 @@ from trioraft.runtime.steps import Release, run_stepwise
 from trioraft.runtime.wal_item import WalItem
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport import rpcs
+from trioraft.transport.addresses import parse_address
 from trioraft.transport.base import Address, Payload, Transport
 from trioraft.transport.codec import method_of
 from trioraft.transport.errors import RpcBadAnswer, RpcError, RpcRemoteError, RpcUnavailable

@@ -2,7 +2,8 @@
 
 `base.Transport` is the interface the node runtime uses; `TcpTransport` implements it over
 TCP (`tcp.py`, wire format in `codec.py`), `MemoryNetwork` and `MemoryTransport` in memory
-for tests (`memory.py`). The errors a caller can meet are in `errors.py`.
+for tests (`memory.py`). The errors a caller can meet are in `errors.py`; addresses as
+written (`host:port`) are parsed in `addresses.py`, and a link's TLS is in `tls.py`.
 """
 
 from trioraft.transport.base import Address, Payload, PeerStats, RpcHandler, Transport
