@@ -1,14 +1,18 @@
-"""What the package ships for operators: the systemd unit agrees with the command line
-and points at docs the package installs."""
+"""What the package ships for operators: a console script that runs the command line, and
+a systemd unit that agrees with it and points at docs the package installs."""
 
 from __future__ import annotations
 
 import glob
+import sys
 import tomllib
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
+import pytest
 from harness.process_node import REPO
 
+from trioraft import __version__
 from trioraft.ops.cli import EXIT_REFUSED, EXIT_USAGE
 
 UNIT = REPO / "config" / "trioraft@.service"
@@ -24,16 +28,37 @@ def unit_values(key: str) -> list[str]:
     ]
 
 
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+#: the console scripts the package installs: name -> `module:callable`
+SCRIPTS: dict[str, str] = PYPROJECT["project"]["scripts"]
+
+
 def installed_files() -> set[str]:
     """The data files the wheel installs, as paths under the environment's prefix."""
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    data_files: dict[str, list[str]] = pyproject["tool"]["setuptools"]["data-files"]
+    data_files: dict[str, list[str]] = PYPROJECT["tool"]["setuptools"]["data-files"]
     return {
         f"{folder}/{Path(path).name}"
         for folder, patterns in data_files.items()
         for pattern in patterns
         for path in glob.glob(pattern, root_dir=REPO)
     }
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_a_console_script_runs_the_command_line(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resolved as the installed script resolves it, and called as it calls it: no
+    arguments, the command line in sys.argv."""
+    entry = EntryPoint(name, SCRIPTS[name], "console_scripts").load()
+    monkeypatch.setattr(sys, "argv", [name, "--version"])
+    assert entry() == 0
+    assert capsys.readouterr().out == f"trioraft {__version__}\n"
+
+
+def test_the_unit_runs_the_console_script() -> None:
+    [exec_start] = unit_values("ExecStart")
+    assert Path(exec_start.split()[0]).name in SCRIPTS
 
 
 def test_the_unit_documentation_is_installed_by_the_package() -> None:
