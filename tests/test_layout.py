@@ -207,9 +207,9 @@ def private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
-def private_names_defined(tree: ast.Module) -> set[str]:
-    """The private names a module defines: functions, classes, variables, attributes it
-    assigns, and `__slots__` entries."""
+def private_names_defined(tree: ast.AST) -> set[str]:
+    """The private names a module or class defines: functions, classes, variables,
+    attributes it assigns, and `__slots__` entries."""
     defined = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -224,23 +224,63 @@ def private_names_defined(tree: ast.Module) -> set[str]:
 
 
 def private_reaches(module: str, tree: ast.Module) -> list[str]:
-    """`x._name` where `_name` is not a private name of this module: a reach into the
-    insides of another module's objects."""
-    own = private_names_defined(tree)
-    return [
-        f"{MODULES[module].relative_to(ROOT.parent)}:{node.lineno}: {ast.unparse(node)}"
+    """`x._name` outside the class that defines `_name`: a reach into the insides of
+    another object. A class's private names are its own: its code may use them on itself
+    and on another instance of it (a factory, a peer of the same kind), and its module
+    may name them on the class (`Class._method` in a table of handlers)."""
+    classes = {
+        node.name: private_names_defined(node)
         for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and private(node.attr) and node.attr not in own
+        if isinstance(node, ast.ClassDef)
+    }
+    reaches: list[str] = []
+
+    def visit(node: ast.AST, own: set[str]) -> None:
+        if isinstance(node, ast.ClassDef):
+            own = own | classes[node.name]
+        if isinstance(node, ast.Attribute) and private(node.attr) and node.attr not in own:
+            receiver = node.value.id if isinstance(node.value, ast.Name) else ""
+            if node.attr not in classes.get(receiver, set()):
+                where = f"{MODULES[module].relative_to(ROOT.parent)}:{node.lineno}"
+                reaches.append(f"{where}: {ast.unparse(node)}")
+        for child in ast.iter_child_nodes(node):
+            visit(child, own)
+
+    visit(tree, set())
+    return reaches
+
+
+REACHES = """
+class Node:
+    def __init__(self):
+        self._wake = None
+
+    def copy(self, other):
+        other._wake = self._wake  # another instance of its own class: fine
+
+class Guard:
+    def check(self, node):
+        return node._wake  # into a Node: a reach
+
+class Child(Node):
+    def poke(self):
+        return self._nudge  # a private name its own class does not define: a reach
+
+HANDLERS = {"copy": Node._wake, "poke": Guard._wake}  # Node's own: fine; Guard has none
+HELPER = kv._parse  # another module's private function: a reach
+"""
+
+
+def test_a_reach_into_another_objects_private_name_is_found() -> None:
+    reaches = private_reaches("trioraft.closing", ast.parse(REACHES))
+    assert [line.rpartition(": ")[2] for line in reaches] == [
+        "node._wake",
+        "self._nudge",
+        "Guard._wake",
+        "kv._parse",
     ]
 
 
-def test_a_reach_into_another_modules_private_name_is_found() -> None:
-    tree = ast.parse("class A:\n    def f(self, node):\n        self._own = node._wake\n")
-    assert [line.rpartition(": ")[2] for line in private_reaches("trioraft.closing", tree)] == [
-        "node._wake"
-    ]
-
-
-def test_no_module_reaches_into_another_modules_private_names() -> None:
+def test_no_module_reaches_into_another_objects_private_names() -> None:
     reaches = [line for module, tree in TREES.items() for line in private_reaches(module, tree)]
     assert not reaches, "\n".join(reaches)

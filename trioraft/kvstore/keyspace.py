@@ -167,6 +167,11 @@ class Keyspace(Generic[V]):
         self._views.append(view)
         return view
 
+    def release(self, view: FrozenKeyspace[V]) -> None:
+        """Stop recording changes for `view` (its `close` does; once is enough)."""
+        if view in self._views:
+            self._views.remove(view)
+
 
 class FrozenKeyspace(ClosedOnExit, Generic[V]):
     """The keyspace as it was when frozen, read bucket by bucket (see the module's notes)."""
@@ -213,6 +218,4 @@ class FrozenKeyspace(ClosedOnExit, Generic[V]):
 
     def close(self) -> None:
         """Stop recording changes (also once every bucket is read)."""
-        views = self._keyspace._views
-        if self in views:
-            views.remove(self)
+        self._keyspace.release(self)

@@ -419,7 +419,7 @@ class SnapshotStore:
         """Store a snapshot whose data is `data` or the concatenation of its chunks
         (checksummed while it is written); return the file. Durable when it returns;
         then the snapshots beyond `keep` are deleted."""
-        self._refuse_stale(meta)
+        self.refuse_stale(meta)
         final = self.path / snapshot_name(meta.index, meta.term)
         temp = final.with_name(final.name.removesuffix(SNAPSHOT_SUFFIX) + TEMP_SUFFIX)
         placeholder = encode_header(meta, 0, 0)
@@ -436,15 +436,14 @@ class SnapshotStore:
                 crc = zlib.crc32(chunk, crc)
                 size += len(chunk)
             _pwrite_all(fd, encode_header(meta, size, crc), 0, temp)
-            if self._fsync:
-                fsync_fd(fd, temp)
+            self.sync_file(fd, temp)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
                 temp.unlink()
             raise
         os.close(fd)
-        self._install(temp, final)
+        self.install(temp, final)
         return final
 
     def open_reader(self, meta: SnapshotMeta) -> SnapshotReader:
@@ -468,7 +467,7 @@ class SnapshotStore:
         leader in chunks. A partial file of the same snapshot, size and checksum left by
         an aborted receiver is continued (`received` says from where); partial files of
         other snapshots are removed."""
-        self._refuse_stale(meta)
+        self.refuse_stale(meta)
         if total_size < 0 or not 0 <= crc <= 0xFFFFFFFF:
             raise ValueError(f"impossible snapshot size {total_size} or checksum {crc}")
         name = snapshot_name(meta.index, meta.term).removesuffix(SNAPSHOT_SUFFIX)
@@ -504,7 +503,8 @@ class SnapshotStore:
             self, part, fd, meta, total_size, crc, len(header), received, running
         )
 
-    def _refuse_stale(self, meta: SnapshotMeta) -> None:
+    def refuse_stale(self, meta: SnapshotMeta) -> None:
+        """Raise StaleSnapshotError when `meta` is older than the newest snapshot here."""
         listed = list_snapshots(self.path)
         if listed and (meta.index, meta.term) < (listed[-1].index, listed[-1].term):
             raise StaleSnapshotError(
@@ -512,7 +512,12 @@ class SnapshotStore:
                 f"than the newest on disk, {listed[-1].path.name}"
             )
 
-    def _install(self, temp: Path, final: Path) -> None:
+    def sync_file(self, fd: int, path: Path) -> None:
+        """fsync the snapshot file `path`, open as `fd` (unless the store does not fsync)."""
+        if self._fsync:
+            fsync_fd(fd, path)
+
+    def install(self, temp: Path, final: Path) -> None:
         """Rename a complete, fsynced temp or partial file to its final name, durably,
         then delete the snapshots beyond `keep`."""
         try:
@@ -643,12 +648,11 @@ class SnapshotReceiver:
                 f"{self.path}: data checksum {self._running:08x} does not match the "
                 f"announced {self.crc:08x}; the partial snapshot was removed"
             )
-        self._store._refuse_stale(self.meta)
-        if self._store._fsync:
-            fsync_fd(self._fd, self.path)
+        self._store.refuse_stale(self.meta)
+        self._store.sync_file(self._fd, self.path)
         self.abort()
         final = self.path.with_name(self.path.name.removesuffix(PART_SUFFIX) + SNAPSHOT_SUFFIX)
-        self._store._install(self.path, final)
+        self._store.install(self.path, final)
         return final
 
     def abort(self) -> None:
