@@ -285,7 +285,7 @@ def test_randomkey_never_answers_a_key_past_its_deadline(store: Store) -> None:
     for i in range(50):
         store(f"SET dead{i} v PX 10")
     store.now += 10
-    store.kv._random = random.Random(7)
+    store.kv.rng = random.Random(7)
     replies, hidden = set(), set()
     for _ in range(20):
         reply, hid = store.kv.read_hiding([b"RANDOMKEY"], store.now)
@@ -299,7 +299,7 @@ def test_randomkey_never_answers_a_key_past_its_deadline(store: Store) -> None:
 
 def test_randomkey_finds_every_key(store: Store) -> None:
     store("MSET a 1 b 2 c 3")
-    store.kv._random = random.Random(1)
+    store.kv.rng = random.Random(1)
     assert {store("RANDOMKEY") for _ in range(100)} == {b"a", b"b", b"c"}
 
 
@@ -373,7 +373,7 @@ def test_randomkey_applied_in_a_transaction_leaves_replicas_alike() -> None:
     delete nothing, or the replicas would part."""
     replicas = [ReplicatedState(), ReplicatedState()]
     for seed, state in enumerate(replicas):
-        state.store._random = random.Random(seed)
+        state.store.rng = random.Random(seed)
         state.apply_args([b"SET", b"live", b"v"], 1, T0)
         for i in range(20):
             state.apply_args([b"SET", b"dead%d" % i, b"v", b"PX", b"10"], 2 + i, T0)

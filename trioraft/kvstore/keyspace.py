@@ -167,6 +167,11 @@ class Keyspace(Generic[V]):
         self._views.append(view)
         return view
 
+    @property
+    def frozen_views(self) -> int:
+        """How many frozen views the keyspace records its changes for."""
+        return len(self._views)
+
     def release(self, view: FrozenKeyspace[V]) -> None:
         """Stop recording changes for `view` (its `close` does; once is enough)."""
         if view in self._views:

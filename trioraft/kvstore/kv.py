@@ -706,8 +706,8 @@ class KVStore:
         "_hidden",
         "_keyspace",
         "_now",
-        "_random",
         "_revision",
+        "rng",
     )
 
     def __init__(self, data: Mapping[bytes, bytes] | None = None) -> None:
@@ -729,8 +729,9 @@ class KVStore:
         self._applying = False
         #: the keys the last read hid because their deadline had passed
         self._hidden: list[bytes] = []
-        #: RANDOMKEY's choices: a read, so replicas need not agree on them
-        self._random = random.Random()
+        #: RANDOMKEY's choices: a read, so replicas need not agree on them (a test may
+        #: seed its own)
+        self.rng = random.Random()
 
     def __len__(self) -> int:
         return len(self._keyspace)
@@ -1178,10 +1179,10 @@ class KVStore:
         (most keys are past their deadline), the first live key of up to
         `_RANDOMKEY_WALK` keys from a random bucket on; None if there is none."""
         for _ in range(_RANDOMKEY_TRIES):
-            key = self._keyspace.random_key(self._random)
+            key = self._keyspace.random_key(self.rng)
             if key is None or self._is_live(key):
                 return key
-        cursor, keys = self._keyspace.scan(self._random.randrange(BUCKETS), _RANDOMKEY_WALK)
+        cursor, keys = self._keyspace.scan(self.rng.randrange(BUCKETS), _RANDOMKEY_WALK)
         if cursor == 0 and len(keys) < _RANDOMKEY_WALK:
             keys += self._keyspace.scan(0, _RANDOMKEY_WALK - len(keys))[1]
         return next((key for key in keys if self._is_live(key)), None)
