@@ -138,9 +138,9 @@ def test_no_import_cycle() -> None:
     assert not cycles, "modules import each other round a loop:\n" + "\n".join(cycles)
 
 
-#: what each layer may import besides itself and trioraft/'s top-level helpers (closing,
-#: wakeup, logs): layers below it, and the one allowance above (a prefix names a package
-#: or one module). The order: core, storage, transport, runtime, kvstore, redis, ops
+#: the layers from the bottom up, and what each may import besides itself and trioraft/'s
+#: top-level helpers (closing, wakeup, logs): layers below it, and the one allowance
+#: above, commented (a prefix names a package or one module)
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": (),
     "storage": ("core",),
