@@ -100,7 +100,7 @@ class LockClients(ClientTasks):
 
     async def _client(self, number: int) -> None:
         rng = random.Random(f"{self.seed}/lock/{number}")
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             target, lock = rng.choice(self.targets), rng.choice(self.locks)
             try:
                 with trio.fail_after(self.timeout):

@@ -177,11 +177,12 @@ class ClientTasks(abc.ABC):
 
     def __init__(self, clients: int) -> None:
         self.clients = clients
-        self._stop = trio.Event()
+        #: set by `stop`; each client's loop ends when it sees it
+        self.stopping = trio.Event()
 
     def stop(self) -> None:
         """Clients stop after their current request."""
-        self._stop.set()
+        self.stopping.set()
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -190,7 +191,7 @@ class ClientTasks(abc.ABC):
 
     @abc.abstractmethod
     async def _client(self, number: int) -> None:
-        """Client `number`'s loop, until `_stop` is set."""
+        """Client `number`'s loop, until `stopping` is set."""
 
 
 class Workload(ClientTasks):
@@ -230,7 +231,7 @@ class Workload(ClientTasks):
         target = self.targets[0]
         left = 0
         try:
-            while not self._stop.is_set():
+            while not self.stopping.is_set():
                 if connection is None or left <= 0:
                     if connection is not None:
                         await connection.aclose()
@@ -239,7 +240,7 @@ class Workload(ClientTasks):
                     connection = await self._connect(target)
                     if connection is None:
                         with trio.move_on_after(CONNECT_PAUSE):
-                            await self._stop.wait()
+                            await self.stopping.wait()
                         continue
                     left = rng.randint(1, REQUESTS_PER_CONNECTION)
                 left -= 1

@@ -49,7 +49,7 @@ async def test_the_routes(clock: MockClock, tmp_path: Path) -> None:
         assert endpoint.answer("POST", "/health")[0] == 405
         counted = node.metrics.leader_changes.value
         node.metrics.leader_changes.value = "broken"  # type: ignore[assignment]
-        assert endpoint._answer_safely("GET", "/metrics")[0] == 500  # logged, not raised
+        assert endpoint.answer_safely("GET", "/metrics")[0] == 500  # logged, not raised
         node.metrics.leader_changes.value = counted
         assert await write(node, b"k", b"v") == OK
         status, kind, body = endpoint.answer("GET", "/metrics")

@@ -105,7 +105,7 @@ class Endpoint:
             return 200, _TEXT, b"ok\n"
         return 503, _TEXT, problem.encode() + b"\n"
 
-    def _answer_safely(self, method: str, path: str) -> tuple[int, str, bytes]:
+    def answer_safely(self, method: str, path: str) -> tuple[int, str, bytes]:
         """`answer`, with a failure logged and answered 500: the node must not stop
         because one scrape failed."""
         try:
@@ -121,7 +121,7 @@ class Endpoint:
                 if head is None:
                     status, kind, body = 400, _TEXT, b"bad request\n"
                 else:
-                    status, kind, body = self._answer_safely(*head)
+                    status, kind, body = self.answer_safely(*head)
                 await stream.send_all(_response(status, kind, body))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
