@@ -502,6 +502,18 @@ async def write(node: Node, key: bytes, value: bytes) -> bytes:
     return encode(outcome_reply(outcome))
 
 
+async def write_while(cluster: NodeCluster, acknowledged: dict[bytes, bytes], count: int) -> None:
+    """SET `count` keys through the running nodes in turn, recording in `acknowledged`
+    those answered OK; stops early once no node runs (a stopped node answers at once)."""
+    for n in range(count):
+        if not cluster.nodes:
+            return
+        node = cluster.nodes[n % len(cluster.nodes)]
+        key, value = b"k%d" % n, b"v%d" % n
+        if await write(node, key, value) == OK:
+            acknowledged[key] = value
+
+
 def get(node: Node, key: bytes) -> Reply:
     """GET from `node`'s local state machine, with no read barrier."""
     return node.state.store.read([b"GET", key])

@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 from trioraft.core.messages import NodeId
+from trioraft.runtime.deadlines import Deadlines
 from trioraft.runtime.forwarding import MAX_BATCH_BYTES, MAX_IN_FLIGHT, WAKE_CHUNK, Forwarder
 from trioraft.transport import RpcRemoteError, RpcTimeout
 
@@ -52,11 +53,22 @@ async def take_every_call_slot(forwarder: Forwarder[bytes], nursery: trio.Nurser
         await trio.testing.wait_all_tasks_blocked()
 
 
+async def tick(deadlines: Deadlines) -> None:
+    """What the node's ticker does for the forwarder: end the writes whose time is up."""
+    while True:
+        await trio.sleep(0.1)
+        deadlines.expire(trio.current_time())
+
+
 @asynccontextmanager
-async def running(leader: FakeLeader) -> AsyncIterator[Forwarder[bytes]]:
-    forwarder = Forwarder(leader.propose)
+async def running(
+    leader: FakeLeader, deadlines: Deadlines | None = None
+) -> AsyncIterator[Forwarder[bytes]]:
+    deadlines = deadlines or Deadlines()
+    forwarder = Forwarder(leader.propose, deadlines)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(forwarder.run)
+        nursery.start_soon(tick, deadlines)
         yield forwarder
         nursery.cancel_scope.cancel()
 
@@ -121,13 +133,28 @@ async def test_a_failed_call_fails_each_of_its_writes(autojump_clock: Any) -> No
 
 async def test_a_write_that_times_out_unsent_is_never_sent(autojump_clock: Any) -> None:
     leader = FakeLeader()
-    async with running(leader) as forwarder, trio.open_nursery() as nursery:
+    deadlines = Deadlines()
+    async with running(leader, deadlines) as forwarder, trio.open_nursery() as nursery:
         await take_every_call_slot(forwarder, nursery)
+        began = trio.current_time()
         with pytest.raises(RpcTimeout, match="did not answer in time"):
             await forwarder.forward("n1", [b"late"], timeout=1)
+        # ended by the first tick at or after its deadline
+        assert 1 <= trio.current_time() - began <= 1.1
         leader.release()
         await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(0.2)
+        assert len(deadlines) == 0  # every write settled, none left waiting
     assert [commands for _, commands in leader.calls] == [[b"first"]] * MAX_IN_FLIGHT
+
+
+async def test_a_write_whose_call_hangs_times_out(autojump_clock: Any) -> None:
+    leader = FakeLeader()
+    async with running(leader) as forwarder:
+        with pytest.raises(RpcTimeout, match="did not answer in time"):
+            await forwarder.forward("n1", [b"w"], timeout=2)
+        assert leader.calls == [("n1", [b"w"])]
+        assert 2 <= trio.current_time() <= 2.1
 
 
 async def test_the_writers_of_one_call_go_on_a_chunk_per_round(autojump_clock: Any) -> None:

@@ -23,6 +23,7 @@ from harness.node_cluster import (
     set_command,
     wait_until,
     write,
+    write_while,
 )
 from harness.random_faults import under_random_faults
 from trio.testing import MockClock, wait_all_tasks_blocked
@@ -31,7 +32,7 @@ from trioraft.core.messages import Entry, SnapshotMeta
 from trioraft.kvstore import kv
 from trioraft.redis import replies
 from trioraft.runtime import node as node_module
-from trioraft.runtime.node import Node, Unavailable
+from trioraft.runtime.node import Indeterminate, Node, Unavailable
 from trioraft.runtime.snapshotter import Backoff, SnapshotPolicy, SnapshotRefused
 from trioraft.storage.records import HEADER_SIZE as WAL_HEADER_SIZE
 from trioraft.storage.records import decode_payload
@@ -331,17 +332,10 @@ async def test_acknowledged_writes_survive_a_crash_of_every_node(
 ) -> None:
     acknowledged: dict[bytes, bytes] = {}
 
-    async def keep_writing(cluster: NodeCluster) -> None:
-        for n in range(1_000_000):
-            node = cluster.nodes[n % len(cluster.nodes)]
-            key, value = b"k%d" % n, b"v%d" % n
-            if await write(node, key, value) == OK:
-                acknowledged[key] = value
-
     async with open_cluster(tmp_path) as cluster:
         await cluster.wait_for_leader()
         async with trio.open_nursery() as writers:
-            writers.start_soon(keep_writing, cluster)
+            writers.start_soon(write_while, cluster, acknowledged, 1_000_000)
             await wait_until(lambda: len(acknowledged) >= 20, 5.0)
             await cluster.crash_all()
             writers.cancel_scope.cancel()
@@ -595,3 +589,66 @@ async def test_a_follower_that_lost_acknowledged_entries_is_reported_and_caught_
         [report] = [r for r in caplog.records if "lost entries it had acknowledged" in r.message]
         assert report.levelname == "ERROR"
         assert report.fields["follower"] == lossy.id  # type: ignore[attr-defined]
+
+
+async def test_a_write_no_majority_takes_times_out_and_leaves_nothing_waiting(
+    clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        for follower in followers(cluster, leader):
+            hang_disk(follower, monkeypatch)  # they hear the leader, and never acknowledge
+        asked_at = trio.current_time()
+        reply = await write(leader, b"k", b"v")
+        waited = trio.current_time() - asked_at
+
+        assert reply.startswith(b"-TIMEOUT"), reply
+        # the tick after the request timeout ends the wait
+        assert waited == pytest.approx(leader.options.request_timeout, abs=TICK)
+        assert leader.core.is_leader
+        assert leader.metrics.proposals_timeout.value == 1
+        assert leader._waiters == {}
+        assert len(leader._deadlines) == 0
+
+
+async def test_a_read_that_is_never_confirmed_times_out_on_leader_and_follower(
+    clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        follower = followers(cluster, leader)[0]
+        monkeypatch.setattr(leader.core, "read_index", lambda ctx: None)  # never confirmed
+        for node in (leader, follower):
+            asked_at = trio.current_time()
+            with pytest.raises(Indeterminate, match="read could not be confirmed in time"):
+                await node.read_barrier()
+            waited = trio.current_time() - asked_at
+            assert waited == pytest.approx(node.options.request_timeout, abs=2 * TICK)
+            assert node._reads == {}
+        await trio.sleep(TICK)
+        assert len(leader._deadlines) == len(follower._deadlines) == 0
+
+
+async def test_a_node_that_stops_answers_the_requests_it_holds(
+    clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No tick of a stopped node ends its waiting requests: stopping ends them, and a
+    request made to it later answers at once."""
+    async with open_cluster(tmp_path) as cluster:
+        leader = await cluster.wait_for_leader()
+        for follower in followers(cluster, leader):
+            hang_disk(follower, monkeypatch)
+        replies: list[bytes] = []
+
+        async def write_in_flight() -> None:
+            replies.append(await write(leader, b"k", b"v"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write_in_flight)
+            await wait_until(lambda: bool(leader._waiters), 5 * TICK)
+            await cluster.crash(leader.id)
+            crashed_at = trio.current_time()
+        assert replies and replies[0].startswith(b"-TIMEOUT"), replies
+        assert trio.current_time() == crashed_at
+        assert await write(leader, b"later", b"v") != OK
+        assert trio.current_time() == crashed_at

@@ -280,8 +280,8 @@ CHANGE_BEFORE_OWN_COMMIT = BY_NAME["change-before-own-commit"]
 
 
 class FollowerReadsBeforeApplying(Node):
-    async def _follower_read_index(self) -> tuple[int, int]:
-        _, time_ms = await super()._follower_read_index()
+    async def _follower_read_index(self, deadline: float) -> tuple[int, int]:
+        _, time_ms = await super()._follower_read_index(deadline)
         return self.applied, time_ms  # the leader's read index is dropped: no wait to apply
 
 

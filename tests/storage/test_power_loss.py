@@ -15,12 +15,12 @@ import pytest
 import trio
 from harness.disk_model import DiskModel
 from harness.node_cluster import (
-    OK,
     NodeCluster,
     get,
     open_cluster,
     wait_until,
     write,
+    write_while,
 )
 from trio.testing import MockClock
 
@@ -171,14 +171,6 @@ def test_a_power_loss_at_any_fsync_of_a_snapshot_write_keeps_a_whole_snapshot(
 
 
 # --- a cluster on the production write path ----------------------------------------------
-
-
-async def write_while(cluster: NodeCluster, acknowledged: dict[bytes, bytes], count: int) -> None:
-    for n in range(count):
-        node = cluster.nodes[n % len(cluster.nodes)]
-        key, value = b"k%d" % n, b"v%d" % n
-        if await write(node, key, value) == OK:
-            acknowledged[key] = value
 
 
 async def check_acknowledged(cluster: NodeCluster, acknowledged: dict[bytes, bytes]) -> None:

@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from trioraft.core.messages import NodeId
+from trioraft.runtime.deadlines import Deadlines
 from trioraft.transport.errors import RpcTimeout
 from trioraft.wakeup import Wakeup
 
@@ -65,12 +66,21 @@ class _Write(Generic[T]):
         self.outcome = outcome
         self.done.set()
 
+    @property
+    def settled(self) -> bool:
+        return self.done.is_set()
+
+    def expire(self) -> None:
+        self.settle(RpcTimeout("the leader did not answer in time"))
+
 
 class Forwarder(Generic[T]):
     """Forwards writes to the leader in batches; `run` must be running."""
 
-    def __init__(self, call: ProposeCall[T]) -> None:
+    def __init__(self, call: ProposeCall[T], deadlines: Deadlines) -> None:
+        """`deadlines` ends the writes whose time is up (a tick of the node)."""
         self._call = call
+        self._deadlines = deadlines
         #: writes not yet sent, oldest first
         self._queue: list[_Write[T]] = []
         #: set while `_queue` is not empty
@@ -83,12 +93,11 @@ class Forwarder(Generic[T]):
         write: _Write[T] = _Write(leader, commands, trio.current_time() + timeout)
         self._queue.append(write)
         self._queued.set()
-        with trio.move_on_after(timeout):
-            await write.done.wait()
-        if write.outcome is None:
-            if write in self._queue:
-                self._queue.remove(write)  # never sent: it must not run later
-            raise RpcTimeout("the leader did not answer in time")
+        self._deadlines.add(write.deadline, write)
+        await write.done.wait()
+        assert write.outcome is not None
+        if isinstance(write.outcome, RpcTimeout) and write in self._queue:
+            self._queue.remove(write)  # never sent: it must not run later
         if isinstance(write.outcome, Exception):
             raise copy.copy(write.outcome)  # one copy per writer: each gets a traceback
         return write.outcome
@@ -109,6 +118,8 @@ class Forwarder(Generic[T]):
 
     def _take_batch(self) -> list[_Write[T]]:
         """The oldest queued writes for one leader, up to MAX_BATCH_BYTES (at least one)."""
+        # a write whose time ran out before it was sent must not run later
+        self._queue = [write for write in self._queue if not write.settled]
         if not self._queue:
             return []
         leader = self._queue[0].leader

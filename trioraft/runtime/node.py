@@ -34,6 +34,7 @@ unknown (`Indeterminate`: the wait timed out, or the request was lost in flight)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -67,6 +68,7 @@ from trioraft.core.raft import Raft, Role
 from trioraft.core.ready import Ready
 from trioraft.logs import NodeLogger
 from trioraft.runtime import incarnation, joining
+from trioraft.runtime.deadlines import Deadlines
 from trioraft.runtime.forwarding import Forwarder
 from trioraft.runtime.joining import Ask, Joining
 from trioraft.runtime.metrics import NodeMetrics
@@ -165,6 +167,8 @@ class NodeOptions:
 class _Waiter(Generic[R]):
     """A proposal of `term` waiting to be applied."""
 
+    __slots__ = ("_outcome", "done", "term")
+
     def __init__(self, term: int) -> None:
         self.term = term
         self.done = trio.Event()
@@ -177,6 +181,30 @@ class _Waiter(Generic[R]):
     @property
     def outcome(self) -> Outcome[R]:
         return self._outcome
+
+
+class _Proposal:
+    """The waiters of the entries of one proposal, by log index, ended together by the
+    request timeout (see deadlines.py). Entries apply in index order, so the proposal is
+    settled once its last entry is."""
+
+    __slots__ = ("_waiting", "waiters")
+
+    def __init__(self, waiters: list[tuple[int, _Waiter[Any]]], waiting: dict[int, _Waiter[Any]]):
+        self.waiters = waiters
+        #: the node's waiters by index, which an expired waiter leaves
+        self._waiting = waiting
+
+    @property
+    def settled(self) -> bool:
+        return self.waiters[-1][1].done.is_set()
+
+    def expire(self) -> None:
+        for index, waiter in self.waiters:
+            if not waiter.done.is_set():
+                if self._waiting.get(index) is waiter:
+                    del self._waiting[index]
+                waiter.settle(Indeterminate("no answer from a majority in time"))
 
 
 class Node(Generic[R]):
@@ -258,6 +286,8 @@ class Node(Generic[R]):
         #: proposals of this node waiting to be applied, by log index
         #: (a membership change's waiter has no result: `_Waiter[None]`)
         self._waiters: dict[int, _Waiter[Any]] = {}
+        #: the client requests waiting, ended by the ticker when their time is up
+        self._deadlines = Deadlines()
         #: ReadIndex requests waiting for their index, by token
         self._reads: dict[Hashable, _ReadWaiter] = {}
         self._read_ids = itertools.count()
@@ -276,7 +306,7 @@ class Node(Generic[R]):
         #: calls to the leader in flight, cancelled when the leader changes
         self._leader_calls: set[trio.CancelScope] = set()
         #: a follower's writes on their way to the leader
-        self._forwarder = Forwarder(self._propose_on_leader)
+        self._forwarder = Forwarder(self._propose_on_leader, self._deadlines)
         #: follower reads waiting for the next read-index question to the leader
         self._follower_reads: list[_ReadWaiter] = []
         self._follower_reads_wake = Wakeup()
@@ -305,21 +335,25 @@ class Node(Generic[R]):
     # --- running ---------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            if self.snapshotter is not None:
-                await nursery.start(self.snapshotter.run)
-            await nursery.start(self.transport.serve)
-            nursery.start_soon(self._driver)
-            nursery.start_soon(self._ticker)
-            nursery.start_soon(self._pump)
-            nursery.start_soon(self._wal_writer)
-            for _ in range(FOLLOWER_READ_QUESTIONS):
-                nursery.start_soon(self._follower_read_batcher)
-            nursery.start_soon(self._forwarder.run)
-            nursery.start_soon(self._ask_if_removed)
-            self.nursery = nursery
-            nursery.start_soon(self._check_incarnation)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.snapshotter is not None:
+                    await nursery.start(self.snapshotter.run)
+                await nursery.start(self.transport.serve)
+                nursery.start_soon(self._driver)
+                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._pump)
+                nursery.start_soon(self._wal_writer)
+                for _ in range(FOLLOWER_READ_QUESTIONS):
+                    nursery.start_soon(self._follower_read_batcher)
+                nursery.start_soon(self._forwarder.run)
+                nursery.start_soon(self._ask_if_removed)
+                self.nursery = nursery
+                nursery.start_soon(self._check_incarnation)
+                task_status.started()
+        finally:
+            # no tick will end the requests still waiting: they time out now
+            self._deadlines.close()
 
     async def _check_incarnation(self) -> None:
         """Ask to join when told to; have the peers confirm that this data dir is the one
@@ -337,6 +371,7 @@ class Node(Generic[R]):
         while True:
             await trio.sleep(self.options.tick_seconds)
             self.core.tick()
+            self._deadlines.expire(trio.current_time())
             self._report_wal_stall()
             self.poke()
 
@@ -688,14 +723,21 @@ class Node(Generic[R]):
             self._waiters[index] = waiter
             waiters.append((index, waiter))
         self._send_or_batch(alone=len(self._waiters) == len(waiters))
-        with trio.move_on_after(self.options.request_timeout):
-            # entries apply in index order, so once the last is done all are; waiting
-            # on each would cost a pass of the event loop per command of the batch
-            if waiters:
-                await waiters[-1][1].done.wait()
+        if waiters:
+            await self._wait_applied_or_expired(waiters)
         for index, waiter in waiters:
             self._count_outcome(index, waiter)
         return [waiter.outcome for _, waiter in waiters]
+
+    async def _wait_applied_or_expired(self, waiters: list[tuple[int, _Waiter[Any]]]) -> None:
+        """Wait until the entries of one proposal are applied, or the request timeout
+        ends their wait (without a cancel scope: see deadlines.py). Entries apply in index
+        order, so once the last is done all are; waiting on each would cost a pass of
+        the event loop per command of the batch."""
+        self._deadlines.add(
+            trio.current_time() + self.options.request_timeout, _Proposal(waiters, self._waiters)
+        )
+        await waiters[-1][1].done.wait()
 
     def _send_or_batch(self, *, alone: bool) -> None:
         """After a proposal or a read was fed to the core: the only one of its kind in
@@ -708,8 +750,11 @@ class Node(Generic[R]):
             self.poke()
 
     def _count_outcome(self, index: int, waiter: _Waiter[Any]) -> None:
-        if not waiter.done.is_set():
-            self._waiters.pop(index, None)
+        if not waiter.done.is_set():  # its index went to another entry before it applied
+            if self._waiters.get(index) is waiter:
+                del self._waiters[index]
+            self.metrics.proposals_timeout.inc()
+        elif isinstance(waiter.outcome, Indeterminate):
             self.metrics.proposals_timeout.inc()
         elif isinstance(waiter.outcome, Unavailable):
             self.metrics.proposals_lost.inc()
@@ -721,23 +766,41 @@ class Node(Generic[R]):
         with the leader's time (Unix ms, `time_ms` on the leader) when it confirmed the
         read. A read lost to a change of leader is asked again (reads are idempotent).
         Raises Unavailable (no leader) or Indeterminate (no answer in time)."""
-        with trio.move_on_after(self.options.request_timeout) as scope:
-            while True:
-                leader = await self.wait_for_leader()
-                try:
-                    if leader == self.id:
-                        index, time_ms = await self._leader_read_index()
-                    else:
-                        index, time_ms = await self._follower_read_index()
-                except Unavailable:
-                    await self._progress.wait()
-                    continue
-                await self.wait_applied(index)
-                return time_ms
-        assert scope.cancelled_caught
+        deadline = trio.current_time() + self.options.request_timeout
+        leader = self.core.leader_id
+        point = None
+        if leader is not None and not self._removed:
+            # the usual case, without a cancel scope: the read's waiter ends by itself at
+            # the deadline (deadlines.py), and the node has applied the index already
+            with contextlib.suppress(Unavailable):
+                point = await self._read_index(leader, deadline)
+            if point is not None and self.applied >= point[0]:
+                return point[1]
+        with trio.move_on_at(deadline):
+            if point is None:
+                point = await self._read_point(deadline, failed=leader is not None)
+            await self.wait_applied(point[0])
+            return point[1]
         raise Indeterminate("read could not be confirmed in time")
 
-    async def _leader_read_index(self) -> tuple[int, int]:
+    async def _read_point(self, deadline: float, *, failed: bool) -> tuple[int, int]:
+        """The read index and the leader's time, asked again after each change of leader
+        (after a change, when the last question `failed`)."""
+        while True:
+            if failed:
+                await self._progress.wait()
+            leader = await self.wait_for_leader()
+            try:
+                return await self._read_index(leader, deadline)
+            except Unavailable:
+                failed = True
+
+    async def _read_index(self, leader: NodeId, deadline: float) -> tuple[int, int]:
+        if leader == self.id:
+            return await self._leader_read_index(deadline)
+        return await self._follower_read_index(deadline)
+
+    async def _leader_read_index(self, deadline: float) -> tuple[int, int]:
         ctx = next(self._read_ids)
         waiter = _ReadWaiter()
         self.metrics.read_rounds_self.inc()
@@ -746,15 +809,17 @@ class Node(Generic[R]):
         except NotLeader:
             raise Unavailable("leadership changed") from None
         self._reads[ctx] = waiter
+        self._deadlines.add(deadline, waiter)
         self._send_or_batch(alone=len(self._reads) == 1)
         try:
             return await waiter.wait()
         finally:
             self._reads.pop(ctx, None)
 
-    async def _follower_read_index(self) -> tuple[int, int]:
+    async def _follower_read_index(self, deadline: float) -> tuple[int, int]:
         waiter = _ReadWaiter()
         self._follower_reads.append(waiter)
+        self._deadlines.add(deadline, waiter)
         self._follower_reads_wake.set()
         return await waiter.wait()
 
@@ -767,7 +832,8 @@ class Node(Generic[R]):
         while True:
             await self._follower_reads_wake.wait()
             self._follower_reads_wake.clear()
-            batch, self._follower_reads = self._follower_reads, []
+            batch = [waiter for waiter in self._follower_reads if not waiter.settled]
+            self._follower_reads = []
             if not batch:
                 continue
             leader = self.core.leader_id
@@ -928,8 +994,7 @@ class Node(Generic[R]):
         waiter: _Waiter[None] = _Waiter(term)
         self._waiters[index] = waiter
         self.poke()
-        with trio.move_on_after(self.options.request_timeout):
-            await waiter.done.wait()
+        await self._wait_applied_or_expired([(index, waiter)])
         self._count_outcome(index, waiter)
         return waiter.outcome
 
@@ -1078,7 +1143,8 @@ class Node(Generic[R]):
 
     async def _serve_read_index(self, src: NodeId, request: rpcs.ReadIndex) -> rpcs.ReadPoint:
         try:
-            return rpcs.ReadPoint(*await self._leader_read_index())
+            deadline = trio.current_time() + self.options.request_timeout
+            return rpcs.ReadPoint(*await self._leader_read_index(deadline))
         except Unavailable:
             raise NotLeader(self.core.leader_id) from None
 
@@ -1219,9 +1285,12 @@ class Node(Generic[R]):
 class _ReadWaiter:
     """A read waiting for its read index and the leader's time when it confirmed it."""
 
+    __slots__ = ("_done", "_expired", "_point")
+
     def __init__(self) -> None:
         self._done = trio.Event()
         self._point: tuple[int, int] | None = None
+        self._expired = False
 
     def resolve(self, index: int, time_ms: int) -> None:
         self._point = (index, time_ms)
@@ -1230,11 +1299,21 @@ class _ReadWaiter:
     def fail(self) -> None:
         self._done.set()
 
+    @property
+    def settled(self) -> bool:
+        return self._done.is_set()
+
+    def expire(self) -> None:
+        self._expired = True
+        self._done.set()
+
     async def wait(self) -> tuple[int, int]:
         await self._done.wait()
-        if self._point is None:
-            raise Unavailable("leadership changed before the read was confirmed")
-        return self._point
+        if self._point is not None:
+            return self._point
+        if self._expired:
+            raise Indeterminate("read could not be confirmed in time")
+        raise Unavailable("leadership changed before the read was confirmed")
 
 
 def _membership(node_id: NodeId, members: Members) -> str:
