@@ -16,7 +16,12 @@ import pytest
 import trio
 import trio.testing
 
-from trioraft.transport.fast_stream import OPS_PER_TURN, FastSocketStream, fast_stream
+from trioraft.transport.fast_stream import (
+    BYTES_PER_UNIT,
+    UNITS_PER_TURN,
+    FastSocketStream,
+    fast_stream,
+)
 
 #: the peer's receive buffer (fixed: no autotuning), and more than the buffers on the way
 #: hold, so that a send of FLOOD waits for the peer to read
@@ -136,27 +141,40 @@ async def test_two_tasks_receiving_or_sending_at_once_is_refused() -> None:
 
 
 async def test_a_receiver_that_never_waits_still_yields() -> None:
-    """The peer has sent plenty: every receive finds data. Every OPS_PER_TURN + 1 calls
+    """The peer has sent plenty: every receive finds data. Every UNITS_PER_TURN + 1 calls
     in a row still hold a checkpoint, where other tasks run and a cancellation arrives."""
     async with connected() as (stream, peer):
         await peer.send_all(bytes(1000))
         await trio.lowlevel.wait_readable(stream.socket)
         for _ in range(10):
             with trio.testing.assert_checkpoints():
-                for _ in range(OPS_PER_TURN + 1):
+                for _ in range(UNITS_PER_TURN + 1):
                     await stream.receive_some(1)
         with trio.CancelScope() as scope:
             scope.cancel()
-            for _ in range(OPS_PER_TURN + 1):
+            for _ in range(UNITS_PER_TURN + 1):
                 await stream.receive_some(1)
         assert scope.cancelled_caught
+
+
+async def test_a_large_receive_counts_for_several_calls() -> None:
+    """Small calls yield once per UNITS_PER_TURN + 1 (the test below); a receive of two
+    units' worth of bytes counts for three calls."""
+    chunk = 2 * BYTES_PER_UNIT
+    async with connected() as (stream, peer):
+        await peer.send_all(bytes(chunk + 2))
+        await trio.lowlevel.wait_readable(stream.socket)
+        with trio.testing.assert_checkpoints():
+            assert len(await stream.receive_some(chunk)) == chunk
+            assert len(await stream.receive_some(1)) == 1
+            assert len(await stream.receive_some(1)) == 1
 
 
 async def test_a_sender_that_never_waits_still_yields() -> None:
     async with connected() as (stream, _):
         for _ in range(10):
             with trio.testing.assert_checkpoints():
-                for _ in range(OPS_PER_TURN + 1):
+                for _ in range(UNITS_PER_TURN + 1):
                     await stream.send_all(b"x")
 
 
@@ -164,9 +182,9 @@ async def test_a_call_that_finds_the_socket_ready_does_not_yield() -> None:
     """The point of the stream: the first calls after a wait cost no pass through the
     event loop."""
     async with connected() as (stream, peer):
-        await peer.send_all(b"x" * OPS_PER_TURN)
+        await peer.send_all(b"x" * UNITS_PER_TURN)
         await trio.lowlevel.wait_readable(stream.socket)
         with trio.testing.assert_no_checkpoints():
-            for _ in range(OPS_PER_TURN):
+            for _ in range(UNITS_PER_TURN):
                 await stream.send_all(b"x")
                 assert await stream.receive_some(1) == b"x"

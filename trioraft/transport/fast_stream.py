@@ -15,15 +15,16 @@ wait is mostly no schedule point and no cancel point.
 
 Fairness: a task whose peer always has more for it (a deep pipeline of requests, a
 follower fed appends back to back) would otherwise never give the event loop back. Each
-direction counts its calls since it last waited or yielded; once `OPS_PER_TURN` calls
-went by without either, the next one starts with `trio.lowlevel.checkpoint()`, where other
-tasks run and a cancellation arrives. A task that waits between requests, as a client
-does that reads each reply before it sends on, pays nothing; a busy one yields at least
-once in every `OPS_PER_TURN` + 1 receives, which bounds what it runs between yields to
-that many receives' worth of work. trio's stream yields on every call: four calls to a
-yield cut that cost (a pass through the scheduler, about ten microseconds on a loaded
-two-core machine) to a quarter, and a connection's reply to a few requests still goes out
-before it yields.
+direction counts the work of its calls since it last waited or yielded, one unit per call
+plus one per `BYTES_PER_UNIT` it moved; once that reaches `UNITS_PER_TURN`, the next call
+starts with `trio.lowlevel.checkpoint()`, where other tasks run and a cancellation
+arrives. A task that waits between requests, as a client does that reads each reply
+before it sends on, pays nothing; a busy one yields after four small calls, or after
+48 KiB to 64 KiB moved, about what a task on trio's stream handles between yields. trio's
+stream yields on every call; yielding once per four small calls cuts that cost (a pass
+through the scheduler, about ten microseconds on a loaded two-core machine) to a quarter,
+while what a task can run between yields (the requests in what it received) stays about
+the same.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from typing import Final
 
 import trio
 
-#: calls in one direction completed without waiting, after which the next one yields first
-OPS_PER_TURN: Final = 4
+#: the work, in one direction, after which the next call yields first: each call is one
+#: unit, plus one per BYTES_PER_UNIT it moved
+UNITS_PER_TURN: Final = 4
+BYTES_PER_UNIT: Final = 16 * 1024
 #: what `receive_some` asks for when not told
 DEFAULT_RECEIVE_SIZE: Final = 65536
 
@@ -43,18 +46,18 @@ DEFAULT_RECEIVE_SIZE: Final = 65536
 class FastSocketStream(trio.abc.Stream):
     """A connected TCP socket as a trio Stream (see the module's docstring)."""
 
-    __slots__ = ("_received_unwaited", "_receiving", "_sending", "_sent_unwaited", "socket")
+    __slots__ = ("_receive_work", "_receiving", "_send_work", "_sending", "socket")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         #: the socket itself, for its addresses and options
         self.socket = sock
-        #: per direction: whether a task is in a call, and the calls done without waiting
-        #: since that direction last waited or yielded
+        #: per direction: whether a task is in a call, and the work done (in units) since
+        #: that direction last waited or yielded
         self._receiving = False
         self._sending = False
-        self._received_unwaited = 0
-        self._sent_unwaited = 0
+        self._receive_work = 0
+        self._send_work = 0
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         size = DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes
@@ -64,15 +67,15 @@ class FastSocketStream(trio.abc.Stream):
             raise trio.BusyResourceError("another task is receiving on this stream")
         self._receiving = True
         try:
-            if self._received_unwaited >= OPS_PER_TURN:
-                self._received_unwaited = 0
+            if self._receive_work >= UNITS_PER_TURN:
+                self._receive_work = 0
                 await trio.lowlevel.checkpoint()
             try:
                 data = self.socket.recv(size)
             except BlockingIOError:
-                self._received_unwaited = 0
+                self._receive_work = 0
                 return await self._receive_when_ready(size)
-            self._received_unwaited += 1
+            self._receive_work += 1 + len(data) // BYTES_PER_UNIT
             return data
         except OSError as exc:
             raise _stream_error(exc) from exc
@@ -92,8 +95,8 @@ class FastSocketStream(trio.abc.Stream):
             raise trio.BusyResourceError("another task is sending on this stream")
         self._sending = True
         try:
-            if self._sent_unwaited >= OPS_PER_TURN:
-                self._sent_unwaited = 0
+            if self._send_work >= UNITS_PER_TURN:
+                self._send_work = 0
                 await trio.lowlevel.checkpoint()
             try:
                 sent = self.socket.send(data)
@@ -101,9 +104,9 @@ class FastSocketStream(trio.abc.Stream):
                 sent = 0
             size = data.nbytes if isinstance(data, memoryview) else len(data)
             if sent == size:
-                self._sent_unwaited += 1
+                self._send_work += 1 + size // BYTES_PER_UNIT
                 return
-            self._sent_unwaited = 0
+            self._send_work = 0
             with memoryview(data) as view, view.cast("B") as octets:
                 while sent < size:
                     await trio.lowlevel.wait_writable(self.socket)
@@ -124,7 +127,7 @@ class FastSocketStream(trio.abc.Stream):
         self._sending = True
         try:
             await trio.lowlevel.wait_writable(self.socket)
-            self._sent_unwaited = 0
+            self._send_work = 0
         finally:
             self._sending = False
 
