@@ -15,6 +15,14 @@ large GETs or one large MGET cannot pile up more than about that much), and a cl
 that does not read within the idle timeout is dropped; connections beyond `max_clients`
 are told so and closed.
 
+Timeouts cost no cancel scope per request: a connection notes the deadline by which its
+client must have sent something (idle timeout) or taken its replies (reply timeout) while
+it waits on it, and one watchdog task cancels, every eighth of the shortest timeout, the
+connections whose deadline has passed. A connection is dropped at most that long late.
+
+Plain TCP connections run on `FastSocketStream`, which goes through the event loop only
+when the socket would block.
+
 With TLS (`serve(ssl_context=...)`), each connection does its TLS handshake in its own
 task, under a deadline, before its first request: a slow or silent client holds up no one,
 and a client speaking plain text to the TLS port is disconnected.
@@ -26,6 +34,7 @@ import enum
 import errno
 import hmac
 import itertools
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -63,6 +72,7 @@ from trioraft.runtime.node import (
 )
 from trioraft.runtime.steps import run_stepwise
 from trioraft.transport.base import remote_name
+from trioraft.transport.fast_stream import fast_stream
 from trioraft.transport.tls import handshake_failure
 
 #: how many times a read has the keys it meets past their deadline deleted and waits
@@ -70,6 +80,10 @@ from trioraft.transport.tls import handshake_failure
 _EXPIRY_ROUNDS: Final = 3
 #: items of an array reply encoded per event-loop step (about a microsecond each)
 _ITEMS_PER_STEP: Final = 5_000
+#: the watchdog looks for connections past their deadline this many times per timeout
+_CHECKS_PER_TIMEOUT: Final = 8
+#: what one read asks the socket for
+_RECEIVE_SIZE: Final = 65536
 
 
 class _Kind(enum.Enum):
@@ -79,13 +93,19 @@ class _Kind(enum.Enum):
     LOCAL = "local"
 
 
-@attrs.define
+@attrs.define(eq=False)
 class _Connection:
-    """What one client connection has said about itself."""
+    """One client connection: its stream, its deadline, and what it has said about itself."""
 
     #: unique among this node's connections (CLIENT ID, HELLO)
     id: int
     authenticated: bool
+    stream: trio.abc.Stream
+    #: while the connection waits on its client, when the client is too late (trio time):
+    #: to send its next request (idle timeout), or to take its replies (reply timeout)
+    deadline: float = math.inf
+    #: cancelled by the watchdog once the deadline has passed
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     #: HELLO 3: replies in RESP3
     resp3: bool = False
     #: CLIENT SETNAME or HELLO SETNAME
@@ -104,10 +124,8 @@ class _Connection:
         self.watched = {}
 
 
-#: a command that sends its reply itself: (connection, args, replies so far, stream)
-_StreamingHandler: TypeAlias = Callable[
-    [_Connection, list[bytes], bytearray, trio.abc.Stream], Awaitable[None]
-]
+#: a command that sends its reply itself: (connection, args, replies so far)
+_StreamingHandler: TypeAlias = Callable[[_Connection, list[bytes], bytearray], Awaitable[None]]
 
 
 class ClientServer:
@@ -126,6 +144,8 @@ class ClientServer:
         self.password = password.encode() if password else None
         self.stats = ClientStats()
         self._client_ids = itertools.count(1)
+        #: the connections being served, which the watchdog checks
+        self._connections: set[_Connection] = set()
         #: set by `serve`: TLS for every connection, and how long its handshake may take
         self._ssl_context: ssl.SSLContext | None = None
         self._handshake_timeout = HANDSHAKE_SECONDS
@@ -176,6 +196,7 @@ class ClientServer:
         self._ssl_context = ssl_context
         self._handshake_timeout = handshake_timeout
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._drop_late_clients)
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)
             task_status.started(listeners[0].socket.getsockname()[:2])
@@ -194,10 +215,24 @@ class ClientServer:
                     raise
                 nursery.start_soon(self._handle, stream)
 
+    async def _drop_late_clients(self) -> None:
+        """The watchdog: cancel every connection whose client is past its deadline."""
+        timeouts = [t for t in (self.limits.idle_timeout, self.limits.reply_timeout) if t > 0]
+        if not timeouts:
+            return
+        while True:
+            await trio.sleep(min(timeouts) / _CHECKS_PER_TIMEOUT)
+            now = trio.current_time()
+            for conn in self._connections:
+                if conn.deadline <= now:
+                    conn.scope.cancel()
+
     async def _handle(self, tcp: trio.SocketStream) -> None:
-        stream: trio.abc.Stream = tcp
+        stream: trio.abc.Stream
         if self._ssl_context is not None:
             stream = trio.SSLStream(tcp, self._ssl_context, server_side=True, https_compatible=True)
+        else:
+            stream = fast_stream(tcp)
         self.stats.connections_received += 1
         if self.stats.connected >= self.limits.max_clients:
             self.stats.connections_rejected += 1
@@ -206,16 +241,22 @@ class ClientServer:
                 await stream.send_all(encode(ErrorReply("ERR max number of clients reached")))
             await trio.aclose_forcefully(stream)
             return
+        conn = _Connection(next(self._client_ids), self.password is None, stream)
         self.stats.connected += 1
+        self._connections.add(conn)
         try:
-            if isinstance(stream, trio.SSLStream):
-                await self._tls_handshake(stream, tcp)
-            await self._converse(stream)
+            with conn.scope:
+                if isinstance(stream, trio.SSLStream):
+                    await self._tls_handshake(stream, tcp)
+                await self._converse(conn)
+            if conn.scope.cancelled_caught:  # idle, or not reading its replies
+                self.node.metrics.rejected_too_slow.inc()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        except trio.TooSlowError:  # idle, or not reading its replies
+        except trio.TooSlowError:  # the TLS handshake took too long
             self.node.metrics.rejected_too_slow.inc()
         finally:
+            self._connections.discard(conn)
             self.stats.connected -= 1
             await trio.aclose_forcefully(stream)
 
@@ -236,20 +277,21 @@ class ClientServer:
             self.log.debug("TLS handshake timed out", remote=remote_name(tcp))
             raise
 
-    async def _converse(self, stream: trio.abc.Stream) -> None:
+    async def _converse(self, conn: _Connection) -> None:
         limits = self.limits
-        conn = _Connection(next(self._client_ids), authenticated=self.password is None)
         parser = RequestParser(
             max_inline=limits.max_inline_bytes,
             max_bulk=limits.max_value_bytes,
             max_args=limits.max_args,
         )
+        receive = conn.stream.receive_some
         while not conn.closing:
             if limits.idle_timeout:
-                with trio.fail_after(limits.idle_timeout):
-                    data = await stream.receive_some(65536)
+                conn.deadline = trio.current_time() + limits.idle_timeout
+                data = await receive(_RECEIVE_SIZE)
+                conn.deadline = math.inf
             else:
-                data = await stream.receive_some(65536)
+                data = await receive(_RECEIVE_SIZE)
             if not data:
                 return
             parser.feed(data)
@@ -265,21 +307,15 @@ class ClientServer:
             if failure is None and parser.buffered > limits.max_request_bytes:
                 failure = RespProtocolError("too big request")
             out = bytearray()
-            await self._run(conn, requests, out, stream)
+            await self._run(conn, requests, out)
             if failure is not None:
                 self.node.metrics.rejected_protocol.inc()
                 encode_into(out, ErrorReply(f"ERR Protocol error: {failure}"))
                 conn.closing = True
             if out:
-                await self._send(stream, out)
+                await self._send(conn, out)
 
-    async def _run(
-        self,
-        conn: _Connection,
-        requests: list[list[bytes]],
-        out: bytearray,
-        stream: trio.abc.Stream,
-    ) -> None:
+    async def _run(self, conn: _Connection, requests: list[list[bytes]], out: bytearray) -> None:
         """Run requests in order, batching consecutive writes and consecutive reads."""
         k = 0
         while k < len(requests) and not conn.closing:
@@ -293,18 +329,18 @@ class ClientServer:
             started = time.perf_counter()
             streaming = self._streaming_command(conn, batch[0])
             if streaming is not None:
-                await streaming(conn, batch[0], out, stream)
+                await streaming(conn, batch[0], out)
             elif kind is _Kind.LOCAL:
                 encode_into(out, await self._run_local(conn, batch[0]), conn.resp3)
             elif kind is _Kind.WRITE:
                 await self._run_writes(conn, batch, out)
             else:
-                await self._run_reads(conn, batch, out, stream)
+                await self._run_reads(conn, batch, out)
             seconds = time.perf_counter() - started
             for args in batch:
                 self._timing(args[0]).observe(seconds)
             k = end
-            await self._flush_if_full(out, stream)
+            await self._flush_if_full(conn, out)
 
     def _timing(self, name: bytes) -> Timings:
         """The request duration histogram of the command `name`, bound on first use."""
@@ -329,32 +365,31 @@ class ClientServer:
         commands = (self._local, self._local_async, self._streaming)
         return any(upper in table for table in commands) or kv.is_data_command(upper)
 
-    async def _flush_if_full(self, out: bytearray, stream: trio.abc.Stream) -> None:
+    async def _flush_if_full(self, conn: _Connection, out: bytearray) -> None:
         """Send the replies in `out` once they pass the unread-reply limit."""
         if len(out) > self.limits.max_unread_reply_bytes:
-            await self._send(stream, out)
+            await self._send(conn, out)
             out.clear()
 
-    async def _send(self, stream: trio.abc.Stream, out: bytearray) -> None:
-        """Send replies; a client that does not read them within the reply timeout is
-        disconnected (TooSlowError closes the connection)."""
-        with trio.fail_after(self.limits.reply_timeout):
-            await stream.send_all(out)
+    async def _send(self, conn: _Connection, out: bytearray) -> None:
+        """Send replies; a client that has not taken them by the reply timeout is
+        disconnected (by the watchdog)."""
+        conn.deadline = trio.current_time() + self.limits.reply_timeout
+        await conn.stream.send_all(out)
+        conn.deadline = math.inf
 
-    async def _add_reply(
-        self, out: bytearray, reply: Reply, resp3: bool, stream: trio.abc.Stream
-    ) -> None:
+    async def _add_reply(self, conn: _Connection, out: bytearray, reply: Reply) -> None:
         """Encode `reply` into `out`, an array item by item, flushing whenever full, and
         letting the event loop run other tasks between slices of a long array."""
         if isinstance(reply, list):
             out += b"*%d\r\n" % len(reply)
             for count, item in enumerate(reply, 1):
-                await self._add_reply(out, item, resp3, stream)
+                await self._add_reply(conn, out, item)
                 if count % _ITEMS_PER_STEP == 0:
                     await trio.lowlevel.checkpoint()
         else:
-            encode_into(out, reply, resp3)
-            await self._flush_if_full(out, stream)
+            encode_into(out, reply, conn.resp3)
+            await self._flush_if_full(conn, out)
 
     def _kind(self, conn: _Connection, args: list[bytes]) -> _Kind:
         name = args[0].upper()
@@ -397,13 +432,7 @@ class ClientServer:
         for problem in problems:
             encode_into(out, problem or outcome_reply(next(outcomes)), conn.resp3)
 
-    async def _run_reads(
-        self,
-        conn: _Connection,
-        batch: list[list[bytes]],
-        out: bytearray,
-        stream: trio.abc.Stream,
-    ) -> None:
+    async def _run_reads(self, conn: _Connection, batch: list[list[bytes]], out: bytearray) -> None:
         problems = [kv.validate(args) for args in batch]
         # READONLY: the local replica, hiding keys past their deadline by the local clock
         now = self.node.time_ms()
@@ -416,7 +445,7 @@ class ClientServer:
                 return
         for args, problem in zip(batch, problems, strict=True):
             reply = problem or await self._read(args, now)
-            await self._add_reply(out, reply, conn.resp3, stream)
+            await self._add_reply(conn, out, reply)
 
     async def _read_barrier_expiring(
         self, batch: list[list[bytes]], problems: list[ErrorReply | None]
@@ -665,9 +694,7 @@ class ClientServer:
             return error_reply(exc)
         return SimpleString(f"OK snapshot at index {index}")
 
-    async def _raft_backup(
-        self, conn: _Connection, args: list[bytes], out: bytearray, stream: trio.abc.Stream
-    ) -> None:
+    async def _raft_backup(self, conn: _Connection, args: list[bytes], out: bytearray) -> None:
         """RAFT.BACKUP: a consistent copy of the state, as an array streamed a chunk at a
         time after the replies before it (redis/backup.py)."""
         if len(args) != 1:
@@ -681,7 +708,7 @@ class ClientServer:
         self.log.info("streaming a backup", index=backup.meta.index, bytes=len(backup.data))
         for piece in backup_stream(backup):
             out += piece
-            await self._send(stream, out)
+            await self._send(conn, out)
             out.clear()
 
     def _hello(self, conn: _Connection, args: list[bytes]) -> Reply:
