@@ -113,8 +113,8 @@ async def test_a_read_of_an_expired_key_waits_for_its_deletion(
         assert has(follower, b"k")
         server = ClientServer(follower, follower.state, ClientLimits())
         reads = [[b"GET", b"k"], [b"GET", b"other"], [b"PTTL", b"k"]]
-        now = await server._read_barrier_expiring(reads, [None] * len(reads))
-        assert [await server._read(args, now) for args in reads] == [None, b"w", -2]
+        _, answered = await server._read_at_barrier(reads, [None] * len(reads))
+        assert [answered[k] for k in range(len(reads))] == [None, b"w", -2]
         # answered only once the deletion applied here, and it is in every log
         assert not has(follower, b"k")
         await cluster.wait_converged()

@@ -436,38 +436,47 @@ class ClientServer:
         problems = [kv.validate(args) for args in batch]
         # READONLY: the local replica, hiding keys past their deadline by the local clock
         now = self.node.time_ms()
+        answered: dict[int, Reply] = {}
         if not conn.readonly and any(p is None for p in problems):
             try:
-                now = await self._read_barrier_expiring(batch, problems)
+                now, answered = await self._read_at_barrier(batch, problems)
             except (Unavailable, Indeterminate) as exc:
                 for problem in problems:
                     encode_into(out, problem or error_reply(exc), conn.resp3)
                 return
-        for args, problem in zip(batch, problems, strict=True):
-            reply = problem or await self._read(args, now)
+        for k, (args, problem) in enumerate(zip(batch, problems, strict=True)):
+            if problem is not None:
+                reply: Reply = problem
+            elif k in answered:
+                reply = answered[k]
+            else:
+                reply = await self._read(args, now)
             await self._add_reply(conn, out, reply)
 
-    async def _read_barrier_expiring(
+    async def _read_at_barrier(
         self, batch: list[list[bytes]], problems: list[ErrorReply | None]
-    ) -> int:
-        """Wait until the reads may be served linearizably; the leader's time to serve them
-        at. A key they name whose deadline has passed by then is deleted through the log
-        first, and the barrier taken again: so a read never returns such a key, and what
-        it answers stays true for every later read, whichever node serves it (after a
-        few rounds, such keys are only hidden)."""
+    ) -> tuple[int, dict[int, Reply]]:
+        """Wait until the reads may be served linearizably, and serve them: the leader's
+        time to serve them at, and the replies by position in `batch` (but for KEYS, which
+        `_read` serves a slice at a time, and for those with a problem). A key they name
+        whose deadline has passed by then is deleted through the log first, and the
+        barrier taken again: so a read never returns such a key, and what it answers stays
+        true for every later read, whichever node serves it (after a few rounds, such keys
+        are only hidden)."""
         for _ in range(_EXPIRY_ROUNDS):
             now = await self.node.read_barrier()
+            # no await from the barrier to the last read: all read the state it confirmed
             store = self.state.store
-            expired = [
-                key
-                for args, problem in zip(batch, problems, strict=True)
-                if problem is None and args[0].upper() != b"KEYS"  # KEYS waits for no one
-                for key in store.read_hiding(args, now)[1]
-            ]
+            answered: dict[int, Reply] = {}
+            expired: list[bytes] = []
+            for k, (args, problem) in enumerate(zip(batch, problems, strict=True)):
+                if problem is None and args[0].upper() != b"KEYS":  # KEYS waits for no one
+                    answered[k], hidden = store.read_hiding(args, now)
+                    expired += hidden
             if not expired:
                 break
             await expiry.expire_now(self.node, expired)
-        return now
+        return now, answered
 
     async def _read(self, args: list[bytes], now: int) -> Reply:
         """Run a valid read at time `now`; KEYS reads a slice of the keyspace per
