@@ -706,6 +706,67 @@ async def test_a_message_above_the_frame_limit_is_dropped_by_the_sender(
         assert await receive(n2) == small
 
 
+async def test_an_idle_connection_is_closed_unless_a_handler_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trioraft.transport")
+    gate = Gate()
+    async with tcp_nodes("n1", "n2", handler=gate, idle_timeout=0.1) as nodes:
+        n2 = nodes["n2"]
+        async with trio.open_nursery() as nursery:
+            answers: list[Payload] = []
+
+            async def slow_call() -> None:
+                answers.append(await n2.call("n1", "wait", None, timeout=DEADLINE))
+
+            nursery.start_soon(slow_call)
+            await trio.sleep(0.5)  # several idle timeouts go by while the handler runs
+            assert not idle_closed(caplog)
+            gate.opened.set()
+        assert answers == ["done"]
+        await wait_until(lambda: idle_closed(caplog) and not n2.stats()["n1"].connected)
+        # the sender connects again when it next has something to say
+        assert await n2.call("n1", "echo", None, timeout=DEADLINE) == ("n2", None)
+
+
+def idle_closed(caplog: pytest.LogCaptureFixture) -> bool:
+    return any("closing an idle connection" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_write_the_peer_never_reads_closes_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A peer that takes the connection and then reads nothing: once the socket's buffers
+    are full, the write waits, and after the write timeout the connection is closed."""
+    async with trio.open_nursery() as nursery:
+        [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        handshaken = trio.Event()
+
+        async def deaf_peer() -> None:
+            async with listener, await listener.accept() as stream:
+                reader = FrameReader(4096)
+                while not reader.bodies():
+                    reader.feed(await stream.receive_some())
+                await stream.send_all(encode_verdict(Verdict(accepted=True)))
+                handshaken.set()
+                await trio.sleep_forever()
+
+        nursery.start_soon(deaf_peer)
+        n1 = TcpTransport("n1", TOKEN, LOCAL, {}, echo_handler, write_timeout=0.2)
+        await nursery.start(n1.serve)
+        n1.set_peers({"n2": listener.socket.getsockname()[:2]})
+        big = Entry(1, 1, EntryKind.COMMAND, b"x" * 500_000)
+        append = AppendEntries(
+            src="n1", dst="n2", term=1, prev_index=0, prev_term=0, entries=(big,), commit=0
+        )
+        with trio.fail_after(DEADLINE):
+            while not logged(caplog, "a write timed out", "peer=n2"):
+                n1.send(append)
+                await trio.sleep(0.01)
+        await wait_until(lambda: not n1.stats()["n2"].connected)
+        nursery.cancel_scope.cancel()
+
+
 # The memory network, in virtual time.
 
 

@@ -11,6 +11,10 @@ Theory of operation:
   backoff with jitter before trying again. Its queue is bounded in frames and bytes: `send`
   drops and counts what does not fit, so a slow or dead peer never blocks the others.
 - The writer drains everything queued and writes it with one `send_all`, under a deadline.
+- Without TLS a connection is a `FastSocketStream` (fast_stream.py): a send or receive
+  that need not wait makes its system call without a pass through the event loop. The
+  write and idle deadlines are one cancel scope per connection whose deadline is set
+  around each wait, not a scope entered per write or per read.
 - Nothing queued or pending outlives the connection it was meant for: when a connection
   ends, or an attempt to make one fails, the link drops its queue and fails its pending
   calls (`RpcConnectionLost` once connected, `RpcUnavailable` when it never connected).
@@ -50,6 +54,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import logging
+import math
 import random
 from collections import deque
 from collections.abc import Mapping
@@ -99,6 +104,7 @@ from trioraft.transport.errors import (
     RpcUnavailable,
     TransportError,
 )
+from trioraft.transport.fast_stream import fast_stream
 from trioraft.transport.tls import PeerContexts, handshake_failure
 from trioraft.wakeup import Wakeup
 
@@ -459,12 +465,15 @@ class TcpTransport:
     async def _connect(self, peer: NodeId, address: Address) -> tuple[trio.abc.Stream, FrameReader]:
         """Connect and handshake, under one deadline; raises one of `_CONNECT_ERRORS`."""
         with trio.fail_after(self._connect_timeout):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(*address)
+            tcp = await trio.open_tcp_stream(*address)
+            stream: trio.abc.Stream = tcp
             try:
                 if self._tls is not None:
                     stream = trio.SSLStream(
-                        stream, self._tls.connect, server_hostname=address[0], https_compatible=True
+                        tcp, self._tls.connect, server_hostname=address[0], https_compatible=True
                     )
+                else:
+                    stream = fast_stream(tcp)
                 try:
                     reader = await self._exchange_hello(stream, peer)
                 except trio.BrokenResourceError as exc:
@@ -538,13 +547,16 @@ class TcpTransport:
     ) -> None:
         """Write everything queued, one batch per `send_all`; on failure cancel `scope`."""
         try:
-            while True:
-                await outbox.wait()
-                frames = outbox.take_all()
-                with trio.fail_after(self._write_timeout):
+            # one scope for the connection, its deadline set only while a write is on:
+            # cheaper than entering a scope for each write
+            with trio.CancelScope() as writing:
+                while True:
+                    await outbox.wait()
+                    frames = outbox.take_all()
+                    writing.deadline = trio.current_time() + self._write_timeout
                     await stream.send_all(b"".join(frames))
-                outbox.sent += len(frames)
-        except trio.TooSlowError:
+                    writing.deadline = math.inf
+                    outbox.sent += len(frames)
             self.log.warning(
                 "closing a connection: a write timed out", seconds=self._write_timeout, **where
             )
@@ -557,9 +569,11 @@ class TcpTransport:
 
     async def _handle_connection(self, tcp: trio.SocketStream) -> None:
         remote = remote_name(tcp)
-        stream: trio.abc.Stream = tcp
+        stream: trio.abc.Stream
         if self._tls is not None:
             stream = trio.SSLStream(tcp, self._tls.accept, server_side=True, https_compatible=True)
+        else:
+            stream = fast_stream(tcp)
         try:
             accepted = await self._accept_handshake(stream, remote)
             if accepted is not None:
@@ -643,35 +657,39 @@ class TcpTransport:
             nursery.start_soon(self._write_loop, stream, answers, nursery.cancel_scope, where)
             try:
                 while True:
-                    with trio.move_on_after(self._idle_timeout) as idle:
-                        bodies = await _receive_bodies(stream, reader)
-                    if idle.cancelled_caught:
-                        if slots.running:
-                            continue
-                        self.log.debug("closing an idle connection", **where)
-                        return
-                    if bodies is None:
-                        return
-                    for body in bodies:
-                        item = decode_frame(body)
-                        if guest:
-                            self._check_guest_frame(item)
-                        if isinstance(item, Request):
-                            # no checkpoint: the requests that arrived together start
-                            # together, so the node can batch them
-                            if slots.try_admit():
-                                nursery.start_soon(self._answer, src, item, answers, slots)
-                            else:
-                                self._refuse(item, answers, slots, where)
-                        elif isinstance(item, Response | Refusal):
-                            raise ProtocolError("a response on an accepted connection")
-                        elif item.src != src or item.dst != self.node_id:
-                            raise ProtocolError(
-                                f"a message from {item.src!r} to {item.dst!r}"
-                                f" on a connection from {src!r}"
-                            )
-                        else:
-                            await self._deliver(item)
+                    # one scope until the connection idles, its deadline set only while
+                    # a receive waits: cheaper than entering a scope for each receive
+                    with trio.CancelScope() as idle:
+                        while True:
+                            idle.deadline = trio.current_time() + self._idle_timeout
+                            bodies = await _receive_bodies(stream, reader)
+                            idle.deadline = math.inf
+                            if bodies is None:
+                                return
+                            for body in bodies:
+                                item = decode_frame(body)
+                                if guest:
+                                    self._check_guest_frame(item)
+                                if isinstance(item, Request):
+                                    # no checkpoint: the requests that arrived together
+                                    # start together, so the node can batch them
+                                    if slots.try_admit():
+                                        nursery.start_soon(self._answer, src, item, answers, slots)
+                                    else:
+                                        self._refuse(item, answers, slots, where)
+                                elif isinstance(item, Response | Refusal):
+                                    raise ProtocolError("a response on an accepted connection")
+                                elif item.src != src or item.dst != self.node_id:
+                                    raise ProtocolError(
+                                        f"a message from {item.src!r} to {item.dst!r}"
+                                        f" on a connection from {src!r}"
+                                    )
+                                else:
+                                    await self._deliver(item)
+                    if slots.running:
+                        continue
+                    self.log.debug("closing an idle connection", **where)
+                    return
             except ProtocolError as exc:
                 self.log.warning(
                     "closing a connection: the peer broke the protocol", **where, reason=str(exc)
