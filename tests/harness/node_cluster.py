@@ -37,7 +37,7 @@ import math
 import random
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ from trioraft.runtime.joining import Joining
 from trioraft.runtime.node import Node, NodeOptions
 from trioraft.runtime.snapshotter import SnapshotPolicy
 from trioraft.runtime.wal_item import WalItem
+from trioraft.runtime.worker_thread import WorkerThread
 from trioraft.storage.datadir import WAL_DIR
 from trioraft.storage.fileio import durability
 from trioraft.storage.replay import Replayed, replay
@@ -123,23 +124,27 @@ def node_options(
 
 
 def hold_clock_during_threads(clock: MockClock, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let `clock` autojump only while no `trio.to_thread.run_sync` call is in flight."""
-    run_sync = trio.to_thread.run_sync
+    """Let `clock` autojump only while no call into a thread is in flight: neither
+    `trio.to_thread.run_sync` nor a `WorkerThread`'s (the node's WAL writes)."""
     threshold = clock.autojump_threshold
     in_flight = 0
 
-    async def run_sync_holding_clock(*args: Any, **kwargs: Any) -> Any:
-        nonlocal in_flight
-        in_flight += 1
-        clock.autojump_threshold = math.inf
-        try:
-            return await run_sync(*args, **kwargs)
-        finally:
-            in_flight -= 1
-            if not in_flight:
-                clock.autojump_threshold = threshold
+    def holding_clock(run_sync: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def run_sync_holding_clock(*args: Any, **kwargs: Any) -> Any:
+            nonlocal in_flight
+            in_flight += 1
+            clock.autojump_threshold = math.inf
+            try:
+                return await run_sync(*args, **kwargs)
+            finally:
+                in_flight -= 1
+                if not in_flight:
+                    clock.autojump_threshold = threshold
 
-    monkeypatch.setattr(trio.to_thread, "run_sync", run_sync_holding_clock)
+        return run_sync_holding_clock
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", holding_clock(trio.to_thread.run_sync))
+    monkeypatch.setattr(WorkerThread, "run_sync", holding_clock(WorkerThread.run_sync))
 
 
 @attrs.define

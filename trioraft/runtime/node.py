@@ -9,10 +9,11 @@ Tasks, all in one nursery:
 - the pump: moves peer messages from the transport into the core, every message already
   received at once, and then takes and handles the Ready itself: an answer to a peer
   (an append acknowledged, a commit) goes out without waiting a pass for the driver;
-- the WAL writer: writes and fsyncs the Readys queued by the driver, in order, in a worker
-  thread; everything that arrived while an fsync ran goes into the next one (group
-  commit); then it releases the messages that promised durability, confirms the write to
-  the core and handles the Ready that follows (a leader's commit) itself;
+- the WAL writer: writes and fsyncs the Readys queued by the driver, in order, in a
+  long-lived thread of its own (worker_thread.py); everything that arrived while an fsync
+  ran goes into the next one (group commit); then it releases the messages that promised
+  durability, confirms the write to the core and handles the Ready that follows (a
+  leader's commit) itself;
 - the follower read batchers: each asks the leader for one read index for every read
   that arrived since the previous question, so a few questions can be in flight;
 - the forwarder: sends a follower's writes to the leader, many in one call
@@ -78,6 +79,7 @@ from trioraft.runtime.stamps import Stamper, stamp, time_of, unstamp, wall_clock
 from trioraft.runtime.statemachine import R, StateMachine
 from trioraft.runtime.steps import Release, run_stepwise
 from trioraft.runtime.wal_item import WalItem
+from trioraft.runtime.worker_thread import WorkerThread
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport import rpcs
 from trioraft.transport.addresses import parse_address
@@ -299,6 +301,8 @@ class Node(Generic[R]):
         #: the messages held back in `_wal_queue`
         self._wal_queue_messages = 0
         self._wal_wake = Wakeup()
+        #: where the WAL writer's writes and fsyncs run
+        self._wal_thread = WorkerThread(f"trioraft wal {options.node_id}")
         #: when the WAL write in progress began (None when the writer is idle), and
         #: whether it has been reported as stalled
         self._wal_write_began: float | None = None
@@ -631,24 +635,32 @@ class Node(Generic[R]):
             self._told_removed = (index, members)
 
     async def _wal_writer(self) -> None:
-        while True:
-            await self._wal_wake.wait()
-            self._wal_wake.clear()
-            batch, self._wal_queue = self._wal_queue, []
-            self._wal_queue_messages = 0
-            if any(item.writes for item in batch):
-                self._wal_write_began = trio.current_time()
-                await self._write_durably(batch)
-                self._wal_write_finished()
-            last: Entry | None = None
-            for item in batch:
-                for msg in item.after_persist:
-                    self.transport.send(msg)
-                if item.entries:
-                    last = item.entries[-1]
-            if last is not None:
-                self.core.persisted(last.index, last.term)
-                self._drive()
+        try:
+            while True:
+                await self._wal_wake.wait()
+                self._wal_wake.clear()
+                await self._persist_queued()
+        finally:
+            self._wal_thread.close()
+
+    async def _persist_queued(self) -> None:
+        """Write and fsync what is queued, then send the messages that waited for it,
+        confirm the write to the core and handle the Ready that follows."""
+        batch, self._wal_queue = self._wal_queue, []
+        self._wal_queue_messages = 0
+        if any(item.writes for item in batch):
+            self._wal_write_began = trio.current_time()
+            await self._write_durably(batch)
+            self._wal_write_finished()
+        last: Entry | None = None
+        for item in batch:
+            for msg in item.after_persist:
+                self.transport.send(msg)
+            if item.entries:
+                last = item.entries[-1]
+        if last is not None:
+            self.core.persisted(last.index, last.term)
+            self._drive()
 
     def _report_wal_stall(self) -> None:
         """Log once that the WAL write in progress has taken an election timeout (the
@@ -676,7 +688,7 @@ class Node(Generic[R]):
     async def _write_durably(self, batch: list[WalItem]) -> None:
         started = time.perf_counter()
         if self.options.fsync:
-            await trio.to_thread.run_sync(self._write_batch, batch)
+            await self._wal_thread.run_sync(functools.partial(self._write_batch, batch))
         else:
             self._write_batch(batch)  # no fsync: the writes alone do not block for long
         self.metrics.wal_fsync.observe(time.perf_counter() - started)

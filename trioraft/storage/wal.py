@@ -26,7 +26,7 @@ Rules of operation:
 
 Threads: this is blocking code. `append`, `set_hard_state`, `reset`, `sync`, `compact`,
 `close` and `open` are the write side: they make system calls and may block, so the
-runtime calls them from a worker thread (`trio.to_thread.run_sync`). `hard_state`,
+runtime calls them from a thread of their own (runtime/worker_thread.py). `hard_state`,
 `last_index` and `path` are cheap attribute reads. An object must never be used from two
 threads at once.
 """
