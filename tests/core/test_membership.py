@@ -171,6 +171,8 @@ def test_learner_receives_the_log_and_applies_it() -> None:
     cluster = cluster_with_learner()
     cluster.nodes["a"].propose([b"x"])
     cluster.stabilize()
+    cluster.nodes["a"].tick()  # the learner learns the commit index at the next tick
+    cluster.stabilize()
     assert [e.data for e in cluster.applied["d"]][-1] == b"x"
     assert cluster.nodes["d"].members == WITH_D
 

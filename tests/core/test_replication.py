@@ -216,10 +216,34 @@ def test_leader_counts_its_own_copy_only_once_persisted() -> None:
 
 def test_committed_entries_are_applied_on_every_node_in_order() -> None:
     cluster = CoreCluster()
-    cluster.elect("a").propose([b"x", b"y"])
+    leader = cluster.elect("a")
+    leader.propose([b"x", b"y"])
+    cluster.stabilize()
+    leader.tick()  # the followers learn the commit index at the next tick
     cluster.stabilize()
     datas = {node_id: [e.data for e in applied] for node_id, applied in cluster.applied.items()}
     assert datas == {node_id: [b"", b"x", b"y"] for node_id in "abc"}
+
+
+def test_a_commit_index_alone_waits_for_the_next_append_or_tick() -> None:
+    cluster = CoreCluster(config=RaftConfig(heartbeat_ticks=10))
+    leader = cluster.elect("a")
+    leader.tick()
+    cluster.stabilize()
+    [(x, _)] = leader.propose([b"x"])
+    cluster.stabilize()
+    assert leader.commit == x
+    # no message for the commit alone: the followers still hold the one before
+    assert {cluster.nodes[f].commit for f in "bc"} == {x - 1}
+    [(y, _)] = leader.propose([b"y"])
+    rd = cluster.ready("a")
+    assert [(m.entries[0].index, m.commit) for m in appends_to("b", rd.messages)] == [(y, x)]
+    cluster.stabilize()
+    leader.tick()  # the tick sends the commit index that no append carried
+    rd = cluster.ready("a")
+    assert [(m.entries, m.commit) for m in appends_to("b", rd.messages)] == [((), y)]
+    cluster.stabilize()
+    assert {cluster.nodes[f].commit for f in "bc"} == {y}
 
 
 # --- proposals ---------------------------------------------------------------------
@@ -399,7 +423,9 @@ def test_lost_acknowledgement_does_not_block_a_full_window() -> None:
     leader = cluster.elect("a")
     leader.propose([b"x"])
     cluster.stabilize(avoiding("b"))
-    exchange(cluster, "b")  # b acknowledges x and is sent the new commit index
+    exchange(cluster, "b")  # b acknowledges x
+    leader.tick()
+    cluster.ready("a")  # and is sent the new commit index at the tick
     cluster.deliver(lambda m: m.dst == "b")
     cluster.ready("b")
     assert cluster.drop(lambda m: m.src == "b")
@@ -529,6 +555,8 @@ def test_replication_resumes_after_the_snapshot() -> None:
     leader.tick()
     cluster.stabilize()
     leader.propose([b"z"])
+    cluster.stabilize()
+    leader.tick()
     cluster.stabilize()
     assert [e.data for e in cluster.applied["c"]] == [b"", b"z"]
 

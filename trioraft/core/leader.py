@@ -153,17 +153,21 @@ class Leader:
 
     def flush(self) -> None:
         """Send what the Ready being built should carry: a heartbeat round a read asked
-        for, and to each follower what it lacks."""
-        if self.state.need_heartbeat:
+        for, and to each follower what it lacks. A commit index alone waits for the
+        next tick (see `_send_appends`)."""
+        ld = self.state
+        if ld.need_heartbeat:
             self._broadcast_heartbeat()
-        for peer, pr in self.state.progress.items():
-            self._send_appends(peer, pr)
+        commit_news, ld.commit_news_due = ld.commit_news_due, False
+        for peer, pr in ld.progress.items():
+            self._send_appends(peer, pr, commit_news=commit_news)
 
     # --- ticks ---------------------------------------------------------------------------
 
     def tick(self) -> None:
         core, ld, config = self.core, self.state, self.core.config
         ld.heartbeat_elapsed += 1
+        ld.commit_news_due = True
         core.election_elapsed += 1
         if ld.transfer_target is not None:
             ld.transfer_elapsed += 1
@@ -411,9 +415,13 @@ class Leader:
             )
         self._release_reads()
 
-    def _send_appends(self, peer: NodeId, pr: Progress) -> None:
-        """Send what the follower lacks, as far as its pacing allows; an empty
-        AppendEntries carries a commit index it has not been told yet."""
+    def _send_appends(self, peer: NodeId, pr: Progress, *, commit_news: bool) -> None:
+        """Send what the follower lacks, as far as its pacing allows. An empty
+        AppendEntries that would carry only a commit index the follower has not been
+        told goes when `commit_news` (once a tick): under load the next append carries
+        it sooner, and a message, its acknowledgement and a wake-up of each side per
+        commit are saved; the leader's own answers never wait for a follower to learn
+        the commit, and a follower's read learns it from its heartbeat round."""
         core, cfg, log = self.core, self.core.config, self.core.log
         while pr.can_send(cfg.max_inflight):
             if pr.next - 1 < log.snapshot_index:
@@ -422,7 +430,8 @@ class Leader:
             # past a full window only the empty one asking about loss goes
             entries = [] if pr.window_full(cfg.max_inflight) else self._batch(pr.next)
             probing = pr.state is ReplicationState.PROBE and pr.match < pr.next - 1
-            if not entries and core.commit <= pr.sent_commit and not probing and not pr.check_due:
+            news = commit_news and core.commit > pr.sent_commit
+            if not entries and not news and not probing and not pr.check_due:
                 return
             prev_index = pr.next - 1
             prev_term = log.term(prev_index)

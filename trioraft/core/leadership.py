@@ -37,6 +37,9 @@ class Leadership:
         self.read_seq = 0
         #: a read is waiting for a heartbeat round to be sent
         self.need_heartbeat = False
+        #: a tick went by: the next flush tells each follower a commit index that no
+        #: append carried to it meanwhile
+        self.commit_news_due = False
         #: reads that arrived before an entry of this term was committed
         self.reads_waiting: list[Hashable] = []
         #: reads registered at (heartbeat round needed, ctx, read index)
