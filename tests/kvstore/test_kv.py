@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioraft.kvstore import glob, kv, packed
+from trioraft.kvstore import arguments, glob, kv, packed
 from trioraft.kvstore.keyspace import bucket_of
 from trioraft.kvstore.kv import KVStore
 from trioraft.redis.replies import OK, ErrorReply, Reply, SimpleString
@@ -265,12 +265,12 @@ def test_cursor_error_comes_before_option_errors() -> None:
 
 
 def test_parse_int_bounds() -> None:
-    assert kv.parse_int(b"-9223372036854775808") == -(2**63)
-    assert kv.parse_int(b"9223372036854775807") == 2**63 - 1
-    assert kv.parse_int(b"0") == 0
-    assert kv.parse_int(b"-0") is None
-    assert kv.parse_int(b"00") is None
-    assert kv.parse_int(b"1\n") is None
+    assert arguments.parse_int(b"-9223372036854775808") == -(2**63)
+    assert arguments.parse_int(b"9223372036854775807") == 2**63 - 1
+    assert arguments.parse_int(b"0") == 0
+    assert arguments.parse_int(b"-0") is None
+    assert arguments.parse_int(b"00") is None
+    assert arguments.parse_int(b"1\n") is None
 
 
 # -- the commands

@@ -8,7 +8,7 @@ import msgpack  # type: ignore[import-untyped]
 from harness.node_cluster import OK, open_cluster, write
 from trio.testing import MockClock
 
-from trioraft.kvstore import kv
+from trioraft.kvstore import arguments, kv
 from trioraft.kvstore.kv import KVStore
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.redis.replies import ErrorReply
@@ -30,7 +30,7 @@ def test_a_write_gives_its_keys_the_index_of_its_entry() -> None:
     # a write that writes nothing leaves the revision as it was
     assert store.apply([b"SET", b"k", b"w", b"NX"], 11) is None
     assert store.apply([b"SET", b"k", b"w", b"IFEQ", b"nope"], 12) is None
-    assert store.apply([b"INCR", b"k"], 13) == kv.NOT_AN_INTEGER
+    assert store.apply([b"INCR", b"k"], 13) == arguments.NOT_AN_INTEGER
     assert revision(store, b"k") == 10
     store.apply([b"DEL", b"k"], 14)
     assert revision(store, b"k") is None

@@ -9,9 +9,9 @@ Rules of this module:
 - `COMMANDS` lists every data command with its Redis arity (positive: exact count with the
   name; negative: at least that many) and whether it writes. `validate` rejects, before
   anything is proposed to the log, what Redis would reject whatever the data: unknown
-  commands, wrong argument counts, bad options, malformed integers and cursors, all with
-  Redis's error texts. Errors that depend on the data (INCR of a non-integer, overflow)
-  come from `KVStore.apply`, which replicas compute identically.
+  commands, wrong argument counts, and what each command's argument check finds
+  (arguments.py), all with Redis's error texts. Errors that depend on the data (INCR of
+  a non-integer, overflow) come from `KVStore.apply`, which replicas compute identically.
 - An unknown command is answered as Redis 7 and Valkey word it, the arguments always
   listed: `ERR unknown command '<name>', with args beginning with: '<a1>' '<a2>' ` (name
   up to 128 bytes, arguments quoted until 128 bytes of them are shown, each cut at a NUL
@@ -21,21 +21,15 @@ Rules of this module:
   write; both check the command again first, so a bad entry yields its error reply rather
   than an exception.
 - Only the string type exists: TYPE answers "string" or "none", and no command meets
-  WRONGTYPE. SET accepts NX, XX, GET, Redis 8.4's value conditions IFEQ, IFNE, IFDEQ
-  and IFDNE (one of NX, XX and those), EX, PX, EXAT, PXAT and KEEPTTL; an option given
-  twice counts once (the last value), as in Redis. DELEX takes the same value conditions;
-  a digest is DIGEST's, the XXH3 of the value in hex. FLUSHDB is FLUSHALL (one database);
-  both accept ASYNC or SYNC, and both empty the keyspace at once; the removed keys wait
-  in `take_garbage` for the caller to free them a few at a time. COPY knows database 0
-  only. RANDOMKEY is the one command whose reply is random: it is a read, so replicas
-  need not agree on it.
-- Relative TTLs become deadlines at the time of the entry that carries them. Redis's
-  range checks that need no clock (a positive TTL whose milliseconds fit in 64 bits) are
-  made by `validate`; the one that does (the deadline itself must fit) as it applies.
-- Integers are Redis's: signed 64-bit, written in canonical decimal (no sign other than a
-  leading '-', no leading zeros, no blanks). `KVStore.append` and `KVStore.setrange`
-  take the longest value they may leave as an argument, so that the limit travels in the
-  log entry and every replica checks the same one; the APPEND and SETRANGE commands
+  WRONGTYPE. The commands' arguments, and the checks on them, are Redis's
+  (arguments.py). FLUSHDB is FLUSHALL (one database); both accept ASYNC or SYNC, and both
+  empty the keyspace at once; the removed keys wait in `take_garbage` for the caller to
+  free them a few at a time. COPY knows database 0 only. RANDOMKEY is the one command
+  whose reply is random: it is a read, so replicas need not agree on it.
+- Relative TTLs become deadlines at the time of the entry that carries them.
+- Integers are Redis's signed 64-bit ones. `KVStore.append` and `KVStore.setrange` take
+  the longest value they may leave as an argument, so that the limit travels in the log
+  entry and every replica checks the same one; the APPEND and SETRANGE commands
   themselves stop at 512 MiB (Redis's default proto-max-bulk-len).
 - SCAN's cursor is a bucket of the keyspace (keyspace.py). A call returns whole buckets
   until it has COUNT keys (default 10, at most `SCAN_MAX_COUNT`) or reaches the end;
@@ -64,23 +58,47 @@ from __future__ import annotations
 
 import heapq
 import random
-import re
 from collections.abc import Callable, Iterator, Mapping, Sized
 from typing import Final, TypeVar
 
 import attrs
 import msgpack  # type: ignore[import-untyped]
-import xxhash
 
 from trioraft.closing import ClosedOnExit
 from trioraft.kvstore import floats, glob, packed
+from trioraft.kvstore.arguments import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_STRING_LENGTH,
+    NOT_A_FLOAT,
+    NOT_AN_INTEGER,
+    TOO_LONG,
+    _check_flush,
+    _check_mset,
+    _check_msetnx,
+    _invalid_expire,
+    _parse_copy,
+    _parse_decrby,
+    _parse_delex,
+    _parse_expire,
+    _parse_getex,
+    _parse_getrange,
+    _parse_incrby,
+    _parse_incrbyfloat,
+    _parse_scan,
+    _parse_set,
+    _parse_setex,
+    _parse_setrange,
+    arity_error,
+    digest,
+    parse_int,
+)
 from trioraft.kvstore.keyspace import BUCKETS, FrozenKeyspace, Keyspace
 from trioraft.kvstore.packed import Record
 from trioraft.redis.replies import OK, ErrorReply, Reply, SimpleString
 
 __all__ = [
     "COMMANDS",
-    "MAX_STRING_LENGTH",
     "CommandSpec",
     "KVStore",
     "KeySearch",
@@ -91,73 +109,29 @@ __all__ = [
     "encode_command",
     "is_data_command",
     "is_write",
-    "parse_int",
     "serialize",
     "validate",
 ]
 
-INT64_MIN: Final = -(1 << 63)
-INT64_MAX: Final = (1 << 63) - 1
-#: the largest string value an APPEND may produce (Redis's default proto-max-bulk-len)
-MAX_STRING_LENGTH: Final = 512 * 1024 * 1024
 #: keys a KEYS step reads: matching each against a pattern takes about a microsecond
 KEYS_SLICE: Final = 2_000
 #: keys RANDOMKEY picks before it gives up finding one not past its deadline
 _RANDOMKEY_TRIES: Final = 100
 #: keys RANDOMKEY then reads in a row, at most, looking for one
 _RANDOMKEY_WALK: Final = 10_000
-#: SCAN's COUNT when none is given
-DEFAULT_SCAN_COUNT: Final = 10
-#: a larger COUNT counts as this: one call reads at most about this many keys, so that it
+#: a larger SCAN COUNT counts as this: one call reads at most about this many keys, so that it
 #: holds up the node for milliseconds at most
 SCAN_MAX_COUNT: Final = 10_000
 
-SYNTAX_ERROR: Final = ErrorReply("ERR syntax error")
-NOT_AN_INTEGER: Final = ErrorReply("ERR value is not an integer or out of range")
-INVALID_CURSOR: Final = ErrorReply("ERR invalid cursor")
 OVERFLOW: Final = ErrorReply("ERR increment or decrement would overflow")
-DECREMENT_OVERFLOW: Final = ErrorReply("ERR decrement would overflow")
-NOT_A_FLOAT: Final = ErrorReply("ERR value is not a valid float")
 NAN_OR_INFINITY: Final = ErrorReply("ERR increment would produce NaN or Infinity")
-TOO_LONG: Final = ErrorReply("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
 
 _STRING: Final = SimpleString("string")
 _NONE: Final = SimpleString("none")
 
-#: what Redis's string2ll accepts: "0", or an optional '-' then digits without a leading 0
-_CANONICAL_INT: Final = re.compile(rb"0|-?[1-9][0-9]*")
-#: what strtoull accepts, Redis's fallback for cursors
-_STRTOULL: Final = re.compile(rb"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
 
 #: 1: key -> value; 2: key -> [value, revision, deadline]
 _SNAPSHOT_FORMAT: Final = 2
-
-
-def parse_int(arg: bytes) -> int | None:
-    """The signed 64-bit integer `arg` spells canonically, or None (Redis's string2ll)."""
-    if len(arg) > 20 or _CANONICAL_INT.fullmatch(arg) is None:
-        return None
-    value = int(arg)
-    return value if INT64_MIN <= value <= INT64_MAX else None
-
-
-def _parse_cursor(arg: bytes) -> int | None:
-    """An unsigned 64-bit cursor as Redis reads one (string2ull), or None."""
-    value = parse_int(arg)
-    if value is not None:
-        return value if value >= 0 else None
-    spelled = _STRTOULL.fullmatch(arg)
-    if spelled is None:
-        return None
-    sign, digits = spelled.groups()
-    digits = digits.lstrip(b"0")
-    if len(digits) > 20:  # also keeps int() away from its limit on digits
-        return None
-    value = int(digits or b"0")
-    if value >= 1 << 64:
-        return None
-    # strtoull negates in unsigned arithmetic
-    return (-value) % (1 << 64) if sign == b"-" else value
 
 
 _T = TypeVar("_T")
@@ -185,245 +159,6 @@ def _errors_of(parse: Callable[[list[bytes]], _T | ErrorReply]) -> _Check:
     return check
 
 
-def _invalid_expire(name: str) -> ErrorReply:
-    return ErrorReply(f"ERR invalid expire time in '{name}' command")
-
-
-@attrs.frozen
-class _Expiry:
-    """A deadline as a command gives it: EX, PX (relative) or EXAT, PXAT (absolute)."""
-
-    #: milliseconds, as given (a relative one is added to the entry's time as it applies)
-    ms: int
-    relative: bool
-
-    def deadline(self, now: int) -> int | None:
-        """The deadline in Unix ms at time `now`; None when it overflows."""
-        deadline = self.ms + now if self.relative else self.ms
-        return deadline if deadline <= INT64_MAX else None
-
-
-_EXPIRY_OPTIONS: Final = {
-    b"EX": (1000, True),
-    b"PX": (1, True),
-    b"EXAT": (1000, False),
-    b"PXAT": (1, False),
-}
-
-
-def _parse_expiry(option: bytes, arg: bytes, name: str) -> _Expiry | ErrorReply:
-    """EX/PX/EXAT/PXAT `arg` as SET, SETEX and GETEX check it: a positive integer whose
-    milliseconds fit in 64 bits."""
-    scale, relative = _EXPIRY_OPTIONS[option]
-    value = parse_int(arg)
-    if value is None:
-        return NOT_AN_INTEGER
-    if value <= 0 or value > INT64_MAX // scale:
-        return _invalid_expire(name)
-    return _Expiry(value * scale, relative)
-
-
-#: the conditions SET and DELEX take on the current value: equal or not to the given
-#: value (IFEQ, IFNE), to the given digest (IFDEQ, IFDNE)
-_CONDITIONS: Final = (b"IFEQ", b"IFNE", b"IFDEQ", b"IFDNE")
-_HEX_DIGEST: Final = re.compile(rb"[0-9a-fA-F]{16}")
-BAD_DIGEST: Final = ErrorReply("ERR must be exactly 16 hexadecimal characters")
-
-
-def digest(value: bytes) -> bytes:
-    """Redis's DIGEST of a value: its XXH3 (64 bits) in 16 lowercase hex digits."""
-    return xxhash.xxh3_64_hexdigest(value).encode()
-
-
-@attrs.frozen
-class _Condition:
-    """IFEQ, IFNE, IFDEQ or IFDNE, and the value or digest (lowercase) it compares with."""
-
-    name: bytes
-    operand: bytes
-
-    def holds(self, current: bytes | None) -> bool:
-        """Whether a key holding `current` (None: missing) meets the condition: a missing
-        key equals nothing, so IFEQ and IFDEQ refuse it, IFNE and IFDNE accept it."""
-        if current is not None and self.name in (b"IFDEQ", b"IFDNE"):
-            current = digest(current)
-        equal = current == self.operand
-        return equal if self.name in (b"IFEQ", b"IFDEQ") else not equal
-
-
-def _parse_condition(name: bytes, operand: bytes) -> _Condition | ErrorReply:
-    if name in (b"IFDEQ", b"IFDNE"):
-        if _HEX_DIGEST.fullmatch(operand) is None:
-            return BAD_DIGEST
-        operand = operand.lower()
-    return _Condition(name, operand)
-
-
-@attrs.frozen
-class _SetOptions:
-    nx: bool
-    xx: bool
-    get: bool
-    condition: _Condition | None
-    keepttl: bool
-    expiry: _Expiry | None
-
-    def allow(self, old: bytes | None) -> bool:
-        """Whether SET with these options writes over `old` (None: a missing key)."""
-        if self.condition is not None:
-            return self.condition.holds(old)
-        return not ((self.nx and old is not None) or (self.xx and old is None))
-
-
-def _parse_set(args: list[bytes]) -> _SetOptions | ErrorReply:
-    nx = xx = get = keepttl = False
-    condition: tuple[bytes, bytes] | None = None
-    expiry: tuple[bytes, bytes] | None = None
-    i = 3
-    while i < len(args):
-        option = args[i].upper()
-        has_next = i + 1 < len(args)
-        if option == b"NX" and not xx and condition is None:
-            nx = True
-        elif option == b"XX" and not nx and condition is None:
-            xx = True
-        elif option == b"GET":
-            get = True
-        elif option == b"KEEPTTL" and expiry is None:
-            keepttl = True
-        elif option in _EXPIRY_OPTIONS and has_next and _may_follow(expiry, option) and not keepttl:
-            i += 1
-            expiry = (option, args[i])
-        elif option in _CONDITIONS and has_next and not (nx or xx) and condition is None:
-            i += 1
-            condition = (option, args[i])
-        else:
-            return SYNTAX_ERROR
-        i += 1
-    parsed_condition = None if condition is None else _parse_condition(*condition)
-    if isinstance(parsed_condition, ErrorReply):
-        return parsed_condition
-    parsed = None if expiry is None else _parse_expiry(*expiry, "set")
-    if isinstance(parsed, ErrorReply):
-        return parsed
-    return _SetOptions(nx, xx, get, parsed_condition, keepttl, parsed)
-
-
-def _parse_delex(args: list[bytes]) -> _Condition | ErrorReply | None:
-    """DELEX's condition (None: none, it deletes as DEL does)."""
-    if len(args) == 2:
-        return None
-    if len(args) != 4 or args[2].upper() not in _CONDITIONS:
-        return SYNTAX_ERROR
-    return _parse_condition(args[2].upper(), args[3])
-
-
-def _may_follow(expiry: tuple[bytes, bytes] | None, option: bytes) -> bool:
-    """Whether the expiry `option` may come after `expiry`: Redis takes the same option
-    again (the last one counts), never two different ones."""
-    return expiry is None or expiry[0] == option
-
-
-def _parse_setex(args: list[bytes]) -> _Expiry | ErrorReply:
-    name = args[0].lower().decode()
-    return _parse_expiry(b"EX" if name == "setex" else b"PX", args[2], name)
-
-
-def _parse_getex(args: list[bytes]) -> _Expiry | bool | ErrorReply:
-    """GETEX's option: the new deadline, True for PERSIST, False for none."""
-    expiry: tuple[bytes, bytes] | None = None
-    persist = False
-    i = 2
-    while i < len(args):
-        option = args[i].upper()
-        if option == b"PERSIST" and expiry is None:
-            persist = True
-        elif option in _EXPIRY_OPTIONS and i + 1 < len(args) and _may_follow(expiry, option):
-            if persist:
-                return SYNTAX_ERROR
-            i += 1
-            expiry = (option, args[i])
-        else:
-            return SYNTAX_ERROR
-        i += 1
-    if expiry is None:
-        return persist
-    return _parse_expiry(*expiry, "getex")
-
-
-@attrs.frozen
-class _ExpireArgs:
-    #: the deadline as given, in ms: relative for EXPIRE and PEXPIRE
-    ms: int
-    relative: bool
-    #: NX, XX, GT, LT
-    flags: frozenset[bytes]
-
-
-_EXPIRE_SCALES: Final = {
-    "expire": (1000, True),
-    "pexpire": (1, True),
-    "expireat": (1000, False),
-    "pexpireat": (1, False),
-}
-_EXPIRE_FLAGS: Final = (b"NX", b"XX", b"GT", b"LT")
-
-
-def _parse_expire(args: list[bytes]) -> _ExpireArgs | ErrorReply:
-    flags: set[bytes] = set()
-    for arg in args[3:]:
-        flag = arg.upper()
-        if flag not in _EXPIRE_FLAGS:
-            return ErrorReply(f"ERR Unsupported option {arg.decode('utf-8', 'surrogateescape')}")
-        flags.add(flag)
-    if b"NX" in flags and len(flags) > 1:
-        return ErrorReply("ERR NX and XX, GT or LT options at the same time are not compatible")
-    if b"GT" in flags and b"LT" in flags:
-        return ErrorReply("ERR GT and LT options at the same time are not compatible")
-    name = args[0].lower().decode()
-    scale, relative = _EXPIRE_SCALES[name]
-    value = parse_int(args[2])
-    if value is None:
-        return NOT_AN_INTEGER
-    if not INT64_MIN // scale <= value <= INT64_MAX // scale:
-        return _invalid_expire(name)
-    return _ExpireArgs(value * scale, relative, frozenset(flags))
-
-
-def _parse_incrby(args: list[bytes]) -> int | ErrorReply:
-    delta = parse_int(args[2])
-    return NOT_AN_INTEGER if delta is None else delta
-
-
-def _parse_decrby(args: list[bytes]) -> int | ErrorReply:
-    delta = parse_int(args[2])
-    if delta is None:
-        return NOT_AN_INTEGER
-    if delta == INT64_MIN:
-        return DECREMENT_OVERFLOW
-    return -delta
-
-
-def _parse_incrbyfloat(args: list[bytes]) -> floats.Value | ErrorReply:
-    increment = floats.parse(args[2])
-    return NOT_A_FLOAT if increment is None else increment
-
-
-def _check_mset(args: list[bytes]) -> ErrorReply | None:
-    return None if len(args) % 2 == 1 else arity_error("mset")
-
-
-def _check_msetnx(args: list[bytes]) -> ErrorReply | None:
-    return None if len(args) % 2 == 1 else arity_error("msetnx")
-
-
-def _parse_getrange(args: list[bytes]) -> tuple[int, int] | ErrorReply:
-    start, end = parse_int(args[2]), parse_int(args[3])
-    if start is None or end is None:
-        return NOT_AN_INTEGER
-    return start, end
-
-
 def _substring(value: bytes, start: int, end: int) -> bytes:
     """GETRANGE's bytes `start` to `end` (both included) of `value`, as Redis 8 counts
     them: negative positions from the end; an end before the first byte, or a start past
@@ -436,87 +171,6 @@ def _substring(value: bytes, start: int, end: int) -> bytes:
     if end < 0:
         return b""
     return value[start : min(end, length - 1) + 1]
-
-
-def _parse_setrange(args: list[bytes]) -> int | ErrorReply:
-    offset = parse_int(args[2])
-    if offset is None:
-        return NOT_AN_INTEGER
-    if offset < 0:
-        return ErrorReply("ERR offset is out of range")
-    if args[3] and offset + len(args[3]) > MAX_STRING_LENGTH:
-        return TOO_LONG
-    return offset
-
-
-def _parse_copy(args: list[bytes]) -> bool | ErrorReply:
-    """Whether COPY may REPLACE the destination; DB is accepted for database 0 only."""
-    replace = False
-    i = 3
-    while i < len(args):
-        option = args[i].upper()
-        if option == b"REPLACE":
-            replace = True
-        elif option == b"DB" and i + 1 < len(args):
-            i += 1
-            number = parse_int(args[i])
-            if number is None:
-                return NOT_AN_INTEGER
-            if not -(1 << 31) <= number < 1 << 31:
-                return ErrorReply(
-                    "ERR value is out of range, value must between -2147483648 and 2147483647"
-                )
-            if number != 0:
-                return ErrorReply("ERR DB index is out of range")
-        else:
-            return SYNTAX_ERROR
-        i += 1
-    if args[1] == args[2]:
-        return ErrorReply("ERR source and destination objects are the same")
-    return replace
-
-
-def _check_flush(args: list[bytes]) -> ErrorReply | None:
-    if len(args) == 1 or (len(args) == 2 and args[1].lower() in (b"sync", b"async")):
-        return None
-    return SYNTAX_ERROR
-
-
-@attrs.frozen
-class _ScanArgs:
-    cursor: int
-    count: int
-    #: None when every key is wanted (no MATCH, or MATCH *)
-    pattern: bytes | None
-
-
-def _parse_scan(args: list[bytes]) -> _ScanArgs | ErrorReply:
-    cursor = _parse_cursor(args[1])
-    if cursor is None:
-        return INVALID_CURSOR
-    count = DEFAULT_SCAN_COUNT
-    pattern: bytes | None = None
-    i = 2
-    while i < len(args):
-        option = args[i].lower()
-        if option == b"count" and i + 1 < len(args):
-            parsed = parse_int(args[i + 1])
-            if parsed is None:
-                return NOT_AN_INTEGER
-            if parsed < 1:
-                return SYNTAX_ERROR
-            count = parsed
-        elif option == b"match" and i + 1 < len(args):
-            pattern = args[i + 1]
-        else:
-            return SYNTAX_ERROR
-        i += 2
-    return _ScanArgs(cursor, count, None if pattern == b"*" else pattern)
-
-
-def arity_error(name: str) -> ErrorReply:
-    """Redis's error for a command given the wrong number of arguments."""
-    return ErrorReply(f"ERR wrong number of arguments for '{name}' command")
 
 
 def _as_c_string(arg: bytes) -> bytes:

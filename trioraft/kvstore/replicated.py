@@ -41,7 +41,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from trioraft.closing import ClosedOnExit
 from trioraft.core.messages import NodeId
-from trioraft.kvstore import kv
+from trioraft.kvstore import arguments, kv
 from trioraft.kvstore.packed import Stored
 from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Reply
 from trioraft.redis.resp import decode_reply, encode
@@ -95,12 +95,12 @@ class Transaction:
     @classmethod
     def parse(cls, args: list[bytes]) -> Transaction | None:
         """The transaction in a `command`, or None when `args` is not one."""
-        count = kv.parse_int(args[1]) if len(args) > 1 else None
+        count = arguments.parse_int(args[1]) if len(args) > 1 else None
         if count is None or count < 0 or len(args) < 2 + 2 * count:
             return None
         watched: dict[bytes, int | None] = {}
         for i in range(2, 2 + 2 * count, 2):
-            revision = kv.parse_int(args[i + 1])
+            revision = arguments.parse_int(args[i + 1])
             if args[i + 1] and revision is None:
                 return None
             watched[args[i]] = revision
@@ -228,7 +228,7 @@ class ReplicatedState:
 
     def _register(self, args: list[bytes]) -> Reply:
         if len(args) != 3:
-            return kv.arity_error("raft.incarnation")
+            return arguments.arity_error("raft.incarnation")
         node_id, incarnation = args[1].decode(), args[2].decode()
         known = self.incarnations.setdefault(node_id, incarnation)
         if known != incarnation:
@@ -236,14 +236,14 @@ class ReplicatedState:
         return OK
 
     def _bounded_append(self, args: list[bytes], index: int) -> Reply:
-        max_length = kv.parse_int(args[1]) if len(args) == 4 else None
+        max_length = arguments.parse_int(args[1]) if len(args) == 4 else None
         if max_length is None:
             return ErrorReply("ERR malformed 'raft.append' command")
         return self.store.append(args[2], args[3], max_length, index, self.time)
 
     def _bounded_setrange(self, args: list[bytes], index: int) -> Reply:
-        max_length = kv.parse_int(args[1]) if len(args) == 5 else None
-        offset = kv.parse_int(args[3]) if len(args) == 5 else None
+        max_length = arguments.parse_int(args[1]) if len(args) == 5 else None
+        offset = arguments.parse_int(args[3]) if len(args) == 5 else None
         if max_length is None or offset is None or offset < 0:
             return ErrorReply("ERR malformed 'raft.setrange' command")
         return self.store.setrange(args[2], offset, args[4], max_length, index, self.time)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from trioraft.kvstore import glob, kv
+from trioraft.kvstore import arguments, glob
 from trioraft.redis.info import REDIS_VERSION
 from trioraft.redis.replies import ErrorReply, Map, Reply
 
@@ -45,7 +45,7 @@ class Hello:
         """`args` is the whole request, HELLO first. Errors in Redis's words and order."""
         if len(args) < 2:
             return cls()
-        protocol = kv.parse_int(args[1])
+        protocol = arguments.parse_int(args[1])
         if protocol is None:
             return ErrorReply("ERR Protocol version is not an integer or out of range")
         if protocol not in (2, 3):

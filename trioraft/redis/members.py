@@ -16,7 +16,7 @@ from typing import Any
 
 from trioraft.core.membership import ChangeKind, MemberChange
 from trioraft.core.messages import MemberAddress
-from trioraft.kvstore import kv
+from trioraft.kvstore import arguments
 from trioraft.redis.replies import ErrorReply, Map, Reply
 from trioraft.transport.addresses import parse_address
 
@@ -34,16 +34,16 @@ LIST = "list"
 def parse_member_command(args: list[bytes]) -> MemberChange | ErrorReply | str:
     """The change RAFT.MEMBER asks for, LIST, or the error to answer."""
     if len(args) < 2:
-        return kv.arity_error("raft.member")
+        return arguments.arity_error("raft.member")
     sub = args[1].upper()
     if sub == b"LIST":
-        return LIST if len(args) == 2 else kv.arity_error("raft.member|list")
+        return LIST if len(args) == 2 else arguments.arity_error("raft.member|list")
     if sub not in _CHANGES:
         text = args[1].decode(errors="replace")
         return ErrorReply(f"ERR unknown subcommand '{text}'. Try LIST, ADD, PROMOTE or REMOVE.")
     kind, count = _CHANGES[sub]
     if len(args) != 2 + count:
-        return kv.arity_error(f"raft.member|{sub.decode().lower()}")
+        return arguments.arity_error(f"raft.member|{sub.decode().lower()}")
     node = args[2].decode(errors="replace")
     if not node or not node.isprintable() or " " in node:
         return ErrorReply(f"ERR invalid member id {node!r}")
@@ -61,7 +61,7 @@ def parse_member_command(args: list[bytes]) -> MemberChange | ErrorReply | str:
 def parse_transfer(args: list[bytes]) -> str | ErrorReply | None:
     """The node RAFT.TRANSFER names (None: the most caught-up voter), or the error."""
     if len(args) > 2:
-        return kv.arity_error("raft.transfer")
+        return arguments.arity_error("raft.transfer")
     return args[1].decode(errors="replace") if len(args) == 2 else None
 
 

@@ -43,7 +43,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 import trio
 
-from trioraft.kvstore import expiry, kv
+from trioraft.kvstore import arguments, expiry, kv
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
 from trioraft.logs import NodeLogger
 from trioraft.redis import members, transaction
@@ -587,11 +587,11 @@ class ClientServer:
 
     def _ping(self, conn: _Connection, args: list[bytes]) -> Reply:
         if len(args) > 2:
-            return kv.arity_error("ping")
+            return arguments.arity_error("ping")
         return args[1] if len(args) == 2 else PONG
 
     def _echo(self, conn: _Connection, args: list[bytes]) -> Reply:
-        return args[1] if len(args) == 2 else kv.arity_error("echo")
+        return args[1] if len(args) == 2 else arguments.arity_error("echo")
 
     def _quit(self, conn: _Connection, args: list[bytes]) -> Reply:
         conn.closing = True
@@ -599,7 +599,7 @@ class ClientServer:
 
     def _auth(self, conn: _Connection, args: list[bytes]) -> Reply:
         if len(args) not in (2, 3):
-            return kv.arity_error("auth")
+            return arguments.arity_error("auth")
         if len(args) == 2 and self.password is None:
             return ErrorReply(
                 "ERR AUTH <password> called without any password configured for the default "
@@ -622,7 +622,7 @@ class ClientServer:
 
     def _select(self, conn: _Connection, args: list[bytes]) -> Reply:
         if len(args) != 2:
-            return kv.arity_error("select")
+            return arguments.arity_error("select")
         if args[1] != b"0":
             return ErrorReply("ERR DB index is out of range")
         return OK
@@ -652,7 +652,7 @@ class ClientServer:
             return OK
         if sub == b"SETNAME":
             if len(args) != 3:
-                return kv.arity_error("client|setname")
+                return arguments.arity_error("client|setname")
             return check_client_name(args[2]) or self._set_name(conn, args[2])
         if sub == b"GETNAME":
             return conn.name
@@ -666,13 +666,13 @@ class ClientServer:
 
     def _config(self, conn: _Connection, args: list[bytes]) -> Reply:
         if len(args) < 2:
-            return kv.arity_error("config")
+            return arguments.arity_error("config")
         sub = args[1].upper()
         if sub != b"GET":
             text = args[1].decode(errors="replace")
             return ErrorReply(f"ERR unknown subcommand '{text}'. Try CONFIG HELP.")
         if len(args) < 3:
-            return kv.arity_error("config|get")
+            return arguments.arity_error("config|get")
         return config_get(args[2:], config_parameters(self.limits, self.node.options.fsync))
 
     async def _raft_status(self, conn: _Connection, args: list[bytes]) -> Reply:
@@ -707,7 +707,7 @@ class ClientServer:
         """RAFT.BACKUP: a consistent copy of the state, as an array streamed a chunk at a
         time after the replies before it (redis/backup.py)."""
         if len(args) != 1:
-            encode_into(out, kv.arity_error("raft.backup"), conn.resp3)
+            encode_into(out, arguments.arity_error("raft.backup"), conn.resp3)
             return
         try:
             backup = await take_backup(self.node)

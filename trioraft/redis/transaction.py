@@ -21,7 +21,7 @@ from typing import Final
 
 import attrs
 
-from trioraft.kvstore import kv
+from trioraft.kvstore import arguments, kv
 from trioraft.redis.replies import ErrorReply, Reply, SimpleString
 
 QUEUED: Final = SimpleString("QUEUED")
@@ -63,7 +63,7 @@ def check_arity(args: list[bytes]) -> ErrorReply | None:
     arity = CONNECTION_ARITY.get(args[0].upper())
     if arity is None or (len(args) == arity if arity > 0 else len(args) >= -arity):
         return None
-    return kv.arity_error(args[0].lower().decode())
+    return arguments.arity_error(args[0].lower().decode())
 
 
 def exec_abort(problem: ErrorReply) -> ErrorReply:
