@@ -73,7 +73,7 @@ def _parse_cursor(arg: bytes) -> int | None:
     return (-value) % (1 << 64) if sign == b"-" else value
 
 
-def _invalid_expire(name: str) -> ErrorReply:
+def invalid_expire(name: str) -> ErrorReply:
     return ErrorReply(f"ERR invalid expire time in '{name}' command")
 
 
@@ -107,7 +107,7 @@ def _parse_expiry(option: bytes, arg: bytes, name: str) -> _Expiry | ErrorReply:
     if value is None:
         return NOT_AN_INTEGER
     if value <= 0 or value > INT64_MAX // scale:
-        return _invalid_expire(name)
+        return invalid_expire(name)
     return _Expiry(value * scale, relative)
 
 
@@ -163,7 +163,7 @@ class _SetOptions:
         return not ((self.nx and old is not None) or (self.xx and old is None))
 
 
-def _parse_set(args: list[bytes]) -> _SetOptions | ErrorReply:
+def parse_set(args: list[bytes]) -> _SetOptions | ErrorReply:
     nx = xx = get = keepttl = False
     condition: tuple[bytes, bytes] | None = None
     expiry: tuple[bytes, bytes] | None = None
@@ -197,7 +197,7 @@ def _parse_set(args: list[bytes]) -> _SetOptions | ErrorReply:
     return _SetOptions(nx, xx, get, parsed_condition, keepttl, parsed)
 
 
-def _parse_delex(args: list[bytes]) -> _Condition | ErrorReply | None:
+def parse_delex(args: list[bytes]) -> _Condition | ErrorReply | None:
     """DELEX's condition (None: none, it deletes as DEL does)."""
     if len(args) == 2:
         return None
@@ -212,12 +212,12 @@ def _may_follow(expiry: tuple[bytes, bytes] | None, option: bytes) -> bool:
     return expiry is None or expiry[0] == option
 
 
-def _parse_setex(args: list[bytes]) -> _Expiry | ErrorReply:
+def parse_setex(args: list[bytes]) -> _Expiry | ErrorReply:
     name = args[0].lower().decode()
     return _parse_expiry(b"EX" if name == "setex" else b"PX", args[2], name)
 
 
-def _parse_getex(args: list[bytes]) -> _Expiry | bool | ErrorReply:
+def parse_getex(args: list[bytes]) -> _Expiry | bool | ErrorReply:
     """GETEX's option: the new deadline, True for PERSIST, False for none."""
     expiry: tuple[bytes, bytes] | None = None
     persist = False
@@ -257,7 +257,7 @@ _EXPIRE_SCALES: Final = {
 _EXPIRE_FLAGS: Final = (b"NX", b"XX", b"GT", b"LT")
 
 
-def _parse_expire(args: list[bytes]) -> _ExpireArgs | ErrorReply:
+def parse_expire(args: list[bytes]) -> _ExpireArgs | ErrorReply:
     flags: set[bytes] = set()
     for arg in args[3:]:
         flag = arg.upper()
@@ -274,16 +274,16 @@ def _parse_expire(args: list[bytes]) -> _ExpireArgs | ErrorReply:
     if value is None:
         return NOT_AN_INTEGER
     if not INT64_MIN // scale <= value <= INT64_MAX // scale:
-        return _invalid_expire(name)
+        return invalid_expire(name)
     return _ExpireArgs(value * scale, relative, frozenset(flags))
 
 
-def _parse_incrby(args: list[bytes]) -> int | ErrorReply:
+def parse_incrby(args: list[bytes]) -> int | ErrorReply:
     delta = parse_int(args[2])
     return NOT_AN_INTEGER if delta is None else delta
 
 
-def _parse_decrby(args: list[bytes]) -> int | ErrorReply:
+def parse_decrby(args: list[bytes]) -> int | ErrorReply:
     delta = parse_int(args[2])
     if delta is None:
         return NOT_AN_INTEGER
@@ -292,27 +292,27 @@ def _parse_decrby(args: list[bytes]) -> int | ErrorReply:
     return -delta
 
 
-def _parse_incrbyfloat(args: list[bytes]) -> floats.Value | ErrorReply:
+def parse_incrbyfloat(args: list[bytes]) -> floats.Value | ErrorReply:
     increment = floats.parse(args[2])
     return NOT_A_FLOAT if increment is None else increment
 
 
-def _check_mset(args: list[bytes]) -> ErrorReply | None:
+def check_mset(args: list[bytes]) -> ErrorReply | None:
     return None if len(args) % 2 == 1 else arity_error("mset")
 
 
-def _check_msetnx(args: list[bytes]) -> ErrorReply | None:
+def check_msetnx(args: list[bytes]) -> ErrorReply | None:
     return None if len(args) % 2 == 1 else arity_error("msetnx")
 
 
-def _parse_getrange(args: list[bytes]) -> tuple[int, int] | ErrorReply:
+def parse_getrange(args: list[bytes]) -> tuple[int, int] | ErrorReply:
     start, end = parse_int(args[2]), parse_int(args[3])
     if start is None or end is None:
         return NOT_AN_INTEGER
     return start, end
 
 
-def _parse_setrange(args: list[bytes]) -> int | ErrorReply:
+def parse_setrange(args: list[bytes]) -> int | ErrorReply:
     offset = parse_int(args[2])
     if offset is None:
         return NOT_AN_INTEGER
@@ -323,7 +323,7 @@ def _parse_setrange(args: list[bytes]) -> int | ErrorReply:
     return offset
 
 
-def _parse_copy(args: list[bytes]) -> bool | ErrorReply:
+def parse_copy(args: list[bytes]) -> bool | ErrorReply:
     """Whether COPY may REPLACE the destination; DB is accepted for database 0 only."""
     replace = False
     i = 3
@@ -350,7 +350,7 @@ def _parse_copy(args: list[bytes]) -> bool | ErrorReply:
     return replace
 
 
-def _check_flush(args: list[bytes]) -> ErrorReply | None:
+def check_flush(args: list[bytes]) -> ErrorReply | None:
     if len(args) == 1 or (len(args) == 2 and args[1].lower() in (b"sync", b"async")):
         return None
     return SYNTAX_ERROR
@@ -364,7 +364,7 @@ class _ScanArgs:
     pattern: bytes | None
 
 
-def _parse_scan(args: list[bytes]) -> _ScanArgs | ErrorReply:
+def parse_scan(args: list[bytes]) -> _ScanArgs | ErrorReply:
     cursor = _parse_cursor(args[1])
     if cursor is None:
         return INVALID_CURSOR

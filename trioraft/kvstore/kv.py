@@ -73,25 +73,25 @@ from trioraft.kvstore.arguments import (
     NOT_A_FLOAT,
     NOT_AN_INTEGER,
     TOO_LONG,
-    _check_flush,
-    _check_mset,
-    _check_msetnx,
-    _invalid_expire,
-    _parse_copy,
-    _parse_decrby,
-    _parse_delex,
-    _parse_expire,
-    _parse_getex,
-    _parse_getrange,
-    _parse_incrby,
-    _parse_incrbyfloat,
-    _parse_scan,
-    _parse_set,
-    _parse_setex,
-    _parse_setrange,
     arity_error,
+    check_flush,
+    check_mset,
+    check_msetnx,
     digest,
+    invalid_expire,
+    parse_copy,
+    parse_decrby,
+    parse_delex,
+    parse_expire,
+    parse_getex,
+    parse_getrange,
+    parse_incrby,
+    parse_incrbyfloat,
     parse_int,
+    parse_scan,
+    parse_set,
+    parse_setex,
+    parse_setrange,
 )
 from trioraft.kvstore.keyspace import BUCKETS, FrozenKeyspace, Keyspace
 from trioraft.kvstore.packed import Record
@@ -553,14 +553,14 @@ class KVStore:
         if len(args) == 3:
             self._put(args[1], args[2])
             return OK
-        options = _parse_set(args)
+        options = parse_set(args)
         if isinstance(options, ErrorReply):
             return options
         deadline = 0
         if options.expiry is not None:
             computed = options.expiry.deadline(self._now)
             if computed is None:
-                return _invalid_expire("set")
+                return invalid_expire("set")
             deadline = computed
         record = self._record(args[1])
         old = None if record is None else record[0]
@@ -576,12 +576,12 @@ class KVStore:
         return None if refused else OK
 
     def _setex(self, args: list[bytes]) -> Reply:
-        expiry = _parse_setex(args)
+        expiry = parse_setex(args)
         if isinstance(expiry, ErrorReply):
             return expiry
         deadline = expiry.deadline(self._now)
         if deadline is None:
-            return _invalid_expire(args[0].lower().decode())
+            return invalid_expire(args[0].lower().decode())
         self._put(args[1], args[3], deadline)
         return OK
 
@@ -603,7 +603,7 @@ class KVStore:
         return old
 
     def _getex(self, args: list[bytes]) -> Reply:
-        option = _parse_getex(args)
+        option = parse_getex(args)
         if isinstance(option, ErrorReply):
             return option
         record = self._record(args[1])
@@ -615,16 +615,16 @@ class KVStore:
             return record[0]
         deadline = option.deadline(self._now)
         if deadline is None:
-            return _invalid_expire("getex")
+            return invalid_expire("getex")
         self._set_deadline(args[1], record, deadline)
         return record[0]
 
     def _expire(self, args: list[bytes]) -> Reply:
-        parsed = _parse_expire(args)
+        parsed = parse_expire(args)
         if isinstance(parsed, ErrorReply):
             return parsed
         if parsed.relative and parsed.ms > INT64_MAX - self._now:
-            return _invalid_expire(args[0].lower().decode())
+            return invalid_expire(args[0].lower().decode())
         deadline = parsed.ms + self._now if parsed.relative else parsed.ms
         record = self._record(args[1])
         if record is None:
@@ -674,7 +674,7 @@ class KVStore:
         return sum(1 for key in args[1:] if self._record(key) is not None and self._remove(key))
 
     def _delex(self, args: list[bytes]) -> Reply:
-        condition = _parse_delex(args)
+        condition = parse_delex(args)
         if isinstance(condition, ErrorReply):
             return condition
         value = self._value(args[1])
@@ -707,17 +707,17 @@ class KVStore:
         return self._add(args[1], -1)
 
     def _incrby(self, args: list[bytes]) -> Reply:
-        delta = _parse_incrby(args)
+        delta = parse_incrby(args)
         return delta if isinstance(delta, ErrorReply) else self._add(args[1], delta)
 
     def _decrby(self, args: list[bytes]) -> Reply:
-        delta = _parse_decrby(args)
+        delta = parse_decrby(args)
         return delta if isinstance(delta, ErrorReply) else self._add(args[1], delta)
 
     def _incrbyfloat(self, args: list[bytes]) -> Reply:
         """INCRBYFLOAT, with Redis's long double arithmetic and text (floats.py); the new
         value is kept as that text, with the key's deadline."""
-        increment = _parse_incrbyfloat(args)
+        increment = parse_incrbyfloat(args)
         if isinstance(increment, ErrorReply):
             return increment
         old = self._value(args[1])
@@ -752,7 +752,7 @@ class KVStore:
         return [self._value(key) for key in args[1:]]
 
     def _mset(self, args: list[bytes]) -> Reply:
-        error = _check_mset(args)
+        error = check_mset(args)
         if error is not None:
             return error
         swap, pack, revision = self._keyspace.swap, packed.pack, self._revision
@@ -763,7 +763,7 @@ class KVStore:
         return OK
 
     def _msetnx(self, args: list[bytes]) -> Reply:
-        error = _check_msetnx(args)
+        error = check_msetnx(args)
         if error is not None:
             return error
         if any(self._record(args[i]) is not None for i in range(1, len(args), 2)):
@@ -773,7 +773,7 @@ class KVStore:
         return 1
 
     def _getrange(self, args: list[bytes]) -> Reply:
-        bounds = _parse_getrange(args)
+        bounds = parse_getrange(args)
         if isinstance(bounds, ErrorReply):
             return bounds
         return _substring(self._value(args[1]) or b"", *bounds)
@@ -796,7 +796,7 @@ class KVStore:
         return len(value)
 
     def _setrange(self, args: list[bytes]) -> Reply:
-        offset = _parse_setrange(args)
+        offset = parse_setrange(args)
         if isinstance(offset, ErrorReply):
             return offset
         return self.setrange(args[1], offset, args[3], MAX_STRING_LENGTH, self._revision, self._now)
@@ -818,7 +818,7 @@ class KVStore:
         return 1 if only_new else OK
 
     def _copy(self, args: list[bytes]) -> Reply:
-        replace = _parse_copy(args)
+        replace = parse_copy(args)
         if isinstance(replace, ErrorReply):
             return replace
         record = self._record(args[1])
@@ -864,7 +864,7 @@ class KVStore:
         return search.found
 
     def _scan(self, args: list[bytes]) -> Reply:
-        parsed = _parse_scan(args)
+        parsed = parse_scan(args)
         if isinstance(parsed, ErrorReply):
             return parsed
         cursor, keys = self._keyspace.scan(parsed.cursor, min(parsed.count, SCAN_MAX_COUNT))
@@ -889,7 +889,7 @@ class KVStore:
         return _STRING if self._record(args[1]) is not None else _NONE
 
     def _flushall(self, args: list[bytes]) -> Reply:
-        error = _check_flush(args)
+        error = check_flush(args)
         if error is not None:
             return error
         self._keyspace.clear()
@@ -903,50 +903,50 @@ COMMANDS: Final[Mapping[bytes, CommandSpec]] = {
     spec.name.encode(): spec
     for spec in (
         CommandSpec("get", 2, False, KVStore._get),
-        CommandSpec("set", -3, True, KVStore._set, _errors_of(_parse_set)),
+        CommandSpec("set", -3, True, KVStore._set, _errors_of(parse_set)),
         CommandSpec("del", -2, True, KVStore._del),
-        CommandSpec("delex", -2, True, KVStore._delex, _errors_of(_parse_delex)),
+        CommandSpec("delex", -2, True, KVStore._delex, _errors_of(parse_delex)),
         CommandSpec("digest", 2, False, KVStore._digest),
         CommandSpec("exists", -2, False, KVStore._exists),
         CommandSpec("incr", 2, True, KVStore._incr),
         CommandSpec("decr", 2, True, KVStore._decr),
-        CommandSpec("incrby", 3, True, KVStore._incrby, _errors_of(_parse_incrby)),
-        CommandSpec("decrby", 3, True, KVStore._decrby, _errors_of(_parse_decrby)),
-        CommandSpec("incrbyfloat", 3, True, KVStore._incrbyfloat, _errors_of(_parse_incrbyfloat)),
+        CommandSpec("incrby", 3, True, KVStore._incrby, _errors_of(parse_incrby)),
+        CommandSpec("decrby", 3, True, KVStore._decrby, _errors_of(parse_decrby)),
+        CommandSpec("incrbyfloat", 3, True, KVStore._incrbyfloat, _errors_of(parse_incrbyfloat)),
         CommandSpec("append", 3, True, KVStore._append),
         CommandSpec("strlen", 2, False, KVStore._strlen),
         CommandSpec("mget", -2, False, KVStore._mget),
-        CommandSpec("mset", -3, True, KVStore._mset, _check_mset),
+        CommandSpec("mset", -3, True, KVStore._mset, check_mset),
         CommandSpec("keys", 2, False, KVStore._keys),
-        CommandSpec("scan", -2, False, KVStore._scan, _errors_of(_parse_scan)),
+        CommandSpec("scan", -2, False, KVStore._scan, _errors_of(parse_scan)),
         CommandSpec("dbsize", 1, False, KVStore._dbsize),
         CommandSpec("type", 2, False, KVStore._type),
         CommandSpec("raft.revision", 2, False, KVStore._revision_of),
-        CommandSpec("setex", 4, True, KVStore._setex, _errors_of(_parse_setex)),
-        CommandSpec("psetex", 4, True, KVStore._setex, _errors_of(_parse_setex)),
+        CommandSpec("setex", 4, True, KVStore._setex, _errors_of(parse_setex)),
+        CommandSpec("psetex", 4, True, KVStore._setex, _errors_of(parse_setex)),
         CommandSpec("setnx", 3, True, KVStore._setnx),
         CommandSpec("getset", 3, True, KVStore._getset),
         CommandSpec("getdel", 2, True, KVStore._getdel),
-        CommandSpec("getex", -2, True, KVStore._getex, _errors_of(_parse_getex)),
-        CommandSpec("expire", -3, True, KVStore._expire, _errors_of(_parse_expire)),
-        CommandSpec("pexpire", -3, True, KVStore._expire, _errors_of(_parse_expire)),
-        CommandSpec("expireat", -3, True, KVStore._expire, _errors_of(_parse_expire)),
-        CommandSpec("pexpireat", -3, True, KVStore._expire, _errors_of(_parse_expire)),
+        CommandSpec("getex", -2, True, KVStore._getex, _errors_of(parse_getex)),
+        CommandSpec("expire", -3, True, KVStore._expire, _errors_of(parse_expire)),
+        CommandSpec("pexpire", -3, True, KVStore._expire, _errors_of(parse_expire)),
+        CommandSpec("expireat", -3, True, KVStore._expire, _errors_of(parse_expire)),
+        CommandSpec("pexpireat", -3, True, KVStore._expire, _errors_of(parse_expire)),
         CommandSpec("persist", 2, True, KVStore._persist),
         CommandSpec("ttl", 2, False, KVStore._ttl),
         CommandSpec("pttl", 2, False, KVStore._ttl),
         CommandSpec("expiretime", 2, False, KVStore._expiretime),
         CommandSpec("pexpiretime", 2, False, KVStore._expiretime),
-        CommandSpec("msetnx", -3, True, KVStore._msetnx, _check_msetnx),
-        CommandSpec("getrange", 4, False, KVStore._getrange, _errors_of(_parse_getrange)),
-        CommandSpec("setrange", 4, True, KVStore._setrange, _errors_of(_parse_setrange)),
+        CommandSpec("msetnx", -3, True, KVStore._msetnx, check_msetnx),
+        CommandSpec("getrange", 4, False, KVStore._getrange, _errors_of(parse_getrange)),
+        CommandSpec("setrange", 4, True, KVStore._setrange, _errors_of(parse_setrange)),
         CommandSpec("rename", 3, True, KVStore._rename),
         CommandSpec("renamenx", 3, True, KVStore._rename),
-        CommandSpec("copy", -3, True, KVStore._copy, _errors_of(_parse_copy)),
+        CommandSpec("copy", -3, True, KVStore._copy, _errors_of(parse_copy)),
         CommandSpec("unlink", -2, True, KVStore._del),
         CommandSpec("touch", -2, False, KVStore._exists),
         CommandSpec("randomkey", 1, False, KVStore._randomkey),
-        CommandSpec("flushall", -1, True, KVStore._flushall, _check_flush),
-        CommandSpec("flushdb", -1, True, KVStore._flushall, _check_flush),
+        CommandSpec("flushall", -1, True, KVStore._flushall, check_flush),
+        CommandSpec("flushdb", -1, True, KVStore._flushall, check_flush),
     )
 }
