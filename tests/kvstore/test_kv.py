@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioraft.kvstore import arguments, glob, kv, packed
+from trioraft.kvstore import arguments, glob, kv, packed, snapshot_format
 from trioraft.kvstore.keyspace import bucket_of
 from trioraft.kvstore.kv import KVStore
 from trioraft.redis.replies import OK, ErrorReply, Reply, SimpleString
@@ -631,7 +631,7 @@ def test_scan_is_stable_while_the_keyspace_changes(
 def snapshot(store: KVStore) -> list[bytes]:
     """The store's keyspace as snapshot slices, read through a frozen view."""
     with store.freeze() as view:
-        return [kv.serialize(view.take(100)) for _ in iter(lambda: view.done, True)]
+        return [snapshot_format.serialize(view.take(100)) for _ in iter(lambda: view.done, True)]
 
 
 def restore(slices: list[bytes]) -> KVStore:

@@ -23,12 +23,13 @@ Besides client commands, the log carries trioraft's own commands, whose names st
 
 A snapshot holds both parts and the time: msgpack `[format, incarnations, time, [keyspace
 slice, ...]]` (format 3; format 2, from before entries carried a time, has no time), each
-slice the `kv.serialize` bytes of about `SLICE_KEYS` keys. The state is copied for it a
-slice at a time (`Capture`), in the event loop, while commands go on applying: the copy
-is of the state when the capture began all the same (see keyspace.py), and no step of it
-holds the loop up for more than a slice. Slicing also bounds how long the worker thread
-that serializes or loads a snapshot holds the GIL at a stretch (msgpack does a whole call
-without letting go): between two slices the event loop gets its turn.
+slice the `snapshot_format.serialize` bytes of about `SLICE_KEYS` keys. The state is
+copied for it a slice at a time (`Capture`), in the event loop, while commands go on
+applying: the copy is of the state when the capture began all the same (see
+keyspace.py), and no step of it holds the loop up for more than a slice. Slicing also
+bounds how long the worker thread that serializes or loads a snapshot holds the GIL at a
+stretch (msgpack does a whole call without letting go): between two slices the event
+loop gets its turn.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from trioraft.closing import ClosedOnExit
 from trioraft.core.messages import NodeId
-from trioraft.kvstore import arguments, kv
+from trioraft.kvstore import arguments, kv, snapshot_format
 from trioraft.kvstore.packed import Stored
 from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Reply
 from trioraft.redis.resp import decode_reply, encode
@@ -163,7 +164,7 @@ class Capture(ClosedOnExit):
             ]
         )
         while parts:
-            yield packer.pack(kv.serialize(parts.pop()))
+            yield packer.pack(snapshot_format.serialize(parts.pop()))
 
 
 class ReplicatedState:
