@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trioraft.kvstore import kv
+from trioraft.kvstore import data_commands
 from trioraft.kvstore.kv import KVStore
 from trioraft.redis.replies import Reply
 
@@ -20,7 +20,7 @@ class Store:
 
     def __call__(self, line: str) -> Reply:
         args = [word.encode() for word in line.split()]
-        if kv.is_data_command(args[0]) and not kv.is_write(args):
+        if data_commands.is_data_command(args[0]) and not data_commands.is_write(args):
             return self.kv.read(args, self.now)
         self.index += 1
         return self.kv.apply(args, self.index, self.now)

@@ -58,7 +58,7 @@ from trioraft.core.messages import (
     RequestVoteResponse,
     SnapshotMeta,
 )
-from trioraft.kvstore import kv
+from trioraft.kvstore import data_commands
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.redis.replies import Reply
 from trioraft.redis.resp import encode
@@ -498,7 +498,7 @@ async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
 
 
 def set_command(key: bytes, value: bytes) -> bytes:
-    return kv.encode_command([b"SET", key, value])
+    return data_commands.encode_command([b"SET", key, value])
 
 
 async def write(node: Node, key: bytes, value: bytes) -> bytes:

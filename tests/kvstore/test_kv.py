@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioraft.kvstore import arguments, glob, kv, packed, snapshot_format
+from trioraft.kvstore import arguments, data_commands, glob, kv, packed, snapshot_format
 from trioraft.kvstore.keyspace import bucket_of
 from trioraft.kvstore.kv import KVStore
 from trioraft.redis.replies import OK, ErrorReply, Reply, SimpleString
@@ -98,35 +98,37 @@ def test_table_names_arity_and_write_flags() -> None:
 
 
 def test_command_names_are_case_insensitive() -> None:
-    assert kv.is_data_command(b"gEt")
-    assert kv.is_data_command(b"MSet")
-    assert not kv.is_data_command(b"PING")
-    assert not kv.is_data_command(b"info")
-    assert kv.is_write(cmd("SeT k v"))
-    assert not kv.is_write(cmd("mget a b"))
+    assert data_commands.is_data_command(b"gEt")
+    assert data_commands.is_data_command(b"MSet")
+    assert not data_commands.is_data_command(b"PING")
+    assert not data_commands.is_data_command(b"info")
+    assert data_commands.is_write(cmd("SeT k v"))
+    assert not data_commands.is_write(cmd("mget a b"))
     with pytest.raises(KeyError):
-        kv.is_write(cmd("ping"))
+        data_commands.is_write(cmd("ping"))
 
 
 # -- validate
 
 
 def test_unknown_command_text() -> None:
-    assert kv.validate(cmd("FOO a b")) == ErrorReply(
+    assert data_commands.validate(cmd("FOO a b")) == ErrorReply(
         "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
     )
-    assert kv.validate([b"foo"]) == ErrorReply(
+    assert data_commands.validate([b"foo"]) == ErrorReply(
         "ERR unknown command 'foo', with args beginning with: "
     )
-    assert kv.validate([]) == ErrorReply("ERR unknown command '', with args beginning with: ")
+    assert data_commands.validate([]) == ErrorReply(
+        "ERR unknown command '', with args beginning with: "
+    )
 
 
 def test_unknown_command_truncates_like_redis() -> None:
     # each argument gets what is left of a 128-byte budget; none starts past it
-    error = kv.validate([b"x", b"a" * 100, b"b" * 100, b"c"])
+    error = data_commands.validate([b"x", b"a" * 100, b"b" * 100, b"c"])
     shown = "'" + "a" * 100 + "' '" + "b" * 25 + "' "
     assert error == ErrorReply("ERR unknown command 'x', with args beginning with: " + shown)
-    error = kv.validate([b"n" * 200, b"a" * 300])
+    error = data_commands.validate([b"n" * 200, b"a" * 300])
     assert error == ErrorReply(
         "ERR unknown command '" + "n" * 128 + "', with args beginning with: '" + "a" * 128 + "' "
     )
@@ -134,7 +136,7 @@ def test_unknown_command_truncates_like_redis() -> None:
 
 def test_unknown_command_sanitizes_bytes() -> None:
     # CR and LF become spaces; C strings stop at NUL; other bytes survive as escapes
-    error = kv.validate([b"fo\r\no", b"a\x00b", b"\xff"])
+    error = data_commands.validate([b"fo\r\no", b"a\x00b", b"\xff"])
     assert isinstance(error, ErrorReply)
     assert error.text == "ERR unknown command 'fo  o', with args beginning with: 'a' '\udcff' "
     assert error.text.encode("utf-8", "surrogateescape").endswith(b"'\xff' ")
@@ -166,7 +168,7 @@ def test_unknown_command_sanitizes_bytes() -> None:
     ],
 )
 def test_wrong_number_of_arguments(line: str, name: str) -> None:
-    assert kv.validate(cmd(line)) == arity(name)
+    assert data_commands.validate(cmd(line)) == arity(name)
     assert KVStore().apply(cmd(line)) == arity(name)
 
 
@@ -194,7 +196,7 @@ def test_wrong_number_of_arguments(line: str, name: str) -> None:
     ],
 )
 def test_syntax_errors(line: str) -> None:
-    assert kv.validate(cmd(line)) == SYNTAX
+    assert data_commands.validate(cmd(line)) == SYNTAX
     assert KVStore().apply(cmd(line)) == SYNTAX
 
 
@@ -217,7 +219,7 @@ def test_syntax_errors(line: str) -> None:
     ],
 )
 def test_accepted_commands(line: str) -> None:
-    assert kv.validate(cmd(line)) is None
+    assert data_commands.validate(cmd(line)) is None
 
 
 @pytest.mark.parametrize(
@@ -234,34 +236,34 @@ def test_accepted_commands(line: str) -> None:
     ],
 )
 def test_integer_errors(line: str) -> None:
-    assert kv.validate(cmd(line)) == NOT_INT
+    assert data_commands.validate(cmd(line)) == NOT_INT
 
 
 def test_integer_argument_with_blank() -> None:
-    assert kv.validate([b"INCRBY", b"k", b" 1"]) == NOT_INT
-    assert kv.validate([b"INCRBY", b"k", b""]) == NOT_INT
+    assert data_commands.validate([b"INCRBY", b"k", b" 1"]) == NOT_INT
+    assert data_commands.validate([b"INCRBY", b"k", b""]) == NOT_INT
 
 
 def test_decrby_of_the_smallest_integer() -> None:
     line = "DECRBY k -9223372036854775808"
-    assert kv.validate(cmd(line)) == ErrorReply("ERR decrement would overflow")
+    assert data_commands.validate(cmd(line)) == ErrorReply("ERR decrement would overflow")
 
 
 def test_cursor_spellings() -> None:
-    assert kv.validate([b"SCAN", b"0" * 5000 + b"7"]) is None
-    assert kv.validate([b"SCAN", b" \t+7"]) is None
-    assert kv.validate([b"SCAN", b"1" * 5000]) == ErrorReply("ERR invalid cursor")
+    assert data_commands.validate([b"SCAN", b"0" * 5000 + b"7"]) is None
+    assert data_commands.validate([b"SCAN", b" \t+7"]) is None
+    assert data_commands.validate([b"SCAN", b"1" * 5000]) == ErrorReply("ERR invalid cursor")
 
 
 @pytest.mark.parametrize(
     "cursor", [b"x", b"-1", b"18446744073709551616", b"1.0", b"", b"0x10", b"7 ", b"+"]
 )
 def test_invalid_cursor(cursor: bytes) -> None:
-    assert kv.validate([b"SCAN", cursor]) == ErrorReply("ERR invalid cursor")
+    assert data_commands.validate([b"SCAN", cursor]) == ErrorReply("ERR invalid cursor")
 
 
 def test_cursor_error_comes_before_option_errors() -> None:
-    assert kv.validate(cmd("SCAN x BOGUS")) == ErrorReply("ERR invalid cursor")
+    assert data_commands.validate(cmd("SCAN x BOGUS")) == ErrorReply("ERR invalid cursor")
 
 
 def test_parse_int_bounds() -> None:
@@ -702,7 +704,7 @@ def test_load_rejects_what_is_not_a_snapshot(data: bytes) -> None:
 
 @given(st.lists(st.binary(), min_size=1, max_size=20))
 def test_command_encoding_round_trip(args: list[bytes]) -> None:
-    assert kv.decode_command(kv.encode_command(args)) == args
+    assert data_commands.decode_command(data_commands.encode_command(args)) == args
 
 
 @pytest.mark.parametrize(
@@ -719,7 +721,7 @@ def test_command_encoding_round_trip(args: list[bytes]) -> None:
 )
 def test_decode_rejects_what_is_not_a_command(data: bytes) -> None:
     with pytest.raises(ValueError, match="not an encoded command"):
-        kv.decode_command(data)
+        data_commands.decode_command(data)
 
 
 def test_replicas_agree() -> None:
@@ -732,10 +734,10 @@ def test_replicas_agree() -> None:
         cmd("DEL b"),
         cmd("SET c 3 GET"),
     ]
-    entries = [kv.encode_command(args) for args in log]
+    entries = [data_commands.encode_command(args) for args in log]
     first, second = KVStore(), KVStore()
-    replies = [first.apply(kv.decode_command(entry)) for entry in entries]
-    assert replies == [second.apply(kv.decode_command(entry)) for entry in entries]
+    replies = [first.apply(data_commands.decode_command(entry)) for entry in entries]
+    assert replies == [second.apply(data_commands.decode_command(entry)) for entry in entries]
     assert replies == [OK, 2, 2, NOT_INT, OK, 1, b"2"]
     assert list(first.items()) == list(second.items())
 

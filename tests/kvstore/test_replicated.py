@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from trioraft.kvstore import kv
+from trioraft.kvstore import data_commands
 from trioraft.kvstore.replicated import ReplicatedState, log_command
 from trioraft.redis.replies import ErrorReply, Reply
 
@@ -31,8 +31,11 @@ def test_append_is_proposed_with_the_value_limit_and_checked_as_it_applies() -> 
     replicas = [Replica(), Replica()]
     for state in replicas:
         state.run([b"SET", b"k", b"123456"])
-        assert state.run(kv.decode_command(kv.encode_command(first))) == 9
-        assert state.run(kv.decode_command(kv.encode_command(second))) == TOO_LONG
+        assert state.run(data_commands.decode_command(data_commands.encode_command(first))) == 9
+        assert (
+            state.run(data_commands.decode_command(data_commands.encode_command(second)))
+            == TOO_LONG
+        )
         assert state.run([b"GET", b"k"]) == b"123456abc"
     assert list(replicas[0].store.items()) == list(replicas[1].store.items())
 

@@ -11,7 +11,7 @@ import random
 import pytest
 from harness.kv_store import T0, Store
 
-from trioraft.kvstore import arguments, kv
+from trioraft.kvstore import arguments, data_commands
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
 from trioraft.redis.replies import OK, ErrorReply, Reply
 
@@ -79,7 +79,7 @@ def arity(name: str) -> ErrorReply:
 )
 def test_errors_as_redis_words_them(line: str, error: ErrorReply) -> None:
     """Each is found before anything is proposed, whatever the data."""
-    assert kv.validate([word.encode() for word in line.split()]) == error
+    assert data_commands.validate([word.encode() for word in line.split()]) == error
 
 
 def test_msetnx_sets_all_or_none(store: Store) -> None:
@@ -365,7 +365,7 @@ def test_incrbyfloat_keeps_the_deadline_and_rejects_a_blank_or_a_nul(store: Stor
     assert store("INCRBYFLOAT k 1.5") == b"2.5"
     assert store("TTL k") == 100
     for increment in (b" 1", b"1 ", b"", b"1\0", b"\0"):
-        assert kv.validate([b"INCRBYFLOAT", b"k", increment]) == NOT_A_FLOAT
+        assert data_commands.validate([b"INCRBYFLOAT", b"k", increment]) == NOT_A_FLOAT
 
 
 def test_randomkey_applied_in_a_transaction_leaves_replicas_alike() -> None:

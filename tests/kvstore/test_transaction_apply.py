@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from trioraft.kvstore import kv
+from trioraft.kvstore import data_commands
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
 from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Reply
 from trioraft.redis.transaction import NOT_ALLOWED, QUEUED, Queue
@@ -19,7 +19,7 @@ class Replica(ReplicatedState):
 
     def at(self, index: int, args: list[bytes], time_ms: int = 0) -> Reply:
         """Apply `args` as the entry at `index`, having gone through the log's encoding."""
-        return self.apply(kv.encode_command(args), index, time_ms)
+        return self.apply(data_commands.encode_command(args), index, time_ms)
 
     def transaction(
         self, index: int, watched: dict[bytes, int | None], *commands: list[bytes]
@@ -116,7 +116,7 @@ def test_an_empty_transaction_only_checks_its_watched_keys() -> None:
         [b"RAFT.EXEC", b"1", b"key"],
         [b"RAFT.EXEC", b"1", b"key", b"notanumber"],
         [b"RAFT.EXEC", b"0", b"not msgpack \xc1"],
-        [b"RAFT.EXEC", b"0", kv.encode_command([])],
+        [b"RAFT.EXEC", b"0", data_commands.encode_command([])],
     ],
 )
 def test_a_malformed_transaction_is_an_error_reply_and_changes_nothing(args: list[bytes]) -> None:

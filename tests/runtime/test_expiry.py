@@ -10,7 +10,7 @@ from harness.node_cluster import NodeCluster, open_cluster, wait_until
 from trio.testing import MockClock
 
 from trioraft.core.messages import EntryKind
-from trioraft.kvstore import expiry, kv
+from trioraft.kvstore import data_commands, expiry
 from trioraft.kvstore.replicated import EXPIRE, ReplicatedState
 from trioraft.redis.limits import ClientLimits
 from trioraft.redis.replies import OK
@@ -53,7 +53,9 @@ async def test_a_key_expires_by_the_leaders_clock_at_one_index_everywhere(
         # a follower whose clock is an hour ahead: by its own clock the key is long gone
         cluster.clock_offsets_ms[fast.id] = 3_600_000
         start_sweeps(cluster, nursery)
-        [reply] = await leader.write([kv.encode_command([b"SET", b"k", b"v", b"PX", b"2000"])])
+        [reply] = await leader.write(
+            [data_commands.encode_command([b"SET", b"k", b"v", b"PX", b"2000"])]
+        )
         assert reply == OK
         await cluster.wait_converged()
         assert all(has(node, b"k") for node in cluster.nodes)
@@ -64,7 +66,7 @@ async def test_a_key_expires_by_the_leaders_clock_at_one_index_everywhere(
         indices = {vanished_at(node, b"k") for node in cluster.nodes}
         assert len(indices) == 1 and None not in indices, indices
         [index] = indices
-        deletion = kv.decode_command(unstamp(leader.core.log.entry(index).data)[1])
+        deletion = data_commands.decode_command(unstamp(leader.core.log.entry(index).data)[1])
         assert deletion[0] == EXPIRE and b"k" in deletion[1:]
         nursery.cancel_scope.cancel()
 
@@ -82,7 +84,7 @@ async def test_many_keys_expiring_at_once_go_in_bounded_entries_under_one_leader
         deadline = leader.time_ms() + 5_000
         for first in range(0, count, 1000):
             batch = [
-                kv.encode_command([b"SET", b"k%d" % i, b"v", b"PXAT", b"%d" % deadline])
+                data_commands.encode_command([b"SET", b"k%d" % i, b"v", b"PXAT", b"%d" % deadline])
                 for i in range(first, first + 1000)
             ]
             assert await leader.write(batch) == [OK] * len(batch)
@@ -92,7 +94,7 @@ async def test_many_keys_expiring_at_once_go_in_bounded_entries_under_one_leader
         cluster.assert_election_safety()
         log = leader.core.log
         sizes = [
-            len(kv.decode_command(unstamp(entry.data)[1])) - 1
+            len(data_commands.decode_command(unstamp(entry.data)[1])) - 1
             for entry in log.slice(log.first_index, log.last_index + 1)
             if entry.kind is EntryKind.COMMAND and EXPIRE in entry.data
         ]
@@ -107,7 +109,7 @@ async def test_a_read_of_an_expired_key_waits_for_its_deletion(
         leader = await cluster.wait_for_leader()
         follower = next(node for node in cluster.nodes if node is not leader)
         commands = [[b"SET", b"k", b"v", b"PX", b"100"], [b"SET", b"other", b"w"]]
-        assert await leader.write([kv.encode_command(c) for c in commands]) == [OK, OK]
+        assert await leader.write([data_commands.encode_command(c) for c in commands]) == [OK, OK]
         await cluster.wait_converged()
         await trio.sleep(0.2)  # no sweep runs: the key is past its deadline, still here
         assert has(follower, b"k")

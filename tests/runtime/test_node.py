@@ -29,7 +29,7 @@ from harness.random_faults import under_random_faults
 from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trioraft.core.messages import Entry, SnapshotMeta
-from trioraft.kvstore import kv
+from trioraft.kvstore import data_commands
 from trioraft.redis import replies
 from trioraft.runtime import node as node_module
 from trioraft.runtime.node import Indeterminate, Node, Unavailable
@@ -77,7 +77,7 @@ async def test_the_keys_flushall_removes_are_freed_by_the_node(
     async with open_cluster(tmp_path) as cluster:
         leader = await cluster.wait_for_leader()
         assert await write(leader, b"k", b"v") == OK
-        assert await leader.write([kv.encode_command([b"FLUSHALL"])]) == [replies.OK]
+        assert await leader.write([data_commands.encode_command([b"FLUSHALL"])]) == [replies.OK]
         await cluster.wait_converged()
         for node in cluster.nodes:
             # each node took the emptied buckets, to free them a few per step
@@ -90,10 +90,10 @@ async def test_a_batch_answers_each_command(clock: MockClock, tmp_path: Path) ->
         follower = followers(cluster, leader)[0]
         batch = [
             set_command(b"n", b"1"),
-            kv.encode_command([b"INCR", b"n"]),
-            kv.encode_command([b"INCR", b"word"]),
+            data_commands.encode_command([b"INCR", b"n"]),
+            data_commands.encode_command([b"INCR", b"word"]),
             set_command(b"word", b"x"),
-            kv.encode_command([b"INCR", b"word"]),
+            data_commands.encode_command([b"INCR", b"word"]),
         ]
 
         outcomes = await follower.write(batch)

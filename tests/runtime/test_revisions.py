@@ -8,7 +8,7 @@ import msgpack  # type: ignore[import-untyped]
 from harness.node_cluster import OK, open_cluster, write
 from trio.testing import MockClock
 
-from trioraft.kvstore import arguments, kv
+from trioraft.kvstore import arguments, data_commands
 from trioraft.kvstore.kv import KVStore
 from trioraft.kvstore.replicated import ReplicatedState
 from trioraft.redis.replies import ErrorReply
@@ -37,9 +37,9 @@ def test_a_write_gives_its_keys_the_index_of_its_entry() -> None:
 
 
 def test_revision_checks_its_arguments() -> None:
-    error = kv.validate([b"raft.revision"])
+    error = data_commands.validate([b"raft.revision"])
     assert error == ErrorReply("ERR wrong number of arguments for 'raft.revision' command")
-    assert kv.validate([b"RAFT.REVISION", b"a", b"b"]) == error
+    assert data_commands.validate([b"RAFT.REVISION", b"a", b"b"]) == error
 
 
 def test_a_snapshot_keeps_revisions_and_the_time() -> None:

@@ -20,7 +20,7 @@ from typing import Final, Protocol
 
 import trio
 
-from trioraft.kvstore import kv
+from trioraft.kvstore import data_commands
 from trioraft.kvstore.replicated import EXPIRE, ReplicatedState
 
 SWEEP_SECONDS: Final = 0.1
@@ -49,7 +49,7 @@ async def expire_now(node: Replicating, keys: list[bytes]) -> bool:
     """Propose the deletion of `keys` (those still past their deadline when it applies)
     and wait for it; whether it was applied (its result, how many keys went, is a number;
     a write that failed is not)."""
-    [outcome] = await node.write([kv.encode_command([EXPIRE, *keys])])
+    [outcome] = await node.write([data_commands.encode_command([EXPIRE, *keys])])
     return isinstance(outcome, int)
 
 

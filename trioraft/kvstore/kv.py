@@ -7,11 +7,9 @@ Rules of this module:
   current state, so every replica that applies the same log ends in the same state and
   gives the same replies.
 - `COMMANDS` lists every data command with its Redis arity (positive: exact count with the
-  name; negative: at least that many) and whether it writes. `validate` rejects, before
-  anything is proposed to the log, what Redis would reject whatever the data: unknown
-  commands, wrong argument counts, and what each command's argument check finds
-  (arguments.py), all with Redis's error texts. Errors that depend on the data (INCR of
-  a non-integer, overflow) come from `KVStore.apply`, which replicas compute identically.
+  name; negative: at least that many), whether it writes, the store's method that runs
+  it and the argument check it needs beyond the arity (arguments.py). data_commands.py
+  answers from it what the Redis server asks before a command runs.
 - An unknown command is answered as Redis 7 and Valkey word it, the arguments always
   listed: `ERR unknown command '<name>', with args beginning with: '<a1>' '<a2>' ` (name
   up to 128 bytes, arguments quoted until 128 bytes of them are shown, each cut at a NUL
@@ -62,7 +60,6 @@ from collections.abc import Callable, Iterator, Mapping, Sized
 from typing import Final, TypeVar
 
 import attrs
-import msgpack  # type: ignore[import-untyped]
 
 from trioraft.closing import ClosedOnExit
 from trioraft.kvstore import floats, glob, packed
@@ -104,12 +101,6 @@ __all__ = [
     "KVStore",
     "KeySearch",
     "Record",
-    "check_known",
-    "decode_command",
-    "encode_command",
-    "is_data_command",
-    "is_write",
-    "validate",
 ]
 
 #: keys a KEYS step reads: matching each against a pattern takes about a microsecond
@@ -185,16 +176,6 @@ def _unknown_command(args: list[bytes]) -> ErrorReply:
     return ErrorReply(text.replace("\r", " ").replace("\n", " "))
 
 
-def is_data_command(name: bytes) -> bool:
-    """Whether `name` (any case) is a data command."""
-    return name.lower() in COMMANDS
-
-
-def is_write(args: list[bytes]) -> bool:
-    """Whether the data command `args` writes; KeyError when it is not a data command."""
-    return COMMANDS[args[0].lower()].write
-
-
 def _resolve(args: list[bytes]) -> CommandSpec | ErrorReply:
     spec = COMMANDS.get(args[0].lower()) if args else None
     if spec is None:
@@ -202,39 +183,6 @@ def _resolve(args: list[bytes]) -> CommandSpec | ErrorReply:
     if (spec.arity > 0 and len(args) != spec.arity) or len(args) < -spec.arity:
         return arity_error(spec.name)
     return spec
-
-
-def check_known(args: list[bytes]) -> ErrorReply | None:
-    """The error for an unknown command or a wrong number of arguments, or None: what
-    Redis checks before queueing a command in a transaction (the other errors come when
-    the transaction runs)."""
-    spec = _resolve(args)
-    return spec if isinstance(spec, ErrorReply) else None
-
-
-def validate(args: list[bytes]) -> ErrorReply | None:
-    """The error Redis would answer whatever the data, or None when `args` may be run."""
-    spec = _resolve(args)
-    if isinstance(spec, ErrorReply):
-        return spec
-    return None if spec.check is None else spec.check(args)
-
-
-def encode_command(args: list[bytes]) -> bytes:
-    """The log entry payload for a command."""
-    payload: bytes = msgpack.packb(args, use_bin_type=True)
-    return payload
-
-
-def decode_command(data: bytes) -> list[bytes]:
-    """The command in a log entry payload; ValueError when it holds anything else."""
-    try:
-        args = msgpack.unpackb(data, raw=False)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise ValueError(f"not an encoded command: {exc}") from exc
-    if type(args) is not list or not all(type(arg) is bytes for arg in args):
-        raise ValueError("not an encoded command: expected an array of binary strings")
-    return args
 
 
 class FrozenStore(ClosedOnExit):

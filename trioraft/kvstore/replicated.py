@@ -42,7 +42,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from trioraft.closing import ClosedOnExit
 from trioraft.core.messages import NodeId
-from trioraft.kvstore import arguments, kv, snapshot_format
+from trioraft.kvstore import arguments, data_commands, kv, snapshot_format
 from trioraft.kvstore.packed import Stored
 from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Reply
 from trioraft.redis.resp import decode_reply, encode
@@ -86,11 +86,11 @@ class Transaction:
 
     def command(self) -> list[bytes]:
         """The entry's command: `RAFT.EXEC <n> (<key> <revision or empty>){n}` and each
-        queued command encoded (`kv.encode_command`)."""
+        queued command encoded (`data_commands.encode_command`)."""
         args = [TRANSACTION, b"%d" % len(self.watched)]
         for key, revision in self.watched.items():
             args += [key, b"" if revision is None else b"%d" % revision]
-        args += [kv.encode_command(command) for command in self.commands]
+        args += [data_commands.encode_command(command) for command in self.commands]
         return args
 
     @classmethod
@@ -106,7 +106,7 @@ class Transaction:
                 return None
             watched[args[i]] = revision
         try:
-            commands = [kv.decode_command(command) for command in args[2 + 2 * count :]]
+            commands = [data_commands.decode_command(command) for command in args[2 + 2 * count :]]
         except ValueError:
             return None
         return cls(watched, commands) if all(commands) else None
@@ -186,7 +186,7 @@ class ReplicatedState:
         self.time = time_ms
 
     def apply(self, command: bytes, index: int, time_ms: int | None) -> Reply:
-        return self.apply_args(kv.decode_command(command), index, time_ms)
+        return self.apply_args(data_commands.decode_command(command), index, time_ms)
 
     def apply_args(self, args: list[bytes], index: int, time_ms: int | None) -> Reply:
         """Apply the command of the log entry at `index`, stamped with `time_ms` (None:
@@ -312,13 +312,13 @@ class ReplicatedState:
 
     @staticmethod
     def registration(node_id: NodeId, incarnation: str) -> bytes:
-        return kv.encode_command([REGISTER, node_id.encode(), incarnation.encode()])
+        return data_commands.encode_command([REGISTER, node_id.encode(), incarnation.encode()])
 
     @staticmethod
     def registration_in(command: bytes) -> tuple[NodeId, str] | None:
         if REGISTER not in command:  # most commands: no need to decode them
             return None
-        args = kv.decode_command(command)
+        args = data_commands.decode_command(command)
         if args[0] != REGISTER or len(args) != 3:
             return None
         return args[1].decode(), args[2].decode()

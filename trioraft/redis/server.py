@@ -43,7 +43,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 import trio
 
-from trioraft.kvstore import arguments, expiry, kv
+from trioraft.kvstore import arguments, data_commands, expiry
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
 from trioraft.logs import NodeLogger
 from trioraft.redis import members, transaction
@@ -363,7 +363,7 @@ class ClientServer:
     def _knows(self, upper: bytes) -> bool:
         """Whether `upper` names a command of this server."""
         commands = (self._local, self._local_async, self._streaming)
-        return any(upper in table for table in commands) or kv.is_data_command(upper)
+        return any(upper in table for table in commands) or data_commands.is_data_command(upper)
 
     async def _flush_if_full(self, conn: _Connection, out: bytearray) -> None:
         """Send the replies in `out` once they pass the unread-reply limit."""
@@ -396,9 +396,9 @@ class ClientServer:
         local = name in self._local or name in self._local_async or name in self._streaming
         if local or not conn.authenticated or conn.queued is not None:
             return _Kind.LOCAL
-        if kv.is_data_command(name) and kv.is_write(args):
+        if data_commands.is_data_command(name) and data_commands.is_write(args):
             return _Kind.WRITE
-        return _Kind.READ if kv.is_data_command(name) else _Kind.LOCAL
+        return _Kind.READ if data_commands.is_data_command(name) else _Kind.LOCAL
 
     async def _run_local(self, conn: _Connection, args: list[bytes]) -> Reply:
         name = args[0].upper()
@@ -416,15 +416,15 @@ class ClientServer:
             return await waiting(conn, args)
         handler = self._local.get(name)
         if handler is None:
-            return kv.validate(args) or ErrorReply("ERR syntax error")
+            return data_commands.validate(args) or ErrorReply("ERR syntax error")
         return handler(conn, args)
 
     async def _run_writes(
         self, conn: _Connection, batch: list[list[bytes]], out: bytearray
     ) -> None:
-        problems = [kv.validate(args) for args in batch]
+        problems = [data_commands.validate(args) for args in batch]
         commands = [
-            kv.encode_command(log_command(args, self.limits.max_value_bytes))
+            data_commands.encode_command(log_command(args, self.limits.max_value_bytes))
             for args, problem in zip(batch, problems, strict=True)
             if problem is None
         ]
@@ -433,7 +433,7 @@ class ClientServer:
             encode_into(out, problem or outcome_reply(next(outcomes)), conn.resp3)
 
     async def _run_reads(self, conn: _Connection, batch: list[list[bytes]], out: bytearray) -> None:
-        problems = [kv.validate(args) for args in batch]
+        problems = [data_commands.validate(args) for args in batch]
         # READONLY: the local replica, hiding keys past their deadline by the local clock
         now = self.node.time_ms()
         answered: dict[int, Reply] = {}
@@ -565,20 +565,20 @@ class ClientServer:
         conn.end_transaction()
         if queued.failed:
             return transaction.EXECABORT
-        data = [args for args in queued.commands if kv.is_data_command(args[0])]
+        data = [args for args in queued.commands if data_commands.is_data_command(args[0])]
         applied: Reply = []
         if data or watched:
             entry = Transaction(
                 watched, [log_command(args, self.limits.max_value_bytes) for args in data]
             )
-            [outcome] = await self.node.write([kv.encode_command(entry.command())])
+            [outcome] = await self.node.write([data_commands.encode_command(entry.command())])
             applied = outcome_reply(outcome)
         if not isinstance(applied, list):
             return applied  # the null array, or the transaction's one error
         replies = iter(applied)
         return [
             next(replies)
-            if kv.is_data_command(args[0])
+            if data_commands.is_data_command(args[0])
             else self._local[args[0].upper()](conn, args)
             for args in queued.commands
         ]

@@ -21,7 +21,7 @@ from typing import Final
 
 import attrs
 
-from trioraft.kvstore import arguments, kv
+from trioraft.kvstore import arguments, data_commands
 from trioraft.redis.replies import ErrorReply, Reply, SimpleString
 
 QUEUED: Final = SimpleString("QUEUED")
@@ -101,7 +101,7 @@ class Queue:
         name = args[0].upper()
         if name in REFUSED:
             return NOT_ALLOWED
-        problem = check_arity(args) if name in CONNECTION_ARITY else kv.check_known(args)
+        problem = check_arity(args) if name in CONNECTION_ARITY else data_commands.check_known(args)
         if problem is not None:
             return problem
         if len(self.commands) >= self.max_commands:
