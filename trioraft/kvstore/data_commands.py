@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import msgpack  # type: ignore[import-untyped]
 
-from trioraft.kvstore.kv import COMMANDS, _resolve
+from trioraft.kvstore.kv import COMMANDS, resolve
 from trioraft.redis.replies import ErrorReply
 
 
@@ -31,13 +31,13 @@ def check_known(args: list[bytes]) -> ErrorReply | None:
     """The error for an unknown command or a wrong number of arguments, or None: what
     Redis checks before queueing a command in a transaction (the other errors come when
     the transaction runs)."""
-    spec = _resolve(args)
+    spec = resolve(args)
     return spec if isinstance(spec, ErrorReply) else None
 
 
 def validate(args: list[bytes]) -> ErrorReply | None:
     """The error Redis would answer whatever the data, or None when `args` may be run."""
-    spec = _resolve(args)
+    spec = resolve(args)
     if isinstance(spec, ErrorReply):
         return spec
     return None if spec.check is None else spec.check(args)

@@ -176,7 +176,9 @@ def _unknown_command(args: list[bytes]) -> ErrorReply:
     return ErrorReply(text.replace("\r", " ").replace("\n", " "))
 
 
-def _resolve(args: list[bytes]) -> CommandSpec | ErrorReply:
+def resolve(args: list[bytes]) -> CommandSpec | ErrorReply:
+    """The table row of the data command `args`, or the error for an unknown command or a
+    wrong number of arguments."""
     spec = COMMANDS.get(args[0].lower()) if args else None
     if spec is None:
         return _unknown_command(args)
@@ -291,7 +293,7 @@ class KVStore:
         it writes get `revision`, the log index of its entry (0 outside a log); `now` is
         the entry's time (Unix ms), which turns relative TTLs into deadlines, and at
         which keys whose deadline has passed count as gone."""
-        spec = _resolve(args)
+        spec = resolve(args)
         if isinstance(spec, ErrorReply):
             return spec
         self._revision, self._now, self._applying = revision, now, True
@@ -305,7 +307,7 @@ class KVStore:
     def read_hiding(self, args: list[bytes], now: int) -> tuple[Reply, list[bytes]]:
         """`read`, and the keys named in `args` that it answered as gone because their
         deadline had passed (they are still here until their deletion applies)."""
-        spec = _resolve(args)
+        spec = resolve(args)
         if isinstance(spec, ErrorReply):
             return spec, []
         if spec.write:
@@ -436,7 +438,7 @@ class KVStore:
             self._expiring -= 1
         return True
 
-    # -- the commands, args as validated by _resolve
+    # -- the commands, args as validated by resolve
 
     def _get(self, args: list[bytes]) -> Reply:
         return self._value(args[1])
