@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trioraft.kvstore import data_commands
-from trioraft.kvstore.kv import KVStore
+from trioraft.kvstore.store import KVStore
 from trioraft.redis.replies import Reply
 
 #: the entry time the tests start at (ms since the epoch)

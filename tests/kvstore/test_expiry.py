@@ -1,4 +1,4 @@
-"""Deadlines and the commands on them (kv.py): Redis's replies and error texts, with time
+"""Deadlines and the commands on them (store.py): Redis's replies and error texts, with time
 taken only from the entry being applied (or, for a read, the time it is served at)."""
 
 from __future__ import annotations

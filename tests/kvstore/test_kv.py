@@ -1,4 +1,4 @@
-"""The state machine (trioraft.kvstore.kv) and Redis glob matching (trioraft.kvstore.glob)."""
+"""The state machine (trioraft.kvstore.store) and Redis glob matching (trioraft.kvstore.glob)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioraft.kvstore import arguments, data_commands, glob, kv, packed, snapshot_format
+from trioraft.kvstore import arguments, data_commands, glob, packed, snapshot_format
 from trioraft.kvstore.keyspace import bucket_of
-from trioraft.kvstore.kv import KVStore
+from trioraft.kvstore.store import COMMANDS, SCAN_MAX_COUNT, KVStore
 from trioraft.redis.replies import OK, ErrorReply, Reply, SimpleString
 
 SYNTAX = ErrorReply("ERR syntax error")
@@ -92,9 +92,9 @@ def test_table_names_arity_and_write_flags() -> None:
         "flushall": (-1, True),
         "flushdb": (-1, True),
     }
-    actual = {spec.name: (spec.arity, spec.write) for spec in kv.COMMANDS.values()}
+    actual = {spec.name: (spec.arity, spec.write) for spec in COMMANDS.values()}
     assert actual == expected
-    assert all(name == spec.name.encode() for name, spec in kv.COMMANDS.items())
+    assert all(name == spec.name.encode() for name, spec in COMMANDS.items())
 
 
 def test_command_names_are_case_insensitive() -> None:
@@ -393,7 +393,7 @@ def test_append_and_strlen() -> None:
 
 
 def test_append_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kv, "MAX_STRING_LENGTH", 6)
+    monkeypatch.setattr("trioraft.kvstore.store.MAX_STRING_LENGTH", 6)
     store = KVStore()
     assert run(store, "APPEND k abc") == 3
     assert run(store, "APPEND k def") == 6
@@ -571,11 +571,11 @@ def test_scan_returns_whole_buckets_and_cursor_0_at_the_end() -> None:
 
 
 def test_scan_count_is_capped() -> None:
-    store = KVStore({b"k%d" % i: b"" for i in range(3 * kv.SCAN_MAX_COUNT)})
-    reply = store.read([b"SCAN", b"0", b"COUNT", b"%d" % (10 * kv.SCAN_MAX_COUNT)])
+    store = KVStore({b"k%d" % i: b"" for i in range(3 * SCAN_MAX_COUNT)})
+    reply = store.read([b"SCAN", b"0", b"COUNT", b"%d" % (10 * SCAN_MAX_COUNT)])
     assert isinstance(reply, list) and reply[0] != b"0"
     # whole buckets: a little more than the cap
-    assert kv.SCAN_MAX_COUNT <= len(key_list(reply[1])) < kv.SCAN_MAX_COUNT + 100
+    assert SCAN_MAX_COUNT <= len(key_list(reply[1])) < SCAN_MAX_COUNT + 100
 
 
 #: keys drawn from a small pool in which groups share a bucket, so that buckets with

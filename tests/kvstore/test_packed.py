@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 
 from trioraft.kvstore import packed
-from trioraft.kvstore.kv import KVStore
 from trioraft.kvstore.packed import LARGE_VALUE
+from trioraft.kvstore.store import KVStore
 
 #: lengths around every boundary: the tails (9 and 17 bytes) and the large values
 LENGTHS = [0, 1, 2, 8, 9, 16, 17, 100, LARGE_VALUE - 18, LARGE_VALUE - 17, LARGE_VALUE - 9]

@@ -24,8 +24,8 @@ from harness.writers import write_all
 
 from trioraft.kvstore import packed
 from trioraft.kvstore.keyspace import Keyspace, bucket_of
-from trioraft.kvstore.kv import KEYS_SLICE, FrozenStore, KVStore
 from trioraft.kvstore.replicated import SLICE_KEYS, ReplicatedState
+from trioraft.kvstore.store import KEYS_SLICE, FrozenStore, KVStore
 from trioraft.redis.replies import Reply
 from trioraft.runtime.snapshotter import capture
 from trioraft.runtime.steps import RELEASE_KEYS, Release, run_stepwise

@@ -1,4 +1,4 @@
-"""The string and keyspace commands beyond GET and SET (kv.py): MSETNX, GETRANGE,
+"""The string and keyspace commands beyond GET and SET (store.py): MSETNX, GETRANGE,
 SETRANGE, SET's and DELEX's value conditions, DIGEST, RENAME, RENAMENX, COPY, UNLINK,
 TOUCH and RANDOMKEY, with Redis's replies and error texts (checked against a Redis 7.0
 server where it has the command; GETRANGE as Redis 8 answers, IFNE, IFDEQ, IFDNE, DELEX

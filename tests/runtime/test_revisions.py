@@ -9,8 +9,8 @@ from harness.node_cluster import OK, open_cluster, write
 from trio.testing import MockClock
 
 from trioraft.kvstore import arguments, data_commands
-from trioraft.kvstore.kv import KVStore
 from trioraft.kvstore.replicated import ReplicatedState
+from trioraft.kvstore.store import KVStore
 from trioraft.redis.replies import ErrorReply
 
 

@@ -6,14 +6,14 @@ whatever the data: unknown commands, wrong argument counts, and what each comman
 argument check finds (arguments.py), all with Redis's error texts. Errors that depend on
 the data (INCR of a non-integer, overflow) come from `KVStore.apply`, which replicas
 compute identically. The table of commands these answer from lies beside the store's
-methods that run them (kv.py).
+methods that run them (store.py).
 """
 
 from __future__ import annotations
 
 import msgpack  # type: ignore[import-untyped]
 
-from trioraft.kvstore.kv import COMMANDS, resolve
+from trioraft.kvstore.store import COMMANDS, resolve
 from trioraft.redis.replies import ErrorReply
 
 

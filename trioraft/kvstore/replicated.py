@@ -42,8 +42,9 @@ import msgpack  # type: ignore[import-untyped]
 
 from trioraft.closing import ClosedOnExit
 from trioraft.core.messages import NodeId
-from trioraft.kvstore import arguments, data_commands, kv, snapshot_format
+from trioraft.kvstore import arguments, data_commands, snapshot_format
 from trioraft.kvstore.packed import Stored
+from trioraft.kvstore.store import FrozenStore, KVStore
 from trioraft.redis.replies import NULL_ARRAY, OK, ErrorReply, Reply
 from trioraft.redis.resp import decode_reply, encode
 from trioraft.runtime.incarnation import wiped_message
@@ -117,9 +118,7 @@ class Capture(ClosedOnExit):
     a slice at a time by `step` while the state goes on changing. Close it once done or
     abandoned."""
 
-    def __init__(
-        self, incarnations: dict[str, str], time_ms: int, keyspace: kv.FrozenStore
-    ) -> None:
+    def __init__(self, incarnations: dict[str, str], time_ms: int, keyspace: FrozenStore) -> None:
         #: the member incarnations
         self.incarnations = incarnations
         #: the state machine's time
@@ -173,12 +172,12 @@ class ReplicatedState:
 
     def __init__(
         self,
-        store: kv.KVStore | None = None,
+        store: KVStore | None = None,
         incarnations: dict[str, str] | None = None,
         time_ms: int = 0,
     ) -> None:
         #: the client-visible keyspace
-        self.store = store or kv.KVStore()
+        self.store = store or KVStore()
         #: each member's data dir incarnation, as first registered
         self.incarnations: dict[str, str] = incarnations or {}
         #: the time (Unix ms) of the latest stamped entry applied: the state machine's
@@ -274,7 +273,7 @@ class ReplicatedState:
             raise ValueError("not a trioraft snapshot: malformed incarnations or time")
         if not isinstance(slices, list) or not all(isinstance(s, bytes) for s in slices):
             raise ValueError("not a trioraft snapshot: the keyspace is not a list of slices")
-        store = kv.KVStore()
+        store = KVStore()
         for part in slices:
             store.load(part)
         return cls(store, incarnations, time_ms)

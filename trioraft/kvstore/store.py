@@ -1,4 +1,5 @@
-"""The replicated state machine: one flat keyspace of binary-safe strings, Redis data commands.
+"""The key-value store: one flat keyspace of binary-safe strings, and what each Redis data
+command does to it.
 
 Rules of this module:
 
@@ -100,7 +101,6 @@ __all__ = [
     "CommandSpec",
     "KVStore",
     "KeySearch",
-    "Record",
 ]
 
 #: keys a KEYS step reads: matching each against a pattern takes about a microsecond
