@@ -7,10 +7,12 @@ Rules of this module:
   the name in any case); its effect and its reply depend only on the arguments and the
   current state, so every replica that applies the same log ends in the same state and
   gives the same replies.
-- `COMMANDS` lists every data command with its Redis arity (positive: exact count with the
-  name; negative: at least that many), whether it writes, the store's method that runs
-  it and the argument check it needs beyond the arity (arguments.py). data_commands.py
-  answers from it what the Redis server asks before a command runs.
+- `COMMANDS`, at the foot of this module, lists every data command with its Redis arity
+  (positive: exact count with the name; negative: at least that many), whether it
+  writes, the store's method that runs it and the argument check it needs beyond the
+  arity. data_commands.py answers from it what the Redis server asks before a command
+  runs. A new command takes a parse of its arguments in arguments.py (if it has any
+  beyond keys and values), a method of `KVStore` and a row in `COMMANDS`.
 - An unknown command is answered as Redis 7 and Valkey word it, the arguments always
   listed: `ERR unknown command '<name>', with args beginning with: '<a1>' '<a2>' ` (name
   up to 128 bytes, arguments quoted until 128 bytes of them are shown, each cut at a NUL
@@ -120,31 +122,6 @@ _STRING: Final = SimpleString("string")
 _NONE: Final = SimpleString("none")
 
 
-_T = TypeVar("_T")
-_Run = Callable[["KVStore", list[bytes]], Reply]
-_Check = Callable[[list[bytes]], ErrorReply | None]
-
-
-@attrs.frozen
-class CommandSpec:
-    """One data command: its lowercase name (as error texts spell it), arity, write flag."""
-
-    name: str
-    arity: int
-    write: bool
-    run: _Run = attrs.field(repr=False)
-    #: the argument checks that need no data, beyond the arity
-    check: _Check | None = attrs.field(default=None, repr=False)
-
-
-def _errors_of(parse: Callable[[list[bytes]], _T | ErrorReply]) -> _Check:
-    def check(args: list[bytes]) -> ErrorReply | None:
-        parsed = parse(args)
-        return parsed if isinstance(parsed, ErrorReply) else None
-
-    return check
-
-
 def _substring(value: bytes, start: int, end: int) -> bytes:
     """GETRANGE's bytes `start` to `end` (both included) of `value`, as Redis 8 counts
     them: negative positions from the end; an end before the first byte, or a start past
@@ -157,34 +134,6 @@ def _substring(value: bytes, start: int, end: int) -> bytes:
     if end < 0:
         return b""
     return value[start : min(end, length - 1) + 1]
-
-
-def _as_c_string(arg: bytes) -> bytes:
-    """What C's printf shows of `arg`: the bytes before the first NUL."""
-    return arg.partition(b"\0")[0]
-
-
-def _unknown_command(args: list[bytes]) -> ErrorReply:
-    shown = b""
-    for arg in args[1:]:
-        if len(shown) >= 128:
-            break
-        shown += b"'" + _as_c_string(arg)[: 128 - len(shown)] + b"' "
-    name = _as_c_string(args[0] if args else b"")[:128]
-    raw = b"ERR unknown command '" + name + b"', with args beginning with: " + shown
-    text = raw.decode("utf-8", "surrogateescape")
-    return ErrorReply(text.replace("\r", " ").replace("\n", " "))
-
-
-def resolve(args: list[bytes]) -> CommandSpec | ErrorReply:
-    """The table row of the data command `args`, or the error for an unknown command or a
-    wrong number of arguments."""
-    spec = COMMANDS.get(args[0].lower()) if args else None
-    if spec is None:
-        return _unknown_command(args)
-    if (spec.arity > 0 and len(args) != spec.arity) or len(args) < -spec.arity:
-        return arity_error(spec.name)
-    return spec
 
 
 class FrozenStore(ClosedOnExit):
@@ -790,6 +739,61 @@ class KVStore:
         self._deadlines = []
         self._expiring = 0
         return OK
+
+
+# -- the command table: a row for each data command, naming the method that runs it
+
+_T = TypeVar("_T")
+_Run = Callable[["KVStore", list[bytes]], Reply]
+_Check = Callable[[list[bytes]], ErrorReply | None]
+
+
+@attrs.frozen
+class CommandSpec:
+    """One data command: its lowercase name (as error texts spell it), arity, write flag."""
+
+    name: str
+    arity: int
+    write: bool
+    run: _Run = attrs.field(repr=False)
+    #: the argument checks that need no data, beyond the arity
+    check: _Check | None = attrs.field(default=None, repr=False)
+
+
+def _errors_of(parse: Callable[[list[bytes]], _T | ErrorReply]) -> _Check:
+    def check(args: list[bytes]) -> ErrorReply | None:
+        parsed = parse(args)
+        return parsed if isinstance(parsed, ErrorReply) else None
+
+    return check
+
+
+def _as_c_string(arg: bytes) -> bytes:
+    """What C's printf shows of `arg`: the bytes before the first NUL."""
+    return arg.partition(b"\0")[0]
+
+
+def _unknown_command(args: list[bytes]) -> ErrorReply:
+    shown = b""
+    for arg in args[1:]:
+        if len(shown) >= 128:
+            break
+        shown += b"'" + _as_c_string(arg)[: 128 - len(shown)] + b"' "
+    name = _as_c_string(args[0] if args else b"")[:128]
+    raw = b"ERR unknown command '" + name + b"', with args beginning with: " + shown
+    text = raw.decode("utf-8", "surrogateescape")
+    return ErrorReply(text.replace("\r", " ").replace("\n", " "))
+
+
+def resolve(args: list[bytes]) -> CommandSpec | ErrorReply:
+    """The table row of the data command `args`, or the error for an unknown command or a
+    wrong number of arguments."""
+    spec = COMMANDS.get(args[0].lower()) if args else None
+    if spec is None:
+        return _unknown_command(args)
+    if (spec.arity > 0 and len(args) != spec.arity) or len(args) < -spec.arity:
+        return arity_error(spec.name)
+    return spec
 
 
 #: every data command by lowercase name
