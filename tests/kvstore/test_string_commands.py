@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from harness.kv_store import T0, Store
+from harness.kv_store import T0, Store, cmd
 
 from trioraft.kvstore import arguments, data_commands
 from trioraft.kvstore.replicated import ReplicatedState, Transaction, log_command
@@ -79,7 +79,7 @@ def arity(name: str) -> ErrorReply:
 )
 def test_errors_as_redis_words_them(line: str, error: ErrorReply) -> None:
     """Each is found before anything is proposed, whatever the data."""
-    assert data_commands.validate([word.encode() for word in line.split()]) == error
+    assert data_commands.validate(cmd(line)) == error
 
 
 def test_msetnx_sets_all_or_none(store: Store) -> None:
