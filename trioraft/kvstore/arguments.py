@@ -2,9 +2,9 @@
 error texts.
 
 - A parse takes the whole command (`args[0]` is its name) and returns what the command
-  needs, or the `ErrorReply` Redis answers. The command table runs the parses that need
-  no data as the command's check, before anything is proposed to the log; the command
-  runs them again as it applies, so a bad entry yields its error reply.
+  needs, or the `ErrorReply` Redis answers. The command table (at the foot of store.py)
+  runs the parses as the command's check, before anything is proposed to the log; the
+  command's method runs them again as it applies, so a bad entry yields its error reply.
 - Integers are Redis's: signed 64-bit, written in canonical decimal (no sign other than a
   leading '-', no leading zeros, no blanks). Cursors are read as Redis reads them.
 - SET accepts NX, XX, GET, Redis 8.4's value conditions IFEQ, IFNE, IFDEQ and IFDNE (one
