@@ -67,7 +67,7 @@ class Connection:
 
 async def _serve(server: ClientServer, stream: trio.abc.Stream) -> None:
     try:
-        await server._converse(stream)
+        await server.converse(stream)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     finally:

@@ -241,28 +241,34 @@ class ClientServer:
                 await stream.send_all(encode(ErrorReply("ERR max number of clients reached")))
             await trio.aclose_forcefully(stream)
             return
+        try:
+            await self.converse(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except trio.TooSlowError:  # the TLS handshake took too long
+            self.node.metrics.rejected_too_slow.inc()
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def converse(self, stream: trio.abc.Stream) -> None:
+        """Serve one client on `stream`, a connection accepted by the listener (TLS
+        included) or made by a test, until it leaves, turns out too slow, or breaks. The
+        caller closes `stream`."""
         conn = _Connection(next(self._client_ids), self.password is None, stream)
         self.stats.connected += 1
         self._connections.add(conn)
         try:
             with conn.scope:
                 if isinstance(stream, trio.SSLStream):
-                    await self._tls_handshake(stream, tcp)
+                    await self._tls_handshake(stream)
                 await self._converse(conn)
             if conn.scope.cancelled_caught:  # idle, or not reading its replies
                 self.node.metrics.rejected_too_slow.inc()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        except trio.TooSlowError:  # the TLS handshake took too long
-            self.node.metrics.rejected_too_slow.inc()
         finally:
             self._connections.discard(conn)
             self.stats.connected -= 1
-            await trio.aclose_forcefully(stream)
 
-    async def _tls_handshake(
-        self, stream: trio.SSLStream[trio.SocketStream], tcp: trio.SocketStream
-    ) -> None:
+    async def _tls_handshake(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
         """The TLS handshake, under its deadline; a failure (a client speaking plain
         text, say) is logged and raised as the BrokenResourceError that closes it."""
         try:
@@ -271,10 +277,14 @@ class ClientServer:
         except trio.BrokenResourceError as exc:
             reason = handshake_failure(exc)
             if reason is not None:
-                self.log.debug("TLS handshake failed", remote=remote_name(tcp), reason=reason)
+                self.log.debug(
+                    "TLS handshake failed",
+                    remote=remote_name(stream.transport_stream),
+                    reason=reason,
+                )
             raise
         except trio.TooSlowError:
-            self.log.debug("TLS handshake timed out", remote=remote_name(tcp))
+            self.log.debug("TLS handshake timed out", remote=remote_name(stream.transport_stream))
             raise
 
     async def _converse(self, conn: _Connection) -> None:
