@@ -11,7 +11,8 @@ import pytest
 import trio
 
 from harness.node_cluster import OK, TICK, NodeCluster, get, open_cluster, slow_disk, write
-from trioraft.runtime.node import Indeterminate, Node, Unavailable
+from trioraft.runtime.node import Node
+from trioraft.runtime.outcomes import Indeterminate, Unavailable
 
 
 def number(node: Node, key: bytes) -> int:

@@ -25,7 +25,8 @@ from trioraft.core.raft import Role
 from trioraft.kvstore.replicated import wiped_message
 from trioraft.redis.members import LIST, parse_member_command, parse_transfer
 from trioraft.redis.replies import ErrorReply
-from trioraft.runtime.node import Node, Refused
+from trioraft.runtime.node import Node
+from trioraft.runtime.outcomes import Refused
 from trioraft.runtime.snapshotter import SnapshotPolicy
 
 OK = b"+OK\r\n"

@@ -32,7 +32,8 @@ from trioraft.core.messages import Entry, SnapshotMeta
 from trioraft.kvstore import data_commands
 from trioraft.redis import replies
 from trioraft.runtime import node as node_module
-from trioraft.runtime.node import Indeterminate, Node, Unavailable
+from trioraft.runtime.node import Node
+from trioraft.runtime.outcomes import Indeterminate, Unavailable
 from trioraft.runtime.snapshotter import Backoff, SnapshotPolicy, SnapshotRefused
 from trioraft.storage.records import HEADER_SIZE as WAL_HEADER_SIZE
 from trioraft.storage.records import decode_payload

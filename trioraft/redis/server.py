@@ -61,10 +61,10 @@ from trioraft.redis.limits import HANDSHAKE_SECONDS, ClientLimits
 from trioraft.redis.replies import OK, PONG, ErrorReply, Map, Reply, SimpleString, Verbatim
 from trioraft.redis.resp import RequestParser, RespProtocolError, encode, encode_into
 from trioraft.runtime.metrics import UNKNOWN_COMMAND, Timings
-from trioraft.runtime.node import (
+from trioraft.runtime.node import Node
+from trioraft.runtime.outcomes import (
     ChangeOutcome,
     Indeterminate,
-    Node,
     Outcome,
     Overloaded,
     Refused,

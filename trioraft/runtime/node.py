@@ -27,10 +27,7 @@ Client work: `write()` runs commands on the leader (forwarding them over the pee
 from a follower) and waits until they are applied; `read_barrier()` waits until a
 linearizable read may be served locally (a follower asks the leader for the read index).
 
-Outcomes of a write, per command (docs/protocol.md, Errors): applied (the state machine's
-result), definitely not applied (`Unavailable`: no leader, or our entry was replaced by
-another one; `Overloaded`: the leader holds too many uncommitted writes to take more), or
-unknown (`Indeterminate`: the wait timed out, or the request was lost in flight).
+A write's outcomes, and how they travel between nodes: outcomes.py.
 """
 
 from __future__ import annotations
@@ -42,7 +39,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sized
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 import trio
@@ -73,6 +70,23 @@ from trioraft.runtime.deadlines import Deadlines
 from trioraft.runtime.forwarding import Forwarder
 from trioraft.runtime.joining import Ask, Joining
 from trioraft.runtime.metrics import NodeMetrics
+from trioraft.runtime.outcomes import (
+    FAILURES,
+    WRITE_FAILURES,
+    Admission,
+    ChangeOutcome,
+    Indeterminate,
+    LeaderChanged,
+    Outcome,
+    Overloaded,
+    Refused,
+    Unavailable,
+    WriteFailure,
+    admission_from_wire,
+    change_from_wire,
+    change_to_wire,
+    failure_to_wire,
+)
 from trioraft.runtime.peers import Peers, RpcTable, call_via, led
 from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
 from trioraft.runtime.stamps import Stamper, stamp, time_of, unstamp, wall_clock_ms
@@ -86,8 +100,6 @@ from trioraft.transport.addresses import parse_address
 from trioraft.transport.base import Address, Payload, Transport
 from trioraft.transport.codec import method_of
 from trioraft.transport.errors import RpcBadAnswer, RpcError, RpcRemoteError, RpcUnavailable
-from trioraft.transport.rpcs import FailureKind
-from trioraft.transport.rpcs import Refused as Refused  # a ChangeOutcome
 from trioraft.wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -103,39 +115,6 @@ MAX_MESSAGES_WAITING_FOR_DISK = 1024
 #: read-index questions a follower may have in flight to the leader at once: reads that
 #: arrive while one is answered are asked about at once, not after it
 FOLLOWER_READ_QUESTIONS = 4
-
-
-class Unavailable(Exception):
-    """Definite: the request was not applied and will not be (no leader, or lost to a
-    new leader's log)."""
-
-
-class LeaderChanged(Exception):
-    """A call to the leader was abandoned: this node learned of another leader."""
-
-
-class Indeterminate(Exception):
-    """The request may or may not take effect."""
-
-
-class Overloaded(Exception):
-    """Definite: the leader holds too many writes not yet committed and refused this
-    one; it was not applied."""
-
-
-#: why a write's command has no result
-WriteFailure: TypeAlias = Unavailable | Indeterminate | Overloaded
-WRITE_FAILURES = (Unavailable, Indeterminate, Overloaded)
-
-#: what a write's command comes to: the state machine's result, or why there is none
-Outcome: TypeAlias = R | WriteFailure
-
-
-#: what a membership change or a transfer comes to: None once done, or why not
-ChangeOutcome: TypeAlias = Refused | WriteFailure | None
-
-#: what a node asking to join comes to: the configuration that has it, or why not
-Admission: TypeAlias = Members | Refused | WriteFailure
 
 
 #: the requests a node that is not a member may make over the peer transport
@@ -951,12 +930,12 @@ class Node(Generic[R]):
 
     def _outcome_to_wire(self, outcome: Outcome[R]) -> bytes | rpcs.Failed:
         if isinstance(outcome, WRITE_FAILURES):
-            return _failure_to_wire(outcome)
+            return failure_to_wire(outcome)
         return self.state.encode_result(outcome)
 
     def _outcome_from_wire(self, outcome: bytes | rpcs.Failed) -> Outcome[R]:
         if isinstance(outcome, rpcs.Failed):
-            return _FAILURES[outcome.kind](outcome.reason)
+            return FAILURES[outcome.kind](outcome.reason)
         return self.state.decode_result(outcome)
 
     async def register(self, incarnation: str) -> bool | None:
@@ -982,7 +961,7 @@ class Node(Generic[R]):
             lambda: self._change_members_here(change),
             rpcs.ChangeMembers(change),
             lambda: self._change_committed(change),
-            _change_from_wire,
+            change_from_wire,
         )
 
     def _change_committed(self, change: MemberChange) -> bool:
@@ -1019,7 +998,7 @@ class Node(Generic[R]):
             lambda: self._admit_here(joiner, address),
             rpcs.Join(joiner, address),
             lambda: self.core.members.address(joiner) == address,
-            _admission_from_wire,
+            admission_from_wire,
         )
         if isinstance(outcome, Members):
             return outcome
@@ -1044,7 +1023,7 @@ class Node(Generic[R]):
         """A member's answer to this node asking to join (`joining.py`): None once added
         (the node then starts from the configuration answered, until the leader's log
         arrives), else why not."""
-        outcome = _admission_from_wire(answer)
+        outcome = admission_from_wire(answer)
         if not isinstance(outcome, Members):
             return outcome.reason if isinstance(outcome, Refused) else str(outcome)
         self.log.info(
@@ -1075,7 +1054,7 @@ class Node(Generic[R]):
                 self.core.leader_id not in (None, asked)
                 and (target is None or self.core.leader_id == target)
             ),
-            _change_from_wire,
+            change_from_wire,
         )
 
     async def _transfer_here(self, target: NodeId | None) -> ChangeOutcome:
@@ -1163,10 +1142,10 @@ class Node(Generic[R]):
     async def _serve_change_members(
         self, src: NodeId, request: rpcs.ChangeMembers
     ) -> rpcs.ChangeAnswer:
-        return _change_to_wire(await self._change_members_here(request.change))
+        return change_to_wire(await self._change_members_here(request.change))
 
     async def _serve_transfer(self, src: NodeId, request: rpcs.Transfer) -> rpcs.ChangeAnswer:
-        return _change_to_wire(await self._transfer_here(request.target))
+        return change_to_wire(await self._transfer_here(request.target))
 
     async def _serve_member_list(self, src: NodeId, request: rpcs.MemberList) -> rpcs.MemberRows:
         return rpcs.MemberRows(tuple(await self._member_rows_here()))
@@ -1183,7 +1162,7 @@ class Node(Generic[R]):
         outcome = await self.admit(request.joiner, request.address)
         if isinstance(outcome, Members):
             return rpcs.Admitted(outcome)
-        return outcome if isinstance(outcome, Refused) else _failure_to_wire(outcome)
+        return outcome if isinstance(outcome, Refused) else failure_to_wire(outcome)
 
     async def _serve_configuration(
         self, src: NodeId, request: rpcs.ConfigurationQuery
@@ -1332,41 +1311,3 @@ def _membership(node_id: NodeId, members: Members) -> str:
     if node_id in members.voters:
         return "voter"
     return "learner" if node_id in members.learners else "none"
-
-
-#: how a write's failure travels back from the leader
-_FAILURE_KINDS: dict[type[WriteFailure], FailureKind] = {
-    Unavailable: FailureKind.UNAVAILABLE,
-    Indeterminate: FailureKind.INDETERMINATE,
-    Overloaded: FailureKind.OVERLOADED,
-}
-_FAILURES = {kind: failure for failure, kind in _FAILURE_KINDS.items()}
-
-
-def _failure_to_wire(failure: WriteFailure) -> rpcs.Failed:
-    return rpcs.Failed(_FAILURE_KINDS[type(failure)], str(failure))
-
-
-def _change_to_wire(outcome: ChangeOutcome) -> rpcs.Done | Refused | rpcs.Failed:
-    if outcome is None:
-        return rpcs.Done()
-    if isinstance(outcome, Refused):
-        return outcome
-    return _failure_to_wire(outcome)
-
-
-def _change_from_wire(answer: rpcs.ChangeAnswer) -> ChangeOutcome:
-    """The outcome of a change the leader answered; NotLeader if it does not lead."""
-    if isinstance(answer, rpcs.NotLeaderAnswer):
-        raise NotLeader(answer.leader)
-    if isinstance(answer, rpcs.Failed):
-        return _FAILURES[answer.kind](answer.reason)
-    return None if isinstance(answer, rpcs.Done) else answer
-
-
-def _admission_from_wire(answer: rpcs.JoinAnswer) -> Admission:
-    if isinstance(answer, rpcs.Admitted):
-        return answer.members
-    if isinstance(answer, rpcs.Failed):
-        return _FAILURES[answer.kind](answer.reason)
-    return answer
