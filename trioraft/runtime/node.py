@@ -92,6 +92,7 @@ from trioraft.runtime.snapshotter import SnapshotPolicy, Snapshotter
 from trioraft.runtime.stamps import Stamper, stamp, time_of, unstamp, wall_clock_ms
 from trioraft.runtime.statemachine import R, StateMachine
 from trioraft.runtime.steps import Release, run_stepwise
+from trioraft.runtime.waiters import Proposal, ReadWaiter, Waiter
 from trioraft.runtime.wal_item import WalItem
 from trioraft.runtime.worker_thread import WorkerThread
 from trioraft.storage.wal import Recovery, WriteAheadLog
@@ -143,49 +144,6 @@ class NodeOptions:
     #: the peers' addresses the node starts with (the config file's); the configuration
     #: in the log adds and removes members as they change
     peer_addresses: Mapping[NodeId, Address] = attrs.Factory(dict)
-
-
-class _Waiter(Generic[R]):
-    """A proposal of `term` waiting to be applied."""
-
-    __slots__ = ("_outcome", "done", "term")
-
-    def __init__(self, term: int) -> None:
-        self.term = term
-        self.done = trio.Event()
-        self._outcome: Outcome[R] = Indeterminate("no answer from a majority in time")
-
-    def settle(self, outcome: Outcome[R]) -> None:
-        self._outcome = outcome
-        self.done.set()
-
-    @property
-    def outcome(self) -> Outcome[R]:
-        return self._outcome
-
-
-class _Proposal:
-    """The waiters of the entries of one proposal, by log index, ended together by the
-    request timeout (see deadlines.py). Entries apply in index order, so the proposal is
-    settled once its last entry is."""
-
-    __slots__ = ("_waiting", "waiters")
-
-    def __init__(self, waiters: list[tuple[int, _Waiter[Any]]], waiting: dict[int, _Waiter[Any]]):
-        self.waiters = waiters
-        #: the node's waiters by index, which an expired waiter leaves
-        self._waiting = waiting
-
-    @property
-    def settled(self) -> bool:
-        return self.waiters[-1][1].done.is_set()
-
-    def expire(self) -> None:
-        for index, waiter in self.waiters:
-            if not waiter.done.is_set():
-                if self._waiting.get(index) is waiter:
-                    del self._waiting[index]
-                waiter.settle(Indeterminate("no answer from a majority in time"))
 
 
 class Node(Generic[R]):
@@ -265,12 +223,12 @@ class Node(Generic[R]):
         #: the last log index applied to `state`
         self.applied = self.core.applied_handed
         #: proposals of this node waiting to be applied, by log index
-        #: (a membership change's waiter has no result: `_Waiter[None]`)
-        self._waiters: dict[int, _Waiter[Any]] = {}
+        #: (a membership change's waiter has no result: `Waiter[None]`)
+        self._waiters: dict[int, Waiter[Any]] = {}
         #: the client requests waiting, ended by the ticker when their time is up
         self._deadlines = Deadlines()
         #: ReadIndex requests waiting for their index, by token
-        self._reads: dict[Hashable, _ReadWaiter] = {}
+        self._reads: dict[Hashable, ReadWaiter] = {}
         self._read_ids = itertools.count()
         #: set whenever something was fed to the core; the driver clears it as it wakes
         self._wake = Wakeup()
@@ -291,7 +249,7 @@ class Node(Generic[R]):
         #: a follower's writes on their way to the leader
         self._forwarder = Forwarder(self._propose_on_leader, self._deadlines)
         #: follower reads waiting for the next read-index question to the leader
-        self._follower_reads: list[_ReadWaiter] = []
+        self._follower_reads: list[ReadWaiter] = []
         self._follower_reads_wake = Wakeup()
         self._last_role = self.core.role
         self._last_leader: NodeId | None = None
@@ -710,7 +668,7 @@ class Node(Generic[R]):
             return [Overloaded(str(exc))] * len(commands)
         waiters = []
         for index, term in placed:
-            waiter: _Waiter[R] = _Waiter(term)
+            waiter: Waiter[R] = Waiter(term)
             self._waiters[index] = waiter
             waiters.append((index, waiter))
         self._send_or_batch(alone=len(self._waiters) == len(waiters))
@@ -720,13 +678,13 @@ class Node(Generic[R]):
             self._count_outcome(index, waiter)
         return [waiter.outcome for _, waiter in waiters]
 
-    async def _wait_applied_or_expired(self, waiters: list[tuple[int, _Waiter[Any]]]) -> None:
+    async def _wait_applied_or_expired(self, waiters: list[tuple[int, Waiter[Any]]]) -> None:
         """Wait until the entries of one proposal are applied, or the request timeout
         ends their wait (without a cancel scope: see deadlines.py). Entries apply in index
         order, so once the last is done all are; waiting on each would cost a pass of
         the event loop per command of the batch."""
         self._deadlines.add(
-            trio.current_time() + self.options.request_timeout, _Proposal(waiters, self._waiters)
+            trio.current_time() + self.options.request_timeout, Proposal(waiters, self._waiters)
         )
         await waiters[-1][1].done.wait()
 
@@ -740,7 +698,7 @@ class Node(Generic[R]):
         else:
             self.poke()
 
-    def _count_outcome(self, index: int, waiter: _Waiter[Any]) -> None:
+    def _count_outcome(self, index: int, waiter: Waiter[Any]) -> None:
         if not waiter.done.is_set():  # its index went to another entry before it applied
             if self._waiters.get(index) is waiter:
                 del self._waiters[index]
@@ -793,7 +751,7 @@ class Node(Generic[R]):
 
     async def _leader_read_index(self, deadline: float) -> tuple[int, int]:
         ctx = next(self._read_ids)
-        waiter = _ReadWaiter()
+        waiter = ReadWaiter()
         self.metrics.read_rounds_self.inc()
         try:
             self.core.read_index(ctx)
@@ -808,7 +766,7 @@ class Node(Generic[R]):
             self._reads.pop(ctx, None)
 
     async def _follower_read_index(self, deadline: float) -> tuple[int, int]:
-        waiter = _ReadWaiter()
+        waiter = ReadWaiter()
         self._follower_reads.append(waiter)
         self._deadlines.add(deadline, waiter)
         self._follower_reads_wake.set()
@@ -982,7 +940,7 @@ class Node(Generic[R]):
         except (ChangeNotAllowedYet, InvalidChange) as exc:
             return Refused(str(exc))
         self.log.info("membership change", change=change.kind.value, member=change.node)
-        waiter: _Waiter[None] = _Waiter(term)
+        waiter: Waiter[None] = Waiter(term)
         self._waiters[index] = waiter
         self.poke()
         await self._wait_applied_or_expired([(index, waiter)])
@@ -1271,40 +1229,6 @@ class Node(Generic[R]):
             "learners": ",".join(sorted(core.members.learners)),
             "membership": "removed" if self._removed else _membership(self.id, core.members),
         }
-
-
-class _ReadWaiter:
-    """A read waiting for its read index and the leader's time when it confirmed it."""
-
-    __slots__ = ("_done", "_expired", "_point")
-
-    def __init__(self) -> None:
-        self._done = trio.Event()
-        self._point: tuple[int, int] | None = None
-        self._expired = False
-
-    def resolve(self, index: int, time_ms: int) -> None:
-        self._point = (index, time_ms)
-        self._done.set()
-
-    def fail(self) -> None:
-        self._done.set()
-
-    @property
-    def settled(self) -> bool:
-        return self._done.is_set()
-
-    def expire(self) -> None:
-        self._expired = True
-        self._done.set()
-
-    async def wait(self) -> tuple[int, int]:
-        await self._done.wait()
-        if self._point is not None:
-            return self._point
-        if self._expired:
-            raise Indeterminate("read could not be confirmed in time")
-        raise Unavailable("leadership changed before the read was confirmed")
 
 
 def _membership(node_id: NodeId, members: Members) -> str:
