@@ -526,13 +526,14 @@ def get(node: Node, key: bytes) -> Reply:
 
 def slow_disk(node: Node, seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
     """From now on, each of `node`'s WAL writes takes `seconds` longer (a slow disk)."""
-    write_durably = type(node)._write_durably
+    writer = node.wal_writer
+    write_durably = type(writer)._write_durably
 
     async def slowly(batch: list[WalItem]) -> None:
         await trio.sleep(seconds)
-        await write_durably(node, batch)
+        await write_durably(writer, batch)
 
-    monkeypatch.setattr(node, "_write_durably", slowly)
+    monkeypatch.setattr(writer, "_write_durably", slowly)
 
 
 def hang_disk(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -541,4 +542,4 @@ def hang_disk(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     async def never_finish(batch: object) -> None:
         await trio.sleep_forever()
 
-    monkeypatch.setattr(node, "_write_durably", never_finish)
+    monkeypatch.setattr(node.wal_writer, "_write_durably", never_finish)

@@ -31,7 +31,7 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 from trioraft.core.messages import Entry, SnapshotMeta
 from trioraft.kvstore import data_commands
 from trioraft.redis import replies
-from trioraft.runtime import node as node_module
+from trioraft.runtime import wal_writer
 from trioraft.runtime.node import Node
 from trioraft.runtime.outcomes import Indeterminate, Unavailable
 from trioraft.runtime.snapshotter import Backoff, SnapshotPolicy, SnapshotRefused
@@ -229,7 +229,7 @@ async def test_a_leader_whose_disk_hangs_hands_leadership_over(
 async def test_a_node_whose_disk_hangs_holds_a_bounded_queue_of_messages(
     clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(node_module, "MAX_MESSAGES_WAITING_FOR_DISK", 8)
+    monkeypatch.setattr(wal_writer, "MAX_MESSAGES_WAITING_FOR_DISK", 8)
     async with open_cluster(tmp_path) as cluster:
         leader = await cluster.wait_for_leader()
         hung = followers(cluster, leader)[0]
@@ -237,7 +237,7 @@ async def test_a_node_whose_disk_hangs_holds_a_bounded_queue_of_messages(
         for k in range(20):
             assert await write(leader, b"k%d" % k, b"v") == OK
         await trio.sleep(40 * HEARTBEAT)  # the leader keeps asking the hung follower
-        waiting = sum(len(item.after_persist) for item in hung._wal_queue)
+        waiting = sum(len(item.after_persist) for item in hung.wal_writer._queue)
         assert 0 < waiting <= 8
 
 

@@ -10,10 +10,8 @@ Tasks, all in one nursery:
   received at once, and then takes and handles the Ready itself: an answer to a peer
   (an append acknowledged, a commit) goes out without waiting a pass for the driver;
 - the WAL writer: writes and fsyncs the Readys queued by the driver, in order, in a
-  long-lived thread of its own (worker_thread.py); everything that arrived while an fsync
-  ran goes into the next one (group commit); then it releases the messages that promised
-  durability, confirms the write to the core and handles the Ready that follows (a
-  leader's commit) itself;
+  thread of its own, with group commit, then handles the Ready that follows itself
+  (wal_writer.py);
 - the follower read batchers: each asks the leader for one read index for every read
   that arrived since the previous question, so a few questions can be in flight;
 - the forwarder: sends a follower's writes to the leader, many in one call
@@ -37,7 +35,6 @@ import functools
 import itertools
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sized
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -94,7 +91,7 @@ from trioraft.runtime.statemachine import R, StateMachine
 from trioraft.runtime.steps import Release, run_stepwise
 from trioraft.runtime.waiters import Proposal, ReadWaiter, Waiter
 from trioraft.runtime.wal_item import WalItem
-from trioraft.runtime.worker_thread import WorkerThread
+from trioraft.runtime.wal_writer import WalWriter
 from trioraft.storage.wal import Recovery, WriteAheadLog
 from trioraft.transport import rpcs
 from trioraft.transport.addresses import parse_address
@@ -107,11 +104,6 @@ if TYPE_CHECKING:
     from trioraft.storage.snapshots import SnapshotStore
     from trioraft.storage.state import Restored
 
-
-#: most messages held back for the WAL writer; past it the oldest are dropped (a disk
-#: that hangs must not fill the memory: Raft copes with lost messages, and a leader asks
-#: again)
-MAX_MESSAGES_WAITING_FOR_DISK = 1024
 
 #: read-index questions a follower may have in flight to the leader at once: reads that
 #: arrive while one is answered are asked about at once, not after it
@@ -234,16 +226,14 @@ class Node(Generic[R]):
         self._wake = Wakeup()
         #: pulsed whenever `applied` moves or the role changes
         self._progress = Wakeup()
-        self._wal_queue: list[WalItem] = []
-        #: the messages held back in `_wal_queue`
-        self._wal_queue_messages = 0
-        self._wal_wake = Wakeup()
-        #: where the WAL writer's writes and fsyncs run
-        self._wal_thread = WorkerThread(f"trioraft wal {options.node_id}")
-        #: when the WAL write in progress began (None when the writer is idle), and
-        #: whether it has been reported as stalled
-        self._wal_write_began: float | None = None
-        self._wal_stall_reported = False
+        #: writes and fsyncs what the node queues (`queue_wal`)
+        self.wal_writer = WalWriter(
+            self,
+            wal,
+            fsync=options.fsync,
+            tick_seconds=options.tick_seconds,
+            handle_ready=self._drive,
+        )
         #: calls to the leader in flight, cancelled when the leader changes
         self._leader_calls: set[trio.CancelScope] = set()
         #: a follower's writes on their way to the leader
@@ -284,7 +274,7 @@ class Node(Generic[R]):
                 nursery.start_soon(self._driver)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._pump)
-                nursery.start_soon(self._wal_writer)
+                nursery.start_soon(self.wal_writer.run)
                 for _ in range(FOLLOWER_READ_QUESTIONS):
                     nursery.start_soon(self._follower_read_batcher)
                 nursery.start_soon(self._forwarder.run)
@@ -313,7 +303,7 @@ class Node(Generic[R]):
             await trio.sleep(self.options.tick_seconds)
             self.core.tick()
             self._deadlines.expire(trio.current_time())
-            self._report_wal_stall()
+            self.wal_writer.report_stall()
             self.poke()
 
     async def _pump(self) -> None:
@@ -419,20 +409,8 @@ class Node(Generic[R]):
             self._stamper.observe(time_of(entry.data))
 
     def queue_wal(self, item: WalItem) -> None:
-        self._wal_queue.append(item)
-        self._wal_queue_messages += len(item.after_persist)
-        if self._wal_queue_messages > MAX_MESSAGES_WAITING_FOR_DISK:
-            self._drop_oldest_waiting_messages()
-        self._wal_wake.set()
-
-    def _drop_oldest_waiting_messages(self) -> None:
-        excess = self._wal_queue_messages - MAX_MESSAGES_WAITING_FOR_DISK
-        for queued in self._wal_queue:
-            dropped = queued.after_persist[:excess]
-            del queued.after_persist[:excess]
-            excess -= len(dropped)
-            self._wal_queue_messages -= len(dropped)
-        self._wal_queue = [q for q in self._wal_queue if q.writes or q.after_persist]
+        """Have `item` written durably (a Ready's, or the snapshotter's compaction)."""
+        self.wal_writer.queue(item)
 
     def _apply(self, entries: list[Entry]) -> None:
         for entry in entries:
@@ -570,81 +548,6 @@ class Node(Generic[R]):
         newer = told is None or index > told[0]
         if index and newer and members.voters and self.id not in members.all:
             self._told_removed = (index, members)
-
-    async def _wal_writer(self) -> None:
-        try:
-            while True:
-                await self._wal_wake.wait()
-                self._wal_wake.clear()
-                await self._persist_queued()
-        finally:
-            self._wal_thread.close()
-
-    async def _persist_queued(self) -> None:
-        """Write and fsync what is queued, then send the messages that waited for it,
-        confirm the write to the core and handle the Ready that follows."""
-        batch, self._wal_queue = self._wal_queue, []
-        self._wal_queue_messages = 0
-        if any(item.writes for item in batch):
-            self._wal_write_began = trio.current_time()
-            await self._write_durably(batch)
-            self._wal_write_finished()
-        last: Entry | None = None
-        for item in batch:
-            for msg in item.after_persist:
-                self.transport.send(msg)
-            if item.entries:
-                last = item.entries[-1]
-        if last is not None:
-            self.core.persisted(last.index, last.term)
-            self._drive()
-
-    def _report_wal_stall(self) -> None:
-        """Log once that the WAL write in progress has taken an election timeout (the
-        core hands leadership over meanwhile)."""
-        began = self._wal_write_began
-        timeout = self.options.tick_seconds * self.core.config.election_ticks
-        if began is None or self._wal_stall_reported or trio.current_time() - began < timeout:
-            return
-        self._wal_stall_reported = True
-        self.log.warning(
-            "the disk has not finished a write within an election timeout",
-            role=self.core.role.value,
-        )
-
-    def _wal_write_finished(self) -> None:
-        assert self._wal_write_began is not None
-        if self._wal_stall_reported:
-            self.log.warning(
-                "the stalled disk write finished",
-                seconds=round(trio.current_time() - self._wal_write_began, 3),
-            )
-        self._wal_write_began = None
-        self._wal_stall_reported = False
-
-    async def _write_durably(self, batch: list[WalItem]) -> None:
-        started = time.perf_counter()
-        if self.options.fsync:
-            await self._wal_thread.run_sync(functools.partial(self._write_batch, batch))
-        else:
-            self._write_batch(batch)  # no fsync: the writes alone do not block for long
-        self.metrics.wal_fsync.observe(time.perf_counter() - started)
-
-    def _write_batch(self, batch: list[WalItem]) -> None:
-        """In a worker thread (when fsyncing): write every item in order, then one
-        fsync."""
-        for item in batch:
-            if item.reset is not None:
-                self.wal.reset(*item.reset)
-            if item.hard_state is not None:
-                self.wal.set_hard_state(item.hard_state)
-            if item.entries:
-                self.wal.append(item.entries)
-        self.wal.sync()
-        for item in batch:
-            if item.compact_to is not None:
-                self.wal.compact(item.compact_to)
-                self.wal.start_segment()
 
     # --- client work -----------------------------------------------------------------
 
